@@ -1,0 +1,435 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * codec.c: the binary update format (docs/update-format.md), state vectors and
+ * relative positions. Encoders write into buffers sized up front; the decoder
+ * treats its input as hostile: every count is bounded by the bytes left, every
+ * clock range checked for overflow, all text validated as UTF-8, and nothing is
+ * allocated beyond a small multiple of the input size.
+ */
+#include "crdt_internal.h"
+
+#define FORMAT_VERSION 1
+#define SV_VERSION 1
+
+#define OP_KIND_MASK 0x07
+/* insert flags */
+#define F_LEFT 0x08
+#define F_LEFT_SAME 0x10
+#define F_RIGHT 0x20
+#define F_RIGHT_SAME 0x40
+#define F_ASCII 0x80
+/* delete flags */
+#define F_BACKWARD 0x08
+#define F_TARGET_SAME 0x10
+#define F_DELETE_MASK (F_BACKWARD | F_TARGET_SAME)
+
+/* Smallest encoding of one operation and one block (for count bounds). */
+#define MIN_OP_BYTES 3
+#define MIN_BLOCK_BYTES 3
+
+static void put_origin(crdt_buf_t *b, crdt__id_t o, uint32_t own, uint32_t clock,
+                       const uint32_t *ref)
+{
+    if (o.client == own)
+        crdt__put_varint(b, clock - o.clock);
+    else {
+        crdt__put_varint(b, ref[o.client]);
+        crdt__put_varint(b, o.clock);
+    }
+}
+
+int crdt__encode_ops(const crdt_alloc_t *alloc, const crdt__client_t *clients, size_t nids,
+                     const crdt__op_t *ops, size_t n, crdt_buf_t *out)
+{
+    uint32_t *ref = NULL, nrefs = 0;
+    size_t bound = 32, nblocks = 0, i;
+    crdt_buf_t b;
+    int err;
+
+    ref = crdt__tmp_alloc(alloc, nids * sizeof(uint32_t));
+    if (ref == NULL)
+        return CRDT_ENOMEM;
+    for (i = 0; i < nids; i++)
+        ref[i] = CRDT__NONE;
+#define USE(c)                                                                                     \
+    do {                                                                                           \
+        if (ref[c] == CRDT__NONE)                                                                  \
+            ref[c] = nrefs++;                                                                      \
+    } while (0)
+    for (i = 0; i < n; i++) {
+        const crdt__op_t *op = &ops[i];
+        if (i == 0 || op->client != ops[i - 1].client ||
+            op->clock != ops[i - 1].clock + ops[i - 1].len) {
+            USE(op->client);
+            nblocks++;
+            bound += 3 * CRDT__VARINT_MAX;
+        }
+        bound += 1 + 6 * CRDT__VARINT_MAX;
+        if (op->kind == CRDT__OP_INSERT) {
+            if (op->left.client != CRDT__NONE)
+                USE(op->left.client);
+            if (op->right.client != CRDT__NONE)
+                USE(op->right.client);
+            bound += op->text_bytes;
+        } else {
+            USE(op->tclient);
+        }
+    }
+#undef USE
+    bound += (size_t)nrefs * 8;
+
+    err = crdt__buf_init(alloc, &b, bound + 1);
+    if (err)
+        goto Exit;
+    crdt__put_u8(&b, FORMAT_VERSION);
+    crdt__put_varint(&b, nrefs);
+    {
+        /* Table in ref order. */
+        size_t start = b.len;
+        b.len += (size_t)nrefs * 8;
+        for (i = 0; i < nids; i++) {
+            if (ref[i] != CRDT__NONE) {
+                size_t save = b.len;
+                b.len = start + (size_t)ref[i] * 8;
+                crdt__put_u64(&b, clients[i].id);
+                b.len = save;
+            }
+        }
+    }
+    crdt__put_varint(&b, nblocks);
+    for (i = 0; i < n;) {
+        const crdt__op_t *op = &ops[i];
+        size_t j = i + 1;
+        while (j < n && ops[j].client == op->client &&
+               ops[j].clock == ops[j - 1].clock + ops[j - 1].len)
+            j++;
+        crdt__put_varint(&b, ref[op->client]);
+        crdt__put_varint(&b, op->clock);
+        crdt__put_varint(&b, j - i);
+        for (; i < j; i++) {
+            op = &ops[i];
+            if (op->kind == CRDT__OP_INSERT) {
+                uint8_t head = CRDT__OP_INSERT;
+                if (op->left.client != CRDT__NONE)
+                    head |= F_LEFT | (op->left.client == op->client ? F_LEFT_SAME : 0);
+                if (op->right.client != CRDT__NONE)
+                    head |= F_RIGHT | (op->right.client == op->client ? F_RIGHT_SAME : 0);
+                if (op->text_bytes == op->len)
+                    head |= F_ASCII;
+                crdt__put_u8(&b, head);
+                if (head & F_LEFT)
+                    put_origin(&b, op->left, op->client, op->clock, ref);
+                if (head & F_RIGHT)
+                    put_origin(&b, op->right, op->client, op->clock, ref);
+                if (!(head & F_ASCII))
+                    crdt__put_varint(&b, op->len);
+                crdt__put_varint(&b, op->text_bytes);
+                crdt__put_bytes(&b, op->text, op->text_bytes);
+            } else {
+                uint8_t head = CRDT__OP_DELETE | (op->backward ? F_BACKWARD : 0);
+                if (op->tclient == op->client)
+                    head |= F_TARGET_SAME;
+                crdt__put_u8(&b, head);
+                crdt__put_varint(&b, op->len);
+                if (head & F_TARGET_SAME)
+                    crdt__put_varint(&b, op->clock - op->tlo);
+                else {
+                    crdt__put_varint(&b, ref[op->tclient]);
+                    crdt__put_varint(&b, op->tlo);
+                }
+            }
+        }
+    }
+    b.base[b.len] = 0;
+    *out = b;
+Exit:
+    crdt__tmp_free(alloc, ref, nids * sizeof(uint32_t));
+    return err;
+}
+
+void crdt__decoded_dispose(const crdt_alloc_t *alloc, crdt__decoded_t *d)
+{
+    crdt__tmp_free(alloc, d->ops, d->opcap * sizeof(crdt__op_t));
+    crdt__tmp_free(alloc, d->ids, d->nids * sizeof(uint64_t));
+    memset(d, 0, sizeof(*d));
+}
+
+static crdt__id_t get_origin(crdt__reader_t *r, bool same, uint32_t own, uint32_t clock,
+                             size_t nids)
+{
+    crdt__id_t o = CRDT__NOID;
+    if (same) {
+        uint32_t delta = crdt__get_u32v(r);
+        if (!r->err && (delta == 0 || delta > clock))
+            r->err = CRDT_EMALFORMED;
+        o.client = own;
+        o.clock = clock - delta;
+    } else {
+        uint32_t c = crdt__get_u32v(r);
+        o.clock = crdt__get_u32v(r);
+        if (!r->err && c >= nids)
+            r->err = CRDT_EMALFORMED;
+        o.client = c;
+    }
+    return o;
+}
+
+int crdt__decode_update(const crdt_alloc_t *alloc, const uint8_t *data, size_t len,
+                        crdt__decoded_t *out)
+{
+    crdt__reader_t r = {data, data + len, 0};
+    crdt__decoded_t d = {NULL, 0, 0, NULL, 0};
+    size_t cap = 0, nblocks, i;
+    uint8_t version;
+
+    if (data == NULL || len == 0)
+        return CRDT_EMALFORMED;
+    version = crdt__get_u8(&r);
+    if (version != FORMAT_VERSION)
+        return CRDT_EFORMAT;
+    {
+        uint64_t n = crdt__get_varint(&r);
+        if (r.err || n > crdt__reader_left(&r) / 8)
+            return CRDT_EMALFORMED;
+        d.nids = (size_t)n;
+    }
+    d.ids = crdt__tmp_alloc(alloc, d.nids * sizeof(uint64_t));
+    if (d.ids == NULL)
+        return CRDT_ENOMEM;
+    for (i = 0; i < d.nids; i++)
+        d.ids[i] = crdt__get_u64(&r);
+    {
+        uint64_t n = crdt__get_varint(&r);
+        if (r.err || n > crdt__reader_left(&r) / MIN_BLOCK_BYTES) {
+            r.err = CRDT_EMALFORMED;
+            goto Exit;
+        }
+        nblocks = (size_t)n;
+    }
+    for (size_t blk = 0; blk < nblocks && !r.err; blk++) {
+        uint32_t client = crdt__get_u32v(&r);
+        uint64_t clock = crdt__get_u32v(&r);
+        uint64_t nops = crdt__get_varint(&r);
+        if (r.err)
+            break;
+        if (client >= d.nids || nops == 0 || nops > crdt__reader_left(&r) / MIN_OP_BYTES) {
+            r.err = CRDT_EMALFORMED;
+            break;
+        }
+        if (d.nops + nops > cap) {
+            size_t ncap = cap * 2 > d.nops + nops ? cap * 2 : d.nops + nops;
+            crdt__op_t *p = d.ops ? alloc->realloc(alloc->ctx, d.ops, cap * sizeof(crdt__op_t),
+                                                   ncap * sizeof(crdt__op_t))
+                                  : alloc->malloc(alloc->ctx, ncap * sizeof(crdt__op_t));
+            if (p == NULL) {
+                r.err = CRDT_ENOMEM;
+                break;
+            }
+            d.ops = p;
+            cap = ncap;
+        }
+        for (uint64_t k = 0; k < nops && !r.err; k++) {
+            crdt__op_t *op = &d.ops[d.nops];
+            uint8_t head = crdt__get_u8(&r);
+            memset(op, 0, sizeof(*op));
+            op->client = client;
+            if (clock >= UINT32_MAX) {
+                r.err = CRDT_ELIMIT;
+                break;
+            }
+            op->clock = (uint32_t)clock;
+            op->kind = head & OP_KIND_MASK;
+            if (r.err)
+                break;
+            if (op->kind == CRDT__OP_INSERT) {
+                size_t cps, u16;
+                op->left = CRDT__NOID;
+                op->right = CRDT__NOID;
+                if (head & F_LEFT)
+                    op->left = get_origin(&r, head & F_LEFT_SAME, client, op->clock, d.nids);
+                else if (head & F_LEFT_SAME)
+                    r.err = CRDT_EMALFORMED;
+                if (head & F_RIGHT)
+                    op->right = get_origin(&r, head & F_RIGHT_SAME, client, op->clock, d.nids);
+                else if (head & F_RIGHT_SAME)
+                    r.err = CRDT_EMALFORMED;
+                if (!(head & F_ASCII))
+                    op->len = crdt__get_u32v(&r);
+                op->text_bytes = crdt__get_u32v(&r);
+                if (head & F_ASCII)
+                    op->len = op->text_bytes;
+                if (r.err)
+                    break;
+                if (op->len == 0 || op->text_bytes > crdt__reader_left(&r)) {
+                    r.err = CRDT_EMALFORMED;
+                    break;
+                }
+                op->text = r.p;
+                if (crdt__utf8_scan(r.p, op->text_bytes, &cps, &u16) != 0 || cps != op->len) {
+                    r.err = CRDT_EMALFORMED;
+                    break;
+                }
+                op->u16len = (uint32_t)u16;
+                r.p += op->text_bytes;
+            } else if (op->kind == CRDT__OP_DELETE) {
+                if (head & ~(OP_KIND_MASK | F_DELETE_MASK)) {
+                    r.err = CRDT_EMALFORMED;
+                    break;
+                }
+                op->backward = (head & F_BACKWARD) ? 1 : 0;
+                op->len = crdt__get_u32v(&r);
+                if (head & F_TARGET_SAME) {
+                    uint32_t delta = crdt__get_u32v(&r);
+                    op->tclient = client;
+                    if (!r.err && (delta < op->len || delta > op->clock))
+                        r.err = CRDT_EMALFORMED;
+                    op->tlo = op->clock - delta;
+                } else {
+                    op->tclient = crdt__get_u32v(&r);
+                    op->tlo = crdt__get_u32v(&r);
+                    if (!r.err && op->tclient >= d.nids)
+                        r.err = CRDT_EMALFORMED;
+                }
+                if (r.err)
+                    break;
+                if (op->len == 0) {
+                    r.err = CRDT_EMALFORMED;
+                    break;
+                }
+                if ((uint64_t)op->tlo + op->len > UINT32_MAX) {
+                    r.err = CRDT_ELIMIT;
+                    break;
+                }
+            } else {
+                r.err = CRDT_EFORMAT; /* an operation kind of a newer format */
+                break;
+            }
+            if (clock + op->len > UINT32_MAX) {
+                r.err = CRDT_ELIMIT;
+                break;
+            }
+            clock += op->len;
+            d.nops++;
+        }
+    }
+    if (!r.err && r.p != r.end)
+        r.err = CRDT_EMALFORMED;
+Exit:
+    if (r.err) {
+        crdt__tmp_free(alloc, d.ops, cap * sizeof(crdt__op_t));
+        crdt__tmp_free(alloc, d.ids, d.nids * sizeof(uint64_t));
+        return r.err;
+    }
+    d.opcap = cap;
+    *out = d;
+    return 0;
+}
+
+int crdt__decode_sv(const crdt_doc_t *doc, const uint8_t *data, size_t len, uint32_t **clocks,
+                    bool *unknown_nonzero)
+{
+    crdt__reader_t r = {data, data + len, 0};
+    size_t nc = doc->clients.len;
+    uint32_t *c;
+    uint64_t n;
+
+    *unknown_nonzero = false;
+    c = crdt__tmp_alloc(&doc->alloc, nc * sizeof(uint32_t));
+    if (c == NULL)
+        return CRDT_ENOMEM;
+    memset(c, 0, nc * sizeof(uint32_t));
+    if (len == 0 || data == NULL)
+        goto Done;
+    if (crdt__get_u8(&r) != SV_VERSION) {
+        r.err = CRDT_EMALFORMED;
+        goto Fail;
+    }
+    n = crdt__get_varint(&r);
+    if (r.err || n > crdt__reader_left(&r) / 9) {
+        r.err = CRDT_EMALFORMED;
+        goto Fail;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t id = crdt__get_u64(&r);
+        uint32_t clock = crdt__get_u32v(&r);
+        uint32_t local;
+        if (r.err)
+            goto Fail;
+        local = crdt__client_find(doc, id);
+        if (local == CRDT__NONE) {
+            if (clock > 0)
+                *unknown_nonzero = true;
+        } else if (clock > c[local]) {
+            c[local] = clock;
+        }
+    }
+    if (r.p != r.end) {
+        r.err = CRDT_EMALFORMED;
+        goto Fail;
+    }
+Done:
+    *clocks = c;
+    return 0;
+Fail:
+    crdt__tmp_free(&doc->alloc, c, nc * sizeof(uint32_t));
+    return r.err == CRDT_ELIMIT ? CRDT_EMALFORMED : r.err;
+}
+
+int crdt_doc_state_vector(const crdt_doc_t *doc, crdt_buf_t *out)
+{
+    size_t n = 0;
+    crdt_buf_t b;
+    int err;
+    for (uint32_t i = 0; i < doc->clients.len; i++)
+        if (CLIENT(doc, i).next_clock > 0)
+            n++;
+    err = crdt__buf_init(&doc->alloc, &b, 1 + CRDT__VARINT_MAX + n * (8 + 5) + 1);
+    if (err)
+        return err;
+    crdt__put_u8(&b, SV_VERSION);
+    crdt__put_varint(&b, n);
+    for (uint32_t i = 0; i < doc->clients.len; i++) {
+        if (CLIENT(doc, i).next_clock > 0) {
+            crdt__put_u64(&b, CLIENT(doc, i).id);
+            crdt__put_varint(&b, CLIENT(doc, i).next_clock);
+        }
+    }
+    b.base[b.len] = 0;
+    *out = b;
+    return 0;
+}
+
+size_t crdt_relpos_encode(const crdt_relpos_t *pos, uint8_t buf[CRDT_RELPOS_MAX])
+{
+    crdt_buf_t b = {buf, 0, CRDT_RELPOS_MAX, NULL};
+    uint8_t head = (uint8_t)(pos->edge & 3) | (pos->assoc < 0 ? 0x10 : 0);
+    crdt__put_u8(&b, head);
+    if (pos->edge == 0) {
+        crdt__put_u64(&b, pos->client);
+        crdt__put_varint(&b, pos->clock);
+    }
+    return b.len;
+}
+
+int crdt_relpos_decode(const uint8_t *data, size_t len, crdt_relpos_t *out)
+{
+    crdt__reader_t r = {data, data + len, 0};
+    crdt_relpos_t p;
+    uint8_t head;
+    if (data == NULL)
+        return CRDT_EMALFORMED;
+    head = crdt__get_u8(&r);
+    memset(&p, 0, sizeof(p));
+    if (r.err || (head & ~0x13) || (head & 3) == 3)
+        return CRDT_EMALFORMED;
+    p.edge = head & 3;
+    p.assoc = (head & 0x10) ? CRDT_ASSOC_BEFORE : CRDT_ASSOC_AFTER;
+    if (p.edge == 0) {
+        p.client = crdt__get_u64(&r);
+        p.clock = crdt__get_u32v(&r);
+    }
+    if (r.err || r.p != r.end)
+        return CRDT_EMALFORMED;
+    *out = p;
+    return 0;
+}

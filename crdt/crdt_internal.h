@@ -1,0 +1,356 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * crdt_internal.h: data structures shared by the files of crdt/; nothing outside
+ * crdt/ (but its white-box tests) includes it.
+ *
+ * A document holds:
+ *  - items: runs of consecutive characters inserted by one client, in a pool
+ *    addressed by 32-bit index (stable for the document's life; items are never
+ *    freed, deleted characters stay as tombstones so history can be replayed);
+ *  - the sequence tree (seq.c): an order-statistic B+tree over the items in
+ *    document order, giving index -> item and item -> rank in O(log n);
+ *  - the id index (idindex.c): a B+tree from (client, clock) to the item or the
+ *    delete record holding that operation, giving id -> item in O(log n);
+ *  - delete records: runs of delete operations, each deleting one contiguous run
+ *    of character ids;
+ *  - the client table: 64-bit replica ids <-> small local indexes, and each
+ *    client's next clock (the state vector);
+ *  - the text arena: the UTF-8 bytes of every insertion ever made.
+ *
+ * All growable storage lives in pools (crdt__pool_t) that are reserved before a
+ * change starts, so a change either fails with CRDT_ENOMEM before touching the
+ * document or runs to completion without allocating.
+ */
+#ifndef WEFT_CRDT_INTERNAL_H
+#define WEFT_CRDT_INTERNAL_H
+
+#include "crdt.h"
+
+#include <assert.h>
+#include <stdbool.h>
+#include <string.h>
+
+#define CRDT__NONE UINT32_MAX
+
+/* Checks believed but not proven: abort in debug builds, error in release. */
+#ifdef NDEBUG
+#define CRDT_ALWAYS(x) (x)
+#define CRDT_NEVER(x) (x)
+#else
+#define CRDT_ALWAYS(x) ((x) ? 1 : (assert(0 && #x), 0))
+#define CRDT_NEVER(x) ((x) ? (assert(0 && #x), 1) : 0)
+#endif
+
+/* An operation id with the client as a local index; client CRDT__NONE is "no id". */
+typedef struct {
+    uint32_t client;
+    uint32_t clock;
+} crdt__id_t;
+
+static inline crdt__id_t crdt__id(uint32_t client, uint32_t clock)
+{
+    crdt__id_t id = {client, clock};
+    return id;
+}
+static inline bool crdt__id_eq(crdt__id_t a, crdt__id_t b)
+{
+    return a.client == b.client && a.clock == b.clock;
+}
+static const crdt__id_t CRDT__NOID = {CRDT__NONE, 0};
+
+/*
+ * A run of characters inserted by one client with consecutive clocks, in
+ * document order. Character i of the run has id (client, clock + i); its origins
+ * are `left` (for i == 0) or the previous character of the run, and `right`.
+ */
+typedef struct {
+    uint32_t client, clock;
+    uint32_t len;        /* characters (code points), >= 1 */
+    uint32_t u16len;     /* UTF-16 units of all `len` characters */
+    uint32_t text_off;   /* first byte in the text arena */
+    uint32_t text_bytes; /* UTF-8 bytes; == len when the run is ASCII */
+    crdt__id_t left;     /* origin-left of the first character, or NOID */
+    crdt__id_t right;    /* origin-right of every character, or NOID */
+    uint32_t leaf;       /* sequence-tree leaf holding this item */
+    uint32_t deleted;    /* 1 if every character is deleted, else 0 */
+} crdt__item_t;
+
+/* A run of delete operations (client, clock .. clock+len-1) deleting `len`
+ * characters (tclient, tlo .. tlo+len-1): forward, operation i deletes tlo+i;
+ * backward (a run of backspaces), operation i deletes tlo+len-1-i. */
+typedef struct {
+    uint32_t client, clock, len;
+    uint32_t tclient, tlo;
+    uint32_t backward;
+} crdt__delrec_t;
+
+typedef struct {
+    uint64_t id;
+    uint32_t next_clock; /* state vector entry */
+} crdt__client_t;
+
+/* A growable array of fixed-size elements addressed by index. */
+typedef struct {
+    void *base;
+    uint32_t len, cap;
+} crdt__pool_t;
+
+/* Sequence tree nodes. Inner nodes keep, per child, the visible UTF-16 length
+ * and the number of items below it. */
+#define CRDT__SEQ_LEAF 32
+#define CRDT__SEQ_FAN 32
+typedef struct {
+    uint32_t parent;
+    uint32_t n;
+    uint32_t prev, next;
+    uint32_t items[CRDT__SEQ_LEAF];
+} crdt__seq_leaf_t;
+
+typedef struct {
+    uint32_t parent;
+    uint32_t n;
+    uint32_t child[CRDT__SEQ_FAN];
+    uint32_t vis[CRDT__SEQ_FAN];
+    uint32_t cnt[CRDT__SEQ_FAN];
+} crdt__seq_inner_t;
+
+/* Id index nodes: keys are (client << 32 | clock). Values of delete records
+ * have the top bit set. */
+#define CRDT__IDX_LEAF 32
+#define CRDT__IDX_FAN 32
+#define CRDT__IDX_DEL 0x80000000u
+typedef struct {
+    uint32_t n, next;
+    uint64_t keys[CRDT__IDX_LEAF];
+    uint32_t vals[CRDT__IDX_LEAF];
+} crdt__idx_leaf_t;
+
+typedef struct {
+    uint32_t n;
+    uint64_t keys[CRDT__IDX_FAN]; /* keys[i] = smallest key under child[i] */
+    uint32_t child[CRDT__IDX_FAN];
+} crdt__idx_inner_t;
+
+struct crdt_doc {
+    crdt_alloc_t alloc;
+    size_t mem; /* bytes currently allocated through `alloc` */
+    uint32_t self; /* local index of this replica's client */
+
+    crdt__pool_t clients; /* crdt__client_t */
+    uint32_t *client_hash; /* open addressing: local index or NONE */
+    uint32_t client_hash_cap;
+
+    crdt__pool_t items;   /* crdt__item_t */
+    crdt__pool_t delrecs; /* crdt__delrec_t */
+    crdt__pool_t text;    /* uint8_t */
+
+    crdt__pool_t seq_leaves; /* crdt__seq_leaf_t */
+    crdt__pool_t seq_inners; /* crdt__seq_inner_t */
+    uint32_t seq_root;       /* leaf if seq_height == 0 */
+    uint32_t seq_height;
+    uint32_t vis_len;  /* visible UTF-16 units */
+    size_t utf8_len;   /* visible UTF-8 bytes */
+
+    crdt__pool_t idx_leaves; /* crdt__idx_leaf_t */
+    crdt__pool_t idx_inners; /* crdt__idx_inner_t */
+    uint32_t idx_root;
+    uint32_t idx_height;
+    uint32_t idx_count;
+
+    uint8_t *pending; /* held operations, encoded as an update */
+    size_t pending_len;
+    size_t pending_ops;
+};
+
+/* Pool element access. */
+#define CRDT__AT(pool, type, i) (((type *)(pool).base)[i])
+#define ITEM(doc, i) CRDT__AT((doc)->items, crdt__item_t, i)
+#define DELREC(doc, i) CRDT__AT((doc)->delrecs, crdt__delrec_t, i)
+#define CLIENT(doc, i) CRDT__AT((doc)->clients, crdt__client_t, i)
+#define SEQ_LEAF(doc, i) CRDT__AT((doc)->seq_leaves, crdt__seq_leaf_t, i)
+#define SEQ_INNER(doc, i) CRDT__AT((doc)->seq_inners, crdt__seq_inner_t, i)
+#define IDX_LEAF(doc, i) CRDT__AT((doc)->idx_leaves, crdt__idx_leaf_t, i)
+#define IDX_INNER(doc, i) CRDT__AT((doc)->idx_inners, crdt__idx_inner_t, i)
+
+/* alloc.c */
+void *crdt__malloc(crdt_doc_t *doc, size_t size);
+void *crdt__realloc(crdt_doc_t *doc, void *ptr, size_t old_size, size_t new_size);
+void crdt__free(crdt_doc_t *doc, void *ptr, size_t size);
+/* Temporary memory of a call that does not change the document (not counted
+ * in the document's memory, so const calls stay free of writes). */
+void *crdt__tmp_alloc(const crdt_alloc_t *alloc, size_t size);
+void crdt__tmp_free(const crdt_alloc_t *alloc, void *ptr, size_t size);
+int crdt__pool_reserve(crdt_doc_t *doc, crdt__pool_t *pool, size_t elem, size_t extra);
+void crdt__pool_shrink(crdt_doc_t *doc, crdt__pool_t *pool, size_t elem);
+void crdt__pool_dispose(crdt_doc_t *doc, crdt__pool_t *pool, size_t elem);
+static inline uint32_t crdt__pool_take(crdt__pool_t *pool)
+{
+    assert(pool->len < pool->cap);
+    return pool->len++;
+}
+int crdt__buf_init(const crdt_alloc_t *alloc, crdt_buf_t *buf, size_t cap);
+int crdt__buf_reserve(crdt_buf_t *buf, size_t extra);
+extern const crdt_alloc_t crdt__libc_alloc;
+
+/* Growable byte writer used by the encoders; appends never fail once
+ * crdt__buf_reserve() made room. */
+static inline void crdt__put_u8(crdt_buf_t *b, uint8_t v)
+{
+    assert(b->len < b->_cap);
+    b->base[b->len++] = v;
+}
+static inline void crdt__put_varint(crdt_buf_t *b, uint64_t v)
+{
+    while (v >= 0x80) {
+        crdt__put_u8(b, (uint8_t)(v | 0x80));
+        v >>= 7;
+    }
+    crdt__put_u8(b, (uint8_t)v);
+}
+static inline void crdt__put_u64(crdt_buf_t *b, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        crdt__put_u8(b, (uint8_t)(v >> (8 * i)));
+}
+static inline void crdt__put_bytes(crdt_buf_t *b, const void *p, size_t n)
+{
+    assert(b->len + n <= b->_cap);
+    if (n)
+        memcpy(b->base + b->len, p, n);
+    b->len += n;
+}
+#define CRDT__VARINT_MAX 10
+
+/* Checked reader over untrusted bytes. Every getter fails once the bytes run
+ * out or a value does not fit; `err` then stays set. */
+typedef struct {
+    const uint8_t *p, *end;
+    int err;
+} crdt__reader_t;
+uint64_t crdt__get_varint(crdt__reader_t *r);
+uint32_t crdt__get_u32v(crdt__reader_t *r); /* varint that must fit 32 bits */
+uint64_t crdt__get_u64(crdt__reader_t *r);
+uint8_t crdt__get_u8(crdt__reader_t *r);
+static inline size_t crdt__reader_left(const crdt__reader_t *r)
+{
+    return (size_t)(r->end - r->p);
+}
+
+/* utf.c */
+/* Validates UTF-8 (no surrogates, no overlongs, max U+10FFFF). On success sets
+ * code point and UTF-16 unit counts. Returns 0 or CRDT_EUTF8. */
+int crdt__utf8_scan(const uint8_t *s, size_t n, size_t *cps, size_t *u16);
+/* Byte offset of code point `cp` in valid UTF-8 `s` (of `bytes` bytes, `len`
+ * code points); fast when the run is ASCII. */
+size_t crdt__utf8_offset(const uint8_t *s, uint32_t bytes, uint32_t len, uint32_t cp);
+/* UTF-16 units of the first `cp` code points of valid UTF-8 `s`. */
+uint32_t crdt__utf8_u16_prefix(const uint8_t *s, uint32_t bytes, uint32_t len, uint32_t cp);
+/* Number of code points whose UTF-16 units fit in the first `u16` units; sets
+ * *exact to whether `u16` falls on a character boundary. */
+uint32_t crdt__utf8_cp_of_u16(const uint8_t *s, uint32_t bytes, uint32_t len, uint32_t u16,
+                              bool *exact);
+
+/* clients (doc.c) */
+/* Local index of client `id`, or CRDT__NONE. */
+uint32_t crdt__client_find(const crdt_doc_t *doc, uint64_t id);
+/* Makes room for `extra` more clients (pool and hash). */
+int crdt__client_reserve(crdt_doc_t *doc, size_t extra);
+/* Adds a client known to be absent; room must have been reserved. */
+uint32_t crdt__client_add(crdt_doc_t *doc, uint64_t id);
+
+/* seq.c: sequence tree */
+int crdt__seq_init(crdt_doc_t *doc);
+/* Reserves nodes for `items` more items. */
+int crdt__seq_reserve(crdt_doc_t *doc, size_t items);
+/* Inserts item `it` directly after item `after` (CRDT__NONE: at the very start). */
+void crdt__seq_insert_after(crdt_doc_t *doc, uint32_t after, uint32_t it);
+/* Inserts item `it` directly before item `before` (CRDT__NONE: at the very end). */
+void crdt__seq_insert_before(crdt_doc_t *doc, uint32_t before, uint32_t it);
+/* Adds `dvis` visible UTF-16 units to the counts above item `it`'s leaf. */
+void crdt__seq_adjust_vis(crdt_doc_t *doc, uint32_t it, int64_t dvis);
+/* Item holding visible UTF-16 unit `pos` (< vis_len); *off receives the units of
+ * that item before `pos`. */
+uint32_t crdt__seq_find_vis(const crdt_doc_t *doc, uint32_t pos, uint32_t *off);
+/* Number of items before `it`, and visible units before `it`. */
+uint32_t crdt__seq_rank(const crdt_doc_t *doc, uint32_t it, uint32_t *vis_before);
+uint32_t crdt__seq_next(const crdt_doc_t *doc, uint32_t it); /* NONE at the end */
+uint32_t crdt__seq_prev(const crdt_doc_t *doc, uint32_t it); /* NONE at the start */
+uint32_t crdt__seq_first(const crdt_doc_t *doc);             /* NONE if empty */
+uint32_t crdt__seq_count(const crdt_doc_t *doc);
+int crdt__seq_check(const crdt_doc_t *doc);
+
+/* idindex.c: id index */
+int crdt__idx_init(crdt_doc_t *doc);
+int crdt__idx_reserve(crdt_doc_t *doc, size_t keys);
+void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t val);
+/* Greatest entry with key <= (client, clock) whose client is `client`: returns
+ * its value and sets *start_clock, or returns CRDT__NONE. */
+uint32_t crdt__idx_find_le(const crdt_doc_t *doc, uint32_t client, uint32_t clock,
+                           uint32_t *start_clock);
+/* Iteration in key order from the first entry >= (client, clock). */
+typedef struct {
+    uint32_t leaf, slot;
+} crdt__idx_iter_t;
+void crdt__idx_seek(const crdt_doc_t *doc, uint32_t client, uint32_t clock, crdt__idx_iter_t *it);
+bool crdt__idx_next(const crdt_doc_t *doc, crdt__idx_iter_t *it, uint32_t *client, uint32_t *clock,
+                    uint32_t *val);
+int crdt__idx_check(const crdt_doc_t *doc);
+
+/* Item holding character id, with the offset of the character in it; or NONE
+ * (the id is unknown or names a delete). */
+uint32_t crdt__item_find(const crdt_doc_t *doc, crdt__id_t id, uint32_t *off);
+/* Splits item `it` at character `off` (0 < off < len); returns the new right
+ * part, placed right after it in the sequence and in the id index. Needs one
+ * reserved item, sequence and index slot. */
+uint32_t crdt__item_split(crdt_doc_t *doc, uint32_t it, uint32_t off);
+/* Reserves room for `items` new items, `delrecs` delete records, `text` bytes. */
+int crdt__reserve(crdt_doc_t *doc, size_t items, size_t delrecs, size_t text);
+void crdt__shrink(crdt_doc_t *doc);
+
+/* A decoded (or about to be encoded) operation. Clients are local indexes for
+ * operations built from a document; decoded operations carry indexes into the
+ * update's client table until mapped. */
+enum { CRDT__OP_INSERT = 0, CRDT__OP_DELETE = 1 };
+typedef struct {
+    uint32_t kind;
+    uint32_t client, clock, len;
+    crdt__id_t left, right; /* insert */
+    const uint8_t *text;    /* insert */
+    uint32_t text_bytes, u16len;
+    uint32_t tclient, tlo, backward; /* delete */
+} crdt__op_t;
+
+/* codec.c */
+/* Encodes `n` operations, grouped by client and in clock order within a client,
+ * as an update; their client numbers index `clients`. */
+int crdt__encode_ops(const crdt_alloc_t *alloc, const crdt__client_t *clients, size_t nclients,
+                     const crdt__op_t *ops, size_t n, crdt_buf_t *out);
+/* Decodes an update. On success *ops (allocated through doc) holds *nops
+ * operations whose client fields index *ids (*nids replica ids). */
+typedef struct {
+    crdt__op_t *ops;
+    size_t nops, opcap;
+    uint64_t *ids;
+    size_t nids;
+} crdt__decoded_t;
+int crdt__decode_update(const crdt_alloc_t *alloc, const uint8_t *data, size_t len,
+                        crdt__decoded_t *out);
+void crdt__decoded_dispose(const crdt_alloc_t *alloc, crdt__decoded_t *d);
+/* Decodes a state vector into per-local-client clocks (array of doc's client
+ * count, zero for absent clients). Unknown clients set *unknown_nonzero. */
+int crdt__decode_sv(const crdt_doc_t *doc, const uint8_t *data, size_t len, uint32_t **clocks,
+                    bool *unknown_nonzero);
+
+/* apply.c */
+/* Drops the first `t` clocks of an operation (the part a peer already has). */
+void crdt__op_trim(crdt__op_t *op, uint32_t t);
+void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op);
+void crdt__integrate_delete(crdt_doc_t *doc, const crdt__op_t *op);
+
+/* version.c */
+/* Collects the operations of `doc` that a peer with `clocks` (per local client,
+ * NULL = empty) lacks, as op runs. */
+int crdt__collect_ops(const crdt_doc_t *doc, const uint32_t *clocks, crdt__op_t **ops, size_t *nops,
+                      size_t *cap);
+
+#endif /* WEFT_CRDT_INTERNAL_H */

@@ -1,0 +1,683 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * doc.c: a document's life (create, free), its client table, items (lookup by
+ * id, splitting), local edits (insert, delete), reading the text, relative
+ * positions and the whole-document consistency check.
+ *
+ * Local edits follow one pattern: find what the edit touches, build its
+ * operation(s), encode the update bytes, reserve every pool the change can
+ * need, and only then change the document, so any failure leaves it as it was.
+ */
+#include "crdt_internal.h"
+
+/* ---- clients ---------------------------------------------------------- */
+
+static inline uint32_t hash_u64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (uint32_t)x;
+}
+
+uint32_t crdt__client_find(const crdt_doc_t *doc, uint64_t id)
+{
+    uint32_t mask = doc->client_hash_cap - 1, h = hash_u64(id) & mask;
+    for (;;) {
+        uint32_t c = doc->client_hash[h];
+        if (c == CRDT__NONE)
+            return CRDT__NONE;
+        if (CLIENT(doc, c).id == id)
+            return c;
+        h = (h + 1) & mask;
+    }
+}
+
+static void hash_put(uint32_t *table, uint32_t cap, uint64_t id, uint32_t val)
+{
+    uint32_t mask = cap - 1, h = hash_u64(id) & mask;
+    while (table[h] != CRDT__NONE)
+        h = (h + 1) & mask;
+    table[h] = val;
+}
+
+int crdt__client_reserve(crdt_doc_t *doc, size_t extra)
+{
+    size_t want = ((size_t)doc->clients.len + extra) * 2, cap = doc->client_hash_cap;
+    uint32_t *table;
+    int err = crdt__pool_reserve(doc, &doc->clients, sizeof(crdt__client_t), extra);
+    if (err)
+        return err;
+    if (want <= cap)
+        return 0;
+    if (cap == 0)
+        cap = 16;
+    while (cap < want)
+        cap *= 2;
+    if (cap > UINT32_MAX / 2)
+        return CRDT_ELIMIT;
+    table = crdt__malloc(doc, cap * sizeof(uint32_t));
+    if (table == NULL)
+        return CRDT_ENOMEM;
+    for (size_t i = 0; i < cap; i++)
+        table[i] = CRDT__NONE;
+    for (uint32_t i = 0; i < doc->clients.len; i++)
+        hash_put(table, (uint32_t)cap, CLIENT(doc, i).id, i);
+    crdt__free(doc, doc->client_hash, doc->client_hash_cap * sizeof(uint32_t));
+    doc->client_hash = table;
+    doc->client_hash_cap = (uint32_t)cap;
+    return 0;
+}
+
+uint32_t crdt__client_add(crdt_doc_t *doc, uint64_t id)
+{
+    uint32_t c = crdt__pool_take(&doc->clients);
+    assert(((size_t)doc->clients.len) * 2 <= doc->client_hash_cap);
+    CLIENT(doc, c).id = id;
+    CLIENT(doc, c).next_clock = 0;
+    hash_put(doc->client_hash, doc->client_hash_cap, id, c);
+    return c;
+}
+
+/* ---- life --------------------------------------------------------------- */
+
+int crdt_doc_new(uint64_t client, const crdt_alloc_t *alloc, crdt_doc_t **out)
+{
+    crdt_doc_t *doc;
+    int err;
+    if (out == NULL)
+        return CRDT_EINVAL;
+    if (alloc == NULL)
+        alloc = &crdt__libc_alloc;
+    if (!alloc->malloc || !alloc->realloc || !alloc->free)
+        return CRDT_EINVAL;
+    doc = alloc->malloc(alloc->ctx, sizeof(*doc));
+    if (doc == NULL)
+        return CRDT_ENOMEM;
+    memset(doc, 0, sizeof(*doc));
+    doc->alloc = *alloc;
+    doc->mem = sizeof(*doc);
+    if ((err = crdt__client_reserve(doc, 1)) != 0 || (err = crdt__seq_init(doc)) != 0 ||
+        (err = crdt__idx_init(doc)) != 0) {
+        crdt_doc_free(doc);
+        return err;
+    }
+    doc->self = crdt__client_add(doc, client);
+    *out = doc;
+    return 0;
+}
+
+void crdt_doc_free(crdt_doc_t *doc)
+{
+    crdt_alloc_t alloc;
+    if (doc == NULL)
+        return;
+    alloc = doc->alloc;
+    crdt__pool_dispose(doc, &doc->clients, sizeof(crdt__client_t));
+    crdt__free(doc, doc->client_hash, doc->client_hash_cap * sizeof(uint32_t));
+    crdt__pool_dispose(doc, &doc->items, sizeof(crdt__item_t));
+    crdt__pool_dispose(doc, &doc->delrecs, sizeof(crdt__delrec_t));
+    crdt__pool_dispose(doc, &doc->text, 1);
+    crdt__pool_dispose(doc, &doc->seq_leaves, sizeof(crdt__seq_leaf_t));
+    crdt__pool_dispose(doc, &doc->seq_inners, sizeof(crdt__seq_inner_t));
+    crdt__pool_dispose(doc, &doc->idx_leaves, sizeof(crdt__idx_leaf_t));
+    crdt__pool_dispose(doc, &doc->idx_inners, sizeof(crdt__idx_inner_t));
+    crdt__free(doc, doc->pending, doc->pending_len);
+    alloc.free(alloc.ctx, doc, sizeof(*doc));
+}
+
+uint64_t crdt_doc_client(const crdt_doc_t *doc)
+{
+    return CLIENT(doc, doc->self).id;
+}
+
+size_t crdt_doc_length(const crdt_doc_t *doc)
+{
+    return doc->vis_len;
+}
+
+size_t crdt_doc_utf8_length(const crdt_doc_t *doc)
+{
+    return doc->utf8_len;
+}
+
+size_t crdt_doc_mem_bytes(const crdt_doc_t *doc)
+{
+    return doc->mem;
+}
+
+size_t crdt_doc_pending(const crdt_doc_t *doc)
+{
+    return doc->pending_ops;
+}
+
+/* ---- items -------------------------------------------------------------- */
+
+uint32_t crdt__item_find(const crdt_doc_t *doc, crdt__id_t id, uint32_t *off)
+{
+    uint32_t start, v;
+    if (id.client == CRDT__NONE)
+        return CRDT__NONE;
+    v = crdt__idx_find_le(doc, id.client, id.clock, &start);
+    if (v == CRDT__NONE || (v & CRDT__IDX_DEL) || id.clock - start >= ITEM(doc, v).len)
+        return CRDT__NONE;
+    *off = id.clock - start;
+    return v;
+}
+
+uint32_t crdt__item_split(crdt_doc_t *doc, uint32_t it, uint32_t off)
+{
+    uint32_t y = crdt__pool_take(&doc->items);
+    crdt__item_t *x = &ITEM(doc, it), *r = &ITEM(doc, y);
+    const uint8_t *text = (const uint8_t *)doc->text.base + x->text_off;
+    uint32_t boff, u16a;
+
+    assert(off > 0 && off < x->len);
+    boff = (uint32_t)crdt__utf8_offset(text, x->text_bytes, x->len, off);
+    u16a = crdt__utf8_u16_prefix(text, x->text_bytes, x->len, off);
+    *r = *x;
+    r->clock = x->clock + off;
+    r->len = x->len - off;
+    r->text_off = x->text_off + boff;
+    r->text_bytes = x->text_bytes - boff;
+    r->u16len = x->u16len - u16a;
+    r->left = crdt__id(x->client, x->clock + off - 1);
+    x->len = off;
+    x->text_bytes = boff;
+    x->u16len = u16a;
+    if (!x->deleted)
+        crdt__seq_adjust_vis(doc, it, -(int64_t)r->u16len);
+    crdt__seq_insert_after(doc, it, y);
+    crdt__idx_insert(doc, r->client, r->clock, y);
+    return y;
+}
+
+int crdt__reserve(crdt_doc_t *doc, size_t items, size_t delrecs, size_t text)
+{
+    int err;
+    if ((err = crdt__pool_reserve(doc, &doc->items, sizeof(crdt__item_t), items)) != 0 ||
+        (err = crdt__seq_reserve(doc, items)) != 0 ||
+        (err = crdt__idx_reserve(doc, items + delrecs)) != 0 ||
+        (err = crdt__pool_reserve(doc, &doc->delrecs, sizeof(crdt__delrec_t), delrecs)) != 0 ||
+        (err = crdt__pool_reserve(doc, &doc->text, 1, text)) != 0)
+        return err;
+    if (doc->items.len + items >= CRDT__IDX_DEL || doc->delrecs.len + delrecs >= CRDT__IDX_DEL)
+        return CRDT_ELIMIT;
+    return 0;
+}
+
+void crdt__shrink(crdt_doc_t *doc)
+{
+    crdt__pool_shrink(doc, &doc->items, sizeof(crdt__item_t));
+    crdt__pool_shrink(doc, &doc->delrecs, sizeof(crdt__delrec_t));
+    crdt__pool_shrink(doc, &doc->text, 1);
+    crdt__pool_shrink(doc, &doc->seq_leaves, sizeof(crdt__seq_leaf_t));
+    crdt__pool_shrink(doc, &doc->seq_inners, sizeof(crdt__seq_inner_t));
+    crdt__pool_shrink(doc, &doc->idx_leaves, sizeof(crdt__idx_leaf_t));
+    crdt__pool_shrink(doc, &doc->idx_inners, sizeof(crdt__idx_inner_t));
+}
+
+static inline const uint8_t *item_text(const crdt_doc_t *doc, const crdt__item_t *x)
+{
+    return (const uint8_t *)doc->text.base + x->text_off;
+}
+
+/* Makes the item/offset of the character containing visible unit `pos` - 1,
+ * i.e. the character left of index `pos` (> 0). Fails if `pos` is inside a
+ * surrogate pair. */
+static int char_before(const crdt_doc_t *doc, size_t pos, uint32_t *it, uint32_t *off)
+{
+    uint32_t uoff, x = crdt__seq_find_vis(doc, (uint32_t)(pos - 1), &uoff), cp;
+    bool exact;
+    if (CRDT_NEVER(x == CRDT__NONE))
+        return CRDT_EINTERNAL;
+    cp = crdt__utf8_cp_of_u16(item_text(doc, &ITEM(doc, x)), ITEM(doc, x).text_bytes,
+                              ITEM(doc, x).len, uoff + 1, &exact);
+    if (!exact)
+        return CRDT_EINDEX;
+    *it = x;
+    *off = cp - 1;
+    return 0;
+}
+
+/* Item/offset of the character starting at visible unit `pos` (< length). */
+static int char_at(const crdt_doc_t *doc, size_t pos, uint32_t *it, uint32_t *off)
+{
+    uint32_t uoff, x = crdt__seq_find_vis(doc, (uint32_t)pos, &uoff), cp;
+    bool exact;
+    if (CRDT_NEVER(x == CRDT__NONE))
+        return CRDT_EINTERNAL;
+    cp = crdt__utf8_cp_of_u16(item_text(doc, &ITEM(doc, x)), ITEM(doc, x).text_bytes,
+                              ITEM(doc, x).len, uoff, &exact);
+    if (!exact)
+        return CRDT_EINDEX;
+    *it = x;
+    *off = cp;
+    return 0;
+}
+
+static int empty_update(const crdt_doc_t *doc, crdt_buf_t *update)
+{
+    if (update == NULL)
+        return 0;
+    return crdt__encode_ops(&doc->alloc, NULL, 0, NULL, 0, update);
+}
+
+/* ---- local insert --------------------------------------------------------- */
+
+int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len,
+                    crdt_buf_t *update)
+{
+    crdt__client_t *me;
+    uint32_t left_it = CRDT__NONE, left_off = 0, next, y;
+    size_t cps, u16;
+    crdt__op_t op;
+    crdt_buf_t buf = {0};
+    int err;
+
+    if (doc == NULL || (text == NULL && len > 0))
+        return CRDT_EINVAL;
+    if (index > doc->vis_len)
+        return CRDT_EINDEX;
+    if ((err = crdt__utf8_scan((const uint8_t *)text, len, &cps, &u16)) != 0)
+        return err;
+    if (cps == 0)
+        return empty_update(doc, update);
+    me = &CLIENT(doc, doc->self);
+    if (len >= UINT32_MAX || (uint64_t)me->next_clock + cps >= UINT32_MAX ||
+        (uint64_t)doc->vis_len + u16 >= UINT32_MAX)
+        return CRDT_ELIMIT;
+
+    memset(&op, 0, sizeof(op));
+    op.kind = CRDT__OP_INSERT;
+    op.client = doc->self;
+    op.clock = me->next_clock;
+    op.len = (uint32_t)cps;
+    op.text = (const uint8_t *)text;
+    op.text_bytes = (uint32_t)len;
+    op.u16len = (uint32_t)u16;
+    op.left = CRDT__NOID;
+    op.right = CRDT__NOID;
+    if (index > 0) {
+        if ((err = char_before(doc, index, &left_it, &left_off)) != 0)
+            return err;
+        op.left = crdt__id(ITEM(doc, left_it).client, ITEM(doc, left_it).clock + left_off);
+    }
+    if (left_it != CRDT__NONE && left_off + 1 < ITEM(doc, left_it).len) {
+        next = CRDT__NONE;
+        op.right = crdt__id(op.left.client, op.left.clock + 1);
+    } else {
+        next = left_it == CRDT__NONE ? crdt__seq_first(doc) : crdt__seq_next(doc, left_it);
+        if (next != CRDT__NONE)
+            op.right = crdt__id(ITEM(doc, next).client, ITEM(doc, next).clock);
+    }
+
+    if (update && (err = crdt__encode_ops(&doc->alloc, &CLIENT(doc, 0), doc->clients.len, &op, 1,
+                                          &buf)) != 0)
+        return err;
+    if ((err = crdt__reserve(doc, 2, 0, len)) != 0) {
+        crdt_buf_dispose(&buf);
+        return err;
+    }
+
+    /* Typing at the end of this replica's latest run extends the run. */
+    if (left_it != CRDT__NONE) {
+        crdt__item_t *x = &ITEM(doc, left_it);
+        if (x->client == doc->self && left_off + 1 == x->len &&
+            x->clock + x->len == op.clock && !x->deleted &&
+            x->text_off + x->text_bytes == doc->text.len && crdt__id_eq(x->right, op.right)) {
+            memcpy((uint8_t *)doc->text.base + doc->text.len, text, len);
+            doc->text.len += (uint32_t)len;
+            x->len += op.len;
+            x->text_bytes += op.text_bytes;
+            x->u16len += op.u16len;
+            crdt__seq_adjust_vis(doc, left_it, op.u16len);
+            goto Done;
+        }
+    }
+    if (left_it != CRDT__NONE && left_off + 1 < ITEM(doc, left_it).len)
+        crdt__item_split(doc, left_it, left_off + 1);
+    y = crdt__pool_take(&doc->items);
+    {
+        crdt__item_t *n = &ITEM(doc, y);
+        n->client = doc->self;
+        n->clock = op.clock;
+        n->len = op.len;
+        n->u16len = op.u16len;
+        n->text_off = doc->text.len;
+        n->text_bytes = op.text_bytes;
+        n->left = op.left;
+        n->right = op.right;
+        n->deleted = 0;
+        n->leaf = CRDT__NONE;
+    }
+    memcpy((uint8_t *)doc->text.base + doc->text.len, text, len);
+    doc->text.len += (uint32_t)len;
+    crdt__seq_insert_after(doc, left_it, y);
+    crdt__idx_insert(doc, doc->self, op.clock, y);
+Done:
+    doc->vis_len += op.u16len;
+    doc->utf8_len += len;
+    CLIENT(doc, doc->self).next_clock += op.len;
+    if (update)
+        *update = buf;
+    return 0;
+}
+
+/* ---- deletes ------------------------------------------------------------ */
+
+/* Marks the characters [lo, lo+len) of client `c` deleted, splitting items at
+ * the range's ends. Every character must be an inserted one. Needs two
+ * reserved items. */
+static void delete_range(crdt_doc_t *doc, uint32_t c, uint32_t lo, uint32_t len)
+{
+    uint32_t end = lo + len;
+    while (lo < end) {
+        uint32_t off, it = crdt__item_find(doc, crdt__id(c, lo), &off);
+        crdt__item_t *x;
+        if (CRDT_NEVER(it == CRDT__NONE))
+            return;
+        if (off > 0) {
+            it = crdt__item_split(doc, it, off);
+        }
+        x = &ITEM(doc, it);
+        if (x->len > end - lo)
+            crdt__item_split(doc, it, end - lo);
+        x = &ITEM(doc, it);
+        if (!x->deleted) {
+            x->deleted = 1;
+            crdt__seq_adjust_vis(doc, it, -(int64_t)x->u16len);
+            doc->vis_len -= x->u16len;
+            doc->utf8_len -= x->text_bytes;
+        }
+        lo += x->len;
+    }
+}
+
+/* Records delete operation `op`, extending the client's previous delete
+ * record when the two form one run (typing backspace or delete repeatedly). */
+static void add_delrec(crdt_doc_t *doc, const crdt__op_t *op, uint32_t tlo, uint32_t len)
+{
+    uint32_t start, v = CRDT__NONE, r;
+    if (op->clock > 0)
+        v = crdt__idx_find_le(doc, op->client, op->clock - 1, &start);
+    if (v != CRDT__NONE && (v & CRDT__IDX_DEL)) {
+        crdt__delrec_t *d = &DELREC(doc, v & ~CRDT__IDX_DEL);
+        if (d->clock + d->len == op->clock && d->tclient == op->tclient) {
+            bool d_back = d->backward || d->len == 1, d_fwd = !d->backward || d->len == 1;
+            bool o_back = op->backward || len == 1, o_fwd = !op->backward || len == 1;
+            if (d_back && o_back && tlo + len == d->tlo) {
+                d->backward = 1;
+                d->tlo = tlo;
+                d->len += len;
+                return;
+            }
+            if (d_fwd && o_fwd && d->tlo + d->len == tlo) {
+                d->backward = 0;
+                d->len += len;
+                return;
+            }
+        }
+    }
+    r = crdt__pool_take(&doc->delrecs);
+    DELREC(doc, r).client = op->client;
+    DELREC(doc, r).clock = op->clock;
+    DELREC(doc, r).len = len;
+    DELREC(doc, r).tclient = op->tclient;
+    DELREC(doc, r).tlo = tlo;
+    DELREC(doc, r).backward = op->backward && len > 1;
+    crdt__idx_insert(doc, op->client, op->clock, r | CRDT__IDX_DEL);
+}
+
+/* Applies delete operation `op` (targets known to be inserted characters). */
+void crdt__integrate_delete(crdt_doc_t *doc, const crdt__op_t *op)
+{
+    delete_range(doc, op->tclient, op->tlo, op->len);
+    add_delrec(doc, op, op->tlo, op->len);
+}
+
+int crdt_doc_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *update)
+{
+    crdt__op_t *ops = NULL;
+    size_t nops = 0, cap = 0, remaining = len, i;
+    uint32_t it, off, clock;
+    crdt_buf_t buf = {0};
+    int err = 0;
+
+    if (doc == NULL)
+        return CRDT_EINVAL;
+    if (index > doc->vis_len || len > doc->vis_len - index)
+        return CRDT_EINDEX;
+    if (len == 0)
+        return empty_update(doc, update);
+    if ((err = char_at(doc, index, &it, &off)) != 0)
+        return err;
+    clock = CLIENT(doc, doc->self).next_clock;
+
+    /* One forward delete operation per run of consecutive ids. */
+    while (remaining > 0) {
+        const crdt__item_t *x;
+        uint32_t avail, end, u0;
+        if (CRDT_NEVER(it == CRDT__NONE)) {
+            err = CRDT_EINTERNAL;
+            goto Exit;
+        }
+        x = &ITEM(doc, it);
+        if (x->deleted) {
+            it = crdt__seq_next(doc, it);
+            continue;
+        }
+        u0 = crdt__utf8_u16_prefix(item_text(doc, x), x->text_bytes, x->len, off);
+        avail = x->u16len - u0;
+        if (remaining >= avail) {
+            end = x->len;
+            remaining -= avail;
+        } else {
+            bool exact;
+            end = crdt__utf8_cp_of_u16(item_text(doc, x), x->text_bytes, x->len,
+                                       u0 + (uint32_t)remaining, &exact);
+            if (!exact) {
+                err = CRDT_EINDEX;
+                goto Exit;
+            }
+            remaining = 0;
+        }
+        if (nops > 0 && ops[nops - 1].tclient == x->client &&
+            ops[nops - 1].tlo + ops[nops - 1].len == x->clock + off) {
+            ops[nops - 1].len += end - off;
+        } else {
+            if (nops == cap) {
+                size_t ncap = cap ? cap * 2 : 4;
+                crdt__op_t *p = crdt__tmp_alloc(&doc->alloc, ncap * sizeof(*p));
+                if (p == NULL) {
+                    err = CRDT_ENOMEM;
+                    goto Exit;
+                }
+                if (nops)
+                    memcpy(p, ops, nops * sizeof(*p));
+                crdt__tmp_free(&doc->alloc, ops, cap * sizeof(*ops));
+                ops = p;
+                cap = ncap;
+            }
+            memset(&ops[nops], 0, sizeof(ops[nops]));
+            ops[nops].kind = CRDT__OP_DELETE;
+            ops[nops].client = doc->self;
+            ops[nops].tclient = x->client;
+            ops[nops].tlo = x->clock + off;
+            ops[nops].len = end - off;
+            nops++;
+        }
+        it = crdt__seq_next(doc, it);
+        off = 0;
+    }
+    for (i = 0; i < nops; i++) {
+        if ((uint64_t)clock + ops[i].len >= UINT32_MAX) {
+            err = CRDT_ELIMIT;
+            goto Exit;
+        }
+        ops[i].clock = clock;
+        clock += ops[i].len;
+    }
+    if (update && (err = crdt__encode_ops(&doc->alloc, &CLIENT(doc, 0), doc->clients.len, ops,
+                                          nops, &buf)) != 0)
+        goto Exit;
+    if ((err = crdt__reserve(doc, 2 * nops, nops, 0)) != 0)
+        goto Exit;
+    for (i = 0; i < nops; i++)
+        crdt__integrate_delete(doc, &ops[i]);
+    CLIENT(doc, doc->self).next_clock = clock;
+    if (update) {
+        *update = buf;
+        buf.base = NULL;
+    }
+Exit:
+    crdt_buf_dispose(&buf);
+    crdt__tmp_free(&doc->alloc, ops, cap * sizeof(*ops));
+    return err;
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+int crdt_doc_text(const crdt_doc_t *doc, crdt_buf_t *out)
+{
+    crdt_buf_t b;
+    int err = crdt__buf_init(&doc->alloc, &b, doc->utf8_len + 1);
+    if (err)
+        return err;
+    for (uint32_t l = 0; l != CRDT__NONE; l = SEQ_LEAF(doc, l).next) {
+        const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
+        for (uint32_t i = 0; i < leaf->n; i++) {
+            const crdt__item_t *x = &ITEM(doc, leaf->items[i]);
+            if (!x->deleted)
+                crdt__put_bytes(&b, item_text(doc, x), x->text_bytes);
+        }
+    }
+    b.base[b.len] = 0;
+    *out = b;
+    return 0;
+}
+
+/* ---- relative positions --------------------------------------------------- */
+
+int crdt_doc_relpos_from_index(const crdt_doc_t *doc, size_t index, int assoc,
+                               crdt_relpos_t *out)
+{
+    crdt_relpos_t p;
+    uint32_t it, off;
+    int err;
+    if (assoc != CRDT_ASSOC_BEFORE && assoc != CRDT_ASSOC_AFTER)
+        return CRDT_EINVAL;
+    if (index > doc->vis_len)
+        return CRDT_EINDEX;
+    memset(&p, 0, sizeof(p));
+    p.assoc = (int8_t)assoc;
+    if (assoc == CRDT_ASSOC_AFTER && index == doc->vis_len)
+        p.edge = 2;
+    else if (assoc == CRDT_ASSOC_BEFORE && index == 0)
+        p.edge = 1;
+    else {
+        err = assoc == CRDT_ASSOC_AFTER ? char_at(doc, index, &it, &off)
+                                        : char_before(doc, index, &it, &off);
+        if (err)
+            return err;
+        p.client = CLIENT(doc, ITEM(doc, it).client).id;
+        p.clock = ITEM(doc, it).clock + off;
+    }
+    *out = p;
+    return 0;
+}
+
+int crdt_doc_relpos_to_index(const crdt_doc_t *doc, const crdt_relpos_t *pos, size_t *index)
+{
+    uint32_t c, it, off, vis;
+    const crdt__item_t *x;
+    if (pos->edge == 1) {
+        *index = 0;
+        return 0;
+    }
+    if (pos->edge == 2) {
+        *index = doc->vis_len;
+        return 0;
+    }
+    if (pos->edge != 0)
+        return CRDT_EINVAL;
+    c = crdt__client_find(doc, pos->client);
+    if (c == CRDT__NONE)
+        return CRDT_ENOTFOUND;
+    it = crdt__item_find(doc, crdt__id(c, pos->clock), &off);
+    if (it == CRDT__NONE)
+        return CRDT_ENOTFOUND;
+    crdt__seq_rank(doc, it, &vis);
+    x = &ITEM(doc, it);
+    if (!x->deleted) {
+        vis += crdt__utf8_u16_prefix(item_text(doc, x), x->text_bytes, x->len, off);
+        if (pos->assoc == CRDT_ASSOC_BEFORE)
+            vis += crdt__utf8_u16_prefix(item_text(doc, x), x->text_bytes, x->len, off + 1) -
+                   crdt__utf8_u16_prefix(item_text(doc, x), x->text_bytes, x->len, off);
+    }
+    *index = vis;
+    return 0;
+}
+
+/* ---- consistency -------------------------------------------------------- */
+
+int crdt_doc_check(const crdt_doc_t *doc)
+{
+    uint64_t vis = 0, bytes = 0;
+    uint32_t c, clock, val, expect_client = 0, expect_clock = 0;
+    crdt__idx_iter_t iter;
+
+    if (crdt__seq_check(doc) != 0 || crdt__idx_check(doc) != 0)
+        return CRDT_EINTERNAL;
+    for (uint32_t i = 0; i < doc->items.len; i++) {
+        const crdt__item_t *x = &ITEM(doc, i);
+        size_t cps, u16;
+        uint32_t off;
+        if (x->len == 0 || (uint64_t)x->text_off + x->text_bytes > doc->text.len)
+            return CRDT_EINTERNAL;
+        if (crdt__utf8_scan(item_text(doc, x), x->text_bytes, &cps, &u16) != 0 || cps != x->len ||
+            u16 != x->u16len)
+            return CRDT_EINTERNAL;
+        if (crdt__item_find(doc, crdt__id(x->client, x->clock), &off) != i || off != 0)
+            return CRDT_EINTERNAL;
+        if (x->clock + x->len > CLIENT(doc, x->client).next_clock)
+            return CRDT_EINTERNAL;
+        if (!x->deleted) {
+            vis += x->u16len;
+            bytes += x->text_bytes;
+        }
+    }
+    if (vis != doc->vis_len || bytes != doc->utf8_len)
+        return CRDT_EINTERNAL;
+    /* Each client's items and delete records tile [0, next_clock). */
+    crdt__idx_seek(doc, 0, 0, &iter);
+    while (crdt__idx_next(doc, &iter, &c, &clock, &val)) {
+        uint32_t len;
+        while (c != expect_client) {
+            if (c < expect_client || expect_clock != CLIENT(doc, expect_client).next_clock)
+                return CRDT_EINTERNAL;
+            expect_client++;
+            expect_clock = 0;
+        }
+        if (clock != expect_clock)
+            return CRDT_EINTERNAL;
+        if (val & CRDT__IDX_DEL) {
+            const crdt__delrec_t *d;
+            if ((val & ~CRDT__IDX_DEL) >= doc->delrecs.len)
+                return CRDT_EINTERNAL;
+            d = &DELREC(doc, val & ~CRDT__IDX_DEL);
+            if (d->client != c || d->clock != clock || d->len == 0)
+                return CRDT_EINTERNAL;
+            len = d->len;
+        } else {
+            if (val >= doc->items.len || ITEM(doc, val).clock != clock)
+                return CRDT_EINTERNAL;
+            len = ITEM(doc, val).len;
+        }
+        expect_clock += len;
+    }
+    for (; expect_client < doc->clients.len; expect_client++, expect_clock = 0)
+        if (expect_clock != CLIENT(doc, expect_client).next_clock)
+            return CRDT_EINTERNAL;
+    return 0;
+}

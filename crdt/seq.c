@@ -1,0 +1,436 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * seq.c: the sequence tree, an order-statistic B+tree over a document's items
+ * in document order. Leaves hold item indexes; inner nodes hold, for each
+ * child, its visible UTF-16 length and its number of items, so an index finds
+ * its item and an item finds its rank by walking one root-to-leaf path.
+ *
+ * Items are never removed (deleted characters stay as tombstones), so nodes
+ * only ever split. Each node knows its parent and each item its leaf. The
+ * leftmost leaf is always leaf 0: splits move the upper half to a new node.
+ * Node storage is reserved by crdt__seq_reserve() before a change, so inserts
+ * never allocate.
+ */
+#include "crdt_internal.h"
+
+#define HALF_LEAF (CRDT__SEQ_LEAF / 2)
+#define HALF_FAN (CRDT__SEQ_FAN / 2)
+
+static inline uint32_t item_vis(const crdt_doc_t *doc, uint32_t it)
+{
+    return ITEM(doc, it).deleted ? 0 : ITEM(doc, it).u16len;
+}
+
+int crdt__seq_init(crdt_doc_t *doc)
+{
+    int err = crdt__pool_reserve(doc, &doc->seq_leaves, sizeof(crdt__seq_leaf_t), 1);
+    uint32_t l;
+    if (err)
+        return err;
+    l = crdt__pool_take(&doc->seq_leaves);
+    SEQ_LEAF(doc, l).parent = CRDT__NONE;
+    SEQ_LEAF(doc, l).n = 0;
+    SEQ_LEAF(doc, l).prev = CRDT__NONE;
+    SEQ_LEAF(doc, l).next = CRDT__NONE;
+    doc->seq_root = l;
+    doc->seq_height = 0;
+    return 0;
+}
+
+/*
+ * Room for `items` more items. Leaves: each split of a full leaf leaves two
+ * halves of at least HALF_LEAF items and leaves never shrink, so k inserts
+ * split at most min(k, k / HALF_LEAF + leaves + 1) times. Inner nodes other
+ * than the root hold at least HALF_FAN children, which bounds their total.
+ */
+int crdt__seq_reserve(crdt_doc_t *doc, size_t items)
+{
+    size_t leaves = doc->seq_leaves.len;
+    size_t new_leaves = items / HALF_LEAF + leaves + 1;
+    size_t inner_total;
+    int err;
+    if (new_leaves > items)
+        new_leaves = items;
+    err = crdt__pool_reserve(doc, &doc->seq_leaves, sizeof(crdt__seq_leaf_t), new_leaves);
+    if (err)
+        return err;
+    inner_total = (leaves + new_leaves) / (HALF_FAN - 1) + doc->seq_height + 3;
+    if (inner_total > doc->seq_inners.len)
+        err = crdt__pool_reserve(doc, &doc->seq_inners, sizeof(crdt__seq_inner_t),
+                                 inner_total - doc->seq_inners.len);
+    return err;
+}
+
+static inline uint32_t node_parent(const crdt_doc_t *doc, uint32_t node, bool leaf)
+{
+    return leaf ? SEQ_LEAF(doc, node).parent : SEQ_INNER(doc, node).parent;
+}
+
+static uint32_t child_slot(const crdt__seq_inner_t *p, uint32_t child)
+{
+    uint32_t i;
+    for (i = 0; i < p->n; i++)
+        if (p->child[i] == child)
+            return i;
+    assert(0 && "child not in parent");
+    return 0;
+}
+
+static uint32_t item_slot(const crdt_doc_t *doc, uint32_t it)
+{
+    const crdt__seq_leaf_t *l = &SEQ_LEAF(doc, ITEM(doc, it).leaf);
+    uint32_t i;
+    for (i = 0; i < l->n; i++)
+        if (l->items[i] == it)
+            return i;
+    assert(0 && "item not in its leaf");
+    return 0;
+}
+
+/* Adds (dv, dc) to the entries on the path from `node` to the root. */
+static void propagate(crdt_doc_t *doc, uint32_t node, bool leaf, int64_t dv, int64_t dc)
+{
+    uint32_t p = node_parent(doc, node, leaf);
+    while (p != CRDT__NONE) {
+        crdt__seq_inner_t *in = &SEQ_INNER(doc, p);
+        uint32_t s = child_slot(in, node);
+        in->vis[s] = (uint32_t)((int64_t)in->vis[s] + dv);
+        in->cnt[s] = (uint32_t)((int64_t)in->cnt[s] + dc);
+        node = p;
+        p = in->parent;
+    }
+}
+
+static void leaf_agg(const crdt_doc_t *doc, uint32_t l, uint32_t *vis, uint32_t *cnt)
+{
+    const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
+    uint32_t v = 0;
+    for (uint32_t i = 0; i < leaf->n; i++)
+        v += item_vis(doc, leaf->items[i]);
+    *vis = v;
+    *cnt = leaf->n;
+}
+
+static void inner_agg(const crdt_doc_t *doc, uint32_t n, uint32_t *vis, uint32_t *cnt)
+{
+    const crdt__seq_inner_t *in = &SEQ_INNER(doc, n);
+    uint32_t v = 0, c = 0;
+    for (uint32_t i = 0; i < in->n; i++) {
+        v += in->vis[i];
+        c += in->cnt[i];
+    }
+    *vis = v;
+    *cnt = c;
+}
+
+static void set_parent(crdt_doc_t *doc, uint32_t node, bool leaf, uint32_t parent)
+{
+    if (leaf)
+        SEQ_LEAF(doc, node).parent = parent;
+    else
+        SEQ_INNER(doc, node).parent = parent;
+}
+
+/* Inserts item `it` at `slot` of leaf `l`, splitting nodes up the tree. */
+static void insert_at(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it)
+{
+    int64_t v = item_vis(doc, it);
+    crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
+    uint32_t child, sib;
+    bool leaf_level = true;
+
+    if (leaf->n < CRDT__SEQ_LEAF) {
+        memmove(&leaf->items[slot + 1], &leaf->items[slot], (leaf->n - slot) * sizeof(uint32_t));
+        leaf->items[slot] = it;
+        leaf->n++;
+        ITEM(doc, it).leaf = l;
+        propagate(doc, l, true, v, 1);
+        return;
+    }
+
+    /* Split the full leaf: the upper half moves to a new leaf. */
+    sib = crdt__pool_take(&doc->seq_leaves);
+    leaf = &SEQ_LEAF(doc, l);
+    {
+        crdt__seq_leaf_t *s = &SEQ_LEAF(doc, sib);
+        uint32_t keep = HALF_LEAF;
+        s->n = leaf->n - keep;
+        memcpy(s->items, &leaf->items[keep], s->n * sizeof(uint32_t));
+        leaf->n = keep;
+        s->parent = leaf->parent;
+        s->prev = l;
+        s->next = leaf->next;
+        if (leaf->next != CRDT__NONE)
+            SEQ_LEAF(doc, leaf->next).prev = sib;
+        leaf->next = sib;
+        for (uint32_t i = 0; i < s->n; i++)
+            ITEM(doc, s->items[i]).leaf = sib;
+        if (slot <= keep) {
+            memmove(&leaf->items[slot + 1], &leaf->items[slot],
+                    (leaf->n - slot) * sizeof(uint32_t));
+            leaf->items[slot] = it;
+            leaf->n++;
+            ITEM(doc, it).leaf = l;
+        } else {
+            slot -= keep;
+            memmove(&s->items[slot + 1], &s->items[slot], (s->n - slot) * sizeof(uint32_t));
+            s->items[slot] = it;
+            s->n++;
+            ITEM(doc, it).leaf = sib;
+        }
+    }
+    child = l;
+
+    /* Hang `sib` next to `child` in their parent, splitting upwards. */
+    for (;;) {
+        uint32_t p = node_parent(doc, child, leaf_level);
+        uint32_t cv, cc, sv, sc, s;
+        crdt__seq_inner_t *in;
+        if (leaf_level) {
+            leaf_agg(doc, child, &cv, &cc);
+            leaf_agg(doc, sib, &sv, &sc);
+        } else {
+            inner_agg(doc, child, &cv, &cc);
+            inner_agg(doc, sib, &sv, &sc);
+        }
+        if (p == CRDT__NONE) {
+            uint32_t r = crdt__pool_take(&doc->seq_inners);
+            in = &SEQ_INNER(doc, r);
+            in->parent = CRDT__NONE;
+            in->n = 2;
+            in->child[0] = child;
+            in->vis[0] = cv;
+            in->cnt[0] = cc;
+            in->child[1] = sib;
+            in->vis[1] = sv;
+            in->cnt[1] = sc;
+            set_parent(doc, child, leaf_level, r);
+            set_parent(doc, sib, leaf_level, r);
+            doc->seq_root = r;
+            doc->seq_height++;
+            return;
+        }
+        in = &SEQ_INNER(doc, p);
+        s = child_slot(in, child);
+        in->vis[s] = cv;
+        in->cnt[s] = cc;
+        s++;
+        if (in->n < CRDT__SEQ_FAN) {
+            uint32_t m = in->n - s;
+            memmove(&in->child[s + 1], &in->child[s], m * sizeof(uint32_t));
+            memmove(&in->vis[s + 1], &in->vis[s], m * sizeof(uint32_t));
+            memmove(&in->cnt[s + 1], &in->cnt[s], m * sizeof(uint32_t));
+            in->child[s] = sib;
+            in->vis[s] = sv;
+            in->cnt[s] = sc;
+            in->n++;
+            set_parent(doc, sib, leaf_level, p);
+            propagate(doc, p, false, v, 1);
+            return;
+        }
+        /* Split the full inner node `p` into p and a new node. */
+        {
+            uint32_t q = crdt__pool_take(&doc->seq_inners);
+            crdt__seq_inner_t *a = &SEQ_INNER(doc, p), *b = &SEQ_INNER(doc, q);
+            uint32_t keep = HALF_FAN;
+            b->n = a->n - keep;
+            memcpy(b->child, &a->child[keep], b->n * sizeof(uint32_t));
+            memcpy(b->vis, &a->vis[keep], b->n * sizeof(uint32_t));
+            memcpy(b->cnt, &a->cnt[keep], b->n * sizeof(uint32_t));
+            a->n = keep;
+            b->parent = a->parent;
+            for (uint32_t i = 0; i < b->n; i++)
+                set_parent(doc, b->child[i], leaf_level, q);
+            {
+                crdt__seq_inner_t *t = a;
+                uint32_t tn = p;
+                if (s > keep) {
+                    t = b;
+                    tn = q;
+                    s -= keep;
+                }
+                memmove(&t->child[s + 1], &t->child[s], (t->n - s) * sizeof(uint32_t));
+                memmove(&t->vis[s + 1], &t->vis[s], (t->n - s) * sizeof(uint32_t));
+                memmove(&t->cnt[s + 1], &t->cnt[s], (t->n - s) * sizeof(uint32_t));
+                t->child[s] = sib;
+                t->vis[s] = sv;
+                t->cnt[s] = sc;
+                t->n++;
+                set_parent(doc, sib, leaf_level, tn);
+            }
+            child = p;
+            sib = q;
+            leaf_level = false;
+        }
+    }
+}
+
+static uint32_t last_leaf(const crdt_doc_t *doc)
+{
+    uint32_t n = doc->seq_root;
+    for (uint32_t h = doc->seq_height; h > 0; h--) {
+        const crdt__seq_inner_t *in = &SEQ_INNER(doc, n);
+        n = in->child[in->n - 1];
+    }
+    return n;
+}
+
+void crdt__seq_insert_after(crdt_doc_t *doc, uint32_t after, uint32_t it)
+{
+    if (after == CRDT__NONE)
+        insert_at(doc, 0, 0, it);
+    else
+        insert_at(doc, ITEM(doc, after).leaf, item_slot(doc, after) + 1, it);
+}
+
+void crdt__seq_insert_before(crdt_doc_t *doc, uint32_t before, uint32_t it)
+{
+    if (before == CRDT__NONE) {
+        uint32_t l = last_leaf(doc);
+        insert_at(doc, l, SEQ_LEAF(doc, l).n, it);
+    } else {
+        insert_at(doc, ITEM(doc, before).leaf, item_slot(doc, before), it);
+    }
+}
+
+void crdt__seq_adjust_vis(crdt_doc_t *doc, uint32_t it, int64_t dvis)
+{
+    propagate(doc, ITEM(doc, it).leaf, true, dvis, 0);
+}
+
+uint32_t crdt__seq_find_vis(const crdt_doc_t *doc, uint32_t pos, uint32_t *off)
+{
+    uint32_t n = doc->seq_root;
+    const crdt__seq_leaf_t *leaf;
+    for (uint32_t h = doc->seq_height; h > 0; h--) {
+        const crdt__seq_inner_t *in = &SEQ_INNER(doc, n);
+        uint32_t i;
+        for (i = 0; i + 1 < in->n && pos >= in->vis[i]; i++)
+            pos -= in->vis[i];
+        n = in->child[i];
+    }
+    leaf = &SEQ_LEAF(doc, n);
+    for (uint32_t i = 0; i < leaf->n; i++) {
+        uint32_t v = item_vis(doc, leaf->items[i]);
+        if (pos < v) {
+            *off = pos;
+            return leaf->items[i];
+        }
+        pos -= v;
+    }
+    return CRDT__NONE;
+}
+
+uint32_t crdt__seq_rank(const crdt_doc_t *doc, uint32_t it, uint32_t *vis_before)
+{
+    uint32_t node = ITEM(doc, it).leaf, rank = 0, vis = 0;
+    const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, node);
+    uint32_t p;
+    for (uint32_t i = 0; leaf->items[i] != it; i++) {
+        rank++;
+        vis += item_vis(doc, leaf->items[i]);
+    }
+    p = leaf->parent;
+    while (p != CRDT__NONE) {
+        const crdt__seq_inner_t *in = &SEQ_INNER(doc, p);
+        for (uint32_t i = 0; in->child[i] != node; i++) {
+            rank += in->cnt[i];
+            vis += in->vis[i];
+        }
+        node = p;
+        p = in->parent;
+    }
+    if (vis_before)
+        *vis_before = vis;
+    return rank;
+}
+
+uint32_t crdt__seq_next(const crdt_doc_t *doc, uint32_t it)
+{
+    uint32_t l = ITEM(doc, it).leaf, s = item_slot(doc, it);
+    const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
+    if (s + 1 < leaf->n)
+        return leaf->items[s + 1];
+    if (leaf->next == CRDT__NONE)
+        return CRDT__NONE;
+    return SEQ_LEAF(doc, leaf->next).items[0];
+}
+
+uint32_t crdt__seq_prev(const crdt_doc_t *doc, uint32_t it)
+{
+    uint32_t l = ITEM(doc, it).leaf, s = item_slot(doc, it);
+    const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
+    if (s > 0)
+        return leaf->items[s - 1];
+    if (leaf->prev == CRDT__NONE)
+        return CRDT__NONE;
+    leaf = &SEQ_LEAF(doc, leaf->prev);
+    return leaf->items[leaf->n - 1];
+}
+
+uint32_t crdt__seq_first(const crdt_doc_t *doc)
+{
+    return SEQ_LEAF(doc, 0).n ? SEQ_LEAF(doc, 0).items[0] : CRDT__NONE;
+}
+
+uint32_t crdt__seq_count(const crdt_doc_t *doc)
+{
+    return doc->items.len;
+}
+
+/* Verifies a subtree; returns its (vis, cnt) through the pointers, or -1. */
+static int check_node(const crdt_doc_t *doc, uint32_t node, uint32_t height, uint32_t parent,
+                      uint32_t *vis, uint32_t *cnt, uint32_t *prev_leaf)
+{
+    if (height == 0) {
+        const crdt__seq_leaf_t *leaf;
+        if (node >= doc->seq_leaves.len)
+            return -1;
+        leaf = &SEQ_LEAF(doc, node);
+        if (leaf->parent != parent || leaf->n > CRDT__SEQ_LEAF || leaf->prev != *prev_leaf)
+            return -1;
+        if (*prev_leaf != CRDT__NONE && SEQ_LEAF(doc, *prev_leaf).next != node)
+            return -1;
+        if (leaf->n == 0 && doc->items.len != 0)
+            return -1;
+        for (uint32_t i = 0; i < leaf->n; i++) {
+            if (leaf->items[i] >= doc->items.len || ITEM(doc, leaf->items[i]).leaf != node)
+                return -1;
+        }
+        leaf_agg(doc, node, vis, cnt);
+        *prev_leaf = node;
+        return 0;
+    } else {
+        const crdt__seq_inner_t *in;
+        uint32_t v = 0, c = 0;
+        if (node >= doc->seq_inners.len)
+            return -1;
+        in = &SEQ_INNER(doc, node);
+        if (in->parent != parent || in->n < 2 || in->n > CRDT__SEQ_FAN)
+            return -1;
+        for (uint32_t i = 0; i < in->n; i++) {
+            uint32_t cv, cc;
+            if (check_node(doc, in->child[i], height - 1, node, &cv, &cc, prev_leaf) != 0)
+                return -1;
+            if (cv != in->vis[i] || cc != in->cnt[i])
+                return -1;
+            v += cv;
+            c += cc;
+        }
+        *vis = v;
+        *cnt = c;
+        return 0;
+    }
+}
+
+int crdt__seq_check(const crdt_doc_t *doc)
+{
+    uint32_t vis, cnt, prev = CRDT__NONE;
+    if (check_node(doc, doc->seq_root, doc->seq_height, CRDT__NONE, &vis, &cnt, &prev) != 0)
+        return CRDT_EINTERNAL;
+    if (vis != doc->vis_len || cnt != doc->items.len)
+        return CRDT_EINTERNAL;
+    if (prev == CRDT__NONE || SEQ_LEAF(doc, prev).next != CRDT__NONE)
+        return CRDT_EINTERNAL;
+    return 0;
+}
