@@ -88,26 +88,26 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op)
         o = crdt__seq_next(doc, o);
     }
 
-    y = crdt__pool_take(&doc->items);
+    y = crdt__item_new(doc);
     {
         crdt__item_t *n = &ITEM(doc, y);
         n->client = op->client;
         n->clock = op->clock;
         n->len = op->len;
         n->u16len = op->u16len;
-        n->text_off = doc->text.len;
+        n->text_off = crdt__text_append(doc, op->client, op->text, op->text_bytes);
         n->text_bytes = op->text_bytes;
         n->left = op->left;
         n->right = op->right;
         n->deleted = 0;
         n->leaf = CRDT__NONE;
     }
-    memcpy((uint8_t *)doc->text.base + doc->text.len, op->text, op->text_bytes);
-    doc->text.len += op->text_bytes;
     crdt__seq_insert_before(doc, dest, y);
     crdt__idx_insert(doc, op->client, op->clock, y);
     doc->vis_len += op->u16len;
     doc->utf8_len += op->text_bytes;
+    /* A run typed remotely arrives a piece at a time: grow the run. */
+    crdt__item_try_merge(doc, crdt__seq_prev(doc, y), y);
 }
 
 /* ---- planning ------------------------------------------------------------- */
@@ -250,7 +250,7 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
     const crdt_alloc_t *a;
     crdt__decoded_t dn = {0}, dp = {0};
     uint64_t *newids = NULL;
-    size_t nnew = 0, nall, i, nplan = 0, nleft = 0, nitems = 0, ndel = 0, ntext = 0;
+    size_t nnew = 0, nall, i, nplan = 0, nleft = 0, nitems = 0, ndel = 0;
     uint32_t *map_n = NULL, *map_p = NULL, *plan = NULL;
     crdt__client_t *tmpclients = NULL;
     crdt__op_t *leftover = NULL;
@@ -398,7 +398,6 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
                 progress = true;
                 if (x->op.kind == CRDT__OP_INSERT) {
                     nitems += 3;
-                    ntext += x->op.text_bytes;
                 } else {
                     nitems += 2;
                     ndel++;
@@ -438,8 +437,23 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
     if (nplan == 0 && !changed)
         goto Exit; /* nothing new: all known, or held as before */
 
-    if ((err = crdt__client_reserve(doc, nnew)) != 0 ||
-        (err = crdt__reserve(doc, nitems, ndel, ntext)) != 0)
+    /* New clients join the table first (invisible: they have no operation
+     * yet) because their text arenas are reserved per client. */
+    if ((err = crdt__client_reserve(doc, nnew)) != 0)
+        goto Exit;
+    for (i = 0; i < nnew; i++)
+        crdt__client_add(doc, newids[i]);
+    nnew = 0;
+    for (uint32_t g = 0; g < p.ngroups; g++) {
+        uint32_t c = p.groups[g];
+        size_t bytes = 0;
+        for (uint32_t k = p.grp_start[c]; k < p.grp_end[c]; k++)
+            if (p.c[k].state == PLANNED && p.c[k].op.kind == CRDT__OP_INSERT)
+                bytes += p.c[k].op.text_bytes;
+        if (bytes && (err = crdt__text_reserve(doc, c, bytes)) != 0)
+            goto Exit;
+    }
+    if ((err = crdt__reserve(doc, nitems, ndel)) != 0)
         goto Exit;
     if (nleft > 0 && pend.len > 0) {
         uint8_t *copy = crdt__malloc(doc, pend.len);
@@ -459,8 +473,6 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
     doc->pending_ops = nleft;
 
     /* Commit: nothing below allocates. */
-    for (i = 0; i < nnew; i++)
-        crdt__client_add(doc, newids[i]);
     for (i = 0; i < nplan; i++) {
         const crdt__op_t *op = &p.c[plan[i]].op;
         if (op->kind == CRDT__OP_INSERT)

@@ -67,13 +67,15 @@ typedef struct {
     uint32_t client, clock;
     uint32_t len;        /* characters (code points), >= 1 */
     uint32_t u16len;     /* UTF-16 units of all `len` characters */
-    uint32_t text_off;   /* first byte in the text arena */
+    uint32_t text_off;   /* first byte in the client's text arena */
     uint32_t text_bytes; /* UTF-8 bytes; == len when the run is ASCII */
     crdt__id_t left;     /* origin-left of the first character, or NOID */
     crdt__id_t right;    /* origin-right of every character, or NOID */
     uint32_t leaf;       /* sequence-tree leaf holding this item */
     uint32_t deleted;    /* 1 if every character is deleted, else 0 */
 } crdt__item_t;
+/* An item merged into its left neighbour is dead: len == 0, and `clock` links
+ * the free list of dead items. */
 
 /* A run of delete operations (client, clock .. clock+len-1) deleting `len`
  * characters (tclient, tlo .. tlo+len-1): forward, operation i deletes tlo+i;
@@ -84,16 +86,20 @@ typedef struct {
     uint32_t backward;
 } crdt__delrec_t;
 
-typedef struct {
-    uint64_t id;
-    uint32_t next_clock; /* state vector entry */
-} crdt__client_t;
-
 /* A growable array of fixed-size elements addressed by index. */
 typedef struct {
     void *base;
     uint32_t len, cap;
 } crdt__pool_t;
+
+/* A replica known to the document. Its inserted text is appended to its own
+ * arena in clock order, so characters with consecutive clocks have
+ * consecutive bytes: runs can always grow and re-merge. */
+typedef struct {
+    uint64_t id;
+    uint32_t next_clock; /* state vector entry */
+    crdt__pool_t text;   /* uint8_t: UTF-8 of every insertion, in clock order */
+} crdt__client_t;
 
 /* Sequence tree nodes. Inner nodes keep, per child, the visible UTF-16 length
  * and the number of items below it. */
@@ -104,6 +110,7 @@ typedef struct {
     uint32_t n;
     uint32_t prev, next;
     uint32_t items[CRDT__SEQ_LEAF];
+    uint32_t vis[CRDT__SEQ_LEAF]; /* visible UTF-16 units of items[i] */
 } crdt__seq_leaf_t;
 
 typedef struct {
@@ -141,8 +148,9 @@ struct crdt_doc {
     uint32_t client_hash_cap;
 
     crdt__pool_t items;   /* crdt__item_t */
+    uint32_t free_items;  /* head of the dead items' list, or NONE */
+    uint32_t live_items;  /* items in the sequence */
     crdt__pool_t delrecs; /* crdt__delrec_t */
-    crdt__pool_t text;    /* uint8_t */
 
     crdt__pool_t seq_leaves; /* crdt__seq_leaf_t */
     crdt__pool_t seq_inners; /* crdt__seq_inner_t */
@@ -266,7 +274,10 @@ int crdt__seq_reserve(crdt_doc_t *doc, size_t items);
 void crdt__seq_insert_after(crdt_doc_t *doc, uint32_t after, uint32_t it);
 /* Inserts item `it` directly before item `before` (CRDT__NONE: at the very end). */
 void crdt__seq_insert_before(crdt_doc_t *doc, uint32_t before, uint32_t it);
-/* Adds `dvis` visible UTF-16 units to the counts above item `it`'s leaf. */
+/* Removes item `it` from the sequence; its leaf must hold another item. */
+void crdt__seq_remove(crdt_doc_t *doc, uint32_t it);
+bool crdt__seq_removable(const crdt_doc_t *doc, uint32_t it);
+/* Adds `dvis` visible UTF-16 units to item `it`'s count and those above it. */
 void crdt__seq_adjust_vis(crdt_doc_t *doc, uint32_t it, int64_t dvis);
 /* Item holding visible UTF-16 unit `pos` (< vis_len); *off receives the units of
  * that item before `pos`. */
@@ -276,13 +287,15 @@ uint32_t crdt__seq_rank(const crdt_doc_t *doc, uint32_t it, uint32_t *vis_before
 uint32_t crdt__seq_next(const crdt_doc_t *doc, uint32_t it); /* NONE at the end */
 uint32_t crdt__seq_prev(const crdt_doc_t *doc, uint32_t it); /* NONE at the start */
 uint32_t crdt__seq_first(const crdt_doc_t *doc);             /* NONE if empty */
-uint32_t crdt__seq_count(const crdt_doc_t *doc);
 int crdt__seq_check(const crdt_doc_t *doc);
 
 /* idindex.c: id index */
 int crdt__idx_init(crdt_doc_t *doc);
 int crdt__idx_reserve(crdt_doc_t *doc, size_t keys);
 void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t val);
+/* Removes an existing key; its leaf must hold another key. */
+void crdt__idx_remove(crdt_doc_t *doc, uint32_t client, uint32_t clock);
+bool crdt__idx_removable(const crdt_doc_t *doc, uint32_t client, uint32_t clock);
 /* Greatest entry with key <= (client, clock) whose client is `client`: returns
  * its value and sets *start_clock, or returns CRDT__NONE. */
 uint32_t crdt__idx_find_le(const crdt_doc_t *doc, uint32_t client, uint32_t clock,
@@ -303,8 +316,21 @@ uint32_t crdt__item_find(const crdt_doc_t *doc, crdt__id_t id, uint32_t *off);
  * part, placed right after it in the sequence and in the id index. Needs one
  * reserved item, sequence and index slot. */
 uint32_t crdt__item_split(crdt_doc_t *doc, uint32_t it, uint32_t off);
-/* Reserves room for `items` new items, `delrecs` delete records, `text` bytes. */
-int crdt__reserve(crdt_doc_t *doc, size_t items, size_t delrecs, size_t text);
+/* Reserves room for `items` new items and `delrecs` delete records. */
+int crdt__reserve(crdt_doc_t *doc, size_t items, size_t delrecs);
+/* Reserves `bytes` more text in client `c`'s arena. */
+int crdt__text_reserve(crdt_doc_t *doc, uint32_t c, size_t bytes);
+/* Appends text to client `c`'s arena (reserved); returns its offset. */
+uint32_t crdt__text_append(crdt_doc_t *doc, uint32_t c, const uint8_t *text, uint32_t bytes);
+static inline const uint8_t *crdt__item_text(const crdt_doc_t *doc, const crdt__item_t *x)
+{
+    return (const uint8_t *)CLIENT(doc, x->client).text.base + x->text_off;
+}
+/* A new item slot (reserved): a dead one or a fresh one. */
+uint32_t crdt__item_new(crdt_doc_t *doc);
+/* Merges item `b` into item `a` when `a` directly precedes it in the sequence
+ * and the two form one run; returns whether it did. */
+bool crdt__item_try_merge(crdt_doc_t *doc, uint32_t a, uint32_t b);
 void crdt__shrink(crdt_doc_t *doc);
 
 /* A decoded (or about to be encoded) operation. Clients are local indexes for

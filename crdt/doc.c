@@ -75,6 +75,7 @@ uint32_t crdt__client_add(crdt_doc_t *doc, uint64_t id)
     assert(((size_t)doc->clients.len) * 2 <= doc->client_hash_cap);
     CLIENT(doc, c).id = id;
     CLIENT(doc, c).next_clock = 0;
+    memset(&CLIENT(doc, c).text, 0, sizeof(crdt__pool_t));
     hash_put(doc->client_hash, doc->client_hash_cap, id, c);
     return c;
 }
@@ -97,6 +98,7 @@ int crdt_doc_new(uint64_t client, const crdt_alloc_t *alloc, crdt_doc_t **out)
     memset(doc, 0, sizeof(*doc));
     doc->alloc = *alloc;
     doc->mem = sizeof(*doc);
+    doc->free_items = CRDT__NONE;
     if ((err = crdt__client_reserve(doc, 1)) != 0 || (err = crdt__seq_init(doc)) != 0 ||
         (err = crdt__idx_init(doc)) != 0) {
         crdt_doc_free(doc);
@@ -113,11 +115,12 @@ void crdt_doc_free(crdt_doc_t *doc)
     if (doc == NULL)
         return;
     alloc = doc->alloc;
+    for (uint32_t i = 0; i < doc->clients.len; i++)
+        crdt__pool_dispose(doc, &CLIENT(doc, i).text, 1);
     crdt__pool_dispose(doc, &doc->clients, sizeof(crdt__client_t));
     crdt__free(doc, doc->client_hash, doc->client_hash_cap * sizeof(uint32_t));
     crdt__pool_dispose(doc, &doc->items, sizeof(crdt__item_t));
     crdt__pool_dispose(doc, &doc->delrecs, sizeof(crdt__delrec_t));
-    crdt__pool_dispose(doc, &doc->text, 1);
     crdt__pool_dispose(doc, &doc->seq_leaves, sizeof(crdt__seq_leaf_t));
     crdt__pool_dispose(doc, &doc->seq_inners, sizeof(crdt__seq_inner_t));
     crdt__pool_dispose(doc, &doc->idx_leaves, sizeof(crdt__idx_leaf_t));
@@ -167,9 +170,9 @@ uint32_t crdt__item_find(const crdt_doc_t *doc, crdt__id_t id, uint32_t *off)
 
 uint32_t crdt__item_split(crdt_doc_t *doc, uint32_t it, uint32_t off)
 {
-    uint32_t y = crdt__pool_take(&doc->items);
+    uint32_t y = crdt__item_new(doc);
     crdt__item_t *x = &ITEM(doc, it), *r = &ITEM(doc, y);
-    const uint8_t *text = (const uint8_t *)doc->text.base + x->text_off;
+    const uint8_t *text = crdt__item_text(doc, x);
     uint32_t boff, u16a;
 
     assert(off > 0 && off < x->len);
@@ -192,14 +195,79 @@ uint32_t crdt__item_split(crdt_doc_t *doc, uint32_t it, uint32_t off)
     return y;
 }
 
-int crdt__reserve(crdt_doc_t *doc, size_t items, size_t delrecs, size_t text)
+uint32_t crdt__item_new(crdt_doc_t *doc)
+{
+    uint32_t it = doc->free_items;
+    if (it != CRDT__NONE)
+        doc->free_items = ITEM(doc, it).clock;
+    else
+        it = crdt__pool_take(&doc->items);
+    doc->live_items++;
+    return it;
+}
+
+/*
+ * Merges b into a. Both must be in the sequence with a right before b; they
+ * merge when b continues a's run exactly (same client, next clock, origin-left
+ * a's last character, same origin-right, same deleted state), which makes the
+ * merged item indistinguishable from one run inserted at once. Nothing is
+ * allocated: b leaves the sequence and the id index (unless that would empty a
+ * node, in which case the merge is skipped) and joins the free list.
+ */
+bool crdt__item_try_merge(crdt_doc_t *doc, uint32_t a, uint32_t b)
+{
+    crdt__item_t *x, *y;
+    uint32_t vis;
+    if (a == CRDT__NONE || b == CRDT__NONE)
+        return false;
+    x = &ITEM(doc, a);
+    y = &ITEM(doc, b);
+    if (x->client != y->client || x->clock + x->len != y->clock || x->deleted != y->deleted ||
+        !crdt__id_eq(y->left, crdt__id(x->client, y->clock - 1)) ||
+        !crdt__id_eq(y->right, x->right) || x->text_off + x->text_bytes != y->text_off)
+        return false;
+    if (!crdt__seq_removable(doc, b) || !crdt__idx_removable(doc, y->client, y->clock))
+        return false;
+    vis = y->deleted ? 0 : y->u16len;
+    crdt__seq_remove(doc, b);
+    crdt__idx_remove(doc, y->client, y->clock);
+    x = &ITEM(doc, a);
+    y = &ITEM(doc, b);
+    x->len += y->len;
+    x->text_bytes += y->text_bytes;
+    x->u16len += y->u16len;
+    if (vis)
+        crdt__seq_adjust_vis(doc, a, vis);
+    y->len = 0;
+    y->clock = doc->free_items;
+    doc->free_items = b;
+    doc->live_items--;
+    return true;
+}
+
+int crdt__text_reserve(crdt_doc_t *doc, uint32_t c, size_t bytes)
+{
+    return crdt__pool_reserve(doc, &CLIENT(doc, c).text, 1, bytes);
+}
+
+uint32_t crdt__text_append(crdt_doc_t *doc, uint32_t c, const uint8_t *text, uint32_t bytes)
+{
+    crdt__pool_t *p = &CLIENT(doc, c).text;
+    uint32_t off = p->len;
+    assert((uint64_t)p->len + bytes <= p->cap);
+    if (bytes)
+        memcpy((uint8_t *)p->base + off, text, bytes);
+    p->len += bytes;
+    return off;
+}
+
+int crdt__reserve(crdt_doc_t *doc, size_t items, size_t delrecs)
 {
     int err;
     if ((err = crdt__pool_reserve(doc, &doc->items, sizeof(crdt__item_t), items)) != 0 ||
         (err = crdt__seq_reserve(doc, items)) != 0 ||
         (err = crdt__idx_reserve(doc, items + delrecs)) != 0 ||
-        (err = crdt__pool_reserve(doc, &doc->delrecs, sizeof(crdt__delrec_t), delrecs)) != 0 ||
-        (err = crdt__pool_reserve(doc, &doc->text, 1, text)) != 0)
+        (err = crdt__pool_reserve(doc, &doc->delrecs, sizeof(crdt__delrec_t), delrecs)) != 0)
         return err;
     if (doc->items.len + items >= CRDT__IDX_DEL || doc->delrecs.len + delrecs >= CRDT__IDX_DEL)
         return CRDT_ELIMIT;
@@ -210,17 +278,15 @@ void crdt__shrink(crdt_doc_t *doc)
 {
     crdt__pool_shrink(doc, &doc->items, sizeof(crdt__item_t));
     crdt__pool_shrink(doc, &doc->delrecs, sizeof(crdt__delrec_t));
-    crdt__pool_shrink(doc, &doc->text, 1);
+    for (uint32_t i = 0; i < doc->clients.len; i++)
+        crdt__pool_shrink(doc, &CLIENT(doc, i).text, 1);
     crdt__pool_shrink(doc, &doc->seq_leaves, sizeof(crdt__seq_leaf_t));
     crdt__pool_shrink(doc, &doc->seq_inners, sizeof(crdt__seq_inner_t));
     crdt__pool_shrink(doc, &doc->idx_leaves, sizeof(crdt__idx_leaf_t));
     crdt__pool_shrink(doc, &doc->idx_inners, sizeof(crdt__idx_inner_t));
 }
 
-static inline const uint8_t *item_text(const crdt_doc_t *doc, const crdt__item_t *x)
-{
-    return (const uint8_t *)doc->text.base + x->text_off;
-}
+#define item_text crdt__item_text
 
 /* Makes the item/offset of the character containing visible unit `pos` - 1,
  * i.e. the character left of index `pos` (> 0). Fails if `pos` is inside a
@@ -315,7 +381,8 @@ int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len,
     if (update && (err = crdt__encode_ops(&doc->alloc, &CLIENT(doc, 0), doc->clients.len, &op, 1,
                                           &buf)) != 0)
         return err;
-    if ((err = crdt__reserve(doc, 2, 0, len)) != 0) {
+    if ((err = crdt__reserve(doc, 2, 0)) != 0 ||
+        (err = crdt__text_reserve(doc, doc->self, len)) != 0) {
         crdt_buf_dispose(&buf);
         return err;
     }
@@ -325,9 +392,9 @@ int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len,
         crdt__item_t *x = &ITEM(doc, left_it);
         if (x->client == doc->self && left_off + 1 == x->len &&
             x->clock + x->len == op.clock && !x->deleted &&
-            x->text_off + x->text_bytes == doc->text.len && crdt__id_eq(x->right, op.right)) {
-            memcpy((uint8_t *)doc->text.base + doc->text.len, text, len);
-            doc->text.len += (uint32_t)len;
+            x->text_off + x->text_bytes == CLIENT(doc, doc->self).text.len &&
+            crdt__id_eq(x->right, op.right)) {
+            crdt__text_append(doc, doc->self, (const uint8_t *)text, (uint32_t)len);
             x->len += op.len;
             x->text_bytes += op.text_bytes;
             x->u16len += op.u16len;
@@ -337,22 +404,20 @@ int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len,
     }
     if (left_it != CRDT__NONE && left_off + 1 < ITEM(doc, left_it).len)
         crdt__item_split(doc, left_it, left_off + 1);
-    y = crdt__pool_take(&doc->items);
+    y = crdt__item_new(doc);
     {
         crdt__item_t *n = &ITEM(doc, y);
         n->client = doc->self;
         n->clock = op.clock;
         n->len = op.len;
         n->u16len = op.u16len;
-        n->text_off = doc->text.len;
+        n->text_off = crdt__text_append(doc, doc->self, (const uint8_t *)text, (uint32_t)len);
         n->text_bytes = op.text_bytes;
         n->left = op.left;
         n->right = op.right;
         n->deleted = 0;
         n->leaf = CRDT__NONE;
     }
-    memcpy((uint8_t *)doc->text.base + doc->text.len, text, len);
-    doc->text.len += (uint32_t)len;
     crdt__seq_insert_after(doc, left_it, y);
     crdt__idx_insert(doc, doc->self, op.clock, y);
 Done:
@@ -384,13 +449,19 @@ static void delete_range(crdt_doc_t *doc, uint32_t c, uint32_t lo, uint32_t len)
         if (x->len > end - lo)
             crdt__item_split(doc, it, end - lo);
         x = &ITEM(doc, it);
+        lo += x->len;
         if (!x->deleted) {
+            uint32_t prev;
             x->deleted = 1;
             crdt__seq_adjust_vis(doc, it, -(int64_t)x->u16len);
             doc->vis_len -= x->u16len;
             doc->utf8_len -= x->text_bytes;
+            /* Tombstones next to tombstones of the same run merge back. */
+            prev = crdt__seq_prev(doc, it);
+            if (crdt__item_try_merge(doc, prev, it))
+                it = prev;
+            crdt__item_try_merge(doc, it, crdt__seq_next(doc, it));
         }
-        lo += x->len;
     }
 }
 
@@ -521,7 +592,7 @@ int crdt_doc_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *updat
     if (update && (err = crdt__encode_ops(&doc->alloc, &CLIENT(doc, 0), doc->clients.len, ops,
                                           nops, &buf)) != 0)
         goto Exit;
-    if ((err = crdt__reserve(doc, 2 * nops, nops, 0)) != 0)
+    if ((err = crdt__reserve(doc, 2 * nops, nops)) != 0)
         goto Exit;
     for (i = 0; i < nops; i++)
         crdt__integrate_delete(doc, &ops[i]);
@@ -633,7 +704,10 @@ int crdt_doc_check(const crdt_doc_t *doc)
         const crdt__item_t *x = &ITEM(doc, i);
         size_t cps, u16;
         uint32_t off;
-        if (x->len == 0 || (uint64_t)x->text_off + x->text_bytes > doc->text.len)
+        if (x->len == 0)
+            continue; /* dead */
+        if (x->client >= doc->clients.len ||
+            (uint64_t)x->text_off + x->text_bytes > CLIENT(doc, x->client).text.len)
             return CRDT_EINTERNAL;
         if (crdt__utf8_scan(item_text(doc, x), x->text_bytes, &cps, &u16) != 0 || cps != x->len ||
             u16 != x->u16len)

@@ -39,11 +39,9 @@ int crdt__idx_init(crdt_doc_t *doc)
 int crdt__idx_reserve(crdt_doc_t *doc, size_t keys)
 {
     size_t leaves = doc->idx_leaves.len;
-    size_t new_leaves = keys / HALF_LEAF + leaves + 1;
+    size_t new_leaves = keys;
     size_t inner_total;
     int err;
-    if (new_leaves > keys)
-        new_leaves = keys;
     if (doc->idx_height + 2 >= MAX_HEIGHT)
         return CRDT_ELIMIT;
     err = crdt__pool_reserve(doc, &doc->idx_leaves, sizeof(crdt__idx_leaf_t), new_leaves);
@@ -185,6 +183,48 @@ void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t
             node = p;
             sib = q;
             sib_key = b->keys[0];
+        }
+    }
+}
+
+/* Descends to the leaf where key k belongs, recording the path. */
+static uint32_t descend(const crdt_doc_t *doc, uint64_t k, uint32_t *path, uint32_t *slots)
+{
+    uint32_t node = doc->idx_root;
+    for (uint32_t h = doc->idx_height; h > 0; h--) {
+        const crdt__idx_inner_t *in = &IDX_INNER(doc, node);
+        uint32_t i = child_for(in->keys, in->n, k);
+        path[h] = node;
+        slots[h] = i;
+        node = in->child[i];
+    }
+    return node;
+}
+
+bool crdt__idx_removable(const crdt_doc_t *doc, uint32_t client, uint32_t clock)
+{
+    uint32_t path[MAX_HEIGHT], slots[MAX_HEIGHT];
+    return IDX_LEAF(doc, descend(doc, key_of(client, clock), path, slots)).n >= 2;
+}
+
+/* Removing a leaf's first key changes the smallest key recorded above it. */
+void crdt__idx_remove(crdt_doc_t *doc, uint32_t client, uint32_t clock)
+{
+    uint64_t k = key_of(client, clock);
+    uint32_t path[MAX_HEIGHT], slots[MAX_HEIGHT];
+    uint32_t node = descend(doc, k, path, slots), s;
+    crdt__idx_leaf_t *leaf = &IDX_LEAF(doc, node);
+    s = lower_bound(leaf->keys, leaf->n, k);
+    assert(s < leaf->n && leaf->keys[s] == k && leaf->n >= 2);
+    memmove(&leaf->keys[s], &leaf->keys[s + 1], (leaf->n - s - 1) * sizeof(uint64_t));
+    memmove(&leaf->vals[s], &leaf->vals[s + 1], (leaf->n - s - 1) * sizeof(uint32_t));
+    leaf->n--;
+    doc->idx_count--;
+    if (s == 0) {
+        for (uint32_t h = 1; h <= doc->idx_height; h++) {
+            IDX_INNER(doc, path[h]).keys[slots[h]] = leaf->keys[0];
+            if (slots[h] != 0)
+                break;
         }
     }
 }

@@ -5,9 +5,11 @@
  * child, its visible UTF-16 length and its number of items, so an index finds
  * its item and an item finds its rank by walking one root-to-leaf path.
  *
- * Items are never removed (deleted characters stay as tombstones), so nodes
- * only ever split. Each node knows its parent and each item its leaf. The
- * leftmost leaf is always leaf 0: splits move the upper half to a new node.
+ * Items leave the tree only when merged into their left neighbour, and never
+ * from a leaf holding one item, so leaves never empty and nodes only split.
+ * Each node knows its parent, each item its leaf, and leaves also keep each
+ * item's visible length so walks stay inside the tree. The leftmost leaf is
+ * always leaf 0: splits move the upper half to a new node.
  * Node storage is reserved by crdt__seq_reserve() before a change, so inserts
  * never allocate.
  */
@@ -38,19 +40,16 @@ int crdt__seq_init(crdt_doc_t *doc)
 }
 
 /*
- * Room for `items` more items. Leaves: each split of a full leaf leaves two
- * halves of at least HALF_LEAF items and leaves never shrink, so k inserts
- * split at most min(k, k / HALF_LEAF + leaves + 1) times. Inner nodes other
- * than the root hold at least HALF_FAN children, which bounds their total.
+ * Room for `items` more items. Each insert splits at most one leaf, so k
+ * inserts make at most k leaves. Inner nodes other than the root hold at
+ * least HALF_FAN children (they never lose any), which bounds their total.
  */
 int crdt__seq_reserve(crdt_doc_t *doc, size_t items)
 {
     size_t leaves = doc->seq_leaves.len;
-    size_t new_leaves = items / HALF_LEAF + leaves + 1;
+    size_t new_leaves = items;
     size_t inner_total;
     int err;
-    if (new_leaves > items)
-        new_leaves = items;
     err = crdt__pool_reserve(doc, &doc->seq_leaves, sizeof(crdt__seq_leaf_t), new_leaves);
     if (err)
         return err;
@@ -106,7 +105,7 @@ static void leaf_agg(const crdt_doc_t *doc, uint32_t l, uint32_t *vis, uint32_t 
     const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
     uint32_t v = 0;
     for (uint32_t i = 0; i < leaf->n; i++)
-        v += item_vis(doc, leaf->items[i]);
+        v += leaf->vis[i];
     *vis = v;
     *cnt = leaf->n;
 }
@@ -141,7 +140,9 @@ static void insert_at(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it)
 
     if (leaf->n < CRDT__SEQ_LEAF) {
         memmove(&leaf->items[slot + 1], &leaf->items[slot], (leaf->n - slot) * sizeof(uint32_t));
+        memmove(&leaf->vis[slot + 1], &leaf->vis[slot], (leaf->n - slot) * sizeof(uint32_t));
         leaf->items[slot] = it;
+        leaf->vis[slot] = (uint32_t)v;
         leaf->n++;
         ITEM(doc, it).leaf = l;
         propagate(doc, l, true, v, 1);
@@ -156,6 +157,7 @@ static void insert_at(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it)
         uint32_t keep = HALF_LEAF;
         s->n = leaf->n - keep;
         memcpy(s->items, &leaf->items[keep], s->n * sizeof(uint32_t));
+        memcpy(s->vis, &leaf->vis[keep], s->n * sizeof(uint32_t));
         leaf->n = keep;
         s->parent = leaf->parent;
         s->prev = l;
@@ -165,18 +167,20 @@ static void insert_at(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it)
         leaf->next = sib;
         for (uint32_t i = 0; i < s->n; i++)
             ITEM(doc, s->items[i]).leaf = sib;
-        if (slot <= keep) {
-            memmove(&leaf->items[slot + 1], &leaf->items[slot],
-                    (leaf->n - slot) * sizeof(uint32_t));
-            leaf->items[slot] = it;
-            leaf->n++;
-            ITEM(doc, it).leaf = l;
-        } else {
-            slot -= keep;
-            memmove(&s->items[slot + 1], &s->items[slot], (s->n - slot) * sizeof(uint32_t));
-            s->items[slot] = it;
-            s->n++;
-            ITEM(doc, it).leaf = sib;
+        {
+            crdt__seq_leaf_t *t = leaf;
+            uint32_t tl = l;
+            if (slot > keep) {
+                t = s;
+                tl = sib;
+                slot -= keep;
+            }
+            memmove(&t->items[slot + 1], &t->items[slot], (t->n - slot) * sizeof(uint32_t));
+            memmove(&t->vis[slot + 1], &t->vis[slot], (t->n - slot) * sizeof(uint32_t));
+            t->items[slot] = it;
+            t->vis[slot] = (uint32_t)v;
+            t->n++;
+            ITEM(doc, it).leaf = tl;
         }
     }
     child = l;
@@ -295,7 +299,29 @@ void crdt__seq_insert_before(crdt_doc_t *doc, uint32_t before, uint32_t it)
 
 void crdt__seq_adjust_vis(crdt_doc_t *doc, uint32_t it, int64_t dvis)
 {
-    propagate(doc, ITEM(doc, it).leaf, true, dvis, 0);
+    uint32_t l = ITEM(doc, it).leaf;
+    crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
+    uint32_t s = item_slot(doc, it);
+    leaf->vis[s] = (uint32_t)((int64_t)leaf->vis[s] + dvis);
+    propagate(doc, l, true, dvis, 0);
+}
+
+bool crdt__seq_removable(const crdt_doc_t *doc, uint32_t it)
+{
+    return SEQ_LEAF(doc, ITEM(doc, it).leaf).n >= 2;
+}
+
+void crdt__seq_remove(crdt_doc_t *doc, uint32_t it)
+{
+    uint32_t l = ITEM(doc, it).leaf, s = item_slot(doc, it);
+    crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
+    int64_t v = leaf->vis[s];
+    assert(leaf->n >= 2);
+    memmove(&leaf->items[s], &leaf->items[s + 1], (leaf->n - s - 1) * sizeof(uint32_t));
+    memmove(&leaf->vis[s], &leaf->vis[s + 1], (leaf->n - s - 1) * sizeof(uint32_t));
+    leaf->n--;
+    ITEM(doc, it).leaf = CRDT__NONE;
+    propagate(doc, l, true, -v, -1);
 }
 
 uint32_t crdt__seq_find_vis(const crdt_doc_t *doc, uint32_t pos, uint32_t *off)
@@ -311,7 +337,7 @@ uint32_t crdt__seq_find_vis(const crdt_doc_t *doc, uint32_t pos, uint32_t *off)
     }
     leaf = &SEQ_LEAF(doc, n);
     for (uint32_t i = 0; i < leaf->n; i++) {
-        uint32_t v = item_vis(doc, leaf->items[i]);
+        uint32_t v = leaf->vis[i];
         if (pos < v) {
             *off = pos;
             return leaf->items[i];
@@ -328,7 +354,7 @@ uint32_t crdt__seq_rank(const crdt_doc_t *doc, uint32_t it, uint32_t *vis_before
     uint32_t p;
     for (uint32_t i = 0; leaf->items[i] != it; i++) {
         rank++;
-        vis += item_vis(doc, leaf->items[i]);
+        vis += leaf->vis[i];
     }
     p = leaf->parent;
     while (p != CRDT__NONE) {
@@ -373,10 +399,6 @@ uint32_t crdt__seq_first(const crdt_doc_t *doc)
     return SEQ_LEAF(doc, 0).n ? SEQ_LEAF(doc, 0).items[0] : CRDT__NONE;
 }
 
-uint32_t crdt__seq_count(const crdt_doc_t *doc)
-{
-    return doc->items.len;
-}
 
 /* Verifies a subtree; returns its (vis, cnt) through the pointers, or -1. */
 static int check_node(const crdt_doc_t *doc, uint32_t node, uint32_t height, uint32_t parent,
@@ -391,10 +413,11 @@ static int check_node(const crdt_doc_t *doc, uint32_t node, uint32_t height, uin
             return -1;
         if (*prev_leaf != CRDT__NONE && SEQ_LEAF(doc, *prev_leaf).next != node)
             return -1;
-        if (leaf->n == 0 && doc->items.len != 0)
+        if (leaf->n == 0 && doc->live_items != 0)
             return -1;
         for (uint32_t i = 0; i < leaf->n; i++) {
-            if (leaf->items[i] >= doc->items.len || ITEM(doc, leaf->items[i]).leaf != node)
+            if (leaf->items[i] >= doc->items.len || ITEM(doc, leaf->items[i]).leaf != node ||
+                ITEM(doc, leaf->items[i]).len == 0 || leaf->vis[i] != item_vis(doc, leaf->items[i]))
                 return -1;
         }
         leaf_agg(doc, node, vis, cnt);
@@ -428,7 +451,7 @@ int crdt__seq_check(const crdt_doc_t *doc)
     uint32_t vis, cnt, prev = CRDT__NONE;
     if (check_node(doc, doc->seq_root, doc->seq_height, CRDT__NONE, &vis, &cnt, &prev) != 0)
         return CRDT_EINTERNAL;
-    if (vis != doc->vis_len || cnt != doc->items.len)
+    if (vis != doc->vis_len || cnt != doc->live_items)
         return CRDT_EINTERNAL;
     if (prev == CRDT__NONE || SEQ_LEAF(doc, prev).next != CRDT__NONE)
         return CRDT_EINTERNAL;

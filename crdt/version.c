@@ -14,10 +14,7 @@
 
 #include <stdlib.h>
 
-static inline const uint8_t *item_text(const crdt_doc_t *doc, const crdt__item_t *x)
-{
-    return (const uint8_t *)doc->text.base + x->text_off;
-}
+#define item_text crdt__item_text
 
 static int push_op(const crdt_alloc_t *a, crdt__op_t **ops, size_t *n, size_t *cap,
                    const crdt__op_t *op)
