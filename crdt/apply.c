@@ -88,6 +88,29 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op)
         o = crdt__seq_next(doc, o);
     }
 
+    /* A run typed remotely arrives a piece at a time: when the new
+     * characters continue the run right before their place, grow it. */
+    {
+        uint32_t pred = dest == crdt__seq_first(doc) ? CRDT__NONE
+                        : dest == CRDT__NONE      ? crdt__seq_last(doc)
+                                                  : crdt__seq_prev(doc, dest);
+        if (pred != CRDT__NONE) {
+            crdt__item_t *x = &ITEM(doc, pred);
+            if (x->client == op->client && x->clock + x->len == op->clock && !x->deleted &&
+                crdt__id_eq(op->left, crdt__id(x->client, op->clock - 1)) &&
+                crdt__id_eq(op->right, x->right) &&
+                x->text_off + x->text_bytes == CLIENT(doc, op->client).text.len) {
+                crdt__text_append(doc, op->client, op->text, op->text_bytes);
+                x->len += op->len;
+                x->text_bytes += op->text_bytes;
+                x->u16len += op->u16len;
+                crdt__seq_adjust_vis(doc, pred, op->u16len);
+                doc->vis_len += op->u16len;
+                doc->utf8_len += op->text_bytes;
+                return;
+            }
+        }
+    }
     y = crdt__item_new(doc);
     {
         crdt__item_t *n = &ITEM(doc, y);
@@ -106,8 +129,6 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op)
     crdt__idx_insert(doc, op->client, op->clock, y);
     doc->vis_len += op->u16len;
     doc->utf8_len += op->text_bytes;
-    /* A run typed remotely arrives a piece at a time: grow the run. */
-    crdt__item_try_merge(doc, crdt__seq_prev(doc, y), y);
 }
 
 /* ---- planning ------------------------------------------------------------- */
@@ -121,16 +142,18 @@ typedef struct {
 
 enum { WAITING = 0, PLANNED = 1, DROPPED = 2 };
 
+/* The candidates of one client: c[start .. end), sorted by clock and not
+ * overlapping, and the clock planned so far. Groups are sorted by client. */
 typedef struct {
-    crdt_doc_t *doc;
+    uint32_t client, start, end, psv;
+} group_t;
+
+typedef struct {
+    const crdt_doc_t *doc;
     cand_t *c;
     size_t n;
-    uint32_t nclients;   /* existing + provisional */
-    uint32_t *psv;       /* planned state vector per client */
-    uint32_t *grp_start; /* per client: first candidate, or NONE */
-    uint32_t *grp_end;
-    uint32_t *groups; /* clients that have candidates */
-    uint32_t ngroups;
+    group_t *g;
+    uint32_t ng;
 } plan_t;
 
 static int cmp_cand(const void *a, const void *b)
@@ -167,6 +190,19 @@ void crdt__op_trim(crdt__op_t *op, uint32_t t)
     op->len -= t;
 }
 
+static const group_t *find_group(const plan_t *p, uint32_t c)
+{
+    uint32_t lo = 0, hi = p->ng;
+    while (lo < hi) {
+        uint32_t m = lo + (hi - lo) / 2;
+        if (p->g[m].client < c)
+            lo = m + 1;
+        else
+            hi = m;
+    }
+    return lo < p->ng && p->g[lo].client == c ? &p->g[lo] : NULL;
+}
+
 enum { DEP_OK = 0, DEP_MISSING = 1, DEP_INVALID = 2 };
 
 /* Are characters (c, lo .. lo+n-1) all inserted, in the document or among the
@@ -174,30 +210,37 @@ enum { DEP_OK = 0, DEP_MISSING = 1, DEP_INVALID = 2 };
 static int deps_inserted(const plan_t *p, uint32_t c, uint32_t lo, uint32_t n)
 {
     const crdt_doc_t *doc = p->doc;
+    const group_t *g = find_group(p, c);
     uint32_t hi = lo + n, doc_sv = c < doc->clients.len ? CLIENT(doc, c).next_clock : 0;
-    if (c >= p->nclients || hi > p->psv[c] || hi < lo)
+    if (hi < lo || hi > (g ? g->psv : doc_sv))
         return DEP_MISSING;
     /* Part held by the document. */
     if (lo < doc_sv) {
         uint32_t start, v = crdt__idx_find_le(doc, c, lo, &start), cc, ck;
         uint32_t end = hi < doc_sv ? hi : doc_sv;
         crdt__idx_iter_t it;
-        if (v == CRDT__NONE)
+        if (v == CRDT__NONE || (v & CRDT__IDX_DEL))
             return DEP_INVALID;
-        crdt__idx_seek(doc, c, start, &it);
-        while (start < end && crdt__idx_next(doc, &it, &cc, &ck, &v)) {
-            if (cc != c)
-                break;
-            if (v & CRDT__IDX_DEL)
-                return DEP_INVALID;
-            start = ck + ITEM(doc, v).len;
+        if (start + ITEM(doc, v).len < end) {
+            crdt__idx_seek(doc, c, start, &it);
+            while (start < end && crdt__idx_next(doc, &it, &cc, &ck, &v)) {
+                if (cc != c)
+                    break;
+                if (v & CRDT__IDX_DEL)
+                    return DEP_INVALID;
+                start = ck + ITEM(doc, v).len;
+            }
         }
         lo = end;
     }
-    /* Part planned from this batch: candidates of client c are sorted and
-     * non-overlapping; binary search the first one reaching past lo. */
+    /* Part planned from this batch: binary search the first candidate
+     * reaching past lo. */
     if (lo < hi) {
-        uint32_t a = p->grp_start[c], b = p->grp_end[c];
+        uint32_t a, b;
+        if (g == NULL)
+            return DEP_MISSING;
+        a = g->start;
+        b = g->end;
         while (a < b) {
             uint32_t m = a + (b - a) / 2;
             if (p->c[m].op.clock + p->c[m].op.len <= lo)
@@ -205,7 +248,7 @@ static int deps_inserted(const plan_t *p, uint32_t c, uint32_t lo, uint32_t n)
             else
                 b = m;
         }
-        for (; a < p->grp_end[c] && lo < hi; a++) {
+        for (; a < g->end && lo < hi; a++) {
             const cand_t *k = &p->c[a];
             if (k->state != PLANNED || k->op.clock > lo)
                 return DEP_MISSING;
@@ -245,13 +288,43 @@ static void map_op(crdt__op_t *op, const uint32_t *map)
     }
 }
 
+/* Temporary memory of one apply, taken in one allocation. */
+typedef struct {
+    void *block;
+    size_t size;
+    uint64_t *newids;
+    uint32_t *map; /* update's (then held ops') client numbers -> local */
+    cand_t *c;
+    uint32_t *plan;
+    group_t *g;
+} scratch_t;
+
+static int scratch_init(const crdt_alloc_t *a, scratch_t *s, size_t nids, size_t nops)
+{
+    size_t o_newids = 0, o_cand, o_map, o_plan, o_g, total;
+    o_cand = o_newids + nids * sizeof(uint64_t);
+    o_g = o_cand + nops * sizeof(cand_t);
+    o_map = o_g + nops * sizeof(group_t);
+    o_plan = o_map + nids * sizeof(uint32_t);
+    total = o_plan + nops * sizeof(uint32_t);
+    s->block = crdt__tmp_alloc(a, total);
+    if (s->block == NULL)
+        return CRDT_ENOMEM;
+    s->size = total;
+    s->newids = (uint64_t *)((char *)s->block + o_newids);
+    s->c = (cand_t *)(void *)((char *)s->block + o_cand);
+    s->g = (group_t *)(void *)((char *)s->block + o_g);
+    s->map = (uint32_t *)(void *)((char *)s->block + o_map);
+    s->plan = (uint32_t *)(void *)((char *)s->block + o_plan);
+    return 0;
+}
+
 int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
 {
     const crdt_alloc_t *a;
     crdt__decoded_t dn = {0}, dp = {0};
-    uint64_t *newids = NULL;
-    size_t nnew = 0, nall, i, nplan = 0, nleft = 0, nitems = 0, ndel = 0;
-    uint32_t *map_n = NULL, *map_p = NULL, *plan = NULL;
+    scratch_t s = {0};
+    size_t nnew = 0, nall, i, nplan = 0, nleft = 0, nitems = 0, ndel = 0, ntmpclients = 0;
     crdt__client_t *tmpclients = NULL;
     crdt__op_t *leftover = NULL;
     crdt_buf_t pend = {0};
@@ -271,114 +344,98 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
     if (doc->pending_len > 0 &&
         (err = crdt__decode_update(a, doc->pending, doc->pending_len, &dp)) != 0)
         goto Exit;
+    nall = dp.nops + dn.nops;
+    if ((err = scratch_init(a, &s, dn.nids + dp.nids, nall)) != 0)
+        goto Exit;
 
     /* Local client numbers; unknown replica ids get provisional ones after
      * the existing clients, in sorted order, added to the table on commit. */
-    newids = crdt__tmp_alloc(a, (dn.nids + dp.nids) * sizeof(uint64_t));
-    map_n = crdt__tmp_alloc(a, dn.nids * sizeof(uint32_t));
-    map_p = crdt__tmp_alloc(a, dp.nids * sizeof(uint32_t));
-    if (!newids || !map_n || !map_p) {
-        err = CRDT_ENOMEM;
-        goto Exit;
+    for (i = 0; i < dn.nids + dp.nids; i++) {
+        uint64_t id = i < dn.nids ? dn.ids[i] : dp.ids[i - dn.nids];
+        if (crdt__client_find(doc, id) == CRDT__NONE)
+            s.newids[nnew++] = id;
     }
-    for (i = 0; i < dn.nids; i++)
-        if (crdt__client_find(doc, dn.ids[i]) == CRDT__NONE)
-            newids[nnew++] = dn.ids[i];
-    for (i = 0; i < dp.nids; i++)
-        if (crdt__client_find(doc, dp.ids[i]) == CRDT__NONE)
-            newids[nnew++] = dp.ids[i];
-    qsort(newids, nnew, sizeof(uint64_t), cmp_u64);
-    {
+    if (nnew > 1) {
         size_t w = 0;
+        qsort(s.newids, nnew, sizeof(uint64_t), cmp_u64);
         for (i = 0; i < nnew; i++)
-            if (w == 0 || newids[w - 1] != newids[i])
-                newids[w++] = newids[i];
+            if (w == 0 || s.newids[w - 1] != s.newids[i])
+                s.newids[w++] = s.newids[i];
         nnew = w;
     }
     if ((uint64_t)doc->clients.len + nnew >= CRDT__NONE / 2) {
         err = CRDT_ELIMIT;
         goto Exit;
     }
-    p.nclients = doc->clients.len + (uint32_t)nnew;
-    for (int pass = 0; pass < 2; pass++) {
-        const crdt__decoded_t *d = pass ? &dp : &dn;
-        uint32_t *map = pass ? map_p : map_n;
-        for (i = 0; i < d->nids; i++) {
-            uint32_t c = crdt__client_find(doc, d->ids[i]);
-            if (c == CRDT__NONE) {
-                const uint64_t *f = bsearch(&d->ids[i], newids, nnew, sizeof(uint64_t), cmp_u64);
-                c = doc->clients.len + (uint32_t)(f - newids);
-            }
-            map[i] = c;
+    for (i = 0; i < dn.nids + dp.nids; i++) {
+        uint64_t id = i < dn.nids ? dn.ids[i] : dp.ids[i - dn.nids];
+        uint32_t c = crdt__client_find(doc, id);
+        if (c == CRDT__NONE) {
+            const uint64_t *f = bsearch(&id, s.newids, nnew, sizeof(uint64_t), cmp_u64);
+            c = doc->clients.len + (uint32_t)(f - s.newids);
         }
+        s.map[i] = c;
     }
 
     /* Candidates: held operations first, then the new ones. */
-    nall = dp.nops + dn.nops;
-    p.c = crdt__tmp_alloc(a, nall * sizeof(cand_t));
-    p.psv = crdt__tmp_alloc(a, p.nclients * sizeof(uint32_t));
-    p.grp_start = crdt__tmp_alloc(a, p.nclients * sizeof(uint32_t));
-    p.grp_end = crdt__tmp_alloc(a, p.nclients * sizeof(uint32_t));
-    p.groups = crdt__tmp_alloc(a, p.nclients * sizeof(uint32_t));
-    plan = crdt__tmp_alloc(a, nall * sizeof(uint32_t));
-    if (!p.c || !p.psv || !p.grp_start || !p.grp_end || !p.groups || !plan) {
-        err = CRDT_ENOMEM;
-        goto Exit;
-    }
+    p.c = s.c;
     for (i = 0; i < nall; i++) {
         cand_t *k = &p.c[i];
         bool from_new = i >= dp.nops;
         k->op = from_new ? dn.ops[i - dp.nops] : dp.ops[i];
-        map_op(&k->op, from_new ? map_n : map_p);
+        map_op(&k->op, from_new ? s.map : s.map + dn.nids);
         k->seq = (uint32_t)i;
         k->from_new = from_new;
         k->state = WAITING;
     }
-    qsort(p.c, nall, sizeof(cand_t), cmp_cand);
-    p.n = nall;
-    for (i = 0; i < p.nclients; i++) {
-        p.psv[i] = i < doc->clients.len ? CLIENT(doc, i).next_clock : 0;
-        p.grp_start[i] = p.grp_end[i] = 0;
-    }
+    for (i = 1; i < nall; i++)
+        if (cmp_cand(&p.c[i - 1], &p.c[i]) > 0)
+            break;
+    if (i < nall)
+        qsort(p.c, nall, sizeof(cand_t), cmp_cand);
+
     /* Drop what is known, trim what is partly known, group by client. */
+    p.g = s.g;
     {
         size_t w = 0;
-        uint32_t covered = 0, cur = CRDT__NONE;
+        group_t *g = NULL;
         for (i = 0; i < nall; i++) {
             cand_t *k = &p.c[i];
             uint32_t c = k->op.client;
-            if (c != cur) {
-                if (cur != CRDT__NONE)
-                    p.grp_end[cur] = (uint32_t)w;
-                cur = c;
-                covered = p.psv[c];
-                p.grp_start[c] = (uint32_t)w;
-                p.groups[p.ngroups++] = c;
+            if (g == NULL || g->client != c) {
+                g = &p.g[p.ng++];
+                g->client = c;
+                g->start = g->end = (uint32_t)w;
+                g->psv = c < doc->clients.len ? CLIENT(doc, c).next_clock : 0;
             }
-            if (k->op.clock + k->op.len <= covered)
+            if (k->op.clock + k->op.len <= g->psv)
                 continue;
-            if (k->op.clock < covered)
-                crdt__op_trim(&k->op, covered - k->op.clock);
-            covered = k->op.clock + k->op.len;
+            if (k->op.clock < g->psv)
+                crdt__op_trim(&k->op, g->psv - k->op.clock);
+            g->psv = k->op.clock + k->op.len; /* temporarily: covered so far */
             p.c[w++] = *k;
+            g->end = (uint32_t)w;
         }
-        if (cur != CRDT__NONE)
-            p.grp_end[cur] = (uint32_t)w;
         p.n = w;
+        for (uint32_t j = 0; j < p.ng; j++) {
+            uint32_t c = p.g[j].client;
+            p.g[j].psv = c < doc->clients.len ? CLIENT(doc, c).next_clock : 0;
+        }
     }
 
     /* Plan: repeatedly take each client's next operation whose dependencies
      * are met, until nothing moves. */
     for (bool progress = true; progress;) {
         progress = false;
-        for (uint32_t g = 0; g < p.ngroups; g++) {
-            uint32_t c = p.groups[g], k = p.grp_start[c];
-            while (k < p.grp_end[c] && p.c[k].state != WAITING)
+        for (uint32_t j = 0; j < p.ng; j++) {
+            group_t *g = &p.g[j];
+            uint32_t k = g->start;
+            while (k < g->end && p.c[k].state != WAITING)
                 k++;
-            for (; k < p.grp_end[c]; k++) {
+            for (; k < g->end; k++) {
                 cand_t *x = &p.c[k];
                 int r;
-                if (x->op.clock != p.psv[c])
+                if (x->op.clock != g->psv)
                     break;
                 r = deps_of(&p, &x->op);
                 if (r == DEP_MISSING)
@@ -388,13 +445,13 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
                         err = CRDT_EINVALID;
                         goto Exit;
                     }
-                    for (uint32_t j = k; j < p.grp_end[c]; j++)
-                        p.c[j].state = DROPPED;
+                    for (uint32_t m = k; m < g->end; m++)
+                        p.c[m].state = DROPPED;
                     break;
                 }
                 x->state = PLANNED;
-                plan[nplan++] = k;
-                p.psv[c] = x->op.clock + x->op.len;
+                s.plan[nplan++] = k;
+                g->psv = x->op.clock + x->op.len;
                 progress = true;
                 if (x->op.kind == CRDT__OP_INSERT) {
                     nitems += 3;
@@ -418,8 +475,9 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
     }
     if (nleft > 0) {
         size_t w = 0;
+        ntmpclients = doc->clients.len + nnew;
         leftover = crdt__tmp_alloc(a, nleft * sizeof(crdt__op_t));
-        tmpclients = crdt__tmp_alloc(a, p.nclients * sizeof(crdt__client_t));
+        tmpclients = crdt__tmp_alloc(a, ntmpclients * sizeof(crdt__client_t));
         if (!leftover || !tmpclients) {
             err = CRDT_ENOMEM;
             goto Exit;
@@ -427,11 +485,11 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
         for (i = 0; i < doc->clients.len; i++)
             tmpclients[i] = CLIENT(doc, i);
         for (i = 0; i < nnew; i++)
-            tmpclients[doc->clients.len + i].id = newids[i];
+            tmpclients[doc->clients.len + i].id = s.newids[i];
         for (i = 0; i < p.n; i++)
             if (p.c[i].state == WAITING)
                 leftover[w++] = p.c[i].op;
-        if ((err = crdt__encode_ops(a, tmpclients, p.nclients, leftover, nleft, &pend)) != 0)
+        if ((err = crdt__encode_ops(a, tmpclients, ntmpclients, leftover, nleft, &pend)) != 0)
             goto Exit;
     }
     if (nplan == 0 && !changed)
@@ -442,20 +500,19 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
     if ((err = crdt__client_reserve(doc, nnew)) != 0)
         goto Exit;
     for (i = 0; i < nnew; i++)
-        crdt__client_add(doc, newids[i]);
-    nnew = 0;
-    for (uint32_t g = 0; g < p.ngroups; g++) {
-        uint32_t c = p.groups[g];
+        crdt__client_add(doc, s.newids[i]);
+    for (uint32_t j = 0; j < p.ng; j++) {
+        const group_t *g = &p.g[j];
         size_t bytes = 0;
-        for (uint32_t k = p.grp_start[c]; k < p.grp_end[c]; k++)
+        for (uint32_t k = g->start; k < g->end; k++)
             if (p.c[k].state == PLANNED && p.c[k].op.kind == CRDT__OP_INSERT)
                 bytes += p.c[k].op.text_bytes;
-        if (bytes && (err = crdt__text_reserve(doc, c, bytes)) != 0)
+        if (bytes && (err = crdt__text_reserve(doc, g->client, bytes)) != 0)
             goto Exit;
     }
     if ((err = crdt__reserve(doc, nitems, ndel)) != 0)
         goto Exit;
-    if (nleft > 0 && pend.len > 0) {
+    if (nleft > 0) {
         uint8_t *copy = crdt__malloc(doc, pend.len);
         if (copy == NULL) {
             err = CRDT_ENOMEM;
@@ -474,7 +531,7 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
 
     /* Commit: nothing below allocates. */
     for (i = 0; i < nplan; i++) {
-        const crdt__op_t *op = &p.c[plan[i]].op;
+        const crdt__op_t *op = &p.c[s.plan[i]].op;
         if (op->kind == CRDT__OP_INSERT)
             crdt__integrate_insert(doc, op);
         else
@@ -486,16 +543,8 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
 Exit:
     crdt_buf_dispose(&pend);
     crdt__tmp_free(a, leftover, nleft * sizeof(crdt__op_t));
-    crdt__tmp_free(a, tmpclients, p.nclients * sizeof(crdt__client_t));
-    crdt__tmp_free(a, plan, (dp.nops + dn.nops) * sizeof(uint32_t));
-    crdt__tmp_free(a, p.c, (dp.nops + dn.nops) * sizeof(cand_t));
-    crdt__tmp_free(a, p.psv, p.nclients * sizeof(uint32_t));
-    crdt__tmp_free(a, p.grp_start, p.nclients * sizeof(uint32_t));
-    crdt__tmp_free(a, p.grp_end, p.nclients * sizeof(uint32_t));
-    crdt__tmp_free(a, p.groups, p.nclients * sizeof(uint32_t));
-    crdt__tmp_free(a, map_n, dn.nids * sizeof(uint32_t));
-    crdt__tmp_free(a, map_p, dp.nids * sizeof(uint32_t));
-    crdt__tmp_free(a, newids, (dn.nids + dp.nids) * sizeof(uint64_t));
+    crdt__tmp_free(a, tmpclients, ntmpclients * sizeof(crdt__client_t));
+    crdt__tmp_free(a, s.block, s.size);
     crdt__decoded_dispose(a, &dp);
     crdt__decoded_dispose(a, &dn);
     return err;

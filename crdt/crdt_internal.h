@@ -287,6 +287,7 @@ uint32_t crdt__seq_rank(const crdt_doc_t *doc, uint32_t it, uint32_t *vis_before
 uint32_t crdt__seq_next(const crdt_doc_t *doc, uint32_t it); /* NONE at the end */
 uint32_t crdt__seq_prev(const crdt_doc_t *doc, uint32_t it); /* NONE at the start */
 uint32_t crdt__seq_first(const crdt_doc_t *doc);             /* NONE if empty */
+uint32_t crdt__seq_last(const crdt_doc_t *doc);              /* NONE if empty */
 int crdt__seq_check(const crdt_doc_t *doc);
 
 /* idindex.c: id index */

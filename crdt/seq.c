@@ -394,6 +394,12 @@ uint32_t crdt__seq_prev(const crdt_doc_t *doc, uint32_t it)
     return leaf->items[leaf->n - 1];
 }
 
+uint32_t crdt__seq_last(const crdt_doc_t *doc)
+{
+    const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, last_leaf(doc));
+    return leaf->n ? leaf->items[leaf->n - 1] : CRDT__NONE;
+}
+
 uint32_t crdt__seq_first(const crdt_doc_t *doc)
 {
     return SEQ_LEAF(doc, 0).n ? SEQ_LEAF(doc, 0).items[0] : CRDT__NONE;
