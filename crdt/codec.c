@@ -383,7 +383,7 @@ int crdt_doc_state_vector(const crdt_doc_t *doc, crdt_buf_t *out)
     for (uint32_t i = 0; i < doc->clients.len; i++)
         if (CLIENT(doc, i).next_clock > 0)
             n++;
-    err = crdt__buf_init(&doc->alloc, &b, 1 + CRDT__VARINT_MAX + n * (8 + 5) + 1);
+    err = crdt__buf_init(doc->out_alloc, &b, 1 + CRDT__VARINT_MAX + n * (8 + 5) + 1);
     if (err)
         return err;
     crdt__put_u8(&b, SV_VERSION);

@@ -72,7 +72,8 @@ typedef struct {
     crdt__id_t left;     /* origin-left of the first character, or NOID */
     crdt__id_t right;    /* origin-right of every character, or NOID */
     uint32_t leaf;       /* sequence-tree leaf holding this item */
-    uint32_t deleted;    /* 1 if every character is deleted, else 0 */
+    uint16_t slot;       /* index in that leaf's items[] */
+    uint16_t deleted;    /* 1 if every character is deleted, else 0 */
 } crdt__item_t;
 /* An item merged into its left neighbour is dead: len == 0, and `clock` links
  * the free list of dead items. */
@@ -106,7 +107,7 @@ typedef struct {
 #define CRDT__SEQ_LEAF 32
 #define CRDT__SEQ_FAN 32
 typedef struct {
-    uint32_t parent;
+    uint32_t parent, pslot; /* parent inner node and our index in it */
     uint32_t n;
     uint32_t prev, next;
     uint32_t items[CRDT__SEQ_LEAF];
@@ -114,7 +115,7 @@ typedef struct {
 } crdt__seq_leaf_t;
 
 typedef struct {
-    uint32_t parent;
+    uint32_t parent, pslot;
     uint32_t n;
     uint32_t child[CRDT__SEQ_FAN];
     uint32_t vis[CRDT__SEQ_FAN];
@@ -140,6 +141,7 @@ typedef struct {
 
 struct crdt_doc {
     crdt_alloc_t alloc;
+    const crdt_alloc_t *out_alloc; /* the caller's: buffers handed out outlive us */
     size_t mem; /* bytes currently allocated through `alloc` */
     uint32_t self; /* local index of this replica's client */
 
@@ -156,6 +158,10 @@ struct crdt_doc {
     crdt__pool_t seq_inners; /* crdt__seq_inner_t */
     uint32_t seq_root;       /* leaf if seq_height == 0 */
     uint32_t seq_height;
+    /* Finger: a leaf and the visible units before it, remembered by local
+     * edits so the next edit nearby skips the descent. NONE when any change
+     * outside that leaf may have moved it. */
+    uint32_t finger_leaf, finger_vis;
     uint32_t vis_len;  /* visible UTF-16 units */
     size_t utf8_len;   /* visible UTF-8 bytes */
 
@@ -280,8 +286,10 @@ bool crdt__seq_removable(const crdt_doc_t *doc, uint32_t it);
 /* Adds `dvis` visible UTF-16 units to item `it`'s count and those above it. */
 void crdt__seq_adjust_vis(crdt_doc_t *doc, uint32_t it, int64_t dvis);
 /* Item holding visible UTF-16 unit `pos` (< vis_len); *off receives the units of
- * that item before `pos`. */
-uint32_t crdt__seq_find_vis(const crdt_doc_t *doc, uint32_t pos, uint32_t *off);
+ * that item before `pos`. With `finger` (mutating callers only) the leaf found
+ * becomes the document's finger. */
+uint32_t crdt__seq_find_vis(const crdt_doc_t *doc, uint32_t pos, uint32_t *off,
+                            crdt_doc_t *finger);
 /* Number of items before `it`, and visible units before `it`. */
 uint32_t crdt__seq_rank(const crdt_doc_t *doc, uint32_t it, uint32_t *vis_before);
 uint32_t crdt__seq_next(const crdt_doc_t *doc, uint32_t it); /* NONE at the end */
@@ -297,6 +305,8 @@ void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t
 /* Removes an existing key; its leaf must hold another key. */
 void crdt__idx_remove(crdt_doc_t *doc, uint32_t client, uint32_t clock);
 bool crdt__idx_removable(const crdt_doc_t *doc, uint32_t client, uint32_t clock);
+/* Changes key (client, from) to (client, to); no key may lie between them. */
+void crdt__idx_rekey(crdt_doc_t *doc, uint32_t client, uint32_t from, uint32_t to);
 /* Greatest entry with key <= (client, clock) whose client is `client`: returns
  * its value and sets *start_clock, or returns CRDT__NONE. */
 uint32_t crdt__idx_find_le(const crdt_doc_t *doc, uint32_t client, uint32_t clock,

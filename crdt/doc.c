@@ -97,8 +97,10 @@ int crdt_doc_new(uint64_t client, const crdt_alloc_t *alloc, crdt_doc_t **out)
         return CRDT_ENOMEM;
     memset(doc, 0, sizeof(*doc));
     doc->alloc = *alloc;
+    doc->out_alloc = alloc;
     doc->mem = sizeof(*doc);
     doc->free_items = CRDT__NONE;
+    doc->finger_leaf = CRDT__NONE;
     if ((err = crdt__client_reserve(doc, 1)) != 0 || (err = crdt__seq_init(doc)) != 0 ||
         (err = crdt__idx_init(doc)) != 0) {
         crdt_doc_free(doc);
@@ -195,6 +197,14 @@ uint32_t crdt__item_split(crdt_doc_t *doc, uint32_t it, uint32_t off)
     return y;
 }
 
+/* Does item b continue item a's run (a directly before b in the sequence)? */
+static bool continues(const crdt__item_t *a, const crdt__item_t *b)
+{
+    return a->client == b->client && a->clock + a->len == b->clock &&
+           crdt__id_eq(b->left, crdt__id(a->client, b->clock - 1)) &&
+           crdt__id_eq(b->right, a->right) && a->text_off + a->text_bytes == b->text_off;
+}
+
 uint32_t crdt__item_new(crdt_doc_t *doc)
 {
     uint32_t it = doc->free_items;
@@ -222,9 +232,7 @@ bool crdt__item_try_merge(crdt_doc_t *doc, uint32_t a, uint32_t b)
         return false;
     x = &ITEM(doc, a);
     y = &ITEM(doc, b);
-    if (x->client != y->client || x->clock + x->len != y->clock || x->deleted != y->deleted ||
-        !crdt__id_eq(y->left, crdt__id(x->client, y->clock - 1)) ||
-        !crdt__id_eq(y->right, x->right) || x->text_off + x->text_bytes != y->text_off)
+    if (x->deleted != y->deleted || !continues(x, y))
         return false;
     if (!crdt__seq_removable(doc, b) || !crdt__idx_removable(doc, y->client, y->clock))
         return false;
@@ -264,11 +272,16 @@ uint32_t crdt__text_append(crdt_doc_t *doc, uint32_t c, const uint8_t *text, uin
 int crdt__reserve(crdt_doc_t *doc, size_t items, size_t delrecs)
 {
     int err;
+    if (doc->items.cap - doc->items.len >= items &&
+        doc->delrecs.cap - doc->delrecs.len >= delrecs && crdt__seq_reserve(doc, items) == 0 &&
+        crdt__idx_reserve(doc, items + delrecs) == 0)
+        goto Limits;
     if ((err = crdt__pool_reserve(doc, &doc->items, sizeof(crdt__item_t), items)) != 0 ||
         (err = crdt__seq_reserve(doc, items)) != 0 ||
         (err = crdt__idx_reserve(doc, items + delrecs)) != 0 ||
         (err = crdt__pool_reserve(doc, &doc->delrecs, sizeof(crdt__delrec_t), delrecs)) != 0)
         return err;
+Limits:
     if (doc->items.len + items >= CRDT__IDX_DEL || doc->delrecs.len + delrecs >= CRDT__IDX_DEL)
         return CRDT_ELIMIT;
     return 0;
@@ -291,9 +304,10 @@ void crdt__shrink(crdt_doc_t *doc)
 /* Makes the item/offset of the character containing visible unit `pos` - 1,
  * i.e. the character left of index `pos` (> 0). Fails if `pos` is inside a
  * surrogate pair. */
-static int char_before(const crdt_doc_t *doc, size_t pos, uint32_t *it, uint32_t *off)
+static int char_before(const crdt_doc_t *doc, size_t pos, uint32_t *it, uint32_t *off,
+                       crdt_doc_t *finger)
 {
-    uint32_t uoff, x = crdt__seq_find_vis(doc, (uint32_t)(pos - 1), &uoff), cp;
+    uint32_t uoff, x = crdt__seq_find_vis(doc, (uint32_t)(pos - 1), &uoff, finger), cp;
     bool exact;
     if (CRDT_NEVER(x == CRDT__NONE))
         return CRDT_EINTERNAL;
@@ -307,9 +321,10 @@ static int char_before(const crdt_doc_t *doc, size_t pos, uint32_t *it, uint32_t
 }
 
 /* Item/offset of the character starting at visible unit `pos` (< length). */
-static int char_at(const crdt_doc_t *doc, size_t pos, uint32_t *it, uint32_t *off)
+static int char_at(const crdt_doc_t *doc, size_t pos, uint32_t *it, uint32_t *off,
+                   crdt_doc_t *finger)
 {
-    uint32_t uoff, x = crdt__seq_find_vis(doc, (uint32_t)pos, &uoff), cp;
+    uint32_t uoff, x = crdt__seq_find_vis(doc, (uint32_t)pos, &uoff, finger), cp;
     bool exact;
     if (CRDT_NEVER(x == CRDT__NONE))
         return CRDT_EINTERNAL;
@@ -326,7 +341,7 @@ static int empty_update(const crdt_doc_t *doc, crdt_buf_t *update)
 {
     if (update == NULL)
         return 0;
-    return crdt__encode_ops(&doc->alloc, NULL, 0, NULL, 0, update);
+    return crdt__encode_ops(doc->out_alloc, NULL, 0, NULL, 0, update);
 }
 
 /* ---- local insert --------------------------------------------------------- */
@@ -365,7 +380,7 @@ int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len,
     op.left = CRDT__NOID;
     op.right = CRDT__NOID;
     if (index > 0) {
-        if ((err = char_before(doc, index, &left_it, &left_off)) != 0)
+        if ((err = char_before(doc, index, &left_it, &left_off, doc)) != 0)
             return err;
         op.left = crdt__id(ITEM(doc, left_it).client, ITEM(doc, left_it).clock + left_off);
     }
@@ -378,7 +393,7 @@ int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len,
             op.right = crdt__id(ITEM(doc, next).client, ITEM(doc, next).clock);
     }
 
-    if (update && (err = crdt__encode_ops(&doc->alloc, &CLIENT(doc, 0), doc->clients.len, &op, 1,
+    if (update && (err = crdt__encode_ops(doc->out_alloc, &CLIENT(doc, 0), doc->clients.len, &op, 1,
                                           &buf)) != 0)
         return err;
     if ((err = crdt__reserve(doc, 2, 0)) != 0 ||
@@ -434,28 +449,105 @@ Done:
 /* Marks the characters [lo, lo+len) of client `c` deleted, splitting items at
  * the range's ends. Every character must be an inserted one. Needs two
  * reserved items. */
+/* Hides the visible item `it` (its characters were just deleted). */
+static void hide(crdt_doc_t *doc, uint32_t it, uint32_t u16, uint32_t bytes)
+{
+    crdt__seq_adjust_vis(doc, it, -(int64_t)u16);
+    doc->vis_len -= u16;
+    doc->utf8_len -= bytes;
+}
+
+/*
+ * Deleting the first or last k characters of a visible item whose
+ * neighbour on that side is a tombstone of the same run moves the
+ * characters over to the tombstone instead of splitting: the common case of
+ * repeated backspace or delete. Returns whether it applied.
+ */
+static bool delete_by_moving(crdt_doc_t *doc, uint32_t it, uint32_t off, uint32_t k)
+{
+    crdt__item_t *x = &ITEM(doc, it), *t;
+    const uint8_t *text = crdt__item_text(doc, x);
+    uint32_t nb, old, bytes, u16;
+    if (off > 0 && off + k == x->len) {
+        nb = crdt__seq_next(doc, it);
+        if (nb == CRDT__NONE)
+            return false;
+        t = &ITEM(doc, nb);
+        if (!t->deleted || !continues(x, t))
+            return false;
+        bytes = x->text_bytes - (uint32_t)crdt__utf8_offset(text, x->text_bytes, x->len, off);
+        u16 = x->u16len - crdt__utf8_u16_prefix(text, x->text_bytes, x->len, off);
+        x->len = off;
+        x->text_bytes -= bytes;
+        x->u16len -= u16;
+        old = t->clock;
+        t->clock -= k;
+        t->len += k;
+        t->text_off -= bytes;
+        t->text_bytes += bytes;
+        t->u16len += u16;
+        t->left = crdt__id(t->client, t->clock - 1);
+        crdt__idx_rekey(doc, t->client, old, t->clock);
+        hide(doc, it, u16, bytes);
+        return true;
+    }
+    if (off == 0 && k < x->len) {
+        nb = crdt__seq_prev(doc, it);
+        if (nb == CRDT__NONE)
+            return false;
+        t = &ITEM(doc, nb);
+        if (!t->deleted || !continues(t, x))
+            return false;
+        bytes = (uint32_t)crdt__utf8_offset(text, x->text_bytes, x->len, k);
+        u16 = crdt__utf8_u16_prefix(text, x->text_bytes, x->len, k);
+        t->len += k;
+        t->text_bytes += bytes;
+        t->u16len += u16;
+        old = x->clock;
+        x->clock += k;
+        x->len -= k;
+        x->text_off += bytes;
+        x->text_bytes -= bytes;
+        x->u16len -= u16;
+        x->left = crdt__id(x->client, x->clock - 1);
+        crdt__idx_rekey(doc, x->client, old, x->clock);
+        hide(doc, it, u16, bytes);
+        return true;
+    }
+    return false;
+}
+
+/* Marks the characters [lo, lo+len) of client `c` deleted, splitting items at
+ * the range's ends. Every character must be an inserted one. Needs two
+ * reserved items. */
 static void delete_range(crdt_doc_t *doc, uint32_t c, uint32_t lo, uint32_t len)
 {
     uint32_t end = lo + len;
     while (lo < end) {
-        uint32_t off, it = crdt__item_find(doc, crdt__id(c, lo), &off);
+        uint32_t off, k, it = crdt__item_find(doc, crdt__id(c, lo), &off);
         crdt__item_t *x;
         if (CRDT_NEVER(it == CRDT__NONE))
             return;
-        if (off > 0) {
-            it = crdt__item_split(doc, it, off);
+        x = &ITEM(doc, it);
+        k = x->len - off < end - lo ? x->len - off : end - lo;
+        if (x->deleted) {
+            lo += k;
+            continue;
         }
+        if (delete_by_moving(doc, it, off, k)) {
+            lo += k;
+            continue;
+        }
+        if (off > 0)
+            it = crdt__item_split(doc, it, off);
+        if (ITEM(doc, it).len > k)
+            crdt__item_split(doc, it, k);
         x = &ITEM(doc, it);
-        if (x->len > end - lo)
-            crdt__item_split(doc, it, end - lo);
-        x = &ITEM(doc, it);
-        lo += x->len;
-        if (!x->deleted) {
+        lo += k;
+        {
             uint32_t prev;
             x->deleted = 1;
-            crdt__seq_adjust_vis(doc, it, -(int64_t)x->u16len);
-            doc->vis_len -= x->u16len;
-            doc->utf8_len -= x->text_bytes;
+            hide(doc, it, x->u16len, x->text_bytes);
             /* Tombstones next to tombstones of the same run merge back. */
             prev = crdt__seq_prev(doc, it);
             if (crdt__item_try_merge(doc, prev, it))
@@ -521,7 +613,7 @@ int crdt_doc_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *updat
         return CRDT_EINDEX;
     if (len == 0)
         return empty_update(doc, update);
-    if ((err = char_at(doc, index, &it, &off)) != 0)
+    if ((err = char_at(doc, index, &it, &off, doc)) != 0)
         return err;
     clock = CLIENT(doc, doc->self).next_clock;
 
@@ -589,7 +681,7 @@ int crdt_doc_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *updat
         ops[i].clock = clock;
         clock += ops[i].len;
     }
-    if (update && (err = crdt__encode_ops(&doc->alloc, &CLIENT(doc, 0), doc->clients.len, ops,
+    if (update && (err = crdt__encode_ops(doc->out_alloc, &CLIENT(doc, 0), doc->clients.len, ops,
                                           nops, &buf)) != 0)
         goto Exit;
     if ((err = crdt__reserve(doc, 2 * nops, nops)) != 0)
@@ -612,7 +704,7 @@ Exit:
 int crdt_doc_text(const crdt_doc_t *doc, crdt_buf_t *out)
 {
     crdt_buf_t b;
-    int err = crdt__buf_init(&doc->alloc, &b, doc->utf8_len + 1);
+    int err = crdt__buf_init(doc->out_alloc, &b, doc->utf8_len + 1);
     if (err)
         return err;
     for (uint32_t l = 0; l != CRDT__NONE; l = SEQ_LEAF(doc, l).next) {
@@ -647,8 +739,8 @@ int crdt_doc_relpos_from_index(const crdt_doc_t *doc, size_t index, int assoc,
     else if (assoc == CRDT_ASSOC_BEFORE && index == 0)
         p.edge = 1;
     else {
-        err = assoc == CRDT_ASSOC_AFTER ? char_at(doc, index, &it, &off)
-                                        : char_before(doc, index, &it, &off);
+        err = assoc == CRDT_ASSOC_AFTER ? char_at(doc, index, &it, &off, NULL)
+                                        : char_before(doc, index, &it, &off, NULL);
         if (err)
             return err;
         p.client = CLIENT(doc, ITEM(doc, it).client).id;

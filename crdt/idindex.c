@@ -44,6 +44,9 @@ int crdt__idx_reserve(crdt_doc_t *doc, size_t keys)
     int err;
     if (doc->idx_height + 2 >= MAX_HEIGHT)
         return CRDT_ELIMIT;
+    if (doc->idx_leaves.cap - leaves >= keys &&
+        doc->idx_inners.cap - doc->idx_inners.len >= keys * (doc->idx_height + 1))
+        return 0;
     err = crdt__pool_reserve(doc, &doc->idx_leaves, sizeof(crdt__idx_leaf_t), new_leaves);
     if (err)
         return err;
@@ -220,6 +223,24 @@ void crdt__idx_remove(crdt_doc_t *doc, uint32_t client, uint32_t clock)
     memmove(&leaf->vals[s], &leaf->vals[s + 1], (leaf->n - s - 1) * sizeof(uint32_t));
     leaf->n--;
     doc->idx_count--;
+    if (s == 0) {
+        for (uint32_t h = 1; h <= doc->idx_height; h++) {
+            IDX_INNER(doc, path[h]).keys[slots[h]] = leaf->keys[0];
+            if (slots[h] != 0)
+                break;
+        }
+    }
+}
+
+void crdt__idx_rekey(crdt_doc_t *doc, uint32_t client, uint32_t from, uint32_t to)
+{
+    uint64_t k = key_of(client, from);
+    uint32_t path[MAX_HEIGHT], slots[MAX_HEIGHT];
+    uint32_t node = descend(doc, k, path, slots), s;
+    crdt__idx_leaf_t *leaf = &IDX_LEAF(doc, node);
+    s = lower_bound(leaf->keys, leaf->n, k);
+    assert(s < leaf->n && leaf->keys[s] == k);
+    leaf->keys[s] = key_of(client, to);
     if (s == 0) {
         for (uint32_t h = 1; h <= doc->idx_height; h++) {
             IDX_INNER(doc, path[h]).keys[slots[h]] = leaf->keys[0];

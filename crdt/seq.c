@@ -50,6 +50,9 @@ int crdt__seq_reserve(crdt_doc_t *doc, size_t items)
     size_t new_leaves = items;
     size_t inner_total;
     int err;
+    if (doc->seq_leaves.cap - leaves >= items &&
+        doc->seq_inners.cap - doc->seq_inners.len >= items * (doc->seq_height + 1))
+        return 0;
     err = crdt__pool_reserve(doc, &doc->seq_leaves, sizeof(crdt__seq_leaf_t), new_leaves);
     if (err)
         return err;
@@ -65,38 +68,55 @@ static inline uint32_t node_parent(const crdt_doc_t *doc, uint32_t node, bool le
     return leaf ? SEQ_LEAF(doc, node).parent : SEQ_INNER(doc, node).parent;
 }
 
-static uint32_t child_slot(const crdt__seq_inner_t *p, uint32_t child)
+static inline uint32_t node_pslot(const crdt_doc_t *doc, uint32_t node, bool leaf)
 {
-    uint32_t i;
-    for (i = 0; i < p->n; i++)
-        if (p->child[i] == child)
-            return i;
-    assert(0 && "child not in parent");
-    return 0;
+    return leaf ? SEQ_LEAF(doc, node).pslot : SEQ_INNER(doc, node).pslot;
 }
 
-static uint32_t item_slot(const crdt_doc_t *doc, uint32_t it)
+/* Points children [from, n) of inner node `p` back at it. */
+static void relink(crdt_doc_t *doc, uint32_t p, uint32_t from, bool leaf_children)
 {
-    const crdt__seq_leaf_t *l = &SEQ_LEAF(doc, ITEM(doc, it).leaf);
-    uint32_t i;
-    for (i = 0; i < l->n; i++)
-        if (l->items[i] == it)
-            return i;
-    assert(0 && "item not in its leaf");
-    return 0;
+    const crdt__seq_inner_t *in = &SEQ_INNER(doc, p);
+    for (uint32_t j = from; j < in->n; j++) {
+        if (leaf_children) {
+            SEQ_LEAF(doc, in->child[j]).parent = p;
+            SEQ_LEAF(doc, in->child[j]).pslot = j;
+        } else {
+            SEQ_INNER(doc, in->child[j]).parent = p;
+            SEQ_INNER(doc, in->child[j]).pslot = j;
+        }
+    }
+}
+
+static inline uint32_t item_slot(const crdt_doc_t *doc, uint32_t it)
+{
+    assert(SEQ_LEAF(doc, ITEM(doc, it).leaf).items[ITEM(doc, it).slot] == it);
+    return ITEM(doc, it).slot;
+}
+
+/* Points items [from, n) of leaf `l` back at their place. */
+static void reslot(crdt_doc_t *doc, uint32_t l, uint32_t from)
+{
+    const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
+    for (uint32_t j = from; j < leaf->n; j++) {
+        ITEM(doc, leaf->items[j]).leaf = l;
+        ITEM(doc, leaf->items[j]).slot = (uint16_t)j;
+    }
 }
 
 /* Adds (dv, dc) to the entries on the path from `node` to the root. */
 static void propagate(crdt_doc_t *doc, uint32_t node, bool leaf, int64_t dv, int64_t dc)
 {
-    uint32_t p = node_parent(doc, node, leaf);
+    uint32_t p, s;
+    if (!leaf || node != doc->finger_leaf)
+        doc->finger_leaf = CRDT__NONE;
+    p = node_parent(doc, node, leaf), s = node_pslot(doc, node, leaf);
     while (p != CRDT__NONE) {
         crdt__seq_inner_t *in = &SEQ_INNER(doc, p);
-        uint32_t s = child_slot(in, node);
         in->vis[s] = (uint32_t)((int64_t)in->vis[s] + dv);
         in->cnt[s] = (uint32_t)((int64_t)in->cnt[s] + dc);
-        node = p;
         p = in->parent;
+        s = in->pslot;
     }
 }
 
@@ -122,13 +142,6 @@ static void inner_agg(const crdt_doc_t *doc, uint32_t n, uint32_t *vis, uint32_t
     *cnt = c;
 }
 
-static void set_parent(crdt_doc_t *doc, uint32_t node, bool leaf, uint32_t parent)
-{
-    if (leaf)
-        SEQ_LEAF(doc, node).parent = parent;
-    else
-        SEQ_INNER(doc, node).parent = parent;
-}
 
 /* Inserts item `it` at `slot` of leaf `l`, splitting nodes up the tree. */
 static void insert_at(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it)
@@ -144,10 +157,11 @@ static void insert_at(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it)
         leaf->items[slot] = it;
         leaf->vis[slot] = (uint32_t)v;
         leaf->n++;
-        ITEM(doc, it).leaf = l;
+        reslot(doc, l, slot);
         propagate(doc, l, true, v, 1);
         return;
     }
+    doc->finger_leaf = CRDT__NONE;
 
     /* Split the full leaf: the upper half moves to a new leaf. */
     sib = crdt__pool_take(&doc->seq_leaves);
@@ -165,8 +179,6 @@ static void insert_at(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it)
         if (leaf->next != CRDT__NONE)
             SEQ_LEAF(doc, leaf->next).prev = sib;
         leaf->next = sib;
-        for (uint32_t i = 0; i < s->n; i++)
-            ITEM(doc, s->items[i]).leaf = sib;
         {
             crdt__seq_leaf_t *t = leaf;
             uint32_t tl = l;
@@ -180,7 +192,8 @@ static void insert_at(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it)
             t->items[slot] = it;
             t->vis[slot] = (uint32_t)v;
             t->n++;
-            ITEM(doc, it).leaf = tl;
+            reslot(doc, tl, slot);
+            reslot(doc, sib, 0);
         }
     }
     child = l;
@@ -208,14 +221,14 @@ static void insert_at(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it)
             in->child[1] = sib;
             in->vis[1] = sv;
             in->cnt[1] = sc;
-            set_parent(doc, child, leaf_level, r);
-            set_parent(doc, sib, leaf_level, r);
+            in->pslot = 0;
+            relink(doc, r, 0, leaf_level);
             doc->seq_root = r;
             doc->seq_height++;
             return;
         }
         in = &SEQ_INNER(doc, p);
-        s = child_slot(in, child);
+        s = node_pslot(doc, child, leaf_level);
         in->vis[s] = cv;
         in->cnt[s] = cc;
         s++;
@@ -228,7 +241,7 @@ static void insert_at(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it)
             in->vis[s] = sv;
             in->cnt[s] = sc;
             in->n++;
-            set_parent(doc, sib, leaf_level, p);
+            relink(doc, p, s, leaf_level);
             propagate(doc, p, false, v, 1);
             return;
         }
@@ -243,8 +256,7 @@ static void insert_at(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it)
             memcpy(b->cnt, &a->cnt[keep], b->n * sizeof(uint32_t));
             a->n = keep;
             b->parent = a->parent;
-            for (uint32_t i = 0; i < b->n; i++)
-                set_parent(doc, b->child[i], leaf_level, q);
+            b->pslot = a->pslot; /* fixed when q is hung in the parent */
             {
                 crdt__seq_inner_t *t = a;
                 uint32_t tn = p;
@@ -260,7 +272,9 @@ static void insert_at(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it)
                 t->vis[s] = sv;
                 t->cnt[s] = sc;
                 t->n++;
-                set_parent(doc, sib, leaf_level, tn);
+                relink(doc, q, 0, leaf_level);
+                if (tn == p)
+                    relink(doc, p, s, leaf_level);
             }
             child = p;
             sib = q;
@@ -321,20 +335,42 @@ void crdt__seq_remove(crdt_doc_t *doc, uint32_t it)
     memmove(&leaf->vis[s], &leaf->vis[s + 1], (leaf->n - s - 1) * sizeof(uint32_t));
     leaf->n--;
     ITEM(doc, it).leaf = CRDT__NONE;
+    reslot(doc, l, s);
     propagate(doc, l, true, -v, -1);
 }
 
-uint32_t crdt__seq_find_vis(const crdt_doc_t *doc, uint32_t pos, uint32_t *off)
+/* Visible units held by leaf `l`, from its entry in the parent. */
+static inline uint32_t leaf_vis(const crdt_doc_t *doc, uint32_t l)
 {
-    uint32_t n = doc->seq_root;
+    const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
+    return leaf->parent == CRDT__NONE ? doc->vis_len : SEQ_INNER(doc, leaf->parent).vis[leaf->pslot];
+}
+
+uint32_t crdt__seq_find_vis(const crdt_doc_t *doc, uint32_t pos, uint32_t *off,
+                            crdt_doc_t *finger)
+{
+    uint32_t n = doc->seq_root, start = 0;
     const crdt__seq_leaf_t *leaf;
-    for (uint32_t h = doc->seq_height; h > 0; h--) {
-        const crdt__seq_inner_t *in = &SEQ_INNER(doc, n);
-        uint32_t i;
-        for (i = 0; i + 1 < in->n && pos >= in->vis[i]; i++)
-            pos -= in->vis[i];
-        n = in->child[i];
+    if (doc->finger_leaf != CRDT__NONE && pos >= doc->finger_vis &&
+        pos - doc->finger_vis < leaf_vis(doc, doc->finger_leaf)) {
+        n = doc->finger_leaf;
+        start = doc->finger_vis;
+    } else {
+        uint32_t p = pos;
+        for (uint32_t h = doc->seq_height; h > 0; h--) {
+            const crdt__seq_inner_t *in = &SEQ_INNER(doc, n);
+            uint32_t i;
+            for (i = 0; i + 1 < in->n && p >= in->vis[i]; i++)
+                p -= in->vis[i];
+            n = in->child[i];
+        }
+        start = pos - p;
+        if (finger) {
+            finger->finger_leaf = n;
+            finger->finger_vis = start;
+        }
     }
+    pos -= start;
     leaf = &SEQ_LEAF(doc, n);
     for (uint32_t i = 0; i < leaf->n; i++) {
         uint32_t v = leaf->vis[i];
@@ -357,13 +393,14 @@ uint32_t crdt__seq_rank(const crdt_doc_t *doc, uint32_t it, uint32_t *vis_before
         vis += leaf->vis[i];
     }
     p = leaf->parent;
+    node = leaf->pslot;
     while (p != CRDT__NONE) {
         const crdt__seq_inner_t *in = &SEQ_INNER(doc, p);
-        for (uint32_t i = 0; in->child[i] != node; i++) {
+        for (uint32_t i = 0; i < node; i++) {
             rank += in->cnt[i];
             vis += in->vis[i];
         }
-        node = p;
+        node = in->pslot;
         p = in->parent;
     }
     if (vis_before)
@@ -408,14 +445,15 @@ uint32_t crdt__seq_first(const crdt_doc_t *doc)
 
 /* Verifies a subtree; returns its (vis, cnt) through the pointers, or -1. */
 static int check_node(const crdt_doc_t *doc, uint32_t node, uint32_t height, uint32_t parent,
-                      uint32_t *vis, uint32_t *cnt, uint32_t *prev_leaf)
+                      uint32_t pslot, uint32_t *vis, uint32_t *cnt, uint32_t *prev_leaf)
 {
     if (height == 0) {
         const crdt__seq_leaf_t *leaf;
         if (node >= doc->seq_leaves.len)
             return -1;
         leaf = &SEQ_LEAF(doc, node);
-        if (leaf->parent != parent || leaf->n > CRDT__SEQ_LEAF || leaf->prev != *prev_leaf)
+        if (leaf->parent != parent || (parent != CRDT__NONE && leaf->pslot != pslot) ||
+            leaf->n > CRDT__SEQ_LEAF || leaf->prev != *prev_leaf)
             return -1;
         if (*prev_leaf != CRDT__NONE && SEQ_LEAF(doc, *prev_leaf).next != node)
             return -1;
@@ -423,6 +461,7 @@ static int check_node(const crdt_doc_t *doc, uint32_t node, uint32_t height, uin
             return -1;
         for (uint32_t i = 0; i < leaf->n; i++) {
             if (leaf->items[i] >= doc->items.len || ITEM(doc, leaf->items[i]).leaf != node ||
+                ITEM(doc, leaf->items[i]).slot != i ||
                 ITEM(doc, leaf->items[i]).len == 0 || leaf->vis[i] != item_vis(doc, leaf->items[i]))
                 return -1;
         }
@@ -435,11 +474,12 @@ static int check_node(const crdt_doc_t *doc, uint32_t node, uint32_t height, uin
         if (node >= doc->seq_inners.len)
             return -1;
         in = &SEQ_INNER(doc, node);
-        if (in->parent != parent || in->n < 2 || in->n > CRDT__SEQ_FAN)
+        if (in->parent != parent || (parent != CRDT__NONE && in->pslot != pslot) || in->n < 2 ||
+            in->n > CRDT__SEQ_FAN)
             return -1;
         for (uint32_t i = 0; i < in->n; i++) {
             uint32_t cv, cc;
-            if (check_node(doc, in->child[i], height - 1, node, &cv, &cc, prev_leaf) != 0)
+            if (check_node(doc, in->child[i], height - 1, node, i, &cv, &cc, prev_leaf) != 0)
                 return -1;
             if (cv != in->vis[i] || cc != in->cnt[i])
                 return -1;
@@ -455,11 +495,17 @@ static int check_node(const crdt_doc_t *doc, uint32_t node, uint32_t height, uin
 int crdt__seq_check(const crdt_doc_t *doc)
 {
     uint32_t vis, cnt, prev = CRDT__NONE;
-    if (check_node(doc, doc->seq_root, doc->seq_height, CRDT__NONE, &vis, &cnt, &prev) != 0)
+    if (check_node(doc, doc->seq_root, doc->seq_height, CRDT__NONE, 0, &vis, &cnt, &prev) != 0)
         return CRDT_EINTERNAL;
     if (vis != doc->vis_len || cnt != doc->live_items)
         return CRDT_EINTERNAL;
     if (prev == CRDT__NONE || SEQ_LEAF(doc, prev).next != CRDT__NONE)
         return CRDT_EINTERNAL;
+    if (doc->finger_leaf != CRDT__NONE && SEQ_LEAF(doc, doc->finger_leaf).n > 0) {
+        uint32_t before;
+        crdt__seq_rank(doc, SEQ_LEAF(doc, doc->finger_leaf).items[0], &before);
+        if (before != doc->finger_vis)
+            return CRDT_EINTERNAL;
+    }
     return 0;
 }

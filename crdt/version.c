@@ -107,7 +107,7 @@ static int encode_missing(const crdt_doc_t *doc, const uint32_t *clocks, crdt_bu
     int err = crdt__collect_ops(doc, clocks, &ops, &n, &cap);
     if (err)
         return err;
-    err = crdt__encode_ops(&doc->alloc, &CLIENT(doc, 0), doc->clients.len, ops, n, out);
+    err = crdt__encode_ops(doc->out_alloc, &CLIENT(doc, 0), doc->clients.len, ops, n, out);
     crdt__tmp_free(&doc->alloc, ops, cap * sizeof(crdt__op_t));
     return err;
 }
@@ -309,7 +309,7 @@ int crdt_doc_text_at(const crdt_doc_t *doc, const uint8_t *version, size_t versi
         return CRDT_EINVAL;
     if ((err = version_init(doc, version, version_len, &ver)) != 0)
         return err;
-    if ((err = crdt__buf_init(&doc->alloc, &b, doc->utf8_len + 1)) == 0) {
+    if ((err = crdt__buf_init(doc->out_alloc, &b, doc->utf8_len + 1)) == 0) {
         err = for_each_item(doc, &ver, text_run, &b);
         if (err)
             crdt_buf_dispose(&b);
@@ -422,7 +422,7 @@ int crdt_doc_restore(crdt_doc_t *doc, const uint8_t *version, size_t version_len
         return err;
     memset(&s, 0, sizeof(s));
     s.a = &doc->alloc;
-    if ((err = crdt__buf_init(&doc->alloc, &s.text, 64)) != 0)
+    if ((err = crdt__buf_init(doc->out_alloc, &s.text, 64)) != 0)
         goto Exit;
     if ((err = for_each_item(doc, &ver, script_run, &s)) != 0)
         goto Exit;
