@@ -535,7 +535,7 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
         if (op->kind == CRDT__OP_INSERT)
             crdt__integrate_insert(doc, op);
         else
-            crdt__integrate_delete(doc, op);
+            crdt__integrate_delete(doc, op, CRDT__NONE);
         CLIENT(doc, op->client).next_clock = op->clock + op->len;
     }
     if (nitems > 64)

@@ -99,6 +99,7 @@ typedef struct {
 typedef struct {
     uint64_t id;
     uint32_t next_clock; /* state vector entry */
+    uint32_t last_delrec; /* this client's newest delete record, or NONE */
     crdt__pool_t text;   /* uint8_t: UTF-8 of every insertion, in clock order */
 } crdt__client_t;
 
@@ -162,6 +163,8 @@ struct crdt_doc {
      * edits so the next edit nearby skips the descent. NONE when any change
      * outside that leaf may have moved it. */
     uint32_t finger_leaf, finger_vis;
+    /* The same for one item (typing keeps editing the same item). */
+    uint32_t finger_item, finger_item_vis;
     uint32_t vis_len;  /* visible UTF-16 units */
     size_t utf8_len;   /* visible UTF-8 bytes */
 
@@ -382,7 +385,8 @@ int crdt__decode_sv(const crdt_doc_t *doc, const uint8_t *data, size_t len, uint
 /* Drops the first `t` clocks of an operation (the part a peer already has). */
 void crdt__op_trim(crdt__op_t *op, uint32_t t);
 void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op);
-void crdt__integrate_delete(crdt_doc_t *doc, const crdt__op_t *op);
+/* `hint` (or NONE) is an item that may hold the first target. */
+void crdt__integrate_delete(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint);
 
 /* version.c */
 /* Collects the operations of `doc` that a peer with `clocks` (per local client,

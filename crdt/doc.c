@@ -75,6 +75,7 @@ uint32_t crdt__client_add(crdt_doc_t *doc, uint64_t id)
     assert(((size_t)doc->clients.len) * 2 <= doc->client_hash_cap);
     CLIENT(doc, c).id = id;
     CLIENT(doc, c).next_clock = 0;
+    CLIENT(doc, c).last_delrec = CRDT__NONE;
     memset(&CLIENT(doc, c).text, 0, sizeof(crdt__pool_t));
     hash_put(doc->client_hash, doc->client_hash_cap, id, c);
     return c;
@@ -101,6 +102,7 @@ int crdt_doc_new(uint64_t client, const crdt_alloc_t *alloc, crdt_doc_t **out)
     doc->mem = sizeof(*doc);
     doc->free_items = CRDT__NONE;
     doc->finger_leaf = CRDT__NONE;
+    doc->finger_item = CRDT__NONE;
     if ((err = crdt__client_reserve(doc, 1)) != 0 || (err = crdt__seq_init(doc)) != 0 ||
         (err = crdt__idx_init(doc)) != 0) {
         crdt_doc_free(doc);
@@ -520,12 +522,20 @@ static bool delete_by_moving(crdt_doc_t *doc, uint32_t it, uint32_t off, uint32_
 /* Marks the characters [lo, lo+len) of client `c` deleted, splitting items at
  * the range's ends. Every character must be an inserted one. Needs two
  * reserved items. */
-static void delete_range(crdt_doc_t *doc, uint32_t c, uint32_t lo, uint32_t len)
+static void delete_range(crdt_doc_t *doc, uint32_t c, uint32_t lo, uint32_t len, uint32_t hint)
 {
     uint32_t end = lo + len;
     while (lo < end) {
-        uint32_t off, k, it = crdt__item_find(doc, crdt__id(c, lo), &off);
+        uint32_t off, k, it;
         crdt__item_t *x;
+        if (hint != CRDT__NONE && ITEM(doc, hint).client == c && ITEM(doc, hint).clock <= lo &&
+            lo - ITEM(doc, hint).clock < ITEM(doc, hint).len) {
+            it = hint;
+            off = lo - ITEM(doc, hint).clock;
+        } else {
+            it = crdt__item_find(doc, crdt__id(c, lo), &off);
+        }
+        hint = CRDT__NONE;
         if (CRDT_NEVER(it == CRDT__NONE))
             return;
         x = &ITEM(doc, it);
@@ -561,11 +571,9 @@ static void delete_range(crdt_doc_t *doc, uint32_t c, uint32_t lo, uint32_t len)
  * record when the two form one run (typing backspace or delete repeatedly). */
 static void add_delrec(crdt_doc_t *doc, const crdt__op_t *op, uint32_t tlo, uint32_t len)
 {
-    uint32_t start, v = CRDT__NONE, r;
-    if (op->clock > 0)
-        v = crdt__idx_find_le(doc, op->client, op->clock - 1, &start);
-    if (v != CRDT__NONE && (v & CRDT__IDX_DEL)) {
-        crdt__delrec_t *d = &DELREC(doc, v & ~CRDT__IDX_DEL);
+    uint32_t v = CLIENT(doc, op->client).last_delrec, r;
+    if (v != CRDT__NONE) {
+        crdt__delrec_t *d = &DELREC(doc, v);
         if (d->clock + d->len == op->clock && d->tclient == op->tclient) {
             bool d_back = d->backward || d->len == 1, d_fwd = !d->backward || d->len == 1;
             bool o_back = op->backward || len == 1, o_fwd = !op->backward || len == 1;
@@ -590,20 +598,21 @@ static void add_delrec(crdt_doc_t *doc, const crdt__op_t *op, uint32_t tlo, uint
     DELREC(doc, r).tlo = tlo;
     DELREC(doc, r).backward = op->backward && len > 1;
     crdt__idx_insert(doc, op->client, op->clock, r | CRDT__IDX_DEL);
+    CLIENT(doc, op->client).last_delrec = r;
 }
 
 /* Applies delete operation `op` (targets known to be inserted characters). */
-void crdt__integrate_delete(crdt_doc_t *doc, const crdt__op_t *op)
+void crdt__integrate_delete(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint)
 {
-    delete_range(doc, op->tclient, op->tlo, op->len);
+    delete_range(doc, op->tclient, op->tlo, op->len, hint);
     add_delrec(doc, op, op->tlo, op->len);
 }
 
 int crdt_doc_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *update)
 {
-    crdt__op_t *ops = NULL;
-    size_t nops = 0, cap = 0, remaining = len, i;
-    uint32_t it, off, clock;
+    crdt__op_t local[4], *ops = local;
+    size_t nops = 0, cap = 4, remaining = len, i;
+    uint32_t it, off, clock, first_it;
     crdt_buf_t buf = {0};
     int err = 0;
 
@@ -616,6 +625,7 @@ int crdt_doc_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *updat
     if ((err = char_at(doc, index, &it, &off, doc)) != 0)
         return err;
     clock = CLIENT(doc, doc->self).next_clock;
+    first_it = it;
 
     /* One forward delete operation per run of consecutive ids. */
     while (remaining > 0) {
@@ -650,15 +660,15 @@ int crdt_doc_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *updat
             ops[nops - 1].len += end - off;
         } else {
             if (nops == cap) {
-                size_t ncap = cap ? cap * 2 : 4;
+                size_t ncap = cap * 2;
                 crdt__op_t *p = crdt__tmp_alloc(&doc->alloc, ncap * sizeof(*p));
                 if (p == NULL) {
                     err = CRDT_ENOMEM;
                     goto Exit;
                 }
-                if (nops)
-                    memcpy(p, ops, nops * sizeof(*p));
-                crdt__tmp_free(&doc->alloc, ops, cap * sizeof(*ops));
+                memcpy(p, ops, nops * sizeof(*p));
+                if (ops != local)
+                    crdt__tmp_free(&doc->alloc, ops, cap * sizeof(*ops));
                 ops = p;
                 cap = ncap;
             }
@@ -687,7 +697,7 @@ int crdt_doc_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *updat
     if ((err = crdt__reserve(doc, 2 * nops, nops)) != 0)
         goto Exit;
     for (i = 0; i < nops; i++)
-        crdt__integrate_delete(doc, &ops[i]);
+        crdt__integrate_delete(doc, &ops[i], i == 0 ? first_it : CRDT__NONE);
     CLIENT(doc, doc->self).next_clock = clock;
     if (update) {
         *update = buf;
@@ -695,7 +705,8 @@ int crdt_doc_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *updat
     }
 Exit:
     crdt_buf_dispose(&buf);
-    crdt__tmp_free(&doc->alloc, ops, cap * sizeof(*ops));
+    if (ops != local)
+        crdt__tmp_free(&doc->alloc, ops, cap * sizeof(*ops));
     return err;
 }
 

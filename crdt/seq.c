@@ -158,9 +158,11 @@ static void insert_at(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it)
         leaf->vis[slot] = (uint32_t)v;
         leaf->n++;
         reslot(doc, l, slot);
+        doc->finger_item = CRDT__NONE;
         propagate(doc, l, true, v, 1);
         return;
     }
+    doc->finger_item = CRDT__NONE;
     doc->finger_leaf = CRDT__NONE;
 
     /* Split the full leaf: the upper half moves to a new leaf. */
@@ -317,6 +319,8 @@ void crdt__seq_adjust_vis(crdt_doc_t *doc, uint32_t it, int64_t dvis)
     crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
     uint32_t s = item_slot(doc, it);
     leaf->vis[s] = (uint32_t)((int64_t)leaf->vis[s] + dvis);
+    if (it != doc->finger_item)
+        doc->finger_item = CRDT__NONE;
     propagate(doc, l, true, dvis, 0);
 }
 
@@ -336,6 +340,7 @@ void crdt__seq_remove(crdt_doc_t *doc, uint32_t it)
     leaf->n--;
     ITEM(doc, it).leaf = CRDT__NONE;
     reslot(doc, l, s);
+    doc->finger_item = CRDT__NONE;
     propagate(doc, l, true, -v, -1);
 }
 
@@ -351,6 +356,13 @@ uint32_t crdt__seq_find_vis(const crdt_doc_t *doc, uint32_t pos, uint32_t *off,
 {
     uint32_t n = doc->seq_root, start = 0;
     const crdt__seq_leaf_t *leaf;
+    if (doc->finger_item != CRDT__NONE && pos >= doc->finger_item_vis) {
+        const crdt__item_t *x = &ITEM(doc, doc->finger_item);
+        if (!x->deleted && pos - doc->finger_item_vis < x->u16len) {
+            *off = pos - doc->finger_item_vis;
+            return doc->finger_item;
+        }
+    }
     if (doc->finger_leaf != CRDT__NONE && pos >= doc->finger_vis &&
         pos - doc->finger_vis < leaf_vis(doc, doc->finger_leaf)) {
         n = doc->finger_leaf;
@@ -370,15 +382,18 @@ uint32_t crdt__seq_find_vis(const crdt_doc_t *doc, uint32_t pos, uint32_t *off,
             finger->finger_vis = start;
         }
     }
-    pos -= start;
     leaf = &SEQ_LEAF(doc, n);
-    for (uint32_t i = 0; i < leaf->n; i++) {
+    for (uint32_t i = 0, p = pos - start; i < leaf->n; i++) {
         uint32_t v = leaf->vis[i];
-        if (pos < v) {
-            *off = pos;
+        if (p < v) {
+            *off = p;
+            if (finger) {
+                finger->finger_item = leaf->items[i];
+                finger->finger_item_vis = pos - p;
+            }
             return leaf->items[i];
         }
-        pos -= v;
+        p -= v;
     }
     return CRDT__NONE;
 }
@@ -501,6 +516,14 @@ int crdt__seq_check(const crdt_doc_t *doc)
         return CRDT_EINTERNAL;
     if (prev == CRDT__NONE || SEQ_LEAF(doc, prev).next != CRDT__NONE)
         return CRDT_EINTERNAL;
+    if (doc->finger_item != CRDT__NONE) {
+        uint32_t before;
+        if (ITEM(doc, doc->finger_item).len == 0)
+            return CRDT_EINTERNAL;
+        crdt__seq_rank(doc, doc->finger_item, &before);
+        if (before != doc->finger_item_vis)
+            return CRDT_EINTERNAL;
+    }
     if (doc->finger_leaf != CRDT__NONE && SEQ_LEAF(doc, doc->finger_leaf).n > 0) {
         uint32_t before;
         crdt__seq_rank(doc, SEQ_LEAF(doc, doc->finger_leaf).items[0], &before);
