@@ -51,8 +51,8 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op)
     dest = o;
     if (o != right_it) {
         if (left_it != CRDT__NONE)
-            left_rank = (int64_t)crdt__seq_rank(doc, left_it, NULL) << 32 |
-                        (ITEM(doc, left_it).len - 1);
+            left_rank =
+                (int64_t)crdt__seq_rank(doc, left_it, NULL) << 32 | (ITEM(doc, left_it).len - 1);
         if (right_it != CRDT__NONE)
             right_rank = (int64_t)crdt__seq_rank(doc, right_it, NULL) << 32;
     }
@@ -92,8 +92,8 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op)
      * characters continue the run right before their place, grow it. */
     {
         uint32_t pred = dest == crdt__seq_first(doc) ? CRDT__NONE
-                        : dest == CRDT__NONE      ? crdt__seq_last(doc)
-                                                  : crdt__seq_prev(doc, dest);
+                        : dest == CRDT__NONE         ? crdt__seq_last(doc)
+                                                     : crdt__seq_prev(doc, dest);
         if (pred != CRDT__NONE) {
             crdt__item_t *x = &ITEM(doc, pred);
             if (x->client == op->client && x->clock + x->len == op->clock && !x->deleted &&

@@ -47,14 +47,14 @@ extern "C" {
 #define CRDT_ERRNO_MAP(X)                                                                          \
     X(ENOMEM, -1, "out of memory")                                                                 \
     X(EINVAL, -2, "invalid argument")                                                              \
-    X(EINDEX, -3, "index out of range or inside a character")                                     \
+    X(EINDEX, -3, "index out of range or inside a character")                                      \
     X(EUTF8, -4, "text is not valid UTF-8")                                                        \
     X(EMALFORMED, -5, "malformed update bytes")                                                    \
-    X(EFORMAT, -6, "unsupported update format version")                                           \
-    X(EINVALID, -7, "update refers to operations that are not insertions")                        \
+    X(EFORMAT, -6, "unsupported update format version")                                            \
+    X(EINVALID, -7, "update refers to operations that are not insertions")                         \
     X(ELIMIT, -8, "a size or clock limit was exceeded")                                            \
-    X(ENOTFOUND, -9, "the referenced character is not known to this document")                   \
-    X(EVERSION, -10, "version is not one this document has seen")                                 \
+    X(ENOTFOUND, -9, "the referenced character is not known to this document")                     \
+    X(EVERSION, -10, "version is not one this document has seen")                                  \
     X(EINTERNAL, -11, "internal consistency check failed")
 
 enum crdt_errno {
@@ -225,8 +225,8 @@ enum { CRDT_ASSOC_BEFORE = -1, CRDT_ASSOC_AFTER = 1 };
 typedef struct {
     uint64_t client; /* id of the anchor character (unused if `edge`) */
     uint32_t clock;
-    int8_t assoc;   /* CRDT_ASSOC_BEFORE or CRDT_ASSOC_AFTER */
-    uint8_t edge;   /* 0: anchored to the id; 1: document start; 2: document end */
+    int8_t assoc; /* CRDT_ASSOC_BEFORE or CRDT_ASSOC_AFTER */
+    uint8_t edge; /* 0: anchored to the id; 1: document start; 2: document end */
 } crdt_relpos_t;
 
 /* Maximum size of an encoded relative position. */
@@ -236,8 +236,7 @@ typedef struct {
  * Makes a relative position for `index` (0 .. length). Returns 0, CRDT_EINDEX or
  * CRDT_EINVAL (assoc not one of the two values).
  */
-int crdt_doc_relpos_from_index(const crdt_doc_t *doc, size_t index, int assoc,
-                               crdt_relpos_t *out);
+int crdt_doc_relpos_from_index(const crdt_doc_t *doc, size_t index, int assoc, crdt_relpos_t *out);
 
 /*
  * Current index of a relative position. If its anchor character was deleted, the

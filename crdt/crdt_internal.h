@@ -98,9 +98,9 @@ typedef struct {
  * consecutive bytes: runs can always grow and re-merge. */
 typedef struct {
     uint64_t id;
-    uint32_t next_clock; /* state vector entry */
+    uint32_t next_clock;  /* state vector entry */
     uint32_t last_delrec; /* this client's newest delete record, or NONE */
-    crdt__pool_t text;   /* uint8_t: UTF-8 of every insertion, in clock order */
+    crdt__pool_t text;    /* uint8_t: UTF-8 of every insertion, in clock order */
 } crdt__client_t;
 
 /* Sequence tree nodes. Inner nodes keep, per child, the visible UTF-16 length
@@ -143,10 +143,10 @@ typedef struct {
 struct crdt_doc {
     crdt_alloc_t alloc;
     const crdt_alloc_t *out_alloc; /* the caller's: buffers handed out outlive us */
-    size_t mem; /* bytes currently allocated through `alloc` */
-    uint32_t self; /* local index of this replica's client */
+    size_t mem;                    /* bytes currently allocated through `alloc` */
+    uint32_t self;                 /* local index of this replica's client */
 
-    crdt__pool_t clients; /* crdt__client_t */
+    crdt__pool_t clients;  /* crdt__client_t */
     uint32_t *client_hash; /* open addressing: local index or NONE */
     uint32_t client_hash_cap;
 
@@ -165,8 +165,8 @@ struct crdt_doc {
     uint32_t finger_leaf, finger_vis;
     /* The same for one item (typing keeps editing the same item). */
     uint32_t finger_item, finger_item_vis;
-    uint32_t vis_len;  /* visible UTF-16 units */
-    size_t utf8_len;   /* visible UTF-8 bytes */
+    uint32_t vis_len; /* visible UTF-16 units */
+    size_t utf8_len;  /* visible UTF-8 bytes */
 
     crdt__pool_t idx_leaves; /* crdt__idx_leaf_t */
     crdt__pool_t idx_inners; /* crdt__idx_inner_t */
@@ -291,8 +291,7 @@ void crdt__seq_adjust_vis(crdt_doc_t *doc, uint32_t it, int64_t dvis);
 /* Item holding visible UTF-16 unit `pos` (< vis_len); *off receives the units of
  * that item before `pos`. With `finger` (mutating callers only) the leaf found
  * becomes the document's finger. */
-uint32_t crdt__seq_find_vis(const crdt_doc_t *doc, uint32_t pos, uint32_t *off,
-                            crdt_doc_t *finger);
+uint32_t crdt__seq_find_vis(const crdt_doc_t *doc, uint32_t pos, uint32_t *off, crdt_doc_t *finger);
 /* Number of items before `it`, and visible units before `it`. */
 uint32_t crdt__seq_rank(const crdt_doc_t *doc, uint32_t it, uint32_t *vis_before);
 uint32_t crdt__seq_next(const crdt_doc_t *doc, uint32_t it); /* NONE at the end */

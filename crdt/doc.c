@@ -348,8 +348,7 @@ static int empty_update(const crdt_doc_t *doc, crdt_buf_t *update)
 
 /* ---- local insert --------------------------------------------------------- */
 
-int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len,
-                    crdt_buf_t *update)
+int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len, crdt_buf_t *update)
 {
     crdt__client_t *me;
     uint32_t left_it = CRDT__NONE, left_off = 0, next, y;
@@ -407,9 +406,8 @@ int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len,
     /* Typing at the end of this replica's latest run extends the run. */
     if (left_it != CRDT__NONE) {
         crdt__item_t *x = &ITEM(doc, left_it);
-        if (x->client == doc->self && left_off + 1 == x->len &&
-            x->clock + x->len == op.clock && !x->deleted &&
-            x->text_off + x->text_bytes == CLIENT(doc, doc->self).text.len &&
+        if (x->client == doc->self && left_off + 1 == x->len && x->clock + x->len == op.clock &&
+            !x->deleted && x->text_off + x->text_bytes == CLIENT(doc, doc->self).text.len &&
             crdt__id_eq(x->right, op.right)) {
             crdt__text_append(doc, doc->self, (const uint8_t *)text, (uint32_t)len);
             x->len += op.len;
@@ -733,8 +731,7 @@ int crdt_doc_text(const crdt_doc_t *doc, crdt_buf_t *out)
 
 /* ---- relative positions --------------------------------------------------- */
 
-int crdt_doc_relpos_from_index(const crdt_doc_t *doc, size_t index, int assoc,
-                               crdt_relpos_t *out)
+int crdt_doc_relpos_from_index(const crdt_doc_t *doc, size_t index, int assoc, crdt_relpos_t *out)
 {
     crdt_relpos_t p;
     uint32_t it, off;

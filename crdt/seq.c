@@ -142,7 +142,6 @@ static void inner_agg(const crdt_doc_t *doc, uint32_t n, uint32_t *vis, uint32_t
     *cnt = c;
 }
 
-
 /* Inserts item `it` at `slot` of leaf `l`, splitting nodes up the tree. */
 static void insert_at(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it)
 {
@@ -348,11 +347,11 @@ void crdt__seq_remove(crdt_doc_t *doc, uint32_t it)
 static inline uint32_t leaf_vis(const crdt_doc_t *doc, uint32_t l)
 {
     const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
-    return leaf->parent == CRDT__NONE ? doc->vis_len : SEQ_INNER(doc, leaf->parent).vis[leaf->pslot];
+    return leaf->parent == CRDT__NONE ? doc->vis_len
+                                      : SEQ_INNER(doc, leaf->parent).vis[leaf->pslot];
 }
 
-uint32_t crdt__seq_find_vis(const crdt_doc_t *doc, uint32_t pos, uint32_t *off,
-                            crdt_doc_t *finger)
+uint32_t crdt__seq_find_vis(const crdt_doc_t *doc, uint32_t pos, uint32_t *off, crdt_doc_t *finger)
 {
     uint32_t n = doc->seq_root, start = 0;
     const crdt__seq_leaf_t *leaf;
@@ -457,7 +456,6 @@ uint32_t crdt__seq_first(const crdt_doc_t *doc)
     return SEQ_LEAF(doc, 0).n ? SEQ_LEAF(doc, 0).items[0] : CRDT__NONE;
 }
 
-
 /* Verifies a subtree; returns its (vis, cnt) through the pointers, or -1. */
 static int check_node(const crdt_doc_t *doc, uint32_t node, uint32_t height, uint32_t parent,
                       uint32_t pslot, uint32_t *vis, uint32_t *cnt, uint32_t *prev_leaf)
@@ -476,8 +474,8 @@ static int check_node(const crdt_doc_t *doc, uint32_t node, uint32_t height, uin
             return -1;
         for (uint32_t i = 0; i < leaf->n; i++) {
             if (leaf->items[i] >= doc->items.len || ITEM(doc, leaf->items[i]).leaf != node ||
-                ITEM(doc, leaf->items[i]).slot != i ||
-                ITEM(doc, leaf->items[i]).len == 0 || leaf->vis[i] != item_vis(doc, leaf->items[i]))
+                ITEM(doc, leaf->items[i]).slot != i || ITEM(doc, leaf->items[i]).len == 0 ||
+                leaf->vis[i] != item_vis(doc, leaf->items[i]))
                 return -1;
         }
         leaf_agg(doc, node, vis, cnt);

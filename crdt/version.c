@@ -34,8 +34,8 @@ static int push_op(const crdt_alloc_t *a, crdt__op_t **ops, size_t *n, size_t *c
     return 0;
 }
 
-int crdt__collect_ops(const crdt_doc_t *doc, const uint32_t *clocks, crdt__op_t **out,
-                      size_t *nout, size_t *capout)
+int crdt__collect_ops(const crdt_doc_t *doc, const uint32_t *clocks, crdt__op_t **out, size_t *nout,
+                      size_t *capout)
 {
     const crdt_alloc_t *a = &doc->alloc;
     crdt__op_t *ops = NULL;
@@ -282,8 +282,7 @@ static int for_each_item(const crdt_doc_t *doc, const version_t *ver, run_fn fn,
     return 0;
 }
 
-static int text_run(const crdt_doc_t *doc, uint32_t it, uint32_t a, uint32_t b, bool vis,
-                    void *ctx)
+static int text_run(const crdt_doc_t *doc, uint32_t it, uint32_t a, uint32_t b, bool vis, void *ctx)
 {
     const crdt__item_t *x = &ITEM(doc, it);
     crdt_buf_t *out = ctx;
@@ -327,8 +326,8 @@ int crdt_doc_text_at(const crdt_doc_t *doc, const uint8_t *version, size_t versi
 /* One edit of the restore script, in the current text's UTF-16 indexes. */
 typedef struct {
     uint32_t index;
-    uint32_t del;        /* units to delete, or 0 for an insert */
-    uint32_t text_off;   /* insert: bytes in the script's text buffer */
+    uint32_t del;      /* units to delete, or 0 for an insert */
+    uint32_t text_off; /* insert: bytes in the script's text buffer */
     uint32_t text_bytes;
 } edit_t;
 

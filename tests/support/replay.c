@@ -1,0 +1,349 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * replay.c: trace replay on crdt/ documents, as declared in replay.h. Concurrent
+ * traces use one replica per agent and a bitmap per agent of the transactions its
+ * replica has seen. That set is always closed under ancestry (a replica only ever
+ * receives whole ancestor closures), so finding what an agent lacks before its next
+ * transaction is a search from the transaction's parents that stops at seen
+ * transactions: each transaction is visited at most once per agent.
+ */
+#include "replay.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__GNUC__)
+#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+#else
+#define PRINTF_LIKE(f, a)
+#endif
+
+/* Records what failed in res->msg and returns `rc`. */
+static int PRINTF_LIKE(3, 4) fail(replay_result_t *res, int rc, const char *fmt, ...)
+{
+    char what[192];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    snprintf(res->msg, sizeof res->msg, "%s: %s", what, crdt_strerror(rc));
+    return rc;
+}
+
+/* Takes ownership of `buf` (disposing of it if it cannot be stored). */
+static int keep_update(replay_result_t *res, crdt_buf_t *buf)
+{
+    if (res->nupdates == res->_cap) {
+        size_t cap = res->_cap ? res->_cap * 2 : 1024;
+        crdt_buf_t *p = cap > SIZE_MAX / sizeof *p ? NULL : realloc(res->updates, cap * sizeof *p);
+        if (p == NULL) {
+            crdt_buf_dispose(buf);
+            return fail(res, CRDT_ENOMEM, "replay: keeping update %zu", res->nupdates);
+        }
+        res->updates = p;
+        res->_cap = cap;
+    }
+    res->updates[res->nupdates++] = *buf;
+    res->update_bytes += buf->len;
+    return 0;
+}
+
+/* Applies one patch as local edits: the delete, then the insert, at p->pos. */
+static int apply_patch(replay_result_t *res, crdt_doc_t *doc, size_t txn, size_t k,
+                       const trace_patch_t *p, int keep)
+{
+    crdt_buf_t buf;
+    int rc;
+
+    if (p->del > 0) {
+        memset(&buf, 0, sizeof buf);
+        rc = crdt_doc_delete(doc, p->pos, p->del, keep ? &buf : NULL);
+        if (rc < 0)
+            return fail(res, rc, "txn %zu patch %zu: crdt_doc_delete(pos %u, len %u)", txn, k,
+                        (unsigned)p->pos, (unsigned)p->del);
+        if (keep && (rc = keep_update(res, &buf)) < 0)
+            return rc;
+    }
+    if (p->ins_len > 0) {
+        memset(&buf, 0, sizeof buf);
+        rc = crdt_doc_insert(doc, p->pos, p->ins, p->ins_len, keep ? &buf : NULL);
+        if (rc < 0)
+            return fail(res, rc, "txn %zu patch %zu: crdt_doc_insert(pos %u, %zu bytes)", txn, k,
+                        (unsigned)p->pos, p->ins_len);
+        if (keep && (rc = keep_update(res, &buf)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int apply_txn_local(replay_result_t *res, crdt_doc_t *doc, size_t i, int keep)
+{
+    const trace_txn_t *txn = &res->_trace->txns[i];
+    size_t k;
+    int rc;
+
+    if (keep)
+        res->txn_updates[i] = res->nupdates;
+    for (k = 0; k < txn->npatches; k++)
+        if ((rc = apply_patch(res, doc, i, k, &txn->patches[k], keep)) < 0)
+            return rc;
+    if (keep)
+        res->txn_updates[i + 1] = res->nupdates;
+    return 0;
+}
+
+/* Applies the kept updates of transaction `i` to `doc` as remote updates. */
+static int apply_txn_remote(replay_result_t *res, crdt_doc_t *doc, size_t i, const char *who,
+                            uint32_t agent)
+{
+    size_t u;
+    int rc;
+
+    for (u = res->txn_updates[i]; u < res->txn_updates[i + 1]; u++) {
+        rc = crdt_doc_apply_update(doc, res->updates[u].base, res->updates[u].len);
+        if (rc < 0)
+            return fail(res, rc, "%s %u: crdt_doc_apply_update(update %zu of txn %zu)", who,
+                        (unsigned)agent, u - res->txn_updates[i], i);
+    }
+    return 0;
+}
+
+static int replay_sequential(replay_result_t *res, int keep)
+{
+    const trace_t *t = res->_trace;
+    crdt_buf_t buf;
+    size_t i;
+    int rc;
+
+    if ((rc = crdt_doc_new(1, res->_alloc, &res->doc)) < 0)
+        return fail(res, rc, "crdt_doc_new(1)");
+    if (t->start_len > 0) {
+        memset(&buf, 0, sizeof buf);
+        rc = crdt_doc_insert(res->doc, 0, t->start_content, t->start_len, keep ? &buf : NULL);
+        if (rc < 0)
+            return fail(res, rc, "crdt_doc_insert(startContent, %zu bytes)", t->start_len);
+        if (keep && (rc = keep_update(res, &buf)) < 0)
+            return rc;
+    }
+    for (i = 0; i < t->ntxns; i++)
+        if ((rc = apply_txn_local(res, res->doc, i, keep)) < 0)
+            return rc;
+    return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+#define BIT_TEST(bits, i) ((bits)[(i) >> 3] & (1u << ((i)&7)))
+#define BIT_SET(bits, i) ((bits)[(i) >> 3] |= (unsigned char)(1u << ((i)&7)))
+
+static int replay_concurrent(replay_result_t *res)
+{
+    const trace_t *t = res->_trace;
+    size_t stride = (t->ntxns + 7) / 8, i, k, n, sp;
+    unsigned char *seen = NULL;
+    uint32_t *stack = NULL, *list = NULL;
+    int rc;
+
+    res->nagents = t->num_agents;
+    if (t->num_agents > 0) {
+        res->agents = calloc(t->num_agents, sizeof *res->agents);
+        seen = stride > 0 && t->num_agents > SIZE_MAX / stride
+                   ? NULL
+                   : calloc((size_t)t->num_agents * stride + 1, 1);
+    }
+    if (t->ntxns > 0) {
+        stack = malloc(t->ntxns * sizeof *stack);
+        list = malloc(t->ntxns * sizeof *list);
+    }
+    if ((t->num_agents > 0 && (res->agents == NULL || seen == NULL)) ||
+        (t->ntxns > 0 && (stack == NULL || list == NULL))) {
+        rc = fail(res, CRDT_ENOMEM, "replay: bookkeeping for %zu txns", t->ntxns);
+        goto exit;
+    }
+
+    for (i = 0; i < t->ntxns; i++) {
+        const trace_txn_t *txn = &t->txns[i];
+        uint32_t a = txn->agent;
+        unsigned char *bits = seen + (size_t)a * stride;
+
+        if (res->agents[a] == NULL) {
+            rc = crdt_doc_new((uint64_t)a + 1, res->_alloc, &res->agents[a]);
+            if (rc < 0) {
+                rc = fail(res, rc, "crdt_doc_new(%u) for agent %u", (unsigned)a + 1, (unsigned)a);
+                goto exit;
+            }
+        }
+        /* Collect the ancestors agent `a` has not seen; mark them seen on the way. */
+        n = sp = 0;
+        for (k = 0; k < txn->nparents; k++) {
+            if (!BIT_TEST(bits, txn->parents[k])) {
+                BIT_SET(bits, txn->parents[k]);
+                stack[sp++] = txn->parents[k];
+            }
+        }
+        while (sp > 0) {
+            const trace_txn_t *anc = &t->txns[stack[--sp]];
+            list[n++] = stack[sp];
+            for (k = 0; k < anc->nparents; k++) {
+                if (!BIT_TEST(bits, anc->parents[k])) {
+                    BIT_SET(bits, anc->parents[k]);
+                    stack[sp++] = anc->parents[k];
+                }
+            }
+        }
+        qsort(list, n, sizeof *list, cmp_u32);
+        for (k = 0; k < n; k++)
+            if ((rc = apply_txn_remote(res, res->agents[a], list[k], "agent", a)) < 0)
+                goto exit;
+        if ((rc = apply_txn_local(res, res->agents[a], i, 1)) < 0)
+            goto exit;
+        BIT_SET(bits, i);
+    }
+
+    if ((rc = crdt_doc_new((uint64_t)t->num_agents + 1, res->_alloc, &res->doc)) < 0) {
+        rc = fail(res, rc, "crdt_doc_new(%u) for the merge", (unsigned)t->num_agents + 1);
+        goto exit;
+    }
+    for (i = 0; i < t->ntxns; i++)
+        if ((rc = apply_txn_remote(res, res->doc, i, "merge replica", t->num_agents + 1)) < 0)
+            goto exit;
+    rc = 0;
+exit:
+    free(seen);
+    free(stack);
+    free(list);
+    return rc;
+}
+
+int replay_trace(const trace_t *t, const crdt_alloc_t *alloc, int want_updates,
+                 replay_result_t *res)
+{
+    int keep = t->concurrent || want_updates;
+
+    memset(res, 0, sizeof *res);
+    res->_trace = t;
+    res->_alloc = alloc;
+    if (t->non_bmp)
+        return fail(res, CRDT_EINVAL,
+                    "replay: trace %s has characters outside the BMP, so its code-point "
+                    "positions are not UTF-16 indexes",
+                    t->name);
+    if (keep) {
+        res->txn_updates = calloc(t->ntxns + 1, sizeof *res->txn_updates);
+        if (res->txn_updates == NULL)
+            return fail(res, CRDT_ENOMEM, "replay: bookkeeping for %zu txns", t->ntxns);
+    }
+    return t->concurrent ? replay_concurrent(res) : replay_sequential(res, keep);
+}
+
+/* Copies up to 24 bytes of `s` into `out` as a printable snippet. */
+static void snippet(const char *s, size_t len, char out[25])
+{
+    size_t i, n = len < 24 ? len : 24;
+
+    for (i = 0; i < n; i++)
+        out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '.';
+    out[n] = '\0';
+}
+
+int replay_check_text(const trace_t *t, const crdt_doc_t *doc, char *msg, size_t msglen)
+{
+    char got[25], want[25];
+    crdt_buf_t text;
+    size_t i, n;
+    int rc;
+
+    memset(&text, 0, sizeof text);
+    if ((rc = crdt_doc_text(doc, &text)) < 0) {
+        if (msg != NULL && msglen > 0)
+            snprintf(msg, msglen, "crdt_doc_text: %s", crdt_strerror(rc));
+        return rc;
+    }
+    rc = text.len == t->end_len && memcmp(text.base, t->end_content, t->end_len) == 0;
+    if (!rc && msg != NULL && msglen > 0) {
+        n = text.len < t->end_len ? text.len : t->end_len;
+        for (i = 0; i < n && text.base[i] == (uint8_t)t->end_content[i]; i++)
+            ;
+        snippet((const char *)text.base + i, text.len - i, got);
+        snippet(t->end_content + i, t->end_len - i, want);
+        snprintf(msg, msglen,
+                 "text differs from endContent at byte %zu (%zu bytes, want %zu): "
+                 "got \"%s\", want \"%s\"",
+                 i, text.len, t->end_len, got, want);
+    }
+    crdt_buf_dispose(&text);
+    return rc;
+}
+
+int replay_merge(replay_result_t *res, uint64_t client, crdt_doc_t **out)
+{
+    crdt_doc_t *doc = NULL;
+    size_t u;
+    int rc;
+
+    if (res->txn_updates == NULL)
+        return fail(res, CRDT_EINVAL, "replay_merge: no updates were kept");
+    if ((rc = crdt_doc_new(client, res->_alloc, &doc)) < 0)
+        return fail(res, rc, "replay_merge: crdt_doc_new(%llu)", (unsigned long long)client);
+    for (u = 0; u < res->nupdates; u++) {
+        rc = crdt_doc_apply_update(doc, res->updates[u].base, res->updates[u].len);
+        if (rc < 0) {
+            crdt_doc_free(doc);
+            return fail(res, rc, "replay_merge: crdt_doc_apply_update(update %zu)", u);
+        }
+    }
+    *out = doc;
+    return 0;
+}
+
+int replay_sync_agents(replay_result_t *res)
+{
+    crdt_buf_t sv, diff;
+    uint32_t a;
+    int rc = 0;
+
+    if (res->nagents > 0 && res->doc == NULL)
+        return fail(res, CRDT_EINVAL, "replay_sync_agents: the replay did not finish");
+    for (a = 0; a < res->nagents && rc == 0; a++) {
+        crdt_doc_t *doc = res->agents[a];
+
+        if (doc == NULL)
+            continue;
+        memset(&sv, 0, sizeof sv);
+        memset(&diff, 0, sizeof diff);
+        if ((rc = crdt_doc_state_vector(doc, &sv)) < 0)
+            rc = fail(res, rc, "agent %u: crdt_doc_state_vector", (unsigned)a);
+        else if ((rc = crdt_doc_diff(res->doc, sv.base, sv.len, &diff)) < 0)
+            rc = fail(res, rc, "agent %u: crdt_doc_diff", (unsigned)a);
+        else if ((rc = crdt_doc_apply_update(doc, diff.base, diff.len)) < 0)
+            rc = fail(res, rc, "agent %u: crdt_doc_apply_update(diff of %zu bytes)", (unsigned)a,
+                      diff.len);
+        crdt_buf_dispose(&sv);
+        crdt_buf_dispose(&diff);
+    }
+    return rc;
+}
+
+void replay_result_dispose(replay_result_t *res)
+{
+    size_t i;
+
+    for (i = 0; i < res->nupdates; i++)
+        crdt_buf_dispose(&res->updates[i]);
+    crdt_doc_free(res->doc);
+    if (res->agents != NULL)
+        for (i = 0; i < res->nagents; i++)
+            crdt_doc_free(res->agents[i]);
+    free(res->agents);
+    free(res->updates);
+    free(res->txn_updates);
+    memset(res, 0, sizeof *res);
+}
