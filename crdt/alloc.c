@@ -165,7 +165,7 @@ uint8_t crdt__get_u8(crdt__reader_t *r)
     return *r->p++;
 }
 
-uint64_t crdt__get_varint(crdt__reader_t *r)
+uint64_t crdt__get_varint_slow(crdt__reader_t *r)
 {
     uint64_t v = 0;
     for (unsigned shift = 0; shift < 64; shift += 7) {
@@ -184,9 +184,9 @@ uint64_t crdt__get_varint(crdt__reader_t *r)
     return 0;
 }
 
-uint32_t crdt__get_u32v(crdt__reader_t *r)
+uint32_t crdt__get_u32v_slow(crdt__reader_t *r)
 {
-    uint64_t v = crdt__get_varint(r);
+    uint64_t v = crdt__get_varint_slow(r);
     if (v > UINT32_MAX) {
         if (!r->err)
             r->err = CRDT_ELIMIT;

@@ -328,6 +328,7 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
     crdt__client_t *tmpclients = NULL;
     crdt__op_t *leftover = NULL;
     crdt_buf_t pend = {0};
+    uint8_t *new_pending = NULL;
     plan_t p;
     bool changed = false;
     int err;
@@ -512,22 +513,16 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
     }
     if ((err = crdt__reserve(doc, nitems, ndel)) != 0)
         goto Exit;
+    /* The held operations' new encoding; the old one stays alive until the
+     * planned operations (whose text may point into it) are integrated. */
     if (nleft > 0) {
-        uint8_t *copy = crdt__malloc(doc, pend.len);
-        if (copy == NULL) {
+        new_pending = crdt__malloc(doc, pend.len);
+        if (new_pending == NULL) {
             err = CRDT_ENOMEM;
             goto Exit;
         }
-        memcpy(copy, pend.base, pend.len);
-        crdt__free(doc, doc->pending, doc->pending_len);
-        doc->pending = copy;
-        doc->pending_len = pend.len;
-    } else {
-        crdt__free(doc, doc->pending, doc->pending_len);
-        doc->pending = NULL;
-        doc->pending_len = 0;
+        memcpy(new_pending, pend.base, pend.len);
     }
-    doc->pending_ops = nleft;
 
     /* Commit: nothing below allocates. */
     for (i = 0; i < nplan; i++) {
@@ -538,9 +533,15 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
             crdt__integrate_delete(doc, op, CRDT__NONE);
         CLIENT(doc, op->client).next_clock = op->clock + op->len;
     }
+    crdt__free(doc, doc->pending, doc->pending_len);
+    doc->pending = new_pending;
+    doc->pending_len = nleft > 0 ? pend.len : 0;
+    doc->pending_ops = nleft;
     if (nitems > 64)
         crdt__shrink(doc);
 Exit:
+    if (err && new_pending)
+        crdt__free(doc, new_pending, pend.len);
     crdt_buf_dispose(&pend);
     crdt__tmp_free(a, leftover, nleft * sizeof(crdt__op_t));
     crdt__tmp_free(a, tmpclients, ntmpclients * sizeof(crdt__client_t));

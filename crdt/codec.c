@@ -8,6 +8,8 @@
  */
 #include "crdt_internal.h"
 
+#include <stdlib.h>
+
 #define FORMAT_VERSION 1
 #define SV_VERSION 1
 
@@ -27,10 +29,16 @@
 #define MIN_OP_BYTES 3
 #define MIN_BLOCK_BYTES 3
 
+/* Same-client references to earlier clocks use the short delta form. */
+static inline bool same_earlier(crdt__id_t o, uint32_t own, uint32_t clock)
+{
+    return o.client == own && o.clock < clock;
+}
+
 static void put_origin(crdt_buf_t *b, crdt__id_t o, uint32_t own, uint32_t clock,
                        const uint32_t *ref)
 {
-    if (o.client == own)
+    if (same_earlier(o, own, clock))
         crdt__put_varint(b, clock - o.clock);
     else {
         crdt__put_varint(b, ref[o.client]);
@@ -111,9 +119,11 @@ int crdt__encode_ops(const crdt_alloc_t *alloc, const crdt__client_t *clients, s
             if (op->kind == CRDT__OP_INSERT) {
                 uint8_t head = CRDT__OP_INSERT;
                 if (op->left.client != CRDT__NONE)
-                    head |= F_LEFT | (op->left.client == op->client ? F_LEFT_SAME : 0);
+                    head |=
+                        F_LEFT | (same_earlier(op->left, op->client, op->clock) ? F_LEFT_SAME : 0);
                 if (op->right.client != CRDT__NONE)
-                    head |= F_RIGHT | (op->right.client == op->client ? F_RIGHT_SAME : 0);
+                    head |= F_RIGHT |
+                            (same_earlier(op->right, op->client, op->clock) ? F_RIGHT_SAME : 0);
                 if (op->text_bytes == op->len)
                     head |= F_ASCII;
                 crdt__put_u8(&b, head);
@@ -127,7 +137,7 @@ int crdt__encode_ops(const crdt_alloc_t *alloc, const crdt__client_t *clients, s
                 crdt__put_bytes(&b, op->text, op->text_bytes);
             } else {
                 uint8_t head = CRDT__OP_DELETE | (op->backward ? F_BACKWARD : 0);
-                if (op->tclient == op->client)
+                if (op->tclient == op->client && op->tlo + op->len <= op->clock)
                     head |= F_TARGET_SAME;
                 crdt__put_u8(&b, head);
                 crdt__put_varint(&b, op->len);
@@ -185,6 +195,15 @@ int crdt__decode_update(const crdt_alloc_t *alloc, const uint8_t *data, size_t l
     if (data == NULL || len == 0)
         return CRDT_EMALFORMED;
     version = crdt__get_u8(&r);
+    if (version == 2) {
+        crdt__snap_t *s;
+        int err = crdt__snapshot_parse(alloc, data, len, &s);
+        if (err)
+            return err;
+        err = crdt__snapshot_to_ops(alloc, s, out);
+        crdt__snapshot_dispose(alloc, s);
+        return err;
+    }
     if (version != FORMAT_VERSION)
         return CRDT_EFORMAT;
     {
@@ -253,6 +272,11 @@ int crdt__decode_update(const crdt_alloc_t *alloc, const uint8_t *data, size_t l
                     op->right = get_origin(&r, head & F_RIGHT_SAME, client, op->clock, d.nids);
                 else if (head & F_RIGHT_SAME)
                     r.err = CRDT_EMALFORMED;
+                if ((op->left.client == client && op->left.clock >= op->clock) ||
+                    (op->right.client == client && op->right.clock >= op->clock)) {
+                    r.err = CRDT_EMALFORMED; /* an origin must come before its insert */
+                    break;
+                }
                 if (!(head & F_ASCII))
                     op->len = crdt__get_u32v(&r);
                 op->text_bytes = crdt__get_u32v(&r);
@@ -292,8 +316,9 @@ int crdt__decode_update(const crdt_alloc_t *alloc, const uint8_t *data, size_t l
                 }
                 if (r.err)
                     break;
-                if (op->len == 0) {
-                    r.err = CRDT_EMALFORMED;
+                if (op->len == 0 ||
+                    (op->tclient == client && (uint64_t)op->tlo + op->len > op->clock)) {
+                    r.err = CRDT_EMALFORMED; /* deletes only what came before */
                     break;
                 }
                 if ((uint64_t)op->tlo + op->len > UINT32_MAX) {
@@ -375,28 +400,40 @@ Fail:
     return r.err == CRDT_ELIMIT ? CRDT_EMALFORMED : r.err;
 }
 
+static int cmp_entry(const void *a, const void *b)
+{
+    const crdt__client_t *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Clients are written in ascending replica id order, so replicas that have
+ * seen the same operations produce the same bytes. */
 int crdt_doc_state_vector(const crdt_doc_t *doc, crdt_buf_t *out)
 {
     size_t n = 0;
+    crdt__client_t *e;
     crdt_buf_t b;
     int err;
+    e = crdt__tmp_alloc(&doc->alloc, doc->clients.len * sizeof(crdt__client_t));
+    if (e == NULL)
+        return CRDT_ENOMEM;
     for (uint32_t i = 0; i < doc->clients.len; i++)
         if (CLIENT(doc, i).next_clock > 0)
-            n++;
+            e[n++] = CLIENT(doc, i);
+    qsort(e, n, sizeof(*e), cmp_entry);
     err = crdt__buf_init(doc->out_alloc, &b, 1 + CRDT__VARINT_MAX + n * (8 + 5) + 1);
-    if (err)
-        return err;
-    crdt__put_u8(&b, SV_VERSION);
-    crdt__put_varint(&b, n);
-    for (uint32_t i = 0; i < doc->clients.len; i++) {
-        if (CLIENT(doc, i).next_clock > 0) {
-            crdt__put_u64(&b, CLIENT(doc, i).id);
-            crdt__put_varint(&b, CLIENT(doc, i).next_clock);
+    if (err == 0) {
+        crdt__put_u8(&b, SV_VERSION);
+        crdt__put_varint(&b, n);
+        for (size_t i = 0; i < n; i++) {
+            crdt__put_u64(&b, e[i].id);
+            crdt__put_varint(&b, e[i].next_clock);
         }
+        b.base[b.len] = 0;
+        *out = b;
     }
-    b.base[b.len] = 0;
-    *out = b;
-    return 0;
+    crdt__tmp_free(&doc->alloc, e, doc->clients.len * sizeof(crdt__client_t));
+    return err;
 }
 
 size_t crdt_relpos_encode(const crdt_relpos_t *pos, uint8_t buf[CRDT_RELPOS_MAX])

@@ -244,8 +244,22 @@ typedef struct {
     const uint8_t *p, *end;
     int err;
 } crdt__reader_t;
-uint64_t crdt__get_varint(crdt__reader_t *r);
-uint32_t crdt__get_u32v(crdt__reader_t *r); /* varint that must fit 32 bits */
+uint64_t crdt__get_varint_slow(crdt__reader_t *r);
+uint32_t crdt__get_u32v_slow(crdt__reader_t *r);
+/* One-byte varints (most of them) are read inline. */
+static inline uint64_t crdt__get_varint(crdt__reader_t *r)
+{
+    if (!r->err && r->p < r->end && *r->p < 0x80)
+        return *r->p++;
+    return crdt__get_varint_slow(r);
+}
+/* A varint that must fit 32 bits (else CRDT_ELIMIT). */
+static inline uint32_t crdt__get_u32v(crdt__reader_t *r)
+{
+    if (!r->err && r->p < r->end && *r->p < 0x80)
+        return *r->p++;
+    return crdt__get_u32v_slow(r);
+}
 uint64_t crdt__get_u64(crdt__reader_t *r);
 uint8_t crdt__get_u8(crdt__reader_t *r);
 static inline size_t crdt__reader_left(const crdt__reader_t *r)
@@ -386,6 +400,18 @@ void crdt__op_trim(crdt__op_t *op, uint32_t t);
 void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op);
 /* `hint` (or NONE) is an item that may hold the first target. */
 void crdt__integrate_delete(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint);
+
+/* snapshot.c: the whole-document state (format version 2) */
+typedef struct crdt__snap crdt__snap_t;
+int crdt__snapshot_encode(const crdt_doc_t *doc, crdt_buf_t *out);
+/* Parses and checks a state; the result may point into `data`. */
+int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
+                         crdt__snap_t **out);
+void crdt__snapshot_dispose(const crdt_alloc_t *a, crdt__snap_t *s);
+/* Fills a fresh document (created, never edited) from a parsed state. */
+int crdt__snapshot_build(crdt_doc_t *doc, const crdt__snap_t *s);
+/* The state's operations, for merging into a document that has some. */
+int crdt__snapshot_to_ops(const crdt_alloc_t *a, const crdt__snap_t *s, crdt__decoded_t *d);
 
 /* version.c */
 /* Collects the operations of `doc` that a peer with `clocks` (per local client,

@@ -130,7 +130,7 @@ int crdt_doc_encode_state(const crdt_doc_t *doc, crdt_buf_t *out)
 {
     if (doc == NULL || out == NULL)
         return CRDT_EINVAL;
-    return encode_missing(doc, NULL, out);
+    return crdt__snapshot_encode(doc, out);
 }
 
 int crdt_doc_load(uint64_t client, const crdt_alloc_t *alloc, const uint8_t *data, size_t len,
@@ -142,7 +142,17 @@ int crdt_doc_load(uint64_t client, const crdt_alloc_t *alloc, const uint8_t *dat
         return CRDT_EINVAL;
     if ((err = crdt_doc_new(client, alloc, &doc)) != 0)
         return err;
-    if ((err = crdt_doc_apply_update(doc, data, len)) != 0) {
+    if (data != NULL && len > 0 && data[0] == 2) {
+        /* A state: build the document directly. */
+        crdt__snap_t *s;
+        if ((err = crdt__snapshot_parse(&doc->alloc, data, len, &s)) == 0) {
+            err = crdt__snapshot_build(doc, s);
+            crdt__snapshot_dispose(&doc->alloc, s);
+        }
+    } else {
+        err = crdt_doc_apply_update(doc, data, len);
+    }
+    if (err) {
         crdt_doc_free(doc);
         return err;
     }

@@ -1,0 +1,1057 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lz.c: the snapshot text compressor declared in lz.h. LZ77 over a 1 MiB window
+ * (hash chains, lazy matching) feeds canonical Huffman codes that are rebuilt
+ * for every block; the decoder is table driven and checks every input bit. Pure
+ * functions: no state outlives a call, so calls may run concurrently.
+ *
+ * Stream format. The stream is a sequence of blocks packed into bits, least
+ * significant bit of each byte first; a field of k bits is stored low bit first.
+ * Huffman codes are stored most significant code bit first. The last block ends
+ * the stream; the bits left in its final byte must be zero and no byte may
+ * follow. An empty input is an empty stream (zero blocks). Every block starts:
+ *
+ *   1 bit   last: 1 on the final block
+ *   1 bit   type: 0 stored, 1 Huffman
+ *   5 bits  k (0..22), then k bits: the block's decompressed size minus 1
+ *
+ * Stored: zero bits up to the next byte boundary, then the bytes themselves.
+ *
+ * Huffman: 6 bits NL (0..60): length symbols sent; 6 bits ND (0..40): distance
+ * symbols sent; 4 bits NP - 1 (NP 1..16): precode lengths sent; NP 3-bit precode
+ * code lengths for the precode symbols in the order 14 15 13 0 7 8 6 9 5 10 4
+ * 11 3 12 2 1 (the rest are 0). Then, coded with the precode, the code lengths
+ * of the 256 + NL literal/length symbols followed by the ND distance symbols:
+ * precode symbols 0..12 are a length, 13 repeats the previous length 3..6 times
+ * (2 extra bits), 14 writes 3..10 zeros (3 extra bits), 15 writes 11..138 zeros
+ * (7 extra bits); a run may cross from one alphabet into the next but not past
+ * the end. Unsent lengths are 0. Codes are canonical (shorter codes first, then
+ * by symbol), at most 12 bits (7 for the precode) and complete; the distance
+ * code may instead be empty, but only if no length symbol has a code. Then come
+ * symbols until the block's size is reached (no end-of-block symbol):
+ *
+ *   literal/length symbol 0..255: that byte;
+ *   256 + s (s = 0..59): a match of length 3 + v, where v = s for s < 8 and
+ *     otherwise v = ((4 + (s - 8) % 4) << (b - 2)) + (b - 2 extra bits), with
+ *     b = 3 + (s - 8) / 4; then a distance symbol t (0..39) gives the distance
+ *     1 + d, where d = t for t < 4 and otherwise d = ((2 + t % 2) << (c - 1)) +
+ *     (c - 1 extra bits), with c = t / 2. Extra bits follow their symbol.
+ *
+ * A match copies `length` bytes starting `distance` bytes back (it may overlap
+ * its own output; it may reach into earlier blocks but not before the start of
+ * the output, and may not run past the end of its block). So a length is 3 to
+ * 65538 and a distance 1 to 1048576 (2^20).
+ */
+#include "lz.h"
+
+/* ---- format constants ------------------------------------------------------ */
+
+#define WBITS 20
+#define MIN_MATCH 3
+#define MAX_MATCH (MIN_MATCH + 65535)
+#define NLIT 256
+#define NLENSYM 60
+#define NLITLEN (NLIT + NLENSYM)
+#define NDIST 40
+#define NPRE 16
+#define MAXBITS 12    /* literal/length and distance codes */
+#define PRE_MAXBITS 7 /* precode */
+#define KMAX 22       /* widest block size field */
+#define BLOCK_MAX ((size_t)1 << KMAX)
+
+static const uint8_t pre_order[NPRE] = {14, 15, 13, 0, 7, 8, 6, 9, 5, 10, 4, 11, 3, 12, 2, 1};
+
+/* ---- little helpers ---------------------------------------------------------- */
+
+static inline uint64_t load_le64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+static inline uint32_t load_le32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap32(v);
+#endif
+    return v;
+}
+
+static inline void store_le64(uint8_t *p, uint64_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    memcpy(p, &v, 8);
+}
+
+/* Index of the highest set bit of v (v > 0). */
+static inline unsigned log2u(uint32_t v)
+{
+#if defined(__GNUC__)
+    return 31u - (unsigned)__builtin_clz(v);
+#else
+    unsigned b = 0;
+    while (v >>= 1)
+        b++;
+    return b;
+#endif
+}
+
+/* Number of trailing zero bits of v (v > 0). */
+static inline unsigned ctz64(uint64_t v)
+{
+#if defined(__GNUC__)
+    return (unsigned)__builtin_ctzll(v);
+#else
+    unsigned b = 0;
+    while (!(v & 1)) {
+        v >>= 1;
+        b++;
+    }
+    return b;
+#endif
+}
+
+static inline uint32_t bitrev(uint32_t code, unsigned len)
+{
+    uint32_t r = 0;
+    for (unsigned i = 0; i < len; i++, code >>= 1)
+        r = (r << 1) | (code & 1);
+    return r;
+}
+
+/* Length symbol (0..59) of v = length - 3, and its extra bits. */
+static inline unsigned len_slot(uint32_t v)
+{
+    unsigned b;
+    if (v < 8)
+        return v;
+    b = log2u(v);
+    return 8 + (b - 3) * 4 + ((v >> (b - 2)) & 3);
+}
+
+static inline unsigned len_slot_extra(unsigned s)
+{
+    return s < 8 ? 0 : (s - 8) / 4 + 1;
+}
+
+static inline uint32_t len_slot_base(unsigned s)
+{
+    return s < 8 ? s : (uint32_t)(4 + (s - 8) % 4) << ((s - 8) / 4 + 1);
+}
+
+/* Distance symbol (0..39) of d = distance - 1, and its extra bits. */
+static inline unsigned dist_slot(uint32_t d)
+{
+    unsigned b;
+    if (d < 4)
+        return d;
+    b = log2u(d);
+    return 4 + (b - 2) * 2 + ((d >> (b - 1)) & 1);
+}
+
+static inline unsigned dist_slot_extra(unsigned t)
+{
+    return t < 4 ? 0 : t / 2 - 1;
+}
+
+static inline uint32_t dist_slot_base(unsigned t)
+{
+    return t < 4 ? t : (uint32_t)(2 + t % 2) << (t / 2 - 1);
+}
+
+/* ---- Huffman code construction ------------------------------------------------- */
+
+/*
+ * Sets lens[0..n) to the code lengths of a complete prefix code for `freq`
+ * whose lengths are at most `limit`. Fewer than two used symbols are padded
+ * with symbol 0 or 1 (so a code always has two symbols unless none is used,
+ * when every length is 0). Optimal lengths come from the in-place algorithm of
+ * Moffat and Katajainen over the frequencies sorted ascending; lengths over the
+ * limit are clamped and the Kraft sum is then brought back to exactly 1 by
+ * lengthening the rarest codes and shortening the most frequent ones.
+ */
+static void build_lengths(const uint32_t *freq, unsigned n, unsigned limit, uint8_t *lens)
+{
+    uint32_t sym[NLITLEN], a[NLITLEN];
+    unsigned m = 0;
+    uint32_t kraft, target = 1u << limit;
+
+    memset(lens, 0, n);
+    for (unsigned s = 0; s < n; s++) {
+        if (freq[s] == 0)
+            continue;
+        /* insertion sort by (freq, symbol) ascending */
+        unsigned j = m++;
+        while (j > 0 && freq[sym[j - 1]] > freq[s]) {
+            sym[j] = sym[j - 1];
+            j--;
+        }
+        sym[j] = s;
+    }
+    if (m == 0)
+        return;
+    if (m == 1) {
+        lens[sym[0]] = 1;
+        lens[sym[0] == 0 ? 1 : 0] = 1;
+        return;
+    }
+    for (unsigned i = 0; i < m; i++)
+        a[i] = freq[sym[i]];
+
+    /* Moffat-Katajainen: first pass builds the tree as parent pointers, the
+     * second turns them into internal node depths, the third into leaf
+     * depths (a[0], the rarest symbol, gets the deepest). */
+    {
+        unsigned root = 0, leaf = 2, next;
+        a[0] += a[1];
+        for (next = 1; next < m - 1; next++) {
+            if (leaf >= m || a[root] < a[leaf]) {
+                a[next] = a[root];
+                a[root++] = next;
+            } else {
+                a[next] = a[leaf++];
+            }
+            if (leaf >= m || (root < next && a[root] < a[leaf])) {
+                a[next] += a[root];
+                a[root++] = next;
+            } else {
+                a[next] += a[leaf++];
+            }
+        }
+        a[m - 2] = 0;
+        for (unsigned i = m - 2; i-- > 0;)
+            a[i] = a[a[i]] + 1;
+        {
+            unsigned avail = 1, used = 0, depth = 0;
+            int r = (int)m - 2, nx = (int)m - 1;
+            while (avail > 0) {
+                while (r >= 0 && a[r] == depth) {
+                    used++;
+                    r--;
+                }
+                while (avail > used) {
+                    a[nx--] = depth;
+                    avail--;
+                }
+                avail = 2 * used;
+                depth++;
+                used = 0;
+            }
+        }
+    }
+
+    /* Enforce the limit. a[i] is now the length of sym[i]. */
+    kraft = 0;
+    for (unsigned i = 0; i < m; i++) {
+        if (a[i] > limit)
+            a[i] = limit;
+        kraft += target >> a[i];
+    }
+    while (kraft > target) {
+        /* lengthen the rarest code that can still grow */
+        for (unsigned i = 0; i < m; i++) {
+            if (a[i] < limit) {
+                a[i]++;
+                kraft -= target >> a[i];
+                break;
+            }
+        }
+    }
+    while (kraft < target) {
+        /* shorten the most frequent code whose shortening still fits */
+        for (unsigned i = m; i-- > 0;) {
+            if (a[i] > 1 && kraft + (target >> a[i]) <= target) {
+                kraft += target >> a[i];
+                a[i]--;
+                break;
+            }
+        }
+    }
+    for (unsigned i = 0; i < m; i++)
+        lens[sym[i]] = (uint8_t)a[i];
+}
+
+/* Canonical codes for lens[0..n), bit-reversed for LSB-first output. */
+static void assign_codes(const uint8_t *lens, unsigned n, uint16_t *codes)
+{
+    uint32_t count[16] = {0}, next[16];
+    uint32_t code = 0;
+
+    for (unsigned s = 0; s < n; s++)
+        count[lens[s]]++;
+    count[0] = 0;
+    next[0] = 0;
+    for (unsigned l = 1; l < 16; l++) {
+        code = (code + count[l - 1]) << 1;
+        next[l] = code;
+    }
+    for (unsigned s = 0; s < n; s++)
+        codes[s] = lens[s] ? (uint16_t)bitrev(next[lens[s]]++, lens[s]) : 0;
+}
+
+/* ---- compressor ------------------------------------------------------------------ */
+
+/* Symbols per block. Large enough that per-block overhead is small, small
+ * enough that the codes follow changes in the text. */
+#ifndef SEQ_MAX
+#define SEQ_MAX 32768
+#endif
+/* Inputs larger than this are compressed in independent pieces, so positions
+ * fit 32 bits. */
+#define PIECE_MAX ((size_t)1 << 30)
+
+/* Match finder parameters. */
+#ifndef CHAIN_MAX
+#define CHAIN_MAX 256 /* candidates examined per position */
+#endif
+#ifndef NICE_LEN
+#define NICE_LEN 128 /* a match this long ends the search */
+#endif
+#ifndef LAZY_MAX
+#define LAZY_MAX 64 /* do not look for a better match after one this long */
+#endif
+#ifndef GOOD_LEN
+#define GOOD_LEN 32 /* after a match this long, search a quarter as deep */
+#endif
+#ifndef DIST3_MAX
+#define DIST3_MAX 4096 /* farthest useful length-3 match */
+#endif
+#ifndef HASH3_BITS_MAX
+#define HASH3_BITS_MAX 14
+#endif
+#ifndef HASH4_BITS_MAX
+#define HASH4_BITS_MAX 16
+#endif
+
+typedef struct {
+    uint32_t len;  /* 0 for a literal */
+    uint32_t dist; /* the literal byte, or the match distance */
+} seq_t;
+
+/* The block being prepared. */
+typedef struct {
+    uint32_t lfreq[NLITLEN], dfreq[NDIST], pfreq[NPRE];
+    uint8_t llen[NLITLEN + NDIST]; /* distance lengths follow the literal/length ones */
+    uint8_t plen[NPRE];
+    uint16_t lcode[NLITLEN], dcode[NDIST], pcode[NPRE];
+    uint8_t rle[NLITLEN + NDIST], rle_extra[NLITLEN + NDIST];
+    unsigned nrle, nl, nd, np;
+} block_t;
+
+typedef struct {
+    const crdt_alloc_t *alloc;
+    const uint8_t *src; /* start of the current piece */
+    size_t n;           /* its length */
+    uint32_t *head4, *head3, *prev;
+    unsigned hbits4, hbits3;
+    uint32_t wmask; /* prev[] has wmask + 1 entries */
+    size_t head4_size, head3_size, prev_size;
+
+    seq_t *seq;
+    size_t nseq;
+    const uint8_t *blk_src; /* the uncompressed bytes of the pending block */
+    size_t blk_raw;         /* their number */
+
+    crdt_buf_t *out;
+    uint64_t bb; /* bits not yet written to out (fewer than 8) */
+    unsigned bc;
+    int err;
+    block_t blk;
+} enc_t;
+
+/* Positions are stored biased by the window size, so the zeroed tables read as
+ * "too far away". */
+#define BIAS ((uint32_t)1 << WBITS)
+
+static inline uint32_t hash4(const uint8_t *p, unsigned bits)
+{
+    return (load_le32(p) * 0x9E3779B1u) >> (32 - bits);
+}
+
+static inline uint32_t hash3(const uint8_t *p, unsigned bits)
+{
+    return ((load_le32(p) & 0xffffffu) * 0x9E3779B1u) >> (32 - bits);
+}
+
+/* Length of the common prefix of a and b, at most end - b (a < b). */
+static inline size_t common_len(const uint8_t *a, const uint8_t *b, const uint8_t *end)
+{
+    const uint8_t *start = b;
+    while (end - b >= 8) {
+        uint64_t x = load_le64(a) ^ load_le64(b);
+        if (x)
+            return (size_t)(b - start) + (ctz64(x) >> 3);
+        a += 8;
+        b += 8;
+    }
+    while (b < end && *a == *b) {
+        a++;
+        b++;
+    }
+    return (size_t)(b - start);
+}
+
+/* Inserts position pos (with at least 4 bytes left) into the hash tables. */
+static inline void insert_pos(enc_t *e, uint32_t pos)
+{
+    const uint8_t *p = e->src + pos;
+    uint32_t h4 = hash4(p, e->hbits4);
+    e->prev[pos & e->wmask] = e->head4[h4];
+    e->head4[h4] = pos + BIAS;
+    e->head3[hash3(p, e->hbits3)] = pos + BIAS;
+}
+
+/*
+ * Inserts pos (with at least 4 bytes left) and looks for a match longer than
+ * `min_len` starting there. Returns its length (0 if none) and sets *dist.
+ */
+static unsigned find_match(enc_t *e, uint32_t pos, unsigned min_len, uint32_t *dist)
+{
+    const uint8_t *src = e->src, *p = src + pos;
+    size_t left = e->n - pos;
+    unsigned maxlen = left < MAX_MATCH ? (unsigned)left : MAX_MATCH;
+    uint32_t h4 = hash4(p, e->hbits4), h3 = hash3(p, e->hbits3);
+    uint32_t cand = e->head4[h4], c3 = e->head3[h3];
+    uint32_t cur = pos + BIAS, limit = e->wmask; /* farthest distance + 1 */
+    unsigned best = min_len < MIN_MATCH - 1 ? MIN_MATCH - 1 : min_len;
+    unsigned chain = CHAIN_MAX;
+
+    e->prev[pos & e->wmask] = cand;
+    e->head4[h4] = cur;
+    e->head3[h3] = cur;
+    *dist = 0;
+    if (best >= maxlen)
+        return 0;
+    if (best < MIN_MATCH && cur - c3 <= DIST3_MAX) {
+        const uint8_t *c = src + (c3 - BIAS);
+        if (c[0] == p[0] && c[1] == p[1] && c[2] == p[2]) {
+            best = MIN_MATCH;
+            *dist = cur - c3;
+        }
+    }
+    if (min_len >= GOOD_LEN)
+        chain >>= 2;
+    while (cur - cand < limit && chain-- > 0) {
+        const uint8_t *c = src + (cand - BIAS);
+        if (c[best] == p[best] && load_le32(c) == load_le32(p)) {
+            unsigned len = (unsigned)common_len(c, p, p + maxlen);
+            if (len > best) {
+                best = len;
+                *dist = cur - cand;
+                if (len >= NICE_LEN || len >= maxlen)
+                    break;
+            }
+        }
+        cand = e->prev[(cand - BIAS) & e->wmask];
+    }
+    return *dist ? best : 0;
+}
+
+/* Bit writer into out->base; room was reserved by the caller. */
+typedef struct {
+    uint8_t *p;
+    uint64_t bb;
+    unsigned bc;
+} bw_t;
+
+static inline void bw_put(bw_t *w, uint32_t v, unsigned n)
+{
+    w->bb |= (uint64_t)v << w->bc;
+    w->bc += n;
+}
+
+static inline void bw_flush(bw_t *w)
+{
+    store_le64(w->p, w->bb);
+    w->p += w->bc >> 3;
+    w->bb >>= w->bc & 56;
+    w->bc &= 7;
+}
+
+/* Run-length codes the concatenated code lengths with the precode alphabet. */
+static void rle_lengths(block_t *b)
+{
+    const uint8_t *l = b->llen;
+    unsigned total = b->nl + b->nd, i = 0;
+
+    b->nrle = 0;
+    memset(b->pfreq, 0, sizeof(b->pfreq));
+#define RLE_EMIT(sym, extra)                                                                       \
+    do {                                                                                           \
+        b->rle[b->nrle] = (uint8_t)(sym);                                                          \
+        b->rle_extra[b->nrle++] = (uint8_t)(extra);                                                \
+        b->pfreq[sym]++;                                                                           \
+    } while (0)
+    while (i < total) {
+        unsigned v = l[i], run = 1;
+        while (i + run < total && l[i + run] == v)
+            run++;
+        i += run;
+        if (v == 0) {
+            while (run >= 11) {
+                unsigned r = run < 138 ? run : 138;
+                RLE_EMIT(15, r - 11);
+                run -= r;
+            }
+            if (run >= 3) {
+                RLE_EMIT(14, run - 3);
+                run = 0;
+            }
+        } else {
+            RLE_EMIT(v, 0);
+            run--;
+            while (run >= 3) {
+                unsigned r = run < 6 ? run : 6;
+                RLE_EMIT(13, r - 3);
+                run -= r;
+            }
+        }
+        while (run-- > 0)
+            RLE_EMIT(v, 0);
+    }
+#undef RLE_EMIT
+}
+
+static const uint8_t pre_extra[NPRE] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 3, 7};
+
+/* Writes the pending block (nonempty) and empties it. */
+static int flush_block(enc_t *e, int last)
+{
+    block_t *b = &e->blk;
+    size_t raw = e->blk_raw, nbytes, n;
+    uint64_t hbits, sbits, extra_bits = 0;
+    unsigned k = raw > 1 ? log2u((uint32_t)(raw - 1)) + 1 : 0;
+    unsigned head = 2 + 5 + k;
+    bw_t w;
+    int stored;
+
+    assert(raw > 0 && raw <= BLOCK_MAX);
+    memset(b->lfreq, 0, sizeof(b->lfreq));
+    memset(b->dfreq, 0, sizeof(b->dfreq));
+    for (size_t i = 0; i < e->nseq; i++) {
+        const seq_t *s = &e->seq[i];
+        if (s->len == 0) {
+            b->lfreq[s->dist]++;
+        } else {
+            unsigned ls = len_slot(s->len - MIN_MATCH), ds = dist_slot(s->dist - 1);
+            b->lfreq[NLIT + ls]++;
+            b->dfreq[ds]++;
+            extra_bits += len_slot_extra(ls) + dist_slot_extra(ds);
+        }
+    }
+    build_lengths(b->lfreq, NLITLEN, MAXBITS, b->llen);
+    build_lengths(b->dfreq, NDIST, MAXBITS, b->llen + NLITLEN);
+    b->nl = NLITLEN;
+    while (b->nl > NLIT && b->llen[b->nl - 1] == 0)
+        b->nl--;
+    b->nd = NDIST;
+    while (b->nd > 0 && b->llen[NLITLEN + b->nd - 1] == 0)
+        b->nd--;
+    /* gather the distance lengths right after the sent literal/length ones */
+    memmove(b->llen + b->nl, b->llen + NLITLEN, NDIST);
+    rle_lengths(b);
+    build_lengths(b->pfreq, NPRE, PRE_MAXBITS, b->plen);
+    b->np = NPRE;
+    while (b->np > 1 && b->plen[pre_order[b->np - 1]] == 0)
+        b->np--;
+
+    hbits = head + 6 + 6 + 4 + 3 * b->np + extra_bits;
+    for (unsigned i = 0; i < NPRE; i++)
+        hbits += (uint64_t)b->pfreq[i] * (b->plen[i] + pre_extra[i]);
+    for (unsigned s = 0; s < NLITLEN; s++)
+        hbits += (uint64_t)b->lfreq[s] * (s < b->nl ? b->llen[s] : 0);
+    for (unsigned t = 0; t < b->nd; t++)
+        hbits += (uint64_t)b->dfreq[t] * b->llen[b->nl + t];
+    sbits = head + ((8 - (e->bc + head) % 8) % 8) + 8 * (uint64_t)raw;
+    stored = sbits <= hbits;
+
+    n = stored ? (size_t)(sbits / 8) : (size_t)(hbits / 8);
+    nbytes = n + 16;
+    if (crdt__buf_reserve(e->out, nbytes) != 0)
+        return CRDT_ENOMEM;
+    w.p = e->out->base + e->out->len;
+    w.bb = e->bb;
+    w.bc = e->bc;
+    bw_put(&w, (uint32_t)last, 1);
+    bw_put(&w, (uint32_t)!stored, 1);
+    bw_put(&w, k, 5);
+    bw_put(&w, (uint32_t)(raw - 1), k);
+    bw_flush(&w);
+    if (stored) {
+        if (w.bc)
+            bw_put(&w, 0, 8 - w.bc);
+        bw_flush(&w);
+        memcpy(w.p, e->blk_src, raw);
+        w.p += raw;
+    } else {
+        assign_codes(b->llen, b->nl, b->lcode);
+        assign_codes(b->llen + b->nl, b->nd, b->dcode);
+        assign_codes(b->plen, NPRE, b->pcode);
+        bw_put(&w, b->nl - NLIT, 6);
+        bw_put(&w, b->nd, 6);
+        bw_put(&w, b->np - 1, 4);
+        bw_flush(&w);
+        for (unsigned i = 0; i < b->np; i++) {
+            bw_put(&w, b->plen[pre_order[i]], 3);
+            bw_flush(&w);
+        }
+        for (unsigned i = 0; i < b->nrle; i++) {
+            unsigned s = b->rle[i];
+            bw_put(&w, b->pcode[s], b->plen[s]);
+            bw_put(&w, b->rle_extra[i], pre_extra[s]);
+            bw_flush(&w);
+        }
+        for (size_t i = 0; i < e->nseq; i++) {
+            const seq_t *s = &e->seq[i];
+            if (s->len == 0) {
+                bw_put(&w, b->lcode[s->dist], b->llen[s->dist]);
+            } else {
+                uint32_t v = s->len - MIN_MATCH, d = s->dist - 1;
+                unsigned ls = len_slot(v), ds = dist_slot(d);
+                bw_put(&w, b->lcode[NLIT + ls], b->llen[NLIT + ls]);
+                bw_put(&w, v - len_slot_base(ls), len_slot_extra(ls));
+                bw_put(&w, b->dcode[ds], b->llen[b->nl + ds]);
+                bw_put(&w, d - dist_slot_base(ds), dist_slot_extra(ds));
+            }
+            bw_flush(&w);
+        }
+    }
+    if (last && w.bc) {
+        /* the final partial byte; its unused bits are zero */
+        w.bc = 8;
+        bw_flush(&w);
+    }
+    assert((size_t)(w.p - (e->out->base + e->out->len)) <= n + 1);
+    e->out->len = (size_t)(w.p - e->out->base);
+    e->bb = w.bb;
+    e->bc = w.bc;
+    e->blk_src += raw;
+    e->blk_raw = 0;
+    e->nseq = 0;
+    return 0;
+}
+
+static inline int add_literal(enc_t *e, uint8_t c)
+{
+    if (e->nseq == SEQ_MAX || e->blk_raw == BLOCK_MAX) {
+        int err = flush_block(e, 0);
+        if (err)
+            return err;
+    }
+    e->seq[e->nseq].len = 0;
+    e->seq[e->nseq++].dist = c;
+    e->blk_raw++;
+    return 0;
+}
+
+static inline int add_match(enc_t *e, unsigned len, uint32_t dist)
+{
+    if (e->nseq == SEQ_MAX || e->blk_raw + len > BLOCK_MAX) {
+        int err = flush_block(e, 0);
+        if (err)
+            return err;
+    }
+    e->seq[e->nseq].len = len;
+    e->seq[e->nseq++].dist = dist;
+    e->blk_raw += len;
+    return 0;
+}
+
+/* Parses the current piece with lazy matching: a match found at p is only taken
+ * if the match at p + 1 is not longer. */
+static int parse_piece(enc_t *e)
+{
+    const uint8_t *src = e->src;
+    size_t n = e->n, pos = 0;
+    unsigned prev_len = 0;
+    uint32_t prev_dist = 0;
+    int have_prev = 0, err = 0;
+
+    memset(e->head4, 0, e->head4_size * sizeof(uint32_t));
+    memset(e->head3, 0, e->head3_size * sizeof(uint32_t));
+    while (pos < n) {
+        unsigned cur_len = 0;
+        uint32_t cur_dist = 0;
+        if (n - pos >= 4) {
+            if (have_prev && prev_len >= LAZY_MAX)
+                insert_pos(e, (uint32_t)pos);
+            else
+                cur_len = find_match(e, (uint32_t)pos, have_prev ? prev_len : 0, &cur_dist);
+        }
+        if (have_prev && prev_len >= MIN_MATCH && cur_len <= prev_len) {
+            size_t end = pos - 1 + prev_len;
+            err = add_match(e, prev_len, prev_dist);
+            if (err)
+                return err;
+            for (size_t q = pos + 1; q < end && n - q >= 4; q++)
+                insert_pos(e, (uint32_t)q);
+            pos = end;
+            have_prev = 0;
+            prev_len = 0;
+        } else {
+            if (have_prev) {
+                err = add_literal(e, src[pos - 1]);
+                if (err)
+                    return err;
+            }
+            have_prev = 1;
+            prev_len = cur_len;
+            prev_dist = cur_dist;
+            pos++;
+        }
+    }
+    if (have_prev)
+        err = add_literal(e, src[n - 1]);
+    return err;
+}
+
+static unsigned ceil_log2(size_t n)
+{
+    unsigned b = 0;
+    while (b < 31 && ((size_t)1 << b) < n)
+        b++;
+    return b;
+}
+
+int crdt__lz_compress(const crdt_alloc_t *a, const uint8_t *src, size_t n, crdt_buf_t *out)
+{
+    enc_t *e;
+    size_t start_len = out->len, first = n < PIECE_MAX ? n : PIECE_MAX;
+    unsigned wb = ceil_log2(first);
+    int err = CRDT_ENOMEM;
+
+    if (n == 0)
+        return 0;
+    e = crdt__tmp_alloc(a, sizeof(*e));
+    if (e == NULL)
+        return CRDT_ENOMEM;
+    memset(e, 0, sizeof(*e));
+    e->alloc = a;
+    e->out = out;
+    if (wb > WBITS)
+        wb = WBITS;
+    if (wb < 10)
+        wb = 10;
+    e->wmask = ((uint32_t)1 << wb) - 1;
+    e->hbits4 = wb < HASH4_BITS_MAX ? wb : HASH4_BITS_MAX;
+    e->hbits3 = wb < HASH3_BITS_MAX ? wb : HASH3_BITS_MAX;
+    e->head4_size = (size_t)1 << e->hbits4;
+    e->head3_size = (size_t)1 << e->hbits3;
+    e->prev_size = (size_t)e->wmask + 1;
+    e->head4 = crdt__tmp_alloc(a, e->head4_size * sizeof(uint32_t));
+    e->head3 = crdt__tmp_alloc(a, e->head3_size * sizeof(uint32_t));
+    e->prev = crdt__tmp_alloc(a, e->prev_size * sizeof(uint32_t));
+    e->seq = crdt__tmp_alloc(a, SEQ_MAX * sizeof(seq_t));
+    if (!e->head4 || !e->head3 || !e->prev || !e->seq)
+        goto done;
+
+    e->blk_src = src;
+    for (size_t off = 0; off < n; off += PIECE_MAX) {
+        e->src = src + off;
+        e->n = n - off < PIECE_MAX ? n - off : PIECE_MAX;
+        err = parse_piece(e);
+        if (err)
+            goto done;
+    }
+    err = flush_block(e, 1);
+    if (err)
+        goto done;
+    assert(e->bc == 0);
+    out->base[out->len] = 0;
+
+done:
+    if (err)
+        out->len = start_len;
+    crdt__tmp_free(a, e->head4, e->head4_size * sizeof(uint32_t));
+    crdt__tmp_free(a, e->head3, e->head3_size * sizeof(uint32_t));
+    crdt__tmp_free(a, e->prev, e->prev_size * sizeof(uint32_t));
+    crdt__tmp_free(a, e->seq, SEQ_MAX * sizeof(seq_t));
+    crdt__tmp_free(a, e, sizeof(*e));
+    return err;
+}
+
+/* ---- decompressor ------------------------------------------------------------------ */
+
+/*
+ * Decoding table entries (uint32_t), indexed by the next MAXBITS (or
+ * PRE_MAXBITS) input bits:
+ *   bits 0..3    code length in bits
+ *   bits 4..8    extra bits that follow the code
+ *   bit  9       set for a length symbol
+ *   bits 10..31  value: the literal byte, 3 + length base, 1 + distance base,
+ *                or the precode symbol
+ */
+#define E_MATCH 0x200u
+#define E_VALUE_SHIFT 10
+
+enum { T_LITLEN, T_DIST, T_PRE };
+
+static inline uint32_t table_entry(int kind, unsigned sym)
+{
+    if (kind == T_LITLEN) {
+        if (sym < NLIT)
+            return (uint32_t)sym << E_VALUE_SHIFT;
+        sym -= NLIT;
+        return (MIN_MATCH + len_slot_base(sym)) << E_VALUE_SHIFT | E_MATCH |
+               len_slot_extra(sym) << 4;
+    }
+    if (kind == T_DIST)
+        return (1 + dist_slot_base(sym)) << E_VALUE_SHIFT | dist_slot_extra(sym) << 4;
+    return (uint32_t)sym << E_VALUE_SHIFT;
+}
+
+/*
+ * Fills the 2^tbits-entry table for code lengths lens[0..n) (each 0..tbits).
+ * Returns 0, or CRDT_EMALFORMED unless the code is complete.
+ */
+static int build_table(uint32_t *table, unsigned tbits, const uint8_t *lens, unsigned n, int kind)
+{
+    uint32_t count[16] = {0}, next[16], code = 0;
+    int32_t left = 1;
+
+    for (unsigned s = 0; s < n; s++)
+        count[lens[s]]++;
+    for (unsigned l = 1; l <= tbits; l++) {
+        left = 2 * left - (int32_t)count[l];
+        if (left < 0)
+            return CRDT_EMALFORMED;
+    }
+    if (left != 0)
+        return CRDT_EMALFORMED;
+    count[0] = 0;
+    for (unsigned l = 1; l <= tbits; l++) {
+        code = (code + count[l - 1]) << 1;
+        next[l] = code;
+    }
+    for (unsigned s = 0; s < n; s++) {
+        unsigned l = lens[s];
+        uint32_t entry, step, r;
+        if (l == 0)
+            continue;
+        entry = table_entry(kind, s) | l;
+        step = (uint32_t)1 << l;
+        for (r = bitrev(next[l]++, l); r < (1u << tbits); r += step)
+            table[r] = entry;
+    }
+    return 0;
+}
+
+int crdt__lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_len)
+{
+    uint32_t lt[1 << MAXBITS], dt[1 << MAXBITS], pt[1 << PRE_MAXBITS];
+    uint8_t lens[NLITLEN + NDIST];
+    const uint8_t *in = src, *in_end = src + n;
+    uint8_t *out = dst, *dst_end = dst + dst_len;
+    uint64_t bb = 0, consumed;
+    unsigned bc = 0, over = 0; /* over: zero bytes read past the end */
+    int last = 0;
+
+    if (n == 0 || dst_len == 0)
+        return n == 0 && dst_len == 0 ? 0 : CRDT_EMALFORMED;
+
+/* Makes bc >= 56. Past the end of the input, reads zero bytes; eight of them
+ * mean more bits were consumed than exist. */
+#define REFILL()                                                                                   \
+    do {                                                                                           \
+        if (in_end - in >= 8) {                                                                    \
+            bb |= load_le64(in) << bc;                                                             \
+            in += (63 - bc) >> 3;                                                                  \
+            bc |= 56;                                                                              \
+        } else {                                                                                   \
+            while (bc <= 55) {                                                                     \
+                if (in < in_end)                                                                   \
+                    bb |= (uint64_t)*in++ << bc;                                                   \
+                else if (++over >= 8)                                                              \
+                    goto bad;                                                                      \
+                bc += 8;                                                                           \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+#define BITS(k) ((uint32_t)bb & ((1u << (k)) - 1))
+#define DROP(k)                                                                                    \
+    do {                                                                                           \
+        bb >>= (k);                                                                                \
+        bc -= (k);                                                                                 \
+    } while (0)
+/* Bits consumed so far. */
+#define CONSUMED() (((uint64_t)(in - src) + over) * 8 - bc)
+
+    while (!last) {
+        uint8_t *blk_end;
+        uint32_t k, blen;
+        REFILL();
+        last = (int)BITS(1);
+        DROP(1);
+        if (!BITS(1)) {
+            /* stored */
+            uint64_t q, pad;
+            DROP(1);
+            k = BITS(5);
+            DROP(5);
+            if (k > KMAX)
+                goto bad;
+            blen = BITS(k) + 1;
+            DROP(k);
+            if (blen > (size_t)(dst_end - out))
+                goto bad;
+            consumed = CONSUMED();
+            q = (consumed + 7) / 8;
+            pad = q * 8 - consumed;
+            if (BITS(pad) != 0 || q > n || n - q < blen)
+                goto bad;
+            memcpy(out, src + q, blen);
+            out += blen;
+            in = src + q + blen;
+            bb = 0;
+            bc = 0;
+            over = 0;
+            continue;
+        }
+        DROP(1);
+        k = BITS(5);
+        DROP(5);
+        if (k > KMAX)
+            goto bad;
+        blen = BITS(k) + 1;
+        DROP(k);
+        if (blen > (size_t)(dst_end - out))
+            goto bad;
+        blk_end = out + blen;
+
+        /* code lengths */
+        {
+            unsigned nl, nd, np, total, i = 0, have_len = 0, have_dist = 0;
+            uint8_t plens[NPRE] = {0};
+            REFILL();
+            nl = NLIT + BITS(6);
+            DROP(6);
+            nd = BITS(6);
+            DROP(6);
+            np = BITS(4) + 1;
+            DROP(4);
+            if (nl > NLITLEN || nd > NDIST)
+                goto bad;
+            for (unsigned j = 0; j < np; j++) {
+                REFILL();
+                plens[pre_order[j]] = (uint8_t)BITS(3);
+                DROP(3);
+            }
+            if (build_table(pt, PRE_MAXBITS, plens, NPRE, T_PRE) != 0)
+                goto bad;
+            total = nl + nd;
+            memset(lens, 0, sizeof(lens));
+            while (i < total) {
+                uint32_t e, sym, run;
+                uint8_t v = 0;
+                REFILL();
+                e = pt[BITS(PRE_MAXBITS)];
+                DROP(e & 15);
+                sym = e >> E_VALUE_SHIFT;
+                if (sym < 13) {
+                    lens[i++] = (uint8_t)sym;
+                    continue;
+                }
+                if (sym == 13) {
+                    if (i == 0)
+                        goto bad;
+                    v = lens[i - 1];
+                    run = 3 + BITS(2);
+                    DROP(2);
+                } else if (sym == 14) {
+                    run = 3 + BITS(3);
+                    DROP(3);
+                } else {
+                    run = 11 + BITS(7);
+                    DROP(7);
+                }
+                if (run > total - i)
+                    goto bad;
+                memset(lens + i, v, run);
+                i += run;
+            }
+            /* distance lengths move to their own place */
+            memmove(lens + NLITLEN, lens + nl, nd);
+            memset(lens + nl, 0, NLITLEN - nl);
+            memset(lens + NLITLEN + nd, 0, NDIST - nd);
+            if (build_table(lt, MAXBITS, lens, NLITLEN, T_LITLEN) != 0)
+                goto bad;
+            for (unsigned s = NLIT; s < NLITLEN; s++)
+                have_len |= lens[s];
+            for (unsigned t = 0; t < NDIST; t++)
+                have_dist |= lens[NLITLEN + t];
+            if (have_dist) {
+                if (build_table(dt, MAXBITS, lens + NLITLEN, NDIST, T_DIST) != 0)
+                    goto bad;
+            } else if (have_len) {
+                goto bad; /* a length symbol would have no distance code */
+            }
+        }
+
+        /* symbols */
+        while (out < blk_end) {
+            uint32_t e, len, dist, x;
+            REFILL();
+            e = lt[BITS(MAXBITS)];
+            DROP(e & 15);
+            if (!(e & E_MATCH)) {
+                *out++ = (uint8_t)(e >> E_VALUE_SHIFT);
+                if (out < blk_end) {
+                    e = lt[BITS(MAXBITS)];
+                    if (!(e & E_MATCH)) {
+                        DROP(e & 15);
+                        *out++ = (uint8_t)(e >> E_VALUE_SHIFT);
+                    }
+                }
+                continue;
+            }
+            x = (e >> 4) & 31;
+            len = (e >> E_VALUE_SHIFT) + BITS(x);
+            DROP(x);
+            e = dt[BITS(MAXBITS)];
+            DROP(e & 15);
+            x = (e >> 4) & 31;
+            dist = (e >> E_VALUE_SHIFT) + BITS(x);
+            DROP(x);
+            if (len > (size_t)(blk_end - out) || dist > (size_t)(out - dst))
+                goto bad;
+            {
+                const uint8_t *from = out - dist;
+                uint8_t *end = out + len;
+                if (dist >= 8 && (size_t)(dst_end - end) >= 8) {
+                    do {
+                        memcpy(out, from, 8);
+                        out += 8;
+                        from += 8;
+                    } while (out < end);
+                } else if (dist == 1) {
+                    memset(out, out[-1], len);
+                } else {
+                    do
+                        *out++ = *from++;
+                    while (out < end);
+                }
+                out = end;
+            }
+        }
+    }
+
+    /* the stream must end here, padded with zero bits to a byte boundary */
+    consumed = CONSUMED();
+    if ((consumed + 7) / 8 != n || BITS((8 - consumed % 8) % 8) != 0 || out != dst_end)
+        goto bad;
+    return 0;
+bad:
+    return CRDT_EMALFORMED;
+#undef REFILL
+#undef BITS
+#undef DROP
+#undef CONSUMED
+}

@@ -1,0 +1,988 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * snapshot.c: the encoded state of a whole document (format version 2, see
+ * docs/update-format.md). Unlike an update, which lists operations in clock
+ * order for a peer to integrate, a snapshot lists the items in document order,
+ * so loading it builds the sequence tree and the id index directly, in linear
+ * time, without integrating anything. Each client's inserted text is stored
+ * once, in clock order, exactly as the client's text arena holds it.
+ *
+ * Parsing treats the bytes as hostile: counts are bounded by the bytes left,
+ * every client's items and delete records must tile its clocks exactly, text
+ * must be valid UTF-8 of the declared lengths, and every origin must name an
+ * inserted character. A parsed snapshot is either built into a fresh document
+ * (crdt_doc_load) or turned into operations (crdt_doc_apply_update).
+ */
+#include "crdt_internal.h"
+
+#include <stdlib.h>
+
+#define SNAP_VERSION 2
+#define SNAP_F_LZ 0x01
+
+/* item head */
+#define I_DELETED 0x01
+#define I_CLIENT 0x02
+#define I_CLOCK 0x04
+#define I_LEFT_SHIFT 3  /* 0 none, 1 previous item's last char, 2 own delta, 3 explicit */
+#define I_RIGHT_SHIFT 5 /* 0 none, 1 next item's first char, 2 previous item's right, 3 explicit   \
+                         */
+#define I_MASK 0x7f
+/* delete record head */
+#define D_BACKWARD 0x01
+#define D_CLIENT 0x02
+#define D_TARGET_SAME 0x04
+#define D_MASK 0x07
+
+static inline uint64_t zigzag(int64_t v)
+{
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static inline int64_t unzigzag(uint64_t v)
+{
+    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+/* ---- encoding ------------------------------------------------------------ */
+
+static void put_id(crdt_buf_t *b, crdt__id_t id, const uint32_t *ref)
+{
+    crdt__put_varint(b, ref[id.client]);
+    crdt__put_varint(b, id.clock);
+}
+
+int crdt__snapshot_encode(const crdt_doc_t *doc, crdt_buf_t *out)
+{
+    const crdt_alloc_t *a = doc->out_alloc;
+    uint32_t nc = doc->clients.len, nref = 0, *ref = NULL, *end = NULL, *order = NULL;
+    size_t text = 0, bound, ndel = 0;
+    crdt_buf_t b = {0};
+    int err;
+
+    ref = crdt__tmp_alloc(a, nc * sizeof(uint32_t));
+    end = crdt__tmp_alloc(a, nc * sizeof(uint32_t));
+    order = crdt__tmp_alloc(a, nc * sizeof(uint32_t));
+    if (!ref || !end || !order) {
+        err = CRDT_ENOMEM;
+        goto Exit;
+    }
+    /* Clients with operations, numbered in ascending replica id order. */
+    for (uint32_t c = 0; c < nc; c++) {
+        if (CLIENT(doc, c).next_clock == 0)
+            continue;
+        {
+            uint32_t k = nref++;
+            while (k > 0 && CLIENT(doc, order[k - 1]).id > CLIENT(doc, c).id) {
+                order[k] = order[k - 1];
+                k--;
+            }
+            order[k] = c;
+        }
+        text += CLIENT(doc, c).text.len;
+    }
+    for (uint32_t c = 0; c < nc; c++)
+        ref[c] = CRDT__NONE;
+    for (uint32_t k = 0; k < nref; k++)
+        ref[order[k]] = k;
+    ndel = doc->delrecs.len;
+    bound = 32 + (size_t)nref * (8 + 2 * CRDT__VARINT_MAX) + text +
+            (size_t)doc->live_items * (1 + 7 * CRDT__VARINT_MAX) +
+            ndel * (1 + 4 * CRDT__VARINT_MAX);
+    if ((err = crdt__buf_init(a, &b, bound + 1)) != 0)
+        goto Exit;
+    crdt__put_u8(&b, SNAP_VERSION);
+    crdt__put_u8(&b, 0);
+    crdt__put_varint(&b, nref);
+    for (uint32_t k = 0; k < nref; k++) {
+        const crdt__client_t *cl = &CLIENT(doc, order[k]);
+        crdt__put_u64(&b, cl->id);
+        crdt__put_varint(&b, cl->next_clock);
+        crdt__put_varint(&b, cl->text.len);
+    }
+    for (uint32_t k = 0; k < nref; k++)
+        crdt__put_bytes(&b, CLIENT(doc, order[k]).text.base, CLIENT(doc, order[k]).text.len);
+    for (uint32_t c = 0; c < nc; c++)
+        end[c] = 0; /* the running end clock of each client */
+
+    /* Items in document order. */
+    crdt__put_varint(&b, doc->live_items);
+    {
+        const crdt__item_t *prev = NULL;
+        for (uint32_t l = 0; l != CRDT__NONE; l = SEQ_LEAF(doc, l).next) {
+            const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
+            for (uint32_t i = 0; i < leaf->n; i++) {
+                const crdt__item_t *x = &ITEM(doc, leaf->items[i]);
+                const crdt__item_t *next = NULL;
+                uint8_t head = x->deleted ? I_DELETED : 0;
+                unsigned lm, rm;
+                if (i + 1 < leaf->n)
+                    next = &ITEM(doc, leaf->items[i + 1]);
+                else if (leaf->next != CRDT__NONE)
+                    next = &ITEM(doc, SEQ_LEAF(doc, leaf->next).items[0]);
+                if (!prev || prev->client != x->client)
+                    head |= I_CLIENT;
+                if (x->clock != end[x->client])
+                    head |= I_CLOCK;
+                if (x->left.client == CRDT__NONE)
+                    lm = 0;
+                else if (prev &&
+                         crdt__id_eq(x->left, crdt__id(prev->client, prev->clock + prev->len - 1)))
+                    lm = 1;
+                else if (x->left.client == x->client)
+                    lm = 2;
+                else
+                    lm = 3;
+                if (x->right.client == CRDT__NONE)
+                    rm = 0;
+                else if (next && crdt__id_eq(x->right, crdt__id(next->client, next->clock)))
+                    rm = 1;
+                else if (prev && crdt__id_eq(x->right, prev->right))
+                    rm = 2;
+                else
+                    rm = 3;
+                head |= (uint8_t)(lm << I_LEFT_SHIFT | rm << I_RIGHT_SHIFT);
+                crdt__put_u8(&b, head);
+                if (head & I_CLIENT)
+                    crdt__put_varint(&b, ref[x->client]);
+                if (head & I_CLOCK)
+                    crdt__put_varint(&b, zigzag((int64_t)x->clock - end[x->client]));
+                crdt__put_varint(&b, x->len);
+                if (lm == 2)
+                    crdt__put_varint(&b, x->clock - x->left.clock);
+                else if (lm == 3)
+                    put_id(&b, x->left, ref);
+                if (rm == 3)
+                    put_id(&b, x->right, ref);
+                end[x->client] = x->clock + x->len;
+                prev = x;
+            }
+        }
+    }
+
+    /* Delete records per client in clock order; their clocks are implied:
+     * they fill, in order, the clocks no item holds. */
+    crdt__put_varint(&b, doc->delrecs.len);
+    for (uint32_t k = 0, last = CRDT__NONE; k < nref; k++) {
+        uint32_t c, clock, v;
+        crdt__idx_iter_t it;
+        crdt__idx_seek(doc, order[k], 0, &it);
+        while (crdt__idx_next(doc, &it, &c, &clock, &v) && c == order[k]) {
+            const crdt__delrec_t *d;
+            uint8_t head;
+            if (!(v & CRDT__IDX_DEL))
+                continue;
+            d = &DELREC(doc, v & ~CRDT__IDX_DEL);
+            head = (d->backward ? D_BACKWARD : 0) | (c != last ? D_CLIENT : 0) |
+                   (d->tclient == c ? D_TARGET_SAME : 0);
+            crdt__put_u8(&b, head);
+            if (head & D_CLIENT)
+                crdt__put_varint(&b, ref[c]);
+            crdt__put_varint(&b, d->len);
+            if (head & D_TARGET_SAME)
+                crdt__put_varint(&b, d->clock - d->tlo);
+            else {
+                crdt__put_varint(&b, ref[d->tclient]);
+                crdt__put_varint(&b, d->tlo);
+            }
+            last = c;
+        }
+    }
+    b.base[b.len] = 0;
+    *out = b;
+    b.base = NULL;
+Exit:
+    crdt_buf_dispose(&b);
+    crdt__tmp_free(a, ref, nc * sizeof(uint32_t));
+    crdt__tmp_free(a, end, nc * sizeof(uint32_t));
+    crdt__tmp_free(a, order, nc * sizeof(uint32_t));
+    return err;
+}
+
+/* ---- parsing --------------------------------------------------------------- */
+
+/* A parsed item; origins are (snapshot client, clock) pairs. */
+typedef struct {
+    uint32_t client, clock, len;
+    uint16_t deleted;
+    uint16_t check; /* 1: left, 2: right origin was written out, not derived */
+    crdt__id_t left, right;
+    uint32_t text_off, text_bytes, u16len;
+} snap_item_t;
+
+typedef struct {
+    uint32_t client, clock, len, tclient, tlo, backward;
+} snap_del_t;
+
+typedef struct {
+    uint64_t id;
+    uint32_t next_clock, text_len;
+    const uint8_t *text; /* into the input, or into `owned` */
+} snap_client_t;
+
+struct crdt__snap {
+    uint32_t nclients, nitems, ndel;
+    snap_client_t *clients;
+    snap_item_t *items; /* document order */
+    uint32_t *by_id;    /* item indexes sorted by (client, clock) */
+    snap_del_t *dels;   /* per client in clock order */
+    uint8_t *owned;
+    size_t owned_len;
+};
+
+void crdt__snapshot_dispose(const crdt_alloc_t *a, crdt__snap_t *s)
+{
+    if (s == NULL)
+        return;
+    crdt__tmp_free(a, s->clients, s->nclients * sizeof(snap_client_t));
+    crdt__tmp_free(a, s->items, s->nitems * sizeof(snap_item_t));
+    crdt__tmp_free(a, s->by_id, s->nitems * sizeof(uint32_t));
+    crdt__tmp_free(a, s->dels, s->ndel * sizeof(snap_del_t));
+    crdt__tmp_free(a, s->owned, s->owned_len);
+    crdt__tmp_free(a, s, sizeof(*s));
+}
+
+/* Sorts item indexes by (client, clock) with an LSD radix sort (linear). */
+static void sort_by_id(crdt__snap_t *s, uint32_t *tmp)
+{
+    uint32_t *src = s->by_id, *dst = tmp, max_clock = 0;
+    for (uint32_t i = 0; i < s->nitems; i++) {
+        src[i] = i;
+        if (s->items[i].clock > max_clock)
+            max_clock = s->items[i].clock;
+    }
+    for (unsigned pass = 0; pass < 8; pass++) {
+        uint32_t count[257];
+        bool client = pass >= 4;
+        unsigned shift = (pass % 4) * 8;
+        uint32_t max = client ? s->nclients - 1 : max_clock;
+        if (shift > 0 && (max >> shift) == 0)
+            continue;
+        memset(count, 0, sizeof(count));
+        for (uint32_t i = 0; i < s->nitems; i++) {
+            const snap_item_t *x = &s->items[src[i]];
+            count[(((client ? x->client : x->clock) >> shift) & 0xff) + 1]++;
+        }
+        for (unsigned k = 0; k < 256; k++)
+            count[k + 1] += count[k];
+        for (uint32_t i = 0; i < s->nitems; i++) {
+            const snap_item_t *x = &s->items[src[i]];
+            dst[count[((client ? x->client : x->clock) >> shift) & 0xff]++] = src[i];
+        }
+        {
+            uint32_t *t = src;
+            src = dst;
+            dst = t;
+        }
+    }
+    if (src != s->by_id)
+        memcpy(s->by_id, src, s->nitems * sizeof(uint32_t));
+}
+
+typedef struct {
+    uint64_t key;
+    uint32_t val;
+} kv_t;
+
+/* LSD radix sort of (key, value) pairs over the key bytes that vary. */
+static void sort_kv(kv_t *a, kv_t *tmp, size_t n)
+{
+    uint64_t all_or = 0, all_and = ~(uint64_t)0;
+    kv_t *src = a, *dst = tmp;
+    for (size_t i = 0; i < n; i++) {
+        all_or |= a[i].key;
+        all_and &= a[i].key;
+    }
+    for (unsigned shift = 0; shift < 64; shift += 8) {
+        size_t count[257];
+        if ((((all_or ^ all_and) >> shift) & 0xff) == 0)
+            continue; /* this byte is the same everywhere */
+        memset(count, 0, sizeof(count));
+        for (size_t i = 0; i < n; i++)
+            count[((src[i].key >> shift) & 0xff) + 1]++;
+        for (unsigned k = 0; k < 256; k++)
+            count[k + 1] += count[k];
+        for (size_t i = 0; i < n; i++)
+            dst[count[(src[i].key >> shift) & 0xff]++] = src[i];
+        {
+            kv_t *t = src;
+            src = dst;
+            dst = t;
+        }
+    }
+    if (src != a)
+        memcpy(a, src, n * sizeof(kv_t));
+}
+
+/*
+ * Checks that every origin and every delete target names inserted
+ * characters, in linear time: the references are sorted and walked together
+ * with the items in id order, and cover[k] is where the run of items with
+ * consecutive clocks starting at by_id[k] ends.
+ */
+static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
+{
+    size_t nq = 0, cap = (size_t)2 * s->nitems + s->ndel;
+    kv_t *q = crdt__tmp_alloc(a, cap * sizeof(kv_t));
+    kv_t *tmp = crdt__tmp_alloc(a, cap * sizeof(kv_t));
+    uint32_t *cover = crdt__tmp_alloc(a, s->nitems * sizeof(uint32_t));
+    int err = 0;
+    if (!q || !tmp || !cover) {
+        err = CRDT_ENOMEM;
+        goto Exit;
+    }
+    for (uint32_t i = 0; i < s->nitems; i++) {
+        const snap_item_t *x = &s->items[i];
+        if (x->check & 1) {
+            q[nq].key = (uint64_t)x->left.client << 32 | x->left.clock;
+            q[nq++].val = x->left.clock + 1;
+        }
+        if (x->check & 2) {
+            q[nq].key = (uint64_t)x->right.client << 32 | x->right.clock;
+            q[nq++].val = x->right.clock + 1;
+        }
+    }
+    for (uint32_t i = 0; i < s->ndel; i++) {
+        q[nq].key = (uint64_t)s->dels[i].tclient << 32 | s->dels[i].tlo;
+        q[nq++].val = s->dels[i].tlo + s->dels[i].len;
+    }
+    for (uint32_t k = s->nitems; k-- > 0;) {
+        const snap_item_t *x = &s->items[s->by_id[k]];
+        const snap_item_t *y = k + 1 < s->nitems ? &s->items[s->by_id[k + 1]] : NULL;
+        cover[k] = y && y->client == x->client && y->clock == x->clock + x->len ? cover[k + 1]
+                                                                                : x->clock + x->len;
+    }
+    sort_kv(q, tmp, nq);
+    {
+        uint32_t k = 0;
+        for (size_t i = 0; i < nq; i++) {
+            uint32_t c = (uint32_t)(q[i].key >> 32), lo = (uint32_t)q[i].key, hi = q[i].val;
+            const snap_item_t *x = NULL;
+            /* Advance to the first item of client c ending after lo. */
+            while (k < s->nitems) {
+                x = &s->items[s->by_id[k]];
+                if (x->client > c || (x->client == c && x->clock + x->len > lo))
+                    break;
+                k++;
+            }
+            if (k == s->nitems || x->client != c || x->clock > lo || cover[k] < hi) {
+                err = CRDT_EMALFORMED;
+                goto Exit;
+            }
+        }
+    }
+Exit:
+    crdt__tmp_free(a, q, cap * sizeof(kv_t));
+    crdt__tmp_free(a, tmp, cap * sizeof(kv_t));
+    crdt__tmp_free(a, cover, s->nitems * sizeof(uint32_t));
+    return err;
+}
+
+static crdt__id_t get_id(crdt__reader_t *r, uint32_t nclients)
+{
+    crdt__id_t id;
+    id.client = crdt__get_u32v(r);
+    id.clock = crdt__get_u32v(r);
+    if (!r->err && id.client >= nclients)
+        r->err = CRDT_EMALFORMED;
+    return id;
+}
+
+static void *alloc_array(const crdt_alloc_t *a, size_t n, size_t size, int *err)
+{
+    void *p = crdt__tmp_alloc(a, n * size);
+    if (p == NULL)
+        *err = CRDT_ENOMEM;
+    return p;
+}
+
+/* Reads the items (document order) and checks them per client. */
+static int parse_items(crdt__reader_t *r, crdt__snap_t *s, uint32_t *end)
+{
+    uint32_t client = CRDT__NONE;
+    for (uint32_t c = 0; c < s->nclients; c++)
+        end[c] = 0;
+    for (uint32_t i = 0; i < s->nitems; i++) {
+        snap_item_t *x = &s->items[i];
+        uint8_t head = crdt__get_u8(r);
+        unsigned lm = (head >> I_LEFT_SHIFT) & 3, rm = (head >> I_RIGHT_SHIFT) & 3;
+        int64_t clock;
+        if (r->err || (head & ~I_MASK))
+            return CRDT_EMALFORMED;
+        if (head & I_CLIENT)
+            client = crdt__get_u32v(r);
+        if (r->err || client >= s->nclients)
+            return CRDT_EMALFORMED;
+        clock = end[client];
+        if (head & I_CLOCK)
+            clock += unzigzag(crdt__get_varint(r));
+        x->client = client;
+        x->len = crdt__get_u32v(r);
+        x->deleted = head & I_DELETED;
+        if (r->err || clock < 0 || x->len == 0 ||
+            (uint64_t)clock + x->len > s->clients[client].next_clock)
+            return CRDT_EMALFORMED;
+        x->clock = (uint32_t)clock;
+        end[client] = x->clock + x->len;
+        x->left = CRDT__NOID;
+        x->right = CRDT__NOID;
+        x->check = (lm >= 2 ? 1 : 0) | (rm == 3 ? 2 : 0);
+        if (lm == 1) {
+            const snap_item_t *p;
+            if (i == 0)
+                return CRDT_EMALFORMED;
+            p = &s->items[i - 1];
+            x->left = crdt__id(p->client, p->clock + p->len - 1);
+        } else if (lm == 2) {
+            uint32_t d = crdt__get_u32v(r);
+            if (r->err || d == 0 || d > x->clock)
+                return CRDT_EMALFORMED;
+            x->left = crdt__id(client, x->clock - d);
+        } else if (lm == 3) {
+            x->left = get_id(r, s->nclients);
+        }
+        if (rm == 1) {
+            x->right.client = CRDT__NONE - 1; /* the next item: resolved below */
+        } else if (rm == 2) {
+            if (i == 0)
+                return CRDT_EMALFORMED;
+            x->right = s->items[i - 1].right;
+        } else if (rm == 3) {
+            x->right = get_id(r, s->nclients);
+        }
+        if (r->err)
+            return r->err;
+    }
+    for (uint32_t i = 0; i < s->nitems; i++) {
+        snap_item_t *x = &s->items[i];
+        if (x->right.client == CRDT__NONE - 1) {
+            if (i + 1 == s->nitems)
+                return CRDT_EMALFORMED;
+            x->right = crdt__id(s->items[i + 1].client, s->items[i + 1].clock);
+        }
+    }
+    return 0;
+}
+
+/* Walks each client's items in clock order: they must not overlap, and their
+ * text is consumed from the client's arena, which must be used up exactly. */
+static int place_text(crdt__snap_t *s, uint32_t *used)
+{
+    for (uint32_t c = 0; c < s->nclients; c++)
+        used[c] = 0;
+    for (uint32_t k = 0; k < s->nitems; k++) {
+        snap_item_t *x = &s->items[s->by_id[k]];
+        const snap_item_t *p = k ? &s->items[s->by_id[k - 1]] : NULL;
+        const snap_client_t *sc = &s->clients[x->client];
+        const uint8_t *t = sc->text + used[x->client];
+        size_t left = sc->text_len - used[x->client], bytes = 0, u16 = 0;
+        if (p && p->client == x->client && p->clock + p->len > x->clock)
+            return CRDT_EMALFORMED;
+        /* ASCII runs: eight bytes at a time. */
+        if (x->len <= left) {
+            uint32_t i = 0;
+            for (; i + 8 <= x->len; i += 8) {
+                uint64_t w;
+                memcpy(&w, t + i, 8);
+                if (w & 0x8080808080808080ULL)
+                    break;
+            }
+            for (; i < x->len && t[i] < 0x80; i++)
+                ;
+            if (i == x->len) {
+                bytes = u16 = x->len;
+                goto Placed;
+            }
+        }
+        for (uint32_t cps = 0; cps < x->len; cps++) {
+            size_t c1, u1, k1;
+            uint8_t lead;
+            if (bytes >= left)
+                return CRDT_EMALFORMED;
+            lead = t[bytes];
+            k1 = lead < 0x80 ? 1 : lead < 0xe0 ? 2 : lead < 0xf0 ? 3 : 4;
+            if (k1 > left - bytes)
+                return CRDT_EMALFORMED;
+            if (k1 > 1 && (crdt__utf8_scan(t + bytes, k1, &c1, &u1) != 0 || c1 != 1))
+                return CRDT_EMALFORMED;
+            if (k1 == 1 && lead >= 0x80)
+                return CRDT_EMALFORMED;
+            bytes += k1;
+            u16 += k1 == 4 ? 2 : 1;
+        }
+    Placed:
+        x->text_off = used[x->client];
+        x->text_bytes = (uint32_t)bytes;
+        x->u16len = (uint32_t)u16;
+        used[x->client] += (uint32_t)bytes;
+    }
+    for (uint32_t c = 0; c < s->nclients; c++)
+        if (used[c] != s->clients[c].text_len)
+            return CRDT_EMALFORMED;
+    return 0;
+}
+
+/* Reads the delete records. Their clocks fill, per client and in order, the
+ * clocks no item holds; afterwards every client's clocks must be covered. */
+static int parse_dels(crdt__reader_t *r, crdt__snap_t *s, uint32_t *fill, uint32_t *next)
+{
+    uint32_t client = CRDT__NONE, k = 0;
+    for (uint32_t c = 0; c < s->nclients; c++) {
+        while (k < s->nitems && s->items[s->by_id[k]].client < c)
+            k++;
+        next[c] = k; /* by_id position of the client's next item */
+        fill[c] = 0;
+    }
+#define SKIP_ITEMS(c)                                                                              \
+    for (;;) {                                                                                     \
+        const snap_item_t *x_ = next[c] < s->nitems ? &s->items[s->by_id[next[c]]] : NULL;         \
+        if (!x_ || x_->client != (c) || x_->clock != fill[c])                                      \
+            break;                                                                                 \
+        fill[c] += x_->len;                                                                        \
+        next[c]++;                                                                                 \
+    }
+    for (uint32_t i = 0; i < s->ndel; i++) {
+        snap_del_t *d = &s->dels[i];
+        uint8_t head = crdt__get_u8(r);
+        const snap_item_t *x;
+        uint32_t gap_end;
+        if (r->err || (head & ~D_MASK))
+            return CRDT_EMALFORMED;
+        if (head & D_CLIENT)
+            client = crdt__get_u32v(r);
+        if (r->err || client >= s->nclients)
+            return CRDT_EMALFORMED;
+        d->client = client;
+        d->backward = head & D_BACKWARD;
+        d->len = crdt__get_u32v(r);
+        SKIP_ITEMS(client);
+        x = next[client] < s->nitems ? &s->items[s->by_id[next[client]]] : NULL;
+        gap_end = x && x->client == client ? x->clock : s->clients[client].next_clock;
+        d->clock = fill[client];
+        if (r->err || d->len == 0 || d->len > gap_end - d->clock)
+            return CRDT_EMALFORMED;
+        fill[client] += d->len;
+        if (head & D_TARGET_SAME) {
+            uint32_t delta = crdt__get_u32v(r);
+            if (r->err || delta < d->len || delta > d->clock)
+                return CRDT_EMALFORMED;
+            d->tclient = client;
+            d->tlo = d->clock - delta;
+        } else {
+            crdt__id_t t = get_id(r, s->nclients);
+            if (r->err || (uint64_t)t.clock + d->len > UINT32_MAX)
+                return CRDT_EMALFORMED;
+            d->tclient = t.client;
+            d->tlo = t.clock;
+        }
+    }
+    for (uint32_t c = 0; c < s->nclients; c++) {
+        SKIP_ITEMS(c);
+        if (fill[c] != s->clients[c].next_clock)
+            return CRDT_EMALFORMED;
+    }
+#undef SKIP_ITEMS
+    return 0;
+}
+
+int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len, crdt__snap_t **out)
+{
+    crdt__reader_t r = {data, data + len, 0};
+    crdt__snap_t *s;
+    uint32_t *tmp = NULL, *aux = NULL;
+    size_t total_text = 0;
+    uint8_t flags;
+    uint64_t n;
+    int err = 0;
+
+    if (data == NULL || len < 2 || data[0] != SNAP_VERSION)
+        return CRDT_EMALFORMED;
+    s = crdt__tmp_alloc(a, sizeof(*s));
+    if (s == NULL)
+        return CRDT_ENOMEM;
+    memset(s, 0, sizeof(*s));
+    r.p++;
+    flags = crdt__get_u8(&r);
+    if (flags & ~SNAP_F_LZ) {
+        err = CRDT_EFORMAT;
+        goto Fail;
+    }
+    n = crdt__get_varint(&r);
+    if (r.err || n > crdt__reader_left(&r) / 10) {
+        err = CRDT_EMALFORMED;
+        goto Fail;
+    }
+    if ((s->clients = alloc_array(a, (size_t)n, sizeof(snap_client_t), &err)) == NULL)
+        goto Fail;
+    s->nclients = (uint32_t)n;
+    for (uint32_t c = 0; c < s->nclients; c++) {
+        snap_client_t *sc = &s->clients[c];
+        sc->id = crdt__get_u64(&r);
+        sc->next_clock = crdt__get_u32v(&r);
+        sc->text_len = crdt__get_u32v(&r);
+        total_text += sc->text_len;
+        if (r.err || sc->next_clock == 0 || sc->text_len > len ||
+            (c > 0 && sc->id <= s->clients[c - 1].id)) {
+            err = CRDT_EMALFORMED; /* ids must be distinct, in ascending order */
+            goto Fail;
+        }
+    }
+    if (flags & SNAP_F_LZ) {
+        err = CRDT_EFORMAT; /* compressed text is not produced by this version */
+        goto Fail;
+    }
+    if (total_text > crdt__reader_left(&r)) {
+        err = CRDT_EMALFORMED;
+        goto Fail;
+    }
+    for (uint32_t c = 0; c < s->nclients; c++) {
+        s->clients[c].text = r.p;
+        r.p += s->clients[c].text_len;
+    }
+
+    n = crdt__get_varint(&r);
+    if (r.err || n > crdt__reader_left(&r) / 2) {
+        err = CRDT_EMALFORMED;
+        goto Fail;
+    }
+    if ((s->items = alloc_array(a, (size_t)n, sizeof(snap_item_t), &err)) == NULL ||
+        (s->by_id = alloc_array(a, (size_t)n, sizeof(uint32_t), &err)) == NULL)
+        goto Fail;
+    s->nitems = (uint32_t)n;
+    if ((tmp = alloc_array(a, s->nitems > s->nclients ? s->nitems : s->nclients, sizeof(uint32_t),
+                           &err)) == NULL ||
+        (aux = alloc_array(a, s->nclients, sizeof(uint32_t), &err)) == NULL)
+        goto Fail;
+    if ((err = parse_items(&r, s, aux)) != 0)
+        goto Fail;
+    sort_by_id(s, tmp);
+    if ((err = place_text(s, aux)) != 0)
+        goto Fail;
+
+    n = crdt__get_varint(&r);
+    if (r.err || n > crdt__reader_left(&r) / 3) {
+        err = CRDT_EMALFORMED;
+        goto Fail;
+    }
+    if ((s->dels = alloc_array(a, (size_t)n, sizeof(snap_del_t), &err)) == NULL)
+        goto Fail;
+    s->ndel = (uint32_t)n;
+    if ((err = parse_dels(&r, s, tmp, aux)) != 0 || (err = check_refs(a, s)) != 0)
+        goto Fail;
+    if (r.p != r.end) {
+        err = CRDT_EMALFORMED;
+        goto Fail;
+    }
+    crdt__tmp_free(a, tmp, (s->nitems > s->nclients ? s->nitems : s->nclients) * sizeof(uint32_t));
+    crdt__tmp_free(a, aux, s->nclients * sizeof(uint32_t));
+    *out = s;
+    return 0;
+Fail:
+    crdt__tmp_free(a, tmp, (s->nitems > s->nclients ? s->nitems : s->nclients) * sizeof(uint32_t));
+    crdt__tmp_free(a, aux, s->nclients * sizeof(uint32_t));
+    crdt__snapshot_dispose(a, s);
+    return err ? err : CRDT_EMALFORMED;
+}
+
+/* ---- use -------------------------------------------------------------------- */
+
+int crdt__snapshot_to_ops(const crdt_alloc_t *a, const crdt__snap_t *s, crdt__decoded_t *d)
+{
+    size_t n = (size_t)s->nitems + s->ndel, k = 0;
+    memset(d, 0, sizeof(*d));
+    d->ids = crdt__tmp_alloc(a, s->nclients * sizeof(uint64_t));
+    d->ops = crdt__tmp_alloc(a, n * sizeof(crdt__op_t));
+    if (!d->ids || !d->ops) {
+        crdt__tmp_free(a, d->ids, s->nclients * sizeof(uint64_t));
+        crdt__tmp_free(a, d->ops, n * sizeof(crdt__op_t));
+        memset(d, 0, sizeof(*d));
+        return CRDT_ENOMEM;
+    }
+    d->nids = s->nclients;
+    d->opcap = n;
+    for (uint32_t c = 0; c < s->nclients; c++)
+        d->ids[c] = s->clients[c].id;
+    for (uint32_t i = 0; i < s->nitems; i++) {
+        const snap_item_t *x = &s->items[s->by_id[i]];
+        crdt__op_t *op = &d->ops[k++];
+        memset(op, 0, sizeof(*op));
+        op->kind = CRDT__OP_INSERT;
+        op->client = x->client;
+        op->clock = x->clock;
+        op->len = x->len;
+        op->left = x->left;
+        op->right = x->right;
+        op->text = s->clients[x->client].text + x->text_off;
+        op->text_bytes = x->text_bytes;
+        op->u16len = x->u16len;
+    }
+    for (uint32_t i = 0; i < s->ndel; i++) {
+        const snap_del_t *x = &s->dels[i];
+        crdt__op_t *op = &d->ops[k++];
+        memset(op, 0, sizeof(*op));
+        op->kind = CRDT__OP_DELETE;
+        op->client = x->client;
+        op->clock = x->clock;
+        op->len = x->len;
+        op->tclient = x->tclient;
+        op->tlo = x->tlo;
+        op->backward = x->backward;
+    }
+    d->nops = k;
+    return 0;
+}
+
+/* Number of nodes of each size when `count` children are spread evenly over
+ * nodes of at most `fan`. */
+static uint32_t groups_of(uint32_t count, uint32_t fan)
+{
+    return (count + fan - 1) / fan;
+}
+
+static uint32_t group_size(uint32_t count, uint32_t groups, uint32_t g)
+{
+    return count / groups + (g < count % groups ? 1 : 0);
+}
+
+/* Builds the sequence tree over items 0 .. n-1, already in document order. */
+static void build_seq(crdt_doc_t *doc, uint32_t n)
+{
+    uint32_t nleaves = n ? groups_of(n, CRDT__SEQ_LEAF) : 1, first = 0, level, count;
+    uint32_t it = 0;
+    for (uint32_t j = 0; j < nleaves; j++) {
+        uint32_t l = j == 0 ? 0 : crdt__pool_take(&doc->seq_leaves);
+        crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
+        uint32_t m = n ? group_size(n, nleaves, j) : 0;
+        assert(l == j);
+        leaf->parent = CRDT__NONE;
+        leaf->pslot = 0;
+        leaf->n = m;
+        leaf->prev = j == 0 ? CRDT__NONE : j - 1;
+        leaf->next = j + 1 < nleaves ? j + 1 : CRDT__NONE;
+        for (uint32_t i = 0; i < m; i++, it++) {
+            crdt__item_t *x = &ITEM(doc, it);
+            leaf->items[i] = it;
+            leaf->vis[i] = x->deleted ? 0 : x->u16len;
+            x->leaf = l;
+            x->slot = (uint16_t)i;
+        }
+    }
+    /* Inner levels, bottom-up: the children of a level are consecutive node
+     * indexes starting at `first`. */
+    count = nleaves;
+    level = 0;
+    while (count > 1) {
+        uint32_t groups = groups_of(count, CRDT__SEQ_FAN), child = first;
+        uint32_t start = doc->seq_inners.len;
+        for (uint32_t g = 0; g < groups; g++) {
+            uint32_t p = crdt__pool_take(&doc->seq_inners);
+            crdt__seq_inner_t *in = &SEQ_INNER(doc, p);
+            in->parent = CRDT__NONE;
+            in->pslot = 0;
+            in->n = group_size(count, groups, g);
+            for (uint32_t i = 0; i < in->n; i++, child++) {
+                uint32_t v = 0, c = 0;
+                in->child[i] = child;
+                if (level == 0) {
+                    crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, child);
+                    for (uint32_t k = 0; k < leaf->n; k++)
+                        v += leaf->vis[k];
+                    c = leaf->n;
+                    leaf->parent = p;
+                    leaf->pslot = i;
+                } else {
+                    crdt__seq_inner_t *ch = &SEQ_INNER(doc, child);
+                    for (uint32_t k = 0; k < ch->n; k++) {
+                        v += ch->vis[k];
+                        c += ch->cnt[k];
+                    }
+                    ch->parent = p;
+                    ch->pslot = i;
+                }
+                in->vis[i] = v;
+                in->cnt[i] = c;
+            }
+        }
+        first = start;
+        count = groups;
+        level++;
+    }
+    doc->seq_root = level == 0 ? 0 : first;
+    doc->seq_height = level;
+}
+
+/* Builds the id index from sorted (key, value) pairs. */
+static void build_idx(crdt_doc_t *doc, const kv_t *kv, uint32_t n)
+{
+    uint32_t nleaves = n ? groups_of(n, CRDT__IDX_LEAF) : 1, first = 0, level = 0, count, k = 0;
+    for (uint32_t j = 0; j < nleaves; j++) {
+        uint32_t l = j == 0 ? 0 : crdt__pool_take(&doc->idx_leaves);
+        crdt__idx_leaf_t *leaf = &IDX_LEAF(doc, l);
+        assert(l == j);
+        leaf->n = n ? group_size(n, nleaves, j) : 0;
+        leaf->next = j + 1 < nleaves ? j + 1 : CRDT__NONE;
+        for (uint32_t i = 0; i < leaf->n; i++, k++) {
+            leaf->keys[i] = kv[k].key;
+            leaf->vals[i] = kv[k].val;
+        }
+    }
+    count = nleaves;
+    while (count > 1) {
+        uint32_t groups = groups_of(count, CRDT__IDX_FAN), child = first;
+        uint32_t start = doc->idx_inners.len;
+        for (uint32_t g = 0; g < groups; g++) {
+            crdt__idx_inner_t *in = &IDX_INNER(doc, crdt__pool_take(&doc->idx_inners));
+            in->n = group_size(count, groups, g);
+            for (uint32_t i = 0; i < in->n; i++, child++) {
+                in->child[i] = child;
+                in->keys[i] =
+                    level == 0 ? IDX_LEAF(doc, child).keys[0] : IDX_INNER(doc, child).keys[0];
+            }
+        }
+        first = start;
+        count = groups;
+        level++;
+    }
+    doc->idx_root = level == 0 ? 0 : first;
+    doc->idx_height = level;
+    doc->idx_count = n;
+}
+
+/* Inner nodes needed above `count` nodes. */
+static uint32_t inner_nodes(uint32_t count, uint32_t fan)
+{
+    uint32_t total = 0;
+    while (count > 1) {
+        count = groups_of(count, fan);
+        total += count;
+    }
+    return total;
+}
+
+int crdt__snapshot_build(crdt_doc_t *doc, const crdt__snap_t *s)
+{
+    const crdt_alloc_t *a = &doc->alloc;
+    uint32_t *map = NULL, nkeys = s->nitems + s->ndel;
+    kv_t *kv = NULL, *tmp = NULL;
+    int err;
+
+    assert(doc->items.len == 0 && doc->clients.len == 1);
+    if ((uint64_t)s->nitems + s->ndel >= CRDT__IDX_DEL)
+        return CRDT_ELIMIT;
+    map = crdt__tmp_alloc(a, s->nclients * sizeof(uint32_t));
+    kv = crdt__tmp_alloc(a, nkeys * sizeof(kv_t));
+    tmp = crdt__tmp_alloc(a, nkeys * sizeof(kv_t));
+    if (!map || !kv || !tmp) {
+        err = CRDT_ENOMEM;
+        goto Exit;
+    }
+    /* The fresh document's client table becomes the snapshot's, in the same
+     * order (so ids sort the same way), with this replica appended if new. */
+    if ((err = crdt__client_reserve(doc, s->nclients)) != 0)
+        goto Exit;
+    {
+        uint64_t self = CLIENT(doc, doc->self).id;
+        uint32_t self_at = CRDT__NONE;
+        for (uint32_t i = 0; i < doc->client_hash_cap; i++)
+            doc->client_hash[i] = CRDT__NONE;
+        doc->clients.len = 0;
+        for (uint32_t c = 0; c < s->nclients; c++) {
+            map[c] = crdt__client_add(doc, s->clients[c].id);
+            if (s->clients[c].id == self)
+                self_at = map[c];
+        }
+        doc->self = self_at != CRDT__NONE ? self_at : crdt__client_add(doc, self);
+    }
+    for (uint32_t c = 0; c < s->nclients; c++)
+        if ((err = crdt__text_reserve(doc, map[c], s->clients[c].text_len)) != 0)
+            goto Exit;
+    {
+        uint32_t leaves = s->nitems ? groups_of(s->nitems, CRDT__SEQ_LEAF) : 1;
+        uint32_t ileaves = nkeys ? groups_of(nkeys, CRDT__IDX_LEAF) : 1;
+        if ((err = crdt__pool_reserve(doc, &doc->items, sizeof(crdt__item_t), s->nitems)) != 0 ||
+            (err = crdt__pool_reserve(doc, &doc->delrecs, sizeof(crdt__delrec_t), s->ndel)) != 0 ||
+            (err = crdt__pool_reserve(doc, &doc->seq_leaves, sizeof(crdt__seq_leaf_t),
+                                      leaves - 1)) != 0 ||
+            (err = crdt__pool_reserve(doc, &doc->seq_inners, sizeof(crdt__seq_inner_t),
+                                      inner_nodes(leaves, CRDT__SEQ_FAN))) != 0 ||
+            (err = crdt__pool_reserve(doc, &doc->idx_leaves, sizeof(crdt__idx_leaf_t),
+                                      ileaves - 1)) != 0 ||
+            (err = crdt__pool_reserve(doc, &doc->idx_inners, sizeof(crdt__idx_inner_t),
+                                      inner_nodes(ileaves, CRDT__IDX_FAN))) != 0)
+            goto Exit;
+    }
+
+    /* Nothing below allocates. */
+    for (uint32_t c = 0; c < s->nclients; c++) {
+        crdt__client_t *cl = &CLIENT(doc, map[c]);
+        cl->next_clock = s->clients[c].next_clock;
+        crdt__text_append(doc, map[c], s->clients[c].text, s->clients[c].text_len);
+    }
+    for (uint32_t i = 0; i < s->nitems; i++) {
+        const snap_item_t *x = &s->items[i];
+        crdt__item_t *y = &ITEM(doc, crdt__pool_take(&doc->items));
+        y->client = map[x->client];
+        y->clock = x->clock;
+        y->len = x->len;
+        y->u16len = x->u16len;
+        y->text_off = x->text_off;
+        y->text_bytes = x->text_bytes;
+        y->left = x->left.client == CRDT__NONE ? CRDT__NOID
+                                               : crdt__id(map[x->left.client], x->left.clock);
+        y->right = x->right.client == CRDT__NONE ? CRDT__NOID
+                                                 : crdt__id(map[x->right.client], x->right.clock);
+        y->deleted = (uint16_t)(x->deleted ? 1 : 0);
+        if (!y->deleted) {
+            doc->vis_len += y->u16len;
+            doc->utf8_len += y->text_bytes;
+        }
+    }
+    doc->live_items = s->nitems;
+    for (uint32_t i = 0; i < s->ndel; i++) {
+        const snap_del_t *x = &s->dels[i];
+        uint32_t r = crdt__pool_take(&doc->delrecs);
+        crdt__delrec_t *d = &DELREC(doc, r);
+        crdt__client_t *cl;
+        d->client = map[x->client];
+        d->clock = x->clock;
+        d->len = x->len;
+        d->tclient = map[x->tclient];
+        d->tlo = x->tlo;
+        d->backward = x->backward;
+        cl = &CLIENT(doc, d->client);
+        if (cl->last_delrec == CRDT__NONE || DELREC(doc, cl->last_delrec).clock < d->clock)
+            cl->last_delrec = r;
+    }
+    build_seq(doc, s->nitems);
+    {
+        /* Items in id order merged with the delete records, which come per
+         * client in clock order, clients ascending when written by us. */
+        uint32_t i = 0, j = 0, k = 0;
+        bool sorted = true;
+        while (i < s->nitems || j < s->ndel) {
+            uint64_t ki = i < s->nitems ? (uint64_t)s->items[s->by_id[i]].client << 32 |
+                                              s->items[s->by_id[i]].clock
+                                        : UINT64_MAX;
+            uint64_t kj =
+                j < s->ndel ? (uint64_t)s->dels[j].client << 32 | s->dels[j].clock : UINT64_MAX;
+            if (ki < kj) {
+                kv[k].key = ki;
+                kv[k++].val = s->by_id[i++];
+            } else {
+                kv[k].key = kj;
+                kv[k++].val = j++ | CRDT__IDX_DEL;
+            }
+            if (k > 1 && kv[k - 1].key < kv[k - 2].key)
+                sorted = false;
+        }
+        if (!sorted)
+            sort_kv(kv, tmp, nkeys);
+    }
+    build_idx(doc, kv, nkeys);
+    err = 0;
+Exit:
+    crdt__tmp_free(a, map, s->nclients * sizeof(uint32_t));
+    crdt__tmp_free(a, kv, nkeys * sizeof(kv_t));
+    crdt__tmp_free(a, tmp, nkeys * sizeof(kv_t));
+    return err;
+}
