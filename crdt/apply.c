@@ -40,7 +40,15 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op)
             crdt__item_split(doc, left_it, off + 1);
     }
     if (op->right.client != CRDT__NONE) {
-        right_it = crdt__item_find(doc, op->right, &off);
+        /* Usually the right origin is what follows the left one. */
+        uint32_t nx = left_it == CRDT__NONE ? crdt__seq_first(doc) : crdt__seq_next(doc, left_it);
+        if (nx != CRDT__NONE && ITEM(doc, nx).client == op->right.client &&
+            ITEM(doc, nx).clock == op->right.clock) {
+            right_it = nx;
+            off = 0;
+        } else {
+            right_it = crdt__item_find(doc, op->right, &off);
+        }
         if (CRDT_NEVER(right_it == CRDT__NONE))
             return;
         if (off > 0)
@@ -299,7 +307,8 @@ typedef struct {
     group_t *g;
 } scratch_t;
 
-static int scratch_init(const crdt_alloc_t *a, scratch_t *s, size_t nids, size_t nops)
+static int scratch_init(const crdt_alloc_t *a, scratch_t *s, size_t nids, size_t nops, void *stack,
+                        size_t stack_size)
 {
     size_t o_newids = 0, o_cand, o_map, o_plan, o_g, total;
     o_cand = o_newids + nids * sizeof(uint64_t);
@@ -307,10 +316,15 @@ static int scratch_init(const crdt_alloc_t *a, scratch_t *s, size_t nids, size_t
     o_map = o_g + nops * sizeof(group_t);
     o_plan = o_map + nids * sizeof(uint32_t);
     total = o_plan + nops * sizeof(uint32_t);
-    s->block = crdt__tmp_alloc(a, total);
-    if (s->block == NULL)
-        return CRDT_ENOMEM;
-    s->size = total;
+    if (total <= stack_size) {
+        s->block = stack;
+        s->size = 0; /* not to be freed */
+    } else {
+        s->block = crdt__tmp_alloc(a, total);
+        if (s->block == NULL)
+            return CRDT_ENOMEM;
+        s->size = total;
+    }
     s->newids = (uint64_t *)((char *)s->block + o_newids);
     s->c = (cand_t *)(void *)((char *)s->block + o_cand);
     s->g = (group_t *)(void *)((char *)s->block + o_g);
@@ -324,6 +338,10 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
     const crdt_alloc_t *a;
     crdt__decoded_t dn = {0}, dp = {0};
     scratch_t s = {0};
+    union {
+        uint64_t align;
+        char bytes[1024];
+    } stack;
     size_t nnew = 0, nall, i, nplan = 0, nleft = 0, nitems = 0, ndel = 0, ntmpclients = 0;
     crdt__client_t *tmpclients = NULL;
     crdt__op_t *leftover = NULL;
@@ -346,7 +364,7 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
         (err = crdt__decode_update(a, doc->pending, doc->pending_len, &dp)) != 0)
         goto Exit;
     nall = dp.nops + dn.nops;
-    if ((err = scratch_init(a, &s, dn.nids + dp.nids, nall)) != 0)
+    if ((err = scratch_init(a, &s, dn.nids + dp.nids, nall, stack.bytes, sizeof(stack.bytes))) != 0)
         goto Exit;
 
     /* Local client numbers; unknown replica ids get provisional ones after
@@ -545,7 +563,8 @@ Exit:
     crdt_buf_dispose(&pend);
     crdt__tmp_free(a, leftover, nleft * sizeof(crdt__op_t));
     crdt__tmp_free(a, tmpclients, ntmpclients * sizeof(crdt__client_t));
-    crdt__tmp_free(a, s.block, s.size);
+    if (s.size)
+        crdt__tmp_free(a, s.block, s.size);
     crdt__decoded_dispose(a, &dp);
     crdt__decoded_dispose(a, &dn);
     return err;

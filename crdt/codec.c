@@ -49,13 +49,12 @@ static void put_origin(crdt_buf_t *b, crdt__id_t o, uint32_t own, uint32_t clock
 int crdt__encode_ops(const crdt_alloc_t *alloc, const crdt__client_t *clients, size_t nids,
                      const crdt__op_t *ops, size_t n, crdt_buf_t *out)
 {
-    uint32_t *ref = NULL, nrefs = 0;
+    uint32_t stack_ref[64], *ref = stack_ref, nrefs = 0;
     size_t bound = 32, nblocks = 0, i;
     crdt_buf_t b;
     int err;
 
-    ref = crdt__tmp_alloc(alloc, nids * sizeof(uint32_t));
-    if (ref == NULL)
+    if (nids > 64 && (ref = crdt__tmp_alloc(alloc, nids * sizeof(uint32_t))) == NULL)
         return CRDT_ENOMEM;
     for (i = 0; i < nids; i++)
         ref[i] = CRDT__NONE;
@@ -153,15 +152,20 @@ int crdt__encode_ops(const crdt_alloc_t *alloc, const crdt__client_t *clients, s
     b.base[b.len] = 0;
     *out = b;
 Exit:
-    crdt__tmp_free(alloc, ref, nids * sizeof(uint32_t));
+    if (ref != stack_ref)
+        crdt__tmp_free(alloc, ref, nids * sizeof(uint32_t));
     return err;
 }
 
 void crdt__decoded_dispose(const crdt_alloc_t *alloc, crdt__decoded_t *d)
 {
-    crdt__tmp_free(alloc, d->ops, d->opcap * sizeof(crdt__op_t));
-    crdt__tmp_free(alloc, d->ids, d->nids * sizeof(uint64_t));
-    memset(d, 0, sizeof(*d));
+    if (d->ops != d->small_ops)
+        crdt__tmp_free(alloc, d->ops, d->opcap * sizeof(crdt__op_t));
+    if (d->ids != d->small_ids)
+        crdt__tmp_free(alloc, d->ids, d->nids * sizeof(uint64_t));
+    d->ops = NULL;
+    d->ids = NULL;
+    d->nops = d->opcap = d->nids = 0;
 }
 
 static crdt__id_t get_origin(crdt__reader_t *r, bool same, uint32_t own, uint32_t clock,
@@ -188,10 +192,13 @@ int crdt__decode_update(const crdt_alloc_t *alloc, const uint8_t *data, size_t l
                         crdt__decoded_t *out)
 {
     crdt__reader_t r = {data, data + len, 0};
-    crdt__decoded_t d = {NULL, 0, 0, NULL, 0};
+    crdt__decoded_t *d = out;
     size_t cap = 0, nblocks, i;
     uint8_t version;
 
+    d->ops = NULL;
+    d->ids = NULL;
+    d->nops = d->opcap = d->nids = 0;
     if (data == NULL || len == 0)
         return CRDT_EMALFORMED;
     version = crdt__get_u8(&r);
@@ -210,13 +217,15 @@ int crdt__decode_update(const crdt_alloc_t *alloc, const uint8_t *data, size_t l
         uint64_t n = crdt__get_varint(&r);
         if (r.err || n > crdt__reader_left(&r) / 8)
             return CRDT_EMALFORMED;
-        d.nids = (size_t)n;
+        d->nids = (size_t)n;
     }
-    d.ids = crdt__tmp_alloc(alloc, d.nids * sizeof(uint64_t));
-    if (d.ids == NULL)
+    d->ids = d->nids <= 4 ? d->small_ids : crdt__tmp_alloc(alloc, d->nids * sizeof(uint64_t));
+    if (d->ids == NULL) {
+        d->nids = 0;
         return CRDT_ENOMEM;
-    for (i = 0; i < d.nids; i++)
-        d.ids[i] = crdt__get_u64(&r);
+    }
+    for (i = 0; i < d->nids; i++)
+        d->ids[i] = crdt__get_u64(&r);
     {
         uint64_t n = crdt__get_varint(&r);
         if (r.err || n > crdt__reader_left(&r) / MIN_BLOCK_BYTES) {
@@ -231,24 +240,34 @@ int crdt__decode_update(const crdt_alloc_t *alloc, const uint8_t *data, size_t l
         uint64_t nops = crdt__get_varint(&r);
         if (r.err)
             break;
-        if (client >= d.nids || nops == 0 || nops > crdt__reader_left(&r) / MIN_OP_BYTES) {
+        if (client >= d->nids || nops == 0 || nops > crdt__reader_left(&r) / MIN_OP_BYTES) {
             r.err = CRDT_EMALFORMED;
             break;
         }
-        if (d.nops + nops > cap) {
-            size_t ncap = cap * 2 > d.nops + nops ? cap * 2 : d.nops + nops;
-            crdt__op_t *p = d.ops ? alloc->realloc(alloc->ctx, d.ops, cap * sizeof(crdt__op_t),
-                                                   ncap * sizeof(crdt__op_t))
-                                  : alloc->malloc(alloc->ctx, ncap * sizeof(crdt__op_t));
+        if (d->nops + nops > cap) {
+            size_t ncap = cap * 2 > d->nops + nops ? cap * 2 : d->nops + nops;
+            crdt__op_t *p;
+            if (d->ops == NULL && ncap <= 4) {
+                p = d->small_ops;
+                ncap = 4;
+            } else if (d->ops == NULL || d->ops == d->small_ops) {
+                p = alloc->malloc(alloc->ctx, ncap * sizeof(crdt__op_t));
+                if (p && d->nops)
+                    memcpy(p, d->ops, d->nops * sizeof(crdt__op_t));
+            } else {
+                p = alloc->realloc(alloc->ctx, d->ops, cap * sizeof(crdt__op_t),
+                                   ncap * sizeof(crdt__op_t));
+            }
             if (p == NULL) {
                 r.err = CRDT_ENOMEM;
                 break;
             }
-            d.ops = p;
+            d->ops = p;
             cap = ncap;
+            d->opcap = cap;
         }
         for (uint64_t k = 0; k < nops && !r.err; k++) {
-            crdt__op_t *op = &d.ops[d.nops];
+            crdt__op_t *op = &d->ops[d->nops];
             uint8_t head = crdt__get_u8(&r);
             memset(op, 0, sizeof(*op));
             op->client = client;
@@ -265,11 +284,11 @@ int crdt__decode_update(const crdt_alloc_t *alloc, const uint8_t *data, size_t l
                 op->left = CRDT__NOID;
                 op->right = CRDT__NOID;
                 if (head & F_LEFT)
-                    op->left = get_origin(&r, head & F_LEFT_SAME, client, op->clock, d.nids);
+                    op->left = get_origin(&r, head & F_LEFT_SAME, client, op->clock, d->nids);
                 else if (head & F_LEFT_SAME)
                     r.err = CRDT_EMALFORMED;
                 if (head & F_RIGHT)
-                    op->right = get_origin(&r, head & F_RIGHT_SAME, client, op->clock, d.nids);
+                    op->right = get_origin(&r, head & F_RIGHT_SAME, client, op->clock, d->nids);
                 else if (head & F_RIGHT_SAME)
                     r.err = CRDT_EMALFORMED;
                 if ((op->left.client == client && op->left.clock >= op->clock) ||
@@ -311,7 +330,7 @@ int crdt__decode_update(const crdt_alloc_t *alloc, const uint8_t *data, size_t l
                 } else {
                     op->tclient = crdt__get_u32v(&r);
                     op->tlo = crdt__get_u32v(&r);
-                    if (!r.err && op->tclient >= d.nids)
+                    if (!r.err && op->tclient >= d->nids)
                         r.err = CRDT_EMALFORMED;
                 }
                 if (r.err)
@@ -334,19 +353,16 @@ int crdt__decode_update(const crdt_alloc_t *alloc, const uint8_t *data, size_t l
                 break;
             }
             clock += op->len;
-            d.nops++;
+            d->nops++;
         }
     }
     if (!r.err && r.p != r.end)
         r.err = CRDT_EMALFORMED;
 Exit:
     if (r.err) {
-        crdt__tmp_free(alloc, d.ops, cap * sizeof(crdt__op_t));
-        crdt__tmp_free(alloc, d.ids, d.nids * sizeof(uint64_t));
+        crdt__decoded_dispose(alloc, d);
         return r.err;
     }
-    d.opcap = cap;
-    *out = d;
     return 0;
 }
 

@@ -385,6 +385,9 @@ typedef struct {
     size_t nops, opcap;
     uint64_t *ids;
     size_t nids;
+    /* Small updates (a keystroke) decode without allocating. */
+    uint64_t small_ids[4];
+    crdt__op_t small_ops[4];
 } crdt__decoded_t;
 int crdt__decode_update(const crdt_alloc_t *alloc, const uint8_t *data, size_t len,
                         crdt__decoded_t *out);

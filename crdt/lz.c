@@ -302,7 +302,7 @@ static void assign_codes(const uint8_t *lens, unsigned n, uint16_t *codes)
 /* Symbols per block. Large enough that per-block overhead is small, small
  * enough that the codes follow changes in the text. */
 #ifndef SEQ_MAX
-#define SEQ_MAX 32768
+#define SEQ_MAX 8192
 #endif
 /* Inputs larger than this are compressed in independent pieces, so positions
  * fit 32 bits. */
@@ -310,7 +310,7 @@ static void assign_codes(const uint8_t *lens, unsigned n, uint16_t *codes)
 
 /* Match finder parameters. */
 #ifndef CHAIN_MAX
-#define CHAIN_MAX 256 /* candidates examined per position */
+#define CHAIN_MAX 64 /* candidates examined per position */
 #endif
 #ifndef NICE_LEN
 #define NICE_LEN 128 /* a match this long ends the search */
@@ -321,14 +321,26 @@ static void assign_codes(const uint8_t *lens, unsigned n, uint16_t *codes)
 #ifndef GOOD_LEN
 #define GOOD_LEN 32 /* after a match this long, search a quarter as deep */
 #endif
+#ifndef GAIN_MUL
+#define GAIN_MUL 3
+#endif
+#ifndef GAIN_LIT
+#define GAIN_LIT 1
+#endif
+#ifndef DIST4_MAX
+#define DIST4_MAX 65536
+#endif
 #ifndef DIST3_MAX
 #define DIST3_MAX 4096 /* farthest useful length-3 match */
 #endif
 #ifndef HASH3_BITS_MAX
 #define HASH3_BITS_MAX 14
 #endif
+#ifndef HASHC_BITS_MAX
+#define HASHC_BITS_MAX 17
+#endif
 #ifndef HASH4_BITS_MAX
-#define HASH4_BITS_MAX 16
+#define HASH4_BITS_MAX 15
 #endif
 
 typedef struct {
@@ -350,10 +362,10 @@ typedef struct {
     const crdt_alloc_t *alloc;
     const uint8_t *src; /* start of the current piece */
     size_t n;           /* its length */
-    uint32_t *head4, *head3, *prev;
-    unsigned hbits4, hbits3;
+    uint32_t *headc, *head4, *head3, *prev;
+    unsigned hbitsc, hbits4, hbits3;
     uint32_t wmask; /* prev[] has wmask + 1 entries */
-    size_t head4_size, head3_size, prev_size;
+    size_t headc_size, head4_size, head3_size, prev_size;
 
     seq_t *seq;
     size_t nseq;
@@ -370,6 +382,16 @@ typedef struct {
 /* Positions are stored biased by the window size, so the zeroed tables read as
  * "too far away". */
 #define BIAS ((uint32_t)1 << WBITS)
+
+#ifndef CHAIN_HASH_BYTES
+#define CHAIN_HASH_BYTES 6
+#endif
+/* Hash of the CHAIN_HASH_BYTES bytes at p (8 readable). */
+static inline uint32_t hashc(const uint8_t *p, unsigned bits)
+{
+    return (uint32_t)(((load_le64(p) << (64 - 8 * CHAIN_HASH_BYTES)) * 0x9E3779B97F4A7C15ull) >>
+                      (64 - bits));
+}
 
 static inline uint32_t hash4(const uint8_t *p, unsigned bits)
 {
@@ -399,18 +421,19 @@ static inline size_t common_len(const uint8_t *a, const uint8_t *b, const uint8_
     return (size_t)(b - start);
 }
 
-/* Inserts position pos (with at least 4 bytes left) into the hash tables. */
+/* Inserts position pos (with at least 8 bytes left) into the hash tables. */
 static inline void insert_pos(enc_t *e, uint32_t pos)
 {
     const uint8_t *p = e->src + pos;
-    uint32_t h4 = hash4(p, e->hbits4);
-    e->prev[pos & e->wmask] = e->head4[h4];
-    e->head4[h4] = pos + BIAS;
+    uint32_t hc = hashc(p, e->hbitsc);
+    e->prev[pos & e->wmask] = e->headc[hc];
+    e->headc[hc] = pos + BIAS;
+    e->head4[hash4(p, e->hbits4)] = pos + BIAS;
     e->head3[hash3(p, e->hbits3)] = pos + BIAS;
 }
 
 /*
- * Inserts pos (with at least 4 bytes left) and looks for a match longer than
+ * Inserts pos (with at least 8 bytes left) and looks for a match longer than
  * `min_len` starting there. Returns its length (0 if none) and sets *dist.
  */
 static unsigned find_match(enc_t *e, uint32_t pos, unsigned min_len, uint32_t *dist)
@@ -418,30 +441,38 @@ static unsigned find_match(enc_t *e, uint32_t pos, unsigned min_len, uint32_t *d
     const uint8_t *src = e->src, *p = src + pos;
     size_t left = e->n - pos;
     unsigned maxlen = left < MAX_MATCH ? (unsigned)left : MAX_MATCH;
-    uint32_t h4 = hash4(p, e->hbits4), h3 = hash3(p, e->hbits3);
-    uint32_t cand = e->head4[h4], c3 = e->head3[h3];
+    uint32_t hc = hashc(p, e->hbitsc), h4 = hash4(p, e->hbits4), h3 = hash3(p, e->hbits3);
+    uint32_t cand = e->headc[hc], c4 = e->head4[h4], c3 = e->head3[h3];
     uint32_t cur = pos + BIAS, limit = e->wmask; /* farthest distance + 1 */
     unsigned best = min_len < MIN_MATCH - 1 ? MIN_MATCH - 1 : min_len;
     unsigned chain = CHAIN_MAX;
+    uint32_t p4 = load_le32(p);
 
     e->prev[pos & e->wmask] = cand;
+    e->headc[hc] = cur;
     e->head4[h4] = cur;
     e->head3[h3] = cur;
     *dist = 0;
     if (best >= maxlen)
         return 0;
-    if (best < MIN_MATCH && cur - c3 <= DIST3_MAX) {
+    if (best < 4 && cur - c4 < limit && cur - c4 <= DIST4_MAX &&
+        load_le32(src + (c4 - BIAS)) == p4) {
+        best = (unsigned)common_len(src + (c4 - BIAS), p, p + maxlen);
+        *dist = cur - c4;
+    } else if (best < MIN_MATCH && cur - c3 <= DIST3_MAX) {
         const uint8_t *c = src + (c3 - BIAS);
         if (c[0] == p[0] && c[1] == p[1] && c[2] == p[2]) {
             best = MIN_MATCH;
             *dist = cur - c3;
         }
     }
+    if (best >= NICE_LEN || best >= maxlen)
+        return *dist ? best : 0;
     if (min_len >= GOOD_LEN)
         chain >>= 2;
     while (cur - cand < limit && chain-- > 0) {
         const uint8_t *c = src + (cand - BIAS);
-        if (c[best] == p[best] && load_le32(c) == load_le32(p)) {
+        if (c[best] == p[best] && load_le32(c) == p4) {
             unsigned len = (unsigned)common_len(c, p, p + maxlen);
             if (len > best) {
                 best = len;
@@ -452,6 +483,8 @@ static unsigned find_match(enc_t *e, uint32_t pos, unsigned min_len, uint32_t *d
         }
         cand = e->prev[(cand - BIAS) & e->wmask];
     }
+    if (best == 4 && *dist > DIST4_MAX)
+        return 0;
     return *dist ? best : 0;
 }
 
@@ -675,23 +708,26 @@ static int parse_piece(enc_t *e)
     uint32_t prev_dist = 0;
     int have_prev = 0, err = 0;
 
+    memset(e->headc, 0, e->headc_size * sizeof(uint32_t));
     memset(e->head4, 0, e->head4_size * sizeof(uint32_t));
     memset(e->head3, 0, e->head3_size * sizeof(uint32_t));
     while (pos < n) {
         unsigned cur_len = 0;
         uint32_t cur_dist = 0;
-        if (n - pos >= 4) {
+        if (n - pos >= 8) {
             if (have_prev && prev_len >= LAZY_MAX)
                 insert_pos(e, (uint32_t)pos);
             else
                 cur_len = find_match(e, (uint32_t)pos, have_prev ? prev_len : 0, &cur_dist);
         }
-        if (have_prev && prev_len >= MIN_MATCH && cur_len <= prev_len) {
+        if (have_prev && prev_len >= MIN_MATCH &&
+            (cur_len <= prev_len || (int)(cur_len * GAIN_MUL) - (int)log2u(cur_dist) - GAIN_LIT <=
+                                        (int)(prev_len * GAIN_MUL) - (int)log2u(prev_dist))) {
             size_t end = pos - 1 + prev_len;
             err = add_match(e, prev_len, prev_dist);
             if (err)
                 return err;
-            for (size_t q = pos + 1; q < end && n - q >= 4; q++)
+            for (size_t q = pos + 1; q < end && n - q >= 8; q++)
                 insert_pos(e, (uint32_t)q);
             pos = end;
             have_prev = 0;
@@ -741,16 +777,19 @@ int crdt__lz_compress(const crdt_alloc_t *a, const uint8_t *src, size_t n, crdt_
     if (wb < 10)
         wb = 10;
     e->wmask = ((uint32_t)1 << wb) - 1;
+    e->hbitsc = wb < HASHC_BITS_MAX ? wb : HASHC_BITS_MAX;
     e->hbits4 = wb < HASH4_BITS_MAX ? wb : HASH4_BITS_MAX;
     e->hbits3 = wb < HASH3_BITS_MAX ? wb : HASH3_BITS_MAX;
+    e->headc_size = (size_t)1 << e->hbitsc;
     e->head4_size = (size_t)1 << e->hbits4;
     e->head3_size = (size_t)1 << e->hbits3;
     e->prev_size = (size_t)e->wmask + 1;
+    e->headc = crdt__tmp_alloc(a, e->headc_size * sizeof(uint32_t));
     e->head4 = crdt__tmp_alloc(a, e->head4_size * sizeof(uint32_t));
     e->head3 = crdt__tmp_alloc(a, e->head3_size * sizeof(uint32_t));
     e->prev = crdt__tmp_alloc(a, e->prev_size * sizeof(uint32_t));
     e->seq = crdt__tmp_alloc(a, SEQ_MAX * sizeof(seq_t));
-    if (!e->head4 || !e->head3 || !e->prev || !e->seq)
+    if (!e->headc || !e->head4 || !e->head3 || !e->prev || !e->seq)
         goto done;
 
     e->blk_src = src;
@@ -770,6 +809,7 @@ int crdt__lz_compress(const crdt_alloc_t *a, const uint8_t *src, size_t n, crdt_
 done:
     if (err)
         out->len = start_len;
+    crdt__tmp_free(a, e->headc, e->headc_size * sizeof(uint32_t));
     crdt__tmp_free(a, e->head4, e->head4_size * sizeof(uint32_t));
     crdt__tmp_free(a, e->head3, e->head3_size * sizeof(uint32_t));
     crdt__tmp_free(a, e->prev, e->prev_size * sizeof(uint32_t));

@@ -24,9 +24,10 @@
 #define I_DELETED 0x01
 #define I_CLIENT 0x02
 #define I_CLOCK 0x04
-#define I_LEFT_SHIFT 3  /* 0 none, 1 previous item's last char, 2 own delta, 3 explicit */
-#define I_RIGHT_SHIFT 5 /* 0 none, 1 next item's first char, 2 previous item's right, 3 explicit   \
-                         */
+#define I_LEFT_SHIFT 3 /* 0 none, 1 previous item's last char, 2 own delta, 3 explicit */
+#define I_RIGHT_SHIFT                                                                              \
+    5 /* 0 none, 1 next item's first char, 2 previous item's right, 3 explicit                     \
+       */
 #define I_MASK 0x7f
 /* delete record head */
 #define D_BACKWARD 0x01
@@ -614,7 +615,7 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
     }
     if ((s->clients = alloc_array(a, (size_t)n, sizeof(snap_client_t), &err)) == NULL)
         goto Fail;
-    s->nclients = (uint32_t)n;
+    s->nclients = (uint32_t)n; /* sizes are recorded as soon as memory is held */
     for (uint32_t c = 0; c < s->nclients; c++) {
         snap_client_t *sc = &s->clients[c];
         sc->id = crdt__get_u64(&r);
@@ -645,10 +646,11 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
         err = CRDT_EMALFORMED;
         goto Fail;
     }
-    if ((s->items = alloc_array(a, (size_t)n, sizeof(snap_item_t), &err)) == NULL ||
-        (s->by_id = alloc_array(a, (size_t)n, sizeof(uint32_t), &err)) == NULL)
+    if ((s->items = alloc_array(a, (size_t)n, sizeof(snap_item_t), &err)) == NULL)
         goto Fail;
     s->nitems = (uint32_t)n;
+    if ((s->by_id = alloc_array(a, (size_t)n, sizeof(uint32_t), &err)) == NULL)
+        goto Fail;
     if ((tmp = alloc_array(a, s->nitems > s->nclients ? s->nitems : s->nclients, sizeof(uint32_t),
                            &err)) == NULL ||
         (aux = alloc_array(a, s->nclients, sizeof(uint32_t), &err)) == NULL)
