@@ -163,9 +163,11 @@ void crdt__decoded_dispose(const crdt_alloc_t *alloc, crdt__decoded_t *d)
         crdt__tmp_free(alloc, d->ops, d->opcap * sizeof(crdt__op_t));
     if (d->ids != d->small_ids)
         crdt__tmp_free(alloc, d->ids, d->nids * sizeof(uint64_t));
+    crdt__tmp_free(alloc, d->owned, d->owned_len);
     d->ops = NULL;
     d->ids = NULL;
-    d->nops = d->opcap = d->nids = 0;
+    d->owned = NULL;
+    d->nops = d->opcap = d->nids = d->owned_len = 0;
 }
 
 static crdt__id_t get_origin(crdt__reader_t *r, bool same, uint32_t own, uint32_t clock,
@@ -198,7 +200,8 @@ int crdt__decode_update(const crdt_alloc_t *alloc, const uint8_t *data, size_t l
 
     d->ops = NULL;
     d->ids = NULL;
-    d->nops = d->opcap = d->nids = 0;
+    d->owned = NULL;
+    d->nops = d->opcap = d->nids = d->owned_len = 0;
     if (data == NULL || len == 0)
         return CRDT_EMALFORMED;
     version = crdt__get_u8(&r);

@@ -388,6 +388,8 @@ typedef struct {
     /* Small updates (a keystroke) decode without allocating. */
     uint64_t small_ids[4];
     crdt__op_t small_ops[4];
+    uint8_t *owned; /* memory the operations' text points into, or NULL */
+    size_t owned_len;
 } crdt__decoded_t;
 int crdt__decode_update(const crdt_alloc_t *alloc, const uint8_t *data, size_t len,
                         crdt__decoded_t *out);
@@ -413,8 +415,9 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
 void crdt__snapshot_dispose(const crdt_alloc_t *a, crdt__snap_t *s);
 /* Fills a fresh document (created, never edited) from a parsed state. */
 int crdt__snapshot_build(crdt_doc_t *doc, const crdt__snap_t *s);
-/* The state's operations, for merging into a document that has some. */
-int crdt__snapshot_to_ops(const crdt_alloc_t *a, const crdt__snap_t *s, crdt__decoded_t *d);
+/* The state's operations, for merging into a document that has some; `d`
+ * takes over the memory their text lives in. */
+int crdt__snapshot_to_ops(const crdt_alloc_t *a, crdt__snap_t *s, crdt__decoded_t *d);
 
 /* version.c */
 /* Collects the operations of `doc` that a peer with `clocks` (per local client,

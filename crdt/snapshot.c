@@ -14,21 +14,26 @@
  * (crdt_doc_load) or turned into operations (crdt_doc_apply_update).
  */
 #include "crdt_internal.h"
+#include "lz.h"
 
 #include <stdlib.h>
 
 #define SNAP_VERSION 2
 #define SNAP_F_LZ 0x01
+/* Bodies smaller than this are stored as they are. */
+#define SNAP_LZ_MIN ((size_t)1 << 40)
+/* A compressed body may declare at most this many bytes per input byte. */
+#define SNAP_LZ_MAX_RATIO 1024
 
 /* item head */
 #define I_DELETED 0x01
 #define I_CLIENT 0x02
 #define I_CLOCK 0x04
 #define I_LEFT_SHIFT 3 /* 0 none, 1 previous item's last char, 2 own delta, 3 explicit */
-#define I_RIGHT_SHIFT                                                                              \
-    5 /* 0 none, 1 next item's first char, 2 previous item's right, 3 explicit                     \
-       */
-#define I_MASK 0x7f
+/* right-mode: 0 none, 1 next item's first char, 2 previous item's right, 3 explicit */
+#define I_RIGHT_SHIFT 5
+#define I_RIGHT_SAME 0x80 /* right-mode 3 as a delta back from this item's clock */
+#define I_MASK 0xff
 /* delete record head */
 #define D_BACKWARD 0x01
 #define D_CLIENT 0x02
@@ -47,20 +52,43 @@ static inline int64_t unzigzag(uint64_t v)
 
 /* ---- encoding ------------------------------------------------------------ */
 
+/* The columns of the items and delete-record sections: each is written as
+ * its length and bytes, so similar values sit together and compress well. */
+enum { C_HEAD, C_CLIENT, C_CLOCK, C_LEN, C_LEFT, C_RIGHT, NICOLS };
+enum { D_HEADC, D_CLIENTC, D_LENC, D_TARGETC, NDCOLS };
+
 static void put_id(crdt_buf_t *b, crdt__id_t id, const uint32_t *ref)
 {
     crdt__put_varint(b, ref[id.client]);
     crdt__put_varint(b, id.clock);
 }
 
+/* Where an item's clock is written from: right after its left origin when
+ * that is the same client's (typing continues there), else where the
+ * client's previous item in this list ended. */
+static inline uint32_t clock_base(uint32_t client, crdt__id_t left, unsigned lm, uint32_t end)
+{
+    return (lm == 1 || lm == 3) && left.client == client ? left.clock + 1 : end;
+}
+
+static void put_cols(crdt_buf_t *b, crdt_buf_t *cols, int n)
+{
+    for (int i = 0; i < n; i++) {
+        crdt__put_varint(b, cols[i].len);
+        crdt__put_bytes(b, cols[i].base, cols[i].len);
+    }
+}
+
 int crdt__snapshot_encode(const crdt_doc_t *doc, crdt_buf_t *out)
 {
     const crdt_alloc_t *a = doc->out_alloc;
     uint32_t nc = doc->clients.len, nref = 0, *ref = NULL, *end = NULL, *order = NULL;
-    size_t text = 0, bound, ndel = 0;
-    crdt_buf_t b = {0};
+    size_t text = 0, ndel = doc->delrecs.len, nitems = doc->live_items, body_len;
+    crdt_buf_t b = {0}, body = {0}, ic[NICOLS], dc[NDCOLS];
     int err;
 
+    memset(ic, 0, sizeof(ic));
+    memset(dc, 0, sizeof(dc));
     ref = crdt__tmp_alloc(a, nc * sizeof(uint32_t));
     end = crdt__tmp_alloc(a, nc * sizeof(uint32_t));
     order = crdt__tmp_alloc(a, nc * sizeof(uint32_t));
@@ -70,44 +98,33 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, crdt_buf_t *out)
     }
     /* Clients with operations, numbered in ascending replica id order. */
     for (uint32_t c = 0; c < nc; c++) {
+        uint32_t k;
         if (CLIENT(doc, c).next_clock == 0)
             continue;
-        {
-            uint32_t k = nref++;
-            while (k > 0 && CLIENT(doc, order[k - 1]).id > CLIENT(doc, c).id) {
-                order[k] = order[k - 1];
-                k--;
-            }
-            order[k] = c;
+        k = nref++;
+        while (k > 0 && CLIENT(doc, order[k - 1]).id > CLIENT(doc, c).id) {
+            order[k] = order[k - 1];
+            k--;
         }
+        order[k] = c;
         text += CLIENT(doc, c).text.len;
     }
-    for (uint32_t c = 0; c < nc; c++)
+    for (uint32_t c = 0; c < nc; c++) {
         ref[c] = CRDT__NONE;
-    for (uint32_t k = 0; k < nref; k++)
-        ref[order[k]] = k;
-    ndel = doc->delrecs.len;
-    bound = 32 + (size_t)nref * (8 + 2 * CRDT__VARINT_MAX) + text +
-            (size_t)doc->live_items * (1 + 7 * CRDT__VARINT_MAX) +
-            ndel * (1 + 4 * CRDT__VARINT_MAX);
-    if ((err = crdt__buf_init(a, &b, bound + 1)) != 0)
-        goto Exit;
-    crdt__put_u8(&b, SNAP_VERSION);
-    crdt__put_u8(&b, 0);
-    crdt__put_varint(&b, nref);
-    for (uint32_t k = 0; k < nref; k++) {
-        const crdt__client_t *cl = &CLIENT(doc, order[k]);
-        crdt__put_u64(&b, cl->id);
-        crdt__put_varint(&b, cl->next_clock);
-        crdt__put_varint(&b, cl->text.len);
+        end[c] = 0;
     }
     for (uint32_t k = 0; k < nref; k++)
-        crdt__put_bytes(&b, CLIENT(doc, order[k]).text.base, CLIENT(doc, order[k]).text.len);
-    for (uint32_t c = 0; c < nc; c++)
-        end[c] = 0; /* the running end clock of each client */
+        ref[order[k]] = k;
+    for (int i = 0; i < NICOLS; i++)
+        if ((err = crdt__buf_init(a, &ic[i],
+                                  nitems * (i == C_HEAD ? 1 : 2 * CRDT__VARINT_MAX) + 1)) != 0)
+            goto Exit;
+    for (int i = 0; i < NDCOLS; i++)
+        if ((err = crdt__buf_init(a, &dc[i],
+                                  ndel * (i == D_HEADC ? 1 : 2 * CRDT__VARINT_MAX) + 1)) != 0)
+            goto Exit;
 
     /* Items in document order. */
-    crdt__put_varint(&b, doc->live_items);
     {
         const crdt__item_t *prev = NULL;
         for (uint32_t l = 0; l != CRDT__NONE; l = SEQ_LEAF(doc, l).next) {
@@ -117,20 +134,19 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, crdt_buf_t *out)
                 const crdt__item_t *next = NULL;
                 uint8_t head = x->deleted ? I_DELETED : 0;
                 unsigned lm, rm;
+                uint32_t base;
                 if (i + 1 < leaf->n)
                     next = &ITEM(doc, leaf->items[i + 1]);
                 else if (leaf->next != CRDT__NONE)
                     next = &ITEM(doc, SEQ_LEAF(doc, leaf->next).items[0]);
                 if (!prev || prev->client != x->client)
                     head |= I_CLIENT;
-                if (x->clock != end[x->client])
-                    head |= I_CLOCK;
                 if (x->left.client == CRDT__NONE)
                     lm = 0;
                 else if (prev &&
                          crdt__id_eq(x->left, crdt__id(prev->client, prev->clock + prev->len - 1)))
                     lm = 1;
-                else if (x->left.client == x->client)
+                else if (x->left.client == x->client && x->left.clock < x->clock)
                     lm = 2;
                 else
                     lm = 3;
@@ -142,19 +158,26 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, crdt_buf_t *out)
                     rm = 2;
                 else
                     rm = 3;
+                base = clock_base(x->client, x->left, lm, end[x->client]);
+                if (x->clock != base)
+                    head |= I_CLOCK;
                 head |= (uint8_t)(lm << I_LEFT_SHIFT | rm << I_RIGHT_SHIFT);
-                crdt__put_u8(&b, head);
+                if (rm == 3 && x->right.client == x->client && x->right.clock < x->clock)
+                    head |= I_RIGHT_SAME;
+                crdt__put_u8(&ic[C_HEAD], head);
                 if (head & I_CLIENT)
-                    crdt__put_varint(&b, ref[x->client]);
-                if (head & I_CLOCK)
-                    crdt__put_varint(&b, zigzag((int64_t)x->clock - end[x->client]));
-                crdt__put_varint(&b, x->len);
+                    crdt__put_varint(&ic[C_CLIENT], ref[x->client]);
                 if (lm == 2)
-                    crdt__put_varint(&b, x->clock - x->left.clock);
+                    crdt__put_varint(&ic[C_LEFT], x->clock - x->left.clock);
                 else if (lm == 3)
-                    put_id(&b, x->left, ref);
-                if (rm == 3)
-                    put_id(&b, x->right, ref);
+                    put_id(&ic[C_LEFT], x->left, ref);
+                if (head & I_CLOCK)
+                    crdt__put_varint(&ic[C_CLOCK], zigzag((int64_t)x->clock - base));
+                crdt__put_varint(&ic[C_LEN], x->len);
+                if (head & I_RIGHT_SAME)
+                    crdt__put_varint(&ic[C_RIGHT], x->clock - x->right.clock);
+                else if (rm == 3)
+                    put_id(&ic[C_RIGHT], x->right, ref);
                 end[x->client] = x->clock + x->len;
                 prev = x;
             }
@@ -162,8 +185,8 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, crdt_buf_t *out)
     }
 
     /* Delete records per client in clock order; their clocks are implied:
-     * they fill, in order, the clocks no item holds. */
-    crdt__put_varint(&b, doc->delrecs.len);
+     * they fill, in order, the clocks no item holds. A record deleting what
+     * was typed just before it (the usual backspace) has delta == len. */
     for (uint32_t k = 0, last = CRDT__NONE; k < nref; k++) {
         uint32_t c, clock, v;
         crdt__idx_iter_t it;
@@ -175,25 +198,65 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, crdt_buf_t *out)
                 continue;
             d = &DELREC(doc, v & ~CRDT__IDX_DEL);
             head = (d->backward ? D_BACKWARD : 0) | (c != last ? D_CLIENT : 0) |
-                   (d->tclient == c ? D_TARGET_SAME : 0);
-            crdt__put_u8(&b, head);
+                   (d->tclient == c && d->tlo + d->len <= d->clock ? D_TARGET_SAME : 0);
+            crdt__put_u8(&dc[D_HEADC], head);
             if (head & D_CLIENT)
-                crdt__put_varint(&b, ref[c]);
-            crdt__put_varint(&b, d->len);
+                crdt__put_varint(&dc[D_CLIENTC], ref[c]);
+            crdt__put_varint(&dc[D_LENC], d->len);
             if (head & D_TARGET_SAME)
-                crdt__put_varint(&b, d->clock - d->tlo);
-            else {
-                crdt__put_varint(&b, ref[d->tclient]);
-                crdt__put_varint(&b, d->tlo);
-            }
+                crdt__put_varint(&dc[D_TARGETC], d->clock - d->tlo - d->len);
+            else
+                put_id(&dc[D_TARGETC], crdt__id(d->tclient, d->tlo), ref);
             last = c;
         }
+    }
+
+    /* The body: text, items, delete records. */
+    body_len = text + 2 * CRDT__VARINT_MAX + (NICOLS + NDCOLS) * CRDT__VARINT_MAX;
+    for (int i = 0; i < NICOLS; i++)
+        body_len += ic[i].len;
+    for (int i = 0; i < NDCOLS; i++)
+        body_len += dc[i].len;
+    if ((err = crdt__buf_init(a, &body, body_len + 1)) != 0)
+        goto Exit;
+    for (uint32_t k = 0; k < nref; k++)
+        crdt__put_bytes(&body, CLIENT(doc, order[k]).text.base, CLIENT(doc, order[k]).text.len);
+    crdt__put_varint(&body, nitems);
+    put_cols(&body, ic, NICOLS);
+    crdt__put_varint(&body, ndel);
+    put_cols(&body, dc, NDCOLS);
+
+    if ((err = crdt__buf_init(a, &b, 32 + (size_t)nref * (8 + 2 * CRDT__VARINT_MAX))) != 0)
+        goto Exit;
+    crdt__put_u8(&b, SNAP_VERSION);
+    crdt__put_u8(&b, body.len >= SNAP_LZ_MIN ? SNAP_F_LZ : 0);
+    crdt__put_varint(&b, nref);
+    for (uint32_t k = 0; k < nref; k++) {
+        const crdt__client_t *cl = &CLIENT(doc, order[k]);
+        crdt__put_u64(&b, cl->id);
+        crdt__put_varint(&b, cl->next_clock);
+        crdt__put_varint(&b, cl->text.len);
+    }
+    if (body.len >= SNAP_LZ_MIN) {
+        /* Compressed body: its length, then the stream. */
+        crdt__put_varint(&b, body.len);
+        if ((err = crdt__lz_compress(a, body.base, body.len, &b)) != 0)
+            goto Exit;
+    } else {
+        if ((err = crdt__buf_reserve(&b, body.len)) != 0)
+            goto Exit;
+        crdt__put_bytes(&b, body.base, body.len);
     }
     b.base[b.len] = 0;
     *out = b;
     b.base = NULL;
 Exit:
     crdt_buf_dispose(&b);
+    crdt_buf_dispose(&body);
+    for (int i = 0; i < NICOLS; i++)
+        crdt_buf_dispose(&ic[i]);
+    for (int i = 0; i < NDCOLS; i++)
+        crdt_buf_dispose(&dc[i]);
     crdt__tmp_free(a, ref, nc * sizeof(uint32_t));
     crdt__tmp_free(a, end, nc * sizeof(uint32_t));
     crdt__tmp_free(a, order, nc * sizeof(uint32_t));
@@ -323,9 +386,12 @@ static void sort_kv(kv_t *a, kv_t *tmp, size_t n)
  */
 static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
 {
-    size_t nq = 0, cap = (size_t)2 * s->nitems + s->ndel;
-    kv_t *q = crdt__tmp_alloc(a, cap * sizeof(kv_t));
-    kv_t *tmp = crdt__tmp_alloc(a, cap * sizeof(kv_t));
+    size_t nq = 0, cap = s->ndel;
+    kv_t *q, *tmp;
+    for (uint32_t i = 0; i < s->nitems; i++)
+        cap += (s->items[i].check & 1) + (s->items[i].check >> 1);
+    q = crdt__tmp_alloc(a, cap * sizeof(kv_t));
+    tmp = crdt__tmp_alloc(a, cap * sizeof(kv_t));
     uint32_t *cover = crdt__tmp_alloc(a, s->nitems * sizeof(uint32_t));
     int err = 0;
     if (!q || !tmp || !cover) {
@@ -397,50 +463,52 @@ static void *alloc_array(const crdt_alloc_t *a, size_t n, size_t size, int *err)
     return p;
 }
 
-/* Reads the items (document order) and checks them per client. */
-static int parse_items(crdt__reader_t *r, crdt__snap_t *s, uint32_t *end)
+/* Reads the items (document order) from their columns. */
+static int parse_items(crdt__reader_t *col, crdt__snap_t *s, uint32_t *end)
 {
     uint32_t client = CRDT__NONE;
     for (uint32_t c = 0; c < s->nclients; c++)
         end[c] = 0;
     for (uint32_t i = 0; i < s->nitems; i++) {
         snap_item_t *x = &s->items[i];
-        uint8_t head = crdt__get_u8(r);
+        uint8_t head = crdt__get_u8(&col[C_HEAD]);
         unsigned lm = (head >> I_LEFT_SHIFT) & 3, rm = (head >> I_RIGHT_SHIFT) & 3;
         int64_t clock;
-        if (r->err || (head & ~I_MASK))
+        if (col[C_HEAD].err)
             return CRDT_EMALFORMED;
         if (head & I_CLIENT)
-            client = crdt__get_u32v(r);
-        if (r->err || client >= s->nclients)
+            client = crdt__get_u32v(&col[C_CLIENT]);
+        if (col[C_CLIENT].err || client >= s->nclients)
             return CRDT_EMALFORMED;
-        clock = end[client];
-        if (head & I_CLOCK)
-            clock += unzigzag(crdt__get_varint(r));
         x->client = client;
-        x->len = crdt__get_u32v(r);
         x->deleted = head & I_DELETED;
-        if (r->err || clock < 0 || x->len == 0 ||
-            (uint64_t)clock + x->len > s->clients[client].next_clock)
-            return CRDT_EMALFORMED;
-        x->clock = (uint32_t)clock;
-        end[client] = x->clock + x->len;
         x->left = CRDT__NOID;
         x->right = CRDT__NOID;
         x->check = (lm >= 2 ? 1 : 0) | (rm == 3 ? 2 : 0);
+        /* The left origin first: the clock may be written relative to it. */
         if (lm == 1) {
             const snap_item_t *p;
             if (i == 0)
                 return CRDT_EMALFORMED;
             p = &s->items[i - 1];
             x->left = crdt__id(p->client, p->clock + p->len - 1);
-        } else if (lm == 2) {
-            uint32_t d = crdt__get_u32v(r);
-            if (r->err || d == 0 || d > x->clock)
+        } else if (lm == 3) {
+            x->left = get_id(&col[C_LEFT], s->nclients);
+        }
+        clock = clock_base(client, x->left, lm, end[client]);
+        if (head & I_CLOCK)
+            clock += unzigzag(crdt__get_varint(&col[C_CLOCK]));
+        x->len = crdt__get_u32v(&col[C_LEN]);
+        if (col[C_CLOCK].err || col[C_LEN].err || col[C_LEFT].err || clock < 0 || x->len == 0 ||
+            (uint64_t)clock + x->len > s->clients[client].next_clock)
+            return CRDT_EMALFORMED;
+        x->clock = (uint32_t)clock;
+        end[client] = x->clock + x->len;
+        if (lm == 2) {
+            uint32_t d = crdt__get_u32v(&col[C_LEFT]);
+            if (col[C_LEFT].err || d == 0 || d > x->clock)
                 return CRDT_EMALFORMED;
             x->left = crdt__id(client, x->clock - d);
-        } else if (lm == 3) {
-            x->left = get_id(r, s->nclients);
         }
         if (rm == 1) {
             x->right.client = CRDT__NONE - 1; /* the next item: resolved below */
@@ -448,11 +516,18 @@ static int parse_items(crdt__reader_t *r, crdt__snap_t *s, uint32_t *end)
             if (i == 0)
                 return CRDT_EMALFORMED;
             x->right = s->items[i - 1].right;
+        } else if (rm == 3 && (head & I_RIGHT_SAME)) {
+            uint32_t d = crdt__get_u32v(&col[C_RIGHT]);
+            if (col[C_RIGHT].err || d == 0 || d > x->clock)
+                return CRDT_EMALFORMED;
+            x->right = crdt__id(client, x->clock - d);
         } else if (rm == 3) {
-            x->right = get_id(r, s->nclients);
+            x->right = get_id(&col[C_RIGHT], s->nclients);
+            if (col[C_RIGHT].err)
+                return CRDT_EMALFORMED;
         }
-        if (r->err)
-            return r->err;
+        if ((head & I_RIGHT_SAME) && rm != 3)
+            return CRDT_EMALFORMED;
     }
     for (uint32_t i = 0; i < s->nitems; i++) {
         snap_item_t *x = &s->items[i];
@@ -525,7 +600,7 @@ static int place_text(crdt__snap_t *s, uint32_t *used)
 
 /* Reads the delete records. Their clocks fill, per client and in order, the
  * clocks no item holds; afterwards every client's clocks must be covered. */
-static int parse_dels(crdt__reader_t *r, crdt__snap_t *s, uint32_t *fill, uint32_t *next)
+static int parse_dels(crdt__reader_t *col, crdt__snap_t *s, uint32_t *fill, uint32_t *next)
 {
     uint32_t client = CRDT__NONE, k = 0;
     for (uint32_t c = 0; c < s->nclients; c++) {
@@ -544,34 +619,34 @@ static int parse_dels(crdt__reader_t *r, crdt__snap_t *s, uint32_t *fill, uint32
     }
     for (uint32_t i = 0; i < s->ndel; i++) {
         snap_del_t *d = &s->dels[i];
-        uint8_t head = crdt__get_u8(r);
+        uint8_t head = crdt__get_u8(&col[D_HEADC]);
         const snap_item_t *x;
         uint32_t gap_end;
-        if (r->err || (head & ~D_MASK))
+        if (col[D_HEADC].err || (head & ~D_MASK))
             return CRDT_EMALFORMED;
         if (head & D_CLIENT)
-            client = crdt__get_u32v(r);
-        if (r->err || client >= s->nclients)
+            client = crdt__get_u32v(&col[D_CLIENTC]);
+        if (col[D_CLIENTC].err || client >= s->nclients)
             return CRDT_EMALFORMED;
         d->client = client;
         d->backward = head & D_BACKWARD;
-        d->len = crdt__get_u32v(r);
+        d->len = crdt__get_u32v(&col[D_LENC]);
         SKIP_ITEMS(client);
         x = next[client] < s->nitems ? &s->items[s->by_id[next[client]]] : NULL;
         gap_end = x && x->client == client ? x->clock : s->clients[client].next_clock;
         d->clock = fill[client];
-        if (r->err || d->len == 0 || d->len > gap_end - d->clock)
+        if (col[D_LENC].err || d->len == 0 || d->len > gap_end - d->clock)
             return CRDT_EMALFORMED;
         fill[client] += d->len;
         if (head & D_TARGET_SAME) {
-            uint32_t delta = crdt__get_u32v(r);
-            if (r->err || delta < d->len || delta > d->clock)
+            uint32_t delta = crdt__get_u32v(&col[D_TARGETC]);
+            if (col[D_TARGETC].err || delta > d->clock - d->len)
                 return CRDT_EMALFORMED;
             d->tclient = client;
-            d->tlo = d->clock - delta;
+            d->tlo = d->clock - d->len - delta;
         } else {
-            crdt__id_t t = get_id(r, s->nclients);
-            if (r->err || (uint64_t)t.clock + d->len > UINT32_MAX)
+            crdt__id_t t = get_id(&col[D_TARGETC], s->nclients);
+            if (col[D_TARGETC].err || (uint64_t)t.clock + d->len > UINT32_MAX)
                 return CRDT_EMALFORMED;
             d->tclient = t.client;
             d->tlo = t.clock;
@@ -586,9 +661,33 @@ static int parse_dels(crdt__reader_t *r, crdt__snap_t *s, uint32_t *fill, uint32
     return 0;
 }
 
+/* Splits the next `n` length-prefixed columns off `r`. */
+static int get_cols(crdt__reader_t *r, crdt__reader_t *col, int n)
+{
+    for (int i = 0; i < n; i++) {
+        uint64_t len = crdt__get_varint(r);
+        if (r->err || len > crdt__reader_left(r))
+            return CRDT_EMALFORMED;
+        col[i].p = r->p;
+        col[i].end = r->p + len;
+        col[i].err = 0;
+        r->p += len;
+    }
+    return 0;
+}
+
+/* Were the columns read exactly to their ends? */
+static bool cols_done(const crdt__reader_t *col, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (col[i].err || col[i].p != col[i].end)
+            return false;
+    return true;
+}
+
 int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len, crdt__snap_t **out)
 {
-    crdt__reader_t r = {data, data + len, 0};
+    crdt__reader_t r = {data, data + len, 0}, icol[NICOLS], dcol[NDCOLS];
     crdt__snap_t *s;
     uint32_t *tmp = NULL, *aux = NULL;
     size_t total_text = 0;
@@ -629,8 +728,23 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
         }
     }
     if (flags & SNAP_F_LZ) {
-        err = CRDT_EFORMAT; /* compressed text is not produced by this version */
-        goto Fail;
+        /* The body is compressed: its declared size is bounded by what the
+         * stream format can expand to, then checked by decompressing. */
+        uint64_t body = crdt__get_varint(&r);
+        if (r.err || body > (uint64_t)crdt__reader_left(&r) * SNAP_LZ_MAX_RATIO ||
+            body > SIZE_MAX / 2) {
+            err = CRDT_EMALFORMED;
+            goto Fail;
+        }
+        s->owned_len = (size_t)body;
+        if ((s->owned = alloc_array(a, s->owned_len, 1, &err)) == NULL)
+            goto Fail;
+        if (crdt__lz_decompress(r.p, crdt__reader_left(&r), s->owned, s->owned_len) != 0) {
+            err = CRDT_EMALFORMED;
+            goto Fail;
+        }
+        r.p = s->owned;
+        r.end = s->owned + s->owned_len;
     }
     if (total_text > crdt__reader_left(&r)) {
         err = CRDT_EMALFORMED;
@@ -641,8 +755,11 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
         r.p += s->clients[c].text_len;
     }
 
+    /* Items: one head byte each, so the head column's length is the count. */
     n = crdt__get_varint(&r);
-    if (r.err || n > crdt__reader_left(&r) / 2) {
+    if ((err = get_cols(&r, icol, NICOLS)) != 0)
+        goto Fail;
+    if (n != crdt__reader_left(&icol[C_HEAD])) {
         err = CRDT_EMALFORMED;
         goto Fail;
     }
@@ -655,22 +772,29 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
                            &err)) == NULL ||
         (aux = alloc_array(a, s->nclients, sizeof(uint32_t), &err)) == NULL)
         goto Fail;
-    if ((err = parse_items(&r, s, aux)) != 0)
+    if ((err = parse_items(icol, s, aux)) != 0 || !cols_done(icol, NICOLS)) {
+        err = err ? err : CRDT_EMALFORMED;
         goto Fail;
+    }
     sort_by_id(s, tmp);
     if ((err = place_text(s, aux)) != 0)
         goto Fail;
 
     n = crdt__get_varint(&r);
-    if (r.err || n > crdt__reader_left(&r) / 3) {
+    if ((err = get_cols(&r, dcol, NDCOLS)) != 0)
+        goto Fail;
+    if (n != crdt__reader_left(&dcol[D_HEADC])) {
         err = CRDT_EMALFORMED;
         goto Fail;
     }
     if ((s->dels = alloc_array(a, (size_t)n, sizeof(snap_del_t), &err)) == NULL)
         goto Fail;
     s->ndel = (uint32_t)n;
-    if ((err = parse_dels(&r, s, tmp, aux)) != 0 || (err = check_refs(a, s)) != 0)
+    if ((err = parse_dels(dcol, s, tmp, aux)) != 0 || !cols_done(dcol, NDCOLS) ||
+        (err = check_refs(a, s)) != 0) {
+        err = err ? err : CRDT_EMALFORMED;
         goto Fail;
+    }
     if (r.p != r.end) {
         err = CRDT_EMALFORMED;
         goto Fail;
@@ -688,7 +812,7 @@ Fail:
 
 /* ---- use -------------------------------------------------------------------- */
 
-int crdt__snapshot_to_ops(const crdt_alloc_t *a, const crdt__snap_t *s, crdt__decoded_t *d)
+int crdt__snapshot_to_ops(const crdt_alloc_t *a, crdt__snap_t *s, crdt__decoded_t *d)
 {
     size_t n = (size_t)s->nitems + s->ndel, k = 0;
     memset(d, 0, sizeof(*d));
@@ -731,6 +855,11 @@ int crdt__snapshot_to_ops(const crdt_alloc_t *a, const crdt__snap_t *s, crdt__de
         op->backward = x->backward;
     }
     d->nops = k;
+    /* The operations' text may live in the decompressed body. */
+    d->owned = s->owned;
+    d->owned_len = s->owned_len;
+    s->owned = NULL;
+    s->owned_len = 0;
     return 0;
 }
 
@@ -813,19 +942,37 @@ static void build_seq(crdt_doc_t *doc, uint32_t n)
     doc->seq_height = level;
 }
 
-/* Builds the id index from sorted (key, value) pairs. */
-static void build_idx(crdt_doc_t *doc, const kv_t *kv, uint32_t n)
+/* Builds the id index from `n` sorted keys: those of the items in id order
+ * merged with those of the delete records, or `kv` when given. */
+static void build_idx(crdt_doc_t *doc, const crdt__snap_t *s, const kv_t *kv, uint32_t n)
 {
-    uint32_t nleaves = n ? groups_of(n, CRDT__IDX_LEAF) : 1, first = 0, level = 0, count, k = 0;
-    for (uint32_t j = 0; j < nleaves; j++) {
-        uint32_t l = j == 0 ? 0 : crdt__pool_take(&doc->idx_leaves);
+    uint32_t nleaves = n ? groups_of(n, CRDT__IDX_LEAF) : 1, first = 0, level = 0, count;
+    uint32_t i = 0, j = 0, k = 0;
+    for (uint32_t lf = 0; lf < nleaves; lf++) {
+        uint32_t l = lf == 0 ? 0 : crdt__pool_take(&doc->idx_leaves);
         crdt__idx_leaf_t *leaf = &IDX_LEAF(doc, l);
-        assert(l == j);
-        leaf->n = n ? group_size(n, nleaves, j) : 0;
-        leaf->next = j + 1 < nleaves ? j + 1 : CRDT__NONE;
-        for (uint32_t i = 0; i < leaf->n; i++, k++) {
-            leaf->keys[i] = kv[k].key;
-            leaf->vals[i] = kv[k].val;
+        assert(l == lf);
+        leaf->n = n ? group_size(n, nleaves, lf) : 0;
+        leaf->next = lf + 1 < nleaves ? lf + 1 : CRDT__NONE;
+        for (uint32_t m = 0; m < leaf->n; m++, k++) {
+            if (kv) {
+                leaf->keys[m] = kv[k].key;
+                leaf->vals[m] = kv[k].val;
+                continue;
+            }
+            {
+                const snap_item_t *x = i < s->nitems ? &s->items[s->by_id[i]] : NULL;
+                const snap_del_t *d = j < s->ndel ? &s->dels[j] : NULL;
+                uint64_t ki = x ? (uint64_t)x->client << 32 | x->clock : UINT64_MAX;
+                uint64_t kj = d ? (uint64_t)d->client << 32 | d->clock : UINT64_MAX;
+                if (ki < kj) {
+                    leaf->keys[m] = ki;
+                    leaf->vals[m] = s->by_id[i++];
+                } else {
+                    leaf->keys[m] = kj;
+                    leaf->vals[m] = j++ | CRDT__IDX_DEL;
+                }
+            }
         }
     }
     count = nleaves;
@@ -835,9 +982,9 @@ static void build_idx(crdt_doc_t *doc, const kv_t *kv, uint32_t n)
         for (uint32_t g = 0; g < groups; g++) {
             crdt__idx_inner_t *in = &IDX_INNER(doc, crdt__pool_take(&doc->idx_inners));
             in->n = group_size(count, groups, g);
-            for (uint32_t i = 0; i < in->n; i++, child++) {
-                in->child[i] = child;
-                in->keys[i] =
+            for (uint32_t c = 0; c < in->n; c++, child++) {
+                in->child[c] = child;
+                in->keys[c] =
                     level == 0 ? IDX_LEAF(doc, child).keys[0] : IDX_INNER(doc, child).keys[0];
             }
         }
@@ -871,10 +1018,18 @@ int crdt__snapshot_build(crdt_doc_t *doc, const crdt__snap_t *s)
     assert(doc->items.len == 0 && doc->clients.len == 1);
     if ((uint64_t)s->nitems + s->ndel >= CRDT__IDX_DEL)
         return CRDT_ELIMIT;
+    bool sorted = true;
+    /* The items' keys (in id order) merged with the delete records' keys
+     * (per client in clock order, clients ascending when written by us) are
+     * in order unless the records' clients came in another order. */
+    for (uint32_t i = 1; i < s->ndel && sorted; i++)
+        sorted = s->dels[i - 1].client <= s->dels[i].client;
     map = crdt__tmp_alloc(a, s->nclients * sizeof(uint32_t));
-    kv = crdt__tmp_alloc(a, nkeys * sizeof(kv_t));
-    tmp = crdt__tmp_alloc(a, nkeys * sizeof(kv_t));
-    if (!map || !kv || !tmp) {
+    if (!sorted) {
+        kv = crdt__tmp_alloc(a, nkeys * sizeof(kv_t));
+        tmp = crdt__tmp_alloc(a, nkeys * sizeof(kv_t));
+    }
+    if (!map || (!sorted && (!kv || !tmp))) {
         err = CRDT_ENOMEM;
         goto Exit;
     }
@@ -957,30 +1112,22 @@ int crdt__snapshot_build(crdt_doc_t *doc, const crdt__snap_t *s)
     }
     build_seq(doc, s->nitems);
     {
-        /* Items in id order merged with the delete records, which come per
-         * client in clock order, clients ascending when written by us. */
-        uint32_t i = 0, j = 0, k = 0;
-        bool sorted = true;
-        while (i < s->nitems || j < s->ndel) {
-            uint64_t ki = i < s->nitems ? (uint64_t)s->items[s->by_id[i]].client << 32 |
-                                              s->items[s->by_id[i]].clock
-                                        : UINT64_MAX;
-            uint64_t kj =
-                j < s->ndel ? (uint64_t)s->dels[j].client << 32 | s->dels[j].clock : UINT64_MAX;
-            if (ki < kj) {
-                kv[k].key = ki;
-                kv[k++].val = s->by_id[i++];
-            } else {
-                kv[k].key = kj;
-                kv[k++].val = j++ | CRDT__IDX_DEL;
+        if (sorted) {
+            build_idx(doc, s, NULL, nkeys);
+        } else {
+            for (uint32_t i = 0; i < s->nitems; i++) {
+                const snap_item_t *x = &s->items[s->by_id[i]];
+                kv[i].key = (uint64_t)x->client << 32 | x->clock;
+                kv[i].val = s->by_id[i];
             }
-            if (k > 1 && kv[k - 1].key < kv[k - 2].key)
-                sorted = false;
-        }
-        if (!sorted)
+            for (uint32_t i = 0; i < s->ndel; i++) {
+                kv[s->nitems + i].key = (uint64_t)s->dels[i].client << 32 | s->dels[i].clock;
+                kv[s->nitems + i].val = i | CRDT__IDX_DEL;
+            }
             sort_kv(kv, tmp, nkeys);
+            build_idx(doc, s, kv, nkeys);
+        }
     }
-    build_idx(doc, kv, nkeys);
     err = 0;
 Exit:
     crdt__tmp_free(a, map, s->nclients * sizeof(uint32_t));
