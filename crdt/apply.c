@@ -282,6 +282,16 @@ static int deps_of(const plan_t *p, const crdt__op_t *op)
     return DEP_OK;
 }
 
+/* Does an operation name its own client's current or later clocks as an
+ * origin or target? Such an operation could never be applied. */
+static bool refers_forward(const crdt__op_t *op)
+{
+    if (op->kind == CRDT__OP_INSERT)
+        return (op->left.client == op->client && op->left.clock >= op->clock) ||
+               (op->right.client == op->client && op->right.clock >= op->clock);
+    return op->tclient == op->client && (uint64_t)op->tlo + op->len > op->clock;
+}
+
 /* Rewrites a decoded operation's client numbers to local ones. */
 static void map_op(crdt__op_t *op, const uint32_t *map)
 {
@@ -348,7 +358,7 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
     crdt_buf_t pend = {0};
     uint8_t *new_pending = NULL;
     plan_t p;
-    bool changed = false;
+    bool changed = false, superseded = false;
     int err;
 
     if (doc == NULL || (data == NULL && len > 0))
@@ -361,8 +371,10 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
     if (dn.nops == 0)
         goto Exit;
     if (doc->pending_len > 0 &&
-        (err = crdt__decode_update(a, doc->pending, doc->pending_len, &dp)) != 0)
+        CRDT_NEVER(crdt__decode_update(a, doc->pending, doc->pending_len, &dp) != 0)) {
+        err = CRDT_EINTERNAL; /* our own encoding of held operations must decode */
         goto Exit;
+    }
     nall = dp.nops + dn.nops;
     if ((err = scratch_init(a, &s, dn.nids + dp.nids, nall, stack.bytes, sizeof(stack.bytes))) != 0)
         goto Exit;
@@ -403,6 +415,12 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
         bool from_new = i >= dp.nops;
         k->op = from_new ? dn.ops[i - dp.nops] : dp.ops[i];
         map_op(&k->op, from_new ? s.map : s.map + dn.nids);
+        if (refers_forward(&k->op)) {
+            /* Two table entries for one replica can hide this from the
+             * decoder: an operation depending on its own later clocks. */
+            err = CRDT_EMALFORMED;
+            goto Exit;
+        }
         k->seq = (uint32_t)i;
         k->from_new = from_new;
         k->state = WAITING;
@@ -412,6 +430,28 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
             break;
     if (i < nall)
         qsort(p.c, nall, sizeof(cand_t), cmp_cand);
+
+    /* A held operation whose clocks overlap an operation of this update is
+     * superseded by it: an honest peer sends the same operation again, and a
+     * conflicting one must not win because it arrived first and was held. */
+    if (dp.nops > 0) {
+        size_t g0 = 0;
+        while (g0 < nall) {
+            size_t g1 = g0, j = g0;
+            while (g1 < nall && p.c[g1].op.client == p.c[g0].op.client)
+                g1++;
+            for (size_t h = g0; h < g1; h++) {
+                const crdt__op_t *ho = &p.c[h].op;
+                if (p.c[h].from_new)
+                    continue;
+                while (j < g1 && (!p.c[j].from_new || p.c[j].op.clock + p.c[j].op.len <= ho->clock))
+                    j++;
+                if (j < g1 && p.c[j].op.clock < ho->clock + ho->len)
+                    p.c[h].state = DROPPED;
+            }
+            g0 = g1;
+        }
+    }
 
     /* Drop what is known, trim what is partly known, group by client. */
     p.g = s.g;
@@ -426,6 +466,10 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
                 g->client = c;
                 g->start = g->end = (uint32_t)w;
                 g->psv = c < doc->clients.len ? CLIENT(doc, c).next_clock : 0;
+            }
+            if (k->state == DROPPED) {
+                superseded = true;
+                continue;
             }
             if (k->op.clock + k->op.len <= g->psv)
                 continue;
@@ -511,7 +555,7 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
         if ((err = crdt__encode_ops(a, tmpclients, ntmpclients, leftover, nleft, &pend)) != 0)
             goto Exit;
     }
-    if (nplan == 0 && !changed)
+    if (nplan == 0 && !changed && !superseded)
         goto Exit; /* nothing new: all known, or held as before */
 
     /* New clients join the table first (invisible: they have no operation

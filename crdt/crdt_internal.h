@@ -414,7 +414,7 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
                          crdt__snap_t **out);
 void crdt__snapshot_dispose(const crdt_alloc_t *a, crdt__snap_t *s);
 /* Fills a fresh document (created, never edited) from a parsed state. */
-int crdt__snapshot_build(crdt_doc_t *doc, const crdt__snap_t *s);
+int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s);
 /* The state's operations, for merging into a document that has some; `d`
  * takes over the memory their text lives in. */
 int crdt__snapshot_to_ops(const crdt_alloc_t *a, crdt__snap_t *s, crdt__decoded_t *d);

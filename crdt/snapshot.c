@@ -265,14 +265,11 @@ Exit:
 
 /* ---- parsing --------------------------------------------------------------- */
 
-/* A parsed item; origins are (snapshot client, clock) pairs. */
-typedef struct {
-    uint32_t client, clock, len;
-    uint16_t deleted;
-    uint16_t check; /* 1: left, 2: right origin was written out, not derived */
-    crdt__id_t left, right;
-    uint32_t text_off, text_bytes, u16len;
-} snap_item_t;
+/* A parsed item is a document item, so a loaded document adopts the array:
+ * clients are snapshot client numbers (the loaded document numbers its
+ * clients the same way), and until the sequence tree is built `leaf` holds
+ * which origins were written out (1: left, 2: right) and must be checked. */
+typedef crdt__item_t snap_item_t;
 
 typedef struct {
     uint32_t client, clock, len, tclient, tlo, backward;
@@ -389,7 +386,7 @@ static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
     size_t nq = 0, cap = s->ndel;
     kv_t *q, *tmp;
     for (uint32_t i = 0; i < s->nitems; i++)
-        cap += (s->items[i].check & 1) + (s->items[i].check >> 1);
+        cap += (s->items[i].leaf & 1) + (s->items[i].leaf >> 1);
     q = crdt__tmp_alloc(a, cap * sizeof(kv_t));
     tmp = crdt__tmp_alloc(a, cap * sizeof(kv_t));
     uint32_t *cover = crdt__tmp_alloc(a, s->nitems * sizeof(uint32_t));
@@ -400,11 +397,11 @@ static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
     }
     for (uint32_t i = 0; i < s->nitems; i++) {
         const snap_item_t *x = &s->items[i];
-        if (x->check & 1) {
+        if (x->leaf & 1) {
             q[nq].key = (uint64_t)x->left.client << 32 | x->left.clock;
             q[nq++].val = x->left.clock + 1;
         }
-        if (x->check & 2) {
+        if (x->leaf & 2) {
             q[nq].key = (uint64_t)x->right.client << 32 | x->right.clock;
             q[nq++].val = x->right.clock + 1;
         }
@@ -481,10 +478,11 @@ static int parse_items(crdt__reader_t *col, crdt__snap_t *s, uint32_t *end)
         if (col[C_CLIENT].err || client >= s->nclients)
             return CRDT_EMALFORMED;
         x->client = client;
-        x->deleted = head & I_DELETED;
+        x->deleted = (uint16_t)(head & I_DELETED);
         x->left = CRDT__NOID;
         x->right = CRDT__NOID;
-        x->check = (lm >= 2 ? 1 : 0) | (rm == 3 ? 2 : 0);
+        x->leaf = (lm >= 2 ? 1 : 0) | (rm == 3 ? 2 : 0);
+        x->slot = 0;
         /* The left origin first: the clock may be written relative to it. */
         if (lm == 1) {
             const snap_item_t *p;
@@ -961,7 +959,7 @@ static void build_idx(crdt_doc_t *doc, const crdt__snap_t *s, const kv_t *kv, ui
                 continue;
             }
             {
-                const snap_item_t *x = i < s->nitems ? &s->items[s->by_id[i]] : NULL;
+                const crdt__item_t *x = i < s->nitems ? &ITEM(doc, s->by_id[i]) : NULL;
                 const snap_del_t *d = j < s->ndel ? &s->dels[j] : NULL;
                 uint64_t ki = x ? (uint64_t)x->client << 32 | x->clock : UINT64_MAX;
                 uint64_t kj = d ? (uint64_t)d->client << 32 | d->clock : UINT64_MAX;
@@ -1008,7 +1006,7 @@ static uint32_t inner_nodes(uint32_t count, uint32_t fan)
     return total;
 }
 
-int crdt__snapshot_build(crdt_doc_t *doc, const crdt__snap_t *s)
+int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
 {
     const crdt_alloc_t *a = &doc->alloc;
     uint32_t *map = NULL, nkeys = s->nitems + s->ndel;
@@ -1045,6 +1043,7 @@ int crdt__snapshot_build(crdt_doc_t *doc, const crdt__snap_t *s)
         doc->clients.len = 0;
         for (uint32_t c = 0; c < s->nclients; c++) {
             map[c] = crdt__client_add(doc, s->clients[c].id);
+            assert(map[c] == c); /* items keep snapshot client numbers */
             if (s->clients[c].id == self)
                 self_at = map[c];
         }
@@ -1056,8 +1055,7 @@ int crdt__snapshot_build(crdt_doc_t *doc, const crdt__snap_t *s)
     {
         uint32_t leaves = s->nitems ? groups_of(s->nitems, CRDT__SEQ_LEAF) : 1;
         uint32_t ileaves = nkeys ? groups_of(nkeys, CRDT__IDX_LEAF) : 1;
-        if ((err = crdt__pool_reserve(doc, &doc->items, sizeof(crdt__item_t), s->nitems)) != 0 ||
-            (err = crdt__pool_reserve(doc, &doc->delrecs, sizeof(crdt__delrec_t), s->ndel)) != 0 ||
+        if ((err = crdt__pool_reserve(doc, &doc->delrecs, sizeof(crdt__delrec_t), s->ndel)) != 0 ||
             (err = crdt__pool_reserve(doc, &doc->seq_leaves, sizeof(crdt__seq_leaf_t),
                                       leaves - 1)) != 0 ||
             (err = crdt__pool_reserve(doc, &doc->seq_inners, sizeof(crdt__seq_inner_t),
@@ -1075,20 +1073,16 @@ int crdt__snapshot_build(crdt_doc_t *doc, const crdt__snap_t *s)
         cl->next_clock = s->clients[c].next_clock;
         crdt__text_append(doc, map[c], s->clients[c].text, s->clients[c].text_len);
     }
+    /* The parsed items become the document's items (same client numbers). */
+    if (s->nitems > 0) {
+        crdt__pool_dispose(doc, &doc->items, sizeof(crdt__item_t));
+        doc->items.base = s->items;
+        doc->items.len = doc->items.cap = s->nitems;
+        doc->mem += (size_t)s->nitems * sizeof(crdt__item_t);
+        s->items = NULL;
+    }
     for (uint32_t i = 0; i < s->nitems; i++) {
-        const snap_item_t *x = &s->items[i];
-        crdt__item_t *y = &ITEM(doc, crdt__pool_take(&doc->items));
-        y->client = map[x->client];
-        y->clock = x->clock;
-        y->len = x->len;
-        y->u16len = x->u16len;
-        y->text_off = x->text_off;
-        y->text_bytes = x->text_bytes;
-        y->left = x->left.client == CRDT__NONE ? CRDT__NOID
-                                               : crdt__id(map[x->left.client], x->left.clock);
-        y->right = x->right.client == CRDT__NONE ? CRDT__NOID
-                                                 : crdt__id(map[x->right.client], x->right.clock);
-        y->deleted = (uint16_t)(x->deleted ? 1 : 0);
+        const crdt__item_t *y = &ITEM(doc, i);
         if (!y->deleted) {
             doc->vis_len += y->u16len;
             doc->utf8_len += y->text_bytes;
@@ -1116,7 +1110,7 @@ int crdt__snapshot_build(crdt_doc_t *doc, const crdt__snap_t *s)
             build_idx(doc, s, NULL, nkeys);
         } else {
             for (uint32_t i = 0; i < s->nitems; i++) {
-                const snap_item_t *x = &s->items[s->by_id[i]];
+                const crdt__item_t *x = &ITEM(doc, s->by_id[i]);
                 kv[i].key = (uint64_t)x->client << 32 | x->clock;
                 kv[i].val = s->by_id[i];
             }
