@@ -1,19 +1,28 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lz.c: the snapshot text compressor declared in lz.h. LZ77 over a 1 MiB window
- * (hash chains, lazy matching) feeds canonical Huffman codes that are rebuilt
- * for every block; the decoder is table driven and checks every input bit. Pure
- * functions: no state outlives a call, so calls may run concurrently.
+ * lz.c: the compressor for the text in document snapshots, declared in lz.h
+ * (used by snapshot.c). LZ77 with a 1 MiB window, found with hash chains and
+ * lazy matching, feeds canonical Huffman codes that are rebuilt for every block
+ * of 8192 symbols, or stored raw when that is smaller; decoding is table driven
+ * and checks every bit of its input. Pure functions: no state outlives a call,
+ * the compressor's tables are allocated per call and the decoder's are on the
+ * stack, so calls may run concurrently.
  *
- * Stream format. The stream is a sequence of blocks packed into bits, least
- * significant bit of each byte first; a field of k bits is stored low bit first.
- * Huffman codes are stored most significant code bit first. The last block ends
- * the stream; the bits left in its final byte must be zero and no byte may
- * follow. An empty input is an empty stream (zero blocks). Every block starts:
+ * Stream format (weft's own, deflate-like but not compatible). The stream
+ * does not record the decompressed size: the container does. It is a sequence
+ * of blocks packed into bits, least significant bit of each byte first; a field
+ * of k bits is stored low bit first, a Huffman code most significant code bit
+ * first. The last block ends the stream; the bits left in its final byte must
+ * be zero and no byte may follow. An empty input is an empty stream (zero
+ * blocks). Every block starts:
  *
  *   1 bit   last: 1 on the final block
  *   1 bit   type: 0 stored, 1 Huffman
  *   5 bits  k (0..22), then k bits: the block's decompressed size minus 1
+ *
+ * A block that is not the last decompresses to at least 4096 bytes (so the
+ * decoder's per-block work, mostly filling 8 KiB of tables, stays a small
+ * fraction of its output).
  *
  * Stored: zero bits up to the next byte boundary, then the bytes themselves.
  *
@@ -25,10 +34,11 @@
  * precode symbols 0..12 are a length, 13 repeats the previous length 3..6 times
  * (2 extra bits), 14 writes 3..10 zeros (3 extra bits), 15 writes 11..138 zeros
  * (7 extra bits); a run may cross from one alphabet into the next but not past
- * the end. Unsent lengths are 0. Codes are canonical (shorter codes first, then
- * by symbol), at most 12 bits (7 for the precode) and complete; the distance
- * code may instead be empty, but only if no length symbol has a code. Then come
- * symbols until the block's size is reached (no end-of-block symbol):
+ * the end. Unsent lengths are 0. Codes are canonical (as in deflate: code values
+ * increase with (length, symbol)), at most 12 bits (7 for the precode) and
+ * complete (Kraft sum exactly 1); the distance code may instead be empty, but
+ * only if no length symbol has a code. Then come symbols until the block's size
+ * is reached (there is no end-of-block symbol):
  *
  *   literal/length symbol 0..255: that byte;
  *   256 + s (s = 0..59): a match of length 3 + v, where v = s for s < 8 and
@@ -58,6 +68,7 @@
 #define PRE_MAXBITS 7 /* precode */
 #define KMAX 22       /* widest block size field */
 #define BLOCK_MAX ((size_t)1 << KMAX)
+#define BLOCK_MIN 4096 /* smallest block but the last */
 
 static const uint8_t pre_order[NPRE] = {14, 15, 13, 0, 7, 8, 6, 9, 5, 10, 4, 11, 3, 12, 2, 1};
 
@@ -299,49 +310,36 @@ static void assign_codes(const uint8_t *lens, unsigned n, uint16_t *codes)
 
 /* ---- compressor ------------------------------------------------------------------ */
 
-/* Symbols per block. Large enough that per-block overhead is small, small
- * enough that the codes follow changes in the text. */
-#ifndef SEQ_MAX
+/* Symbols per block (at least BLOCK_MIN, as every symbol is at least one
+ * byte, and blocks end early only near BLOCK_MAX): small blocks let the codes follow the text
+ * (measured best around 4K-8K symbols on prose and source code); each costs a header of a few dozen
+ * bytes. */
 #define SEQ_MAX 8192
-#endif
+_Static_assert(SEQ_MAX >= BLOCK_MIN && BLOCK_MAX - MAX_MATCH >= BLOCK_MIN, "blocks too small");
 /* Inputs larger than this are compressed in independent pieces, so positions
  * fit 32 bits. */
 #define PIECE_MAX ((size_t)1 << 30)
 
-/* Match finder parameters. */
-#ifndef CHAIN_MAX
-#define CHAIN_MAX 64 /* candidates examined per position */
-#endif
-#ifndef NICE_LEN
-#define NICE_LEN 128 /* a match this long ends the search */
-#endif
-#ifndef LAZY_MAX
-#define LAZY_MAX 64 /* do not look for a better match after one this long */
-#endif
-#ifndef GOOD_LEN
-#define GOOD_LEN 32 /* after a match this long, search a quarter as deep */
-#endif
-#ifndef GAIN_MUL
-#define GAIN_MUL 3
-#endif
-#ifndef GAIN_LIT
-#define GAIN_LIT 1
-#endif
-#ifndef DIST4_MAX
-#define DIST4_MAX 65536
-#endif
-#ifndef DIST3_MAX
-#define DIST3_MAX 4096 /* farthest useful length-3 match */
-#endif
-#ifndef HASH3_BITS_MAX
-#define HASH3_BITS_MAX 14
-#endif
-#ifndef HASHC_BITS_MAX
-#define HASHC_BITS_MAX 17
-#endif
-#ifndef HASH4_BITS_MAX
-#define HASH4_BITS_MAX 15
-#endif
+/*
+ * Match finder. Three tables map a hash of the bytes at a position to the
+ * latest position with that hash: head3 (3 bytes), head4 (4 bytes) and headc
+ * (CHAIN_BYTES bytes), and prev[] chains every position to the previous one
+ * with the same headc hash. Chaining on 6 bytes rather than 4 skips most
+ * candidates that could only give short matches, which the single-entry
+ * tables cover. The numbers were tuned on prose and C source.
+ */
+#define CHAIN_BYTES 6
+#define CHAIN_MAX 64    /* chain candidates examined per search */
+#define NICE_LEN 128    /* a match this long ends the search */
+#define LAZY_MAX 64     /* a match this long is taken without looking further */
+#define GOOD_LEN 32     /* after a match this long, search a quarter as deep */
+#define DIST3_MAX 4096  /* farthest length-3 match worth coding */
+#define DIST4_MAX 65536 /* farthest length-4 match worth coding */
+#define HASH3_BITS 14   /* table sizes (at most; smaller for small inputs) */
+#define HASH4_BITS 15
+#define HASHC_BITS 17
+#define SKIP_AFTER 256 /* searches without a match before skipping some */
+#define SKIP_MAX 32    /* most positions skipped at a time */
 
 typedef struct {
     uint32_t len;  /* 0 for a literal */
@@ -359,7 +357,6 @@ typedef struct {
 } block_t;
 
 typedef struct {
-    const crdt_alloc_t *alloc;
     const uint8_t *src; /* start of the current piece */
     size_t n;           /* its length */
     uint32_t *headc, *head4, *head3, *prev;
@@ -375,7 +372,6 @@ typedef struct {
     crdt_buf_t *out;
     uint64_t bb; /* bits not yet written to out (fewer than 8) */
     unsigned bc;
-    int err;
     block_t blk;
 } enc_t;
 
@@ -383,13 +379,10 @@ typedef struct {
  * "too far away". */
 #define BIAS ((uint32_t)1 << WBITS)
 
-#ifndef CHAIN_HASH_BYTES
-#define CHAIN_HASH_BYTES 6
-#endif
-/* Hash of the CHAIN_HASH_BYTES bytes at p (8 readable). */
+/* Hash of the CHAIN_BYTES bytes at p (8 readable). */
 static inline uint32_t hashc(const uint8_t *p, unsigned bits)
 {
-    return (uint32_t)(((load_le64(p) << (64 - 8 * CHAIN_HASH_BYTES)) * 0x9E3779B97F4A7C15ull) >>
+    return (uint32_t)(((load_le64(p) << (64 - 8 * CHAIN_BYTES)) * 0x9E3779B97F4A7C15ull) >>
                       (64 - bits));
 }
 
@@ -566,7 +559,7 @@ static int flush_block(enc_t *e, int last)
     bw_t w;
     int stored;
 
-    assert(raw > 0 && raw <= BLOCK_MAX);
+    assert(raw > 0 && raw <= BLOCK_MAX && (last || raw >= BLOCK_MIN));
     memset(b->lfreq, 0, sizeof(b->lfreq));
     memset(b->dfreq, 0, sizeof(b->dfreq));
     for (size_t i = 0; i < e->nseq; i++) {
@@ -662,7 +655,7 @@ static int flush_block(enc_t *e, int last)
         w.bc = 8;
         bw_flush(&w);
     }
-    assert((size_t)(w.p - (e->out->base + e->out->len)) <= n + 1);
+    assert((size_t)(w.p - (e->out->base + e->out->len)) <= n + 2);
     e->out->len = (size_t)(w.p - e->out->base);
     e->bb = w.bb;
     e->bc = w.bc;
@@ -698,14 +691,30 @@ static inline int add_match(enc_t *e, unsigned len, uint32_t dist)
     return 0;
 }
 
-/* Parses the current piece with lazy matching: a match found at p is only taken
- * if the match at p + 1 is not longer. */
+/*
+ * Lazy matching's test: whether the match (len, dist) found one byte after the
+ * match (prev_len, prev_dist) is worth emitting a literal first. A rough bit
+ * count: each matched byte saves about 3 bits, a distance costs its log2, the
+ * literal about 1 more than the distances' difference suggests.
+ */
+static inline int later_is_better(unsigned prev_len, uint32_t prev_dist, unsigned len,
+                                  uint32_t dist)
+{
+    if (len <= prev_len)
+        return 0;
+    return (int)(3 * len) - (int)log2u(dist) - 1 > (int)(3 * prev_len) - (int)log2u(prev_dist);
+}
+
+/* Parses the current piece with lazy matching: a match found at p is taken
+ * unless the one at p + 1 is better (later_is_better), in which case p becomes
+ * a literal and the match at p + 1 is weighed against the one at p + 2. */
 static int parse_piece(enc_t *e)
 {
     const uint8_t *src = e->src;
     size_t n = e->n, pos = 0;
     unsigned prev_len = 0;
     uint32_t prev_dist = 0;
+    size_t misses = 0; /* searches in a row that found nothing */
     int have_prev = 0, err = 0;
 
     memset(e->headc, 0, e->headc_size * sizeof(uint32_t));
@@ -721,8 +730,7 @@ static int parse_piece(enc_t *e)
                 cur_len = find_match(e, (uint32_t)pos, have_prev ? prev_len : 0, &cur_dist);
         }
         if (have_prev && prev_len >= MIN_MATCH &&
-            (cur_len <= prev_len || (int)(cur_len * GAIN_MUL) - (int)log2u(cur_dist) - GAIN_LIT <=
-                                        (int)(prev_len * GAIN_MUL) - (int)log2u(prev_dist))) {
+            !later_is_better(prev_len, prev_dist, cur_len, cur_dist)) {
             size_t end = pos - 1 + prev_len;
             err = add_match(e, prev_len, prev_dist);
             if (err)
@@ -732,18 +740,42 @@ static int parse_piece(enc_t *e)
             pos = end;
             have_prev = 0;
             prev_len = 0;
+            misses = 0;
         } else {
             if (have_prev) {
                 err = add_literal(e, src[pos - 1]);
                 if (err)
                     return err;
             }
+            if (cur_len == 0 && ++misses > SKIP_AFTER) {
+                /* Incompressible so far: take this and the next few bytes as
+                 * literals without looking for matches, more the longer
+                 * the drought lasts. */
+                size_t step = 1 + ((misses - SKIP_AFTER) >> 4);
+                if (step > SKIP_MAX)
+                    step = SKIP_MAX;
+                if (step > n - pos)
+                    step = n - pos;
+                for (size_t q = pos; q < pos + step; q++) {
+                    err = add_literal(e, src[q]);
+                    if (err)
+                        return err;
+                }
+                pos += step;
+                have_prev = 0;
+                prev_len = 0;
+                continue;
+            }
+            if (cur_len)
+                misses = 0;
             have_prev = 1;
             prev_len = cur_len;
             prev_dist = cur_dist;
             pos++;
         }
     }
+    /* the last 7 bytes are never searched, so this is a literal */
+    assert(!have_prev || prev_len == 0);
     if (have_prev)
         err = add_literal(e, src[n - 1]);
     return err;
@@ -764,22 +796,25 @@ int crdt__lz_compress(const crdt_alloc_t *a, const uint8_t *src, size_t n, crdt_
     unsigned wb = ceil_log2(first);
     int err = CRDT_ENOMEM;
 
-    if (n == 0)
+    if (n == 0) {
+        if (crdt__buf_reserve(out, 0) != 0)
+            return CRDT_ENOMEM;
+        out->base[out->len] = 0;
         return 0;
+    }
     e = crdt__tmp_alloc(a, sizeof(*e));
     if (e == NULL)
         return CRDT_ENOMEM;
     memset(e, 0, sizeof(*e));
-    e->alloc = a;
     e->out = out;
     if (wb > WBITS)
         wb = WBITS;
     if (wb < 10)
         wb = 10;
     e->wmask = ((uint32_t)1 << wb) - 1;
-    e->hbitsc = wb < HASHC_BITS_MAX ? wb : HASHC_BITS_MAX;
-    e->hbits4 = wb < HASH4_BITS_MAX ? wb : HASH4_BITS_MAX;
-    e->hbits3 = wb < HASH3_BITS_MAX ? wb : HASH3_BITS_MAX;
+    e->hbitsc = wb < HASHC_BITS ? wb : HASHC_BITS;
+    e->hbits4 = wb < HASH4_BITS ? wb : HASH4_BITS;
+    e->hbits3 = wb < HASH3_BITS ? wb : HASH3_BITS;
     e->headc_size = (size_t)1 << e->hbitsc;
     e->head4_size = (size_t)1 << e->hbits4;
     e->head3_size = (size_t)1 << e->hbits3;
@@ -790,23 +825,23 @@ int crdt__lz_compress(const crdt_alloc_t *a, const uint8_t *src, size_t n, crdt_
     e->prev = crdt__tmp_alloc(a, e->prev_size * sizeof(uint32_t));
     e->seq = crdt__tmp_alloc(a, SEQ_MAX * sizeof(seq_t));
     if (!e->headc || !e->head4 || !e->head3 || !e->prev || !e->seq)
-        goto done;
+        goto Exit;
 
     e->blk_src = src;
-    for (size_t off = 0; off < n; off += PIECE_MAX) {
+    for (size_t off = 0; off < n; off += e->n) {
         e->src = src + off;
         e->n = n - off < PIECE_MAX ? n - off : PIECE_MAX;
         err = parse_piece(e);
         if (err)
-            goto done;
+            goto Exit;
     }
     err = flush_block(e, 1);
     if (err)
-        goto done;
+        goto Exit;
     assert(e->bc == 0);
     out->base[out->len] = 0;
 
-done:
+Exit:
     if (err)
         out->len = start_len;
     crdt__tmp_free(a, e->headc, e->headc_size * sizeof(uint32_t));
@@ -910,7 +945,7 @@ int crdt__lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_l
                 if (in < in_end)                                                                   \
                     bb |= (uint64_t)*in++ << bc;                                                   \
                 else if (++over >= 8)                                                              \
-                    goto bad;                                                                      \
+                    goto Bad;                                                                      \
                 bc += 8;                                                                           \
             }                                                                                      \
         }                                                                                          \
@@ -937,16 +972,16 @@ int crdt__lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_l
             k = BITS(5);
             DROP(5);
             if (k > KMAX)
-                goto bad;
+                goto Bad;
             blen = BITS(k) + 1;
             DROP(k);
-            if (blen > (size_t)(dst_end - out))
-                goto bad;
+            if (blen > (size_t)(dst_end - out) || (!last && blen < BLOCK_MIN))
+                goto Bad;
             consumed = CONSUMED();
             q = (consumed + 7) / 8;
             pad = q * 8 - consumed;
             if (BITS(pad) != 0 || q > n || n - q < blen)
-                goto bad;
+                goto Bad;
             memcpy(out, src + q, blen);
             out += blen;
             in = src + q + blen;
@@ -959,11 +994,11 @@ int crdt__lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_l
         k = BITS(5);
         DROP(5);
         if (k > KMAX)
-            goto bad;
+            goto Bad;
         blen = BITS(k) + 1;
         DROP(k);
-        if (blen > (size_t)(dst_end - out))
-            goto bad;
+        if (blen > (size_t)(dst_end - out) || (!last && blen < BLOCK_MIN))
+            goto Bad;
         blk_end = out + blen;
 
         /* code lengths */
@@ -978,14 +1013,14 @@ int crdt__lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_l
             np = BITS(4) + 1;
             DROP(4);
             if (nl > NLITLEN || nd > NDIST)
-                goto bad;
+                goto Bad;
             for (unsigned j = 0; j < np; j++) {
                 REFILL();
                 plens[pre_order[j]] = (uint8_t)BITS(3);
                 DROP(3);
             }
             if (build_table(pt, PRE_MAXBITS, plens, NPRE, T_PRE) != 0)
-                goto bad;
+                goto Bad;
             total = nl + nd;
             memset(lens, 0, sizeof(lens));
             while (i < total) {
@@ -1001,7 +1036,7 @@ int crdt__lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_l
                 }
                 if (sym == 13) {
                     if (i == 0)
-                        goto bad;
+                        goto Bad;
                     v = lens[i - 1];
                     run = 3 + BITS(2);
                     DROP(2);
@@ -1013,7 +1048,7 @@ int crdt__lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_l
                     DROP(7);
                 }
                 if (run > total - i)
-                    goto bad;
+                    goto Bad;
                 memset(lens + i, v, run);
                 i += run;
             }
@@ -1022,16 +1057,16 @@ int crdt__lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_l
             memset(lens + nl, 0, NLITLEN - nl);
             memset(lens + NLITLEN + nd, 0, NDIST - nd);
             if (build_table(lt, MAXBITS, lens, NLITLEN, T_LITLEN) != 0)
-                goto bad;
+                goto Bad;
             for (unsigned s = NLIT; s < NLITLEN; s++)
                 have_len |= lens[s];
             for (unsigned t = 0; t < NDIST; t++)
                 have_dist |= lens[NLITLEN + t];
             if (have_dist) {
                 if (build_table(dt, MAXBITS, lens + NLITLEN, NDIST, T_DIST) != 0)
-                    goto bad;
+                    goto Bad;
             } else if (have_len) {
-                goto bad; /* a length symbol would have no distance code */
+                goto Bad; /* a length symbol would have no distance code */
             }
         }
 
@@ -1061,11 +1096,17 @@ int crdt__lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_l
             dist = (e >> E_VALUE_SHIFT) + BITS(x);
             DROP(x);
             if (len > (size_t)(blk_end - out) || dist > (size_t)(out - dst))
-                goto bad;
+                goto Bad;
             {
                 const uint8_t *from = out - dist;
                 uint8_t *end = out + len;
-                if (dist >= 8 && (size_t)(dst_end - end) >= 8) {
+                if (dist >= 16 && (size_t)(dst_end - end) >= 16) {
+                    do {
+                        memcpy(out, from, 16);
+                        out += 16;
+                        from += 16;
+                    } while (out < end);
+                } else if (dist >= 8 && (size_t)(dst_end - end) >= 8) {
                     do {
                         memcpy(out, from, 8);
                         out += 8;
@@ -1086,9 +1127,9 @@ int crdt__lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_l
     /* the stream must end here, padded with zero bits to a byte boundary */
     consumed = CONSUMED();
     if ((consumed + 7) / 8 != n || BITS((8 - consumed % 8) % 8) != 0 || out != dst_end)
-        goto bad;
+        goto Bad;
     return 0;
-bad:
+Bad:
     return CRDT_EMALFORMED;
 #undef REFILL
 #undef BITS

@@ -16,8 +16,9 @@
  * crdt__buf_reserve(); `out` must have been set up by crdt__buf_init() (its
  * existing bytes are kept) and stays NUL-terminated. Temporary memory (at most
  * about 5 MiB, less for small inputs) comes from `a` and is freed before
- * returning. The stream for n == 0 is empty. The result never exceeds
- * n + n / 4096 + 16 bytes (incompressible input is stored as raw blocks).
+ * returning. The stream for n == 0 is empty. The stream never exceeds
+ * n + n / 1024 + 8 bytes (incompressible input is stored as raw blocks). The
+ * output depends only on src[0..n) (not on the allocator or the machine).
  * Returns 0, or CRDT_ENOMEM, in which case out->len is as it was on entry.
  */
 int crdt__lz_compress(const crdt_alloc_t *a, const uint8_t *src, size_t n, crdt_buf_t *out);
@@ -31,5 +32,14 @@ int crdt__lz_compress(const crdt_alloc_t *a, const uint8_t *src, size_t n, crdt_
  * stack) and runs in time linear in n + dst_len.
  */
 int crdt__lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_len);
+
+/*
+ * A stream of n bytes never decompresses to more than n * CRDT__LZ_MAX_RATIO
+ * bytes: the longest match, 65538 bytes, can cost as little as 15 bits. Long
+ * runs really do get close (4 MiB of one byte compress to 150 bytes), so a
+ * reader may reject a declared size above this bound before allocating, but
+ * no lower one.
+ */
+#define CRDT__LZ_MAX_RATIO 34954
 
 #endif /* WEFT_CRDT_LZ_H */

@@ -21,9 +21,11 @@
 #define SNAP_VERSION 2
 #define SNAP_F_LZ 0x01
 /* Bodies smaller than this are stored as they are. */
-#define SNAP_LZ_MIN ((size_t)1 << 40)
-/* A compressed body may declare at most this many bytes per input byte. */
-#define SNAP_LZ_MAX_RATIO 1024
+#define SNAP_LZ_MIN 256
+/* A compressed body may declare at most this many bytes per stream byte, so
+ * hostile input cannot make a reader allocate more than a small multiple of
+ * its size; a body that compresses better than this is stored as it is. */
+#define SNAP_LZ_MAX_RATIO 64
 
 /* item head */
 #define I_DELETED 0x01
@@ -239,10 +241,17 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, crdt_buf_t *out)
     }
     if (body.len >= SNAP_LZ_MIN) {
         /* Compressed body: its length, then the stream. */
+        size_t mark = b.len, start;
         crdt__put_varint(&b, body.len);
+        start = b.len;
         if ((err = crdt__lz_compress(a, body.base, body.len, &b)) != 0)
             goto Exit;
-    } else {
+        if (body.len > (b.len - start) * SNAP_LZ_MAX_RATIO) {
+            b.len = mark; /* too compressible for readers to accept: store it */
+            b.base[1] = 0;
+        }
+    }
+    if (b.base[1] == 0) {
         if ((err = crdt__buf_reserve(&b, body.len)) != 0)
             goto Exit;
         crdt__put_bytes(&b, body.base, body.len);
@@ -719,8 +728,7 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
         sc->next_clock = crdt__get_u32v(&r);
         sc->text_len = crdt__get_u32v(&r);
         total_text += sc->text_len;
-        if (r.err || sc->next_clock == 0 || sc->text_len > len ||
-            (c > 0 && sc->id <= s->clients[c - 1].id)) {
+        if (r.err || sc->next_clock == 0 || (c > 0 && sc->id <= s->clients[c - 1].id)) {
             err = CRDT_EMALFORMED; /* ids must be distinct, in ascending order */
             goto Fail;
         }
