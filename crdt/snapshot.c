@@ -40,7 +40,9 @@
 #define D_BACKWARD 0x01
 #define D_CLIENT 0x02
 #define D_TARGET_SAME 0x04
-#define D_MASK 0x07
+#define D_LEN1 0x08       /* len is 1 and not written */
+#define D_JUST_TYPED 0x10 /* target-same with d = 0: deletes what was typed just before */
+#define D_MASK 0x1f
 
 static inline uint64_t zigzag(int64_t v)
 {
@@ -58,6 +60,7 @@ static inline int64_t unzigzag(uint64_t v)
  * its length and bytes, so similar values sit together and compress well. */
 enum { C_HEAD, C_CLIENT, C_CLOCK, C_LEN, C_LEFT, C_RIGHT, NICOLS };
 enum { D_HEADC, D_CLIENTC, D_LENC, D_TARGETC, NDCOLS };
+#define MAX_COLS 6
 
 static void put_id(crdt_buf_t *b, crdt__id_t id, const uint32_t *ref)
 {
@@ -73,11 +76,26 @@ static inline uint32_t clock_base(uint32_t client, crdt__id_t left, unsigned lm,
     return (lm == 1 || lm == 3) && left.client == client ? left.clock + 1 : end;
 }
 
+/* Column 0 (the heads) is written as it is. The others hold varints and are
+ * written as two streams, the first byte of every varint and then the
+ * continuation bytes, which compresses markedly better. */
 static void put_cols(crdt_buf_t *b, crdt_buf_t *cols, int n)
 {
-    for (int i = 0; i < n; i++) {
-        crdt__put_varint(b, cols[i].len);
-        crdt__put_bytes(b, cols[i].base, cols[i].len);
+    crdt__put_varint(b, cols[0].len);
+    crdt__put_bytes(b, cols[0].base, cols[0].len);
+    for (int i = 1; i < n; i++) {
+        const uint8_t *p = cols[i].base;
+        size_t nfirst = 0, len = cols[i].len;
+        for (size_t k = 0; k < len; k++)
+            nfirst += k == 0 || p[k - 1] < 0x80;
+        crdt__put_varint(b, nfirst);
+        for (size_t k = 0; k < len; k++)
+            if (k == 0 || p[k - 1] < 0x80)
+                crdt__put_u8(b, p[k]);
+        crdt__put_varint(b, len - nfirst);
+        for (size_t k = 0; k < len; k++)
+            if (k > 0 && p[k - 1] >= 0x80)
+                crdt__put_u8(b, p[k]);
     }
 }
 
@@ -200,12 +218,18 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, crdt_buf_t *out)
                 continue;
             d = &DELREC(doc, v & ~CRDT__IDX_DEL);
             head = (d->backward ? D_BACKWARD : 0) | (c != last ? D_CLIENT : 0) |
+                   (d->len == 1 ? D_LEN1 : 0) |
                    (d->tclient == c && d->tlo + d->len <= d->clock ? D_TARGET_SAME : 0);
+            if ((head & D_TARGET_SAME) && d->tlo + d->len == d->clock)
+                head |= D_JUST_TYPED;
             crdt__put_u8(&dc[D_HEADC], head);
             if (head & D_CLIENT)
                 crdt__put_varint(&dc[D_CLIENTC], ref[c]);
-            crdt__put_varint(&dc[D_LENC], d->len);
-            if (head & D_TARGET_SAME)
+            if (!(head & D_LEN1))
+                crdt__put_varint(&dc[D_LENC], d->len);
+            if (head & D_JUST_TYPED)
+                ; /* target implied */
+            else if (head & D_TARGET_SAME)
                 crdt__put_varint(&dc[D_TARGETC], d->clock - d->tlo - d->len);
             else
                 put_id(&dc[D_TARGETC], crdt__id(d->tclient, d->tlo), ref);
@@ -214,15 +238,22 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, crdt_buf_t *out)
     }
 
     /* The body: text, items, delete records. */
-    body_len = text + 2 * CRDT__VARINT_MAX + (NICOLS + NDCOLS) * CRDT__VARINT_MAX;
+    body_len = text + 2 * CRDT__VARINT_MAX + 2 * (NICOLS + NDCOLS) * CRDT__VARINT_MAX;
     for (int i = 0; i < NICOLS; i++)
         body_len += ic[i].len;
     for (int i = 0; i < NDCOLS; i++)
         body_len += dc[i].len;
     if ((err = crdt__buf_init(a, &body, body_len + 1)) != 0)
         goto Exit;
-    for (uint32_t k = 0; k < nref; k++)
-        crdt__put_bytes(&body, CLIENT(doc, order[k]).text.base, CLIENT(doc, order[k]).text.len);
+    /* The text of every item in document order: prose reads on and
+     * compresses better than in typing order. */
+    for (uint32_t l = 0; l != CRDT__NONE; l = SEQ_LEAF(doc, l).next) {
+        const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
+        for (uint32_t i = 0; i < leaf->n; i++) {
+            const crdt__item_t *x = &ITEM(doc, leaf->items[i]);
+            crdt__put_bytes(&body, crdt__item_text(doc, x), x->text_bytes);
+        }
+    }
     crdt__put_varint(&body, nitems);
     put_cols(&body, ic, NICOLS);
     crdt__put_varint(&body, ndel);
@@ -287,7 +318,7 @@ typedef struct {
 typedef struct {
     uint64_t id;
     uint32_t next_clock, text_len;
-    const uint8_t *text; /* into the input, or into `owned` */
+    const uint8_t *text; /* into `arenas` */
 } snap_client_t;
 
 struct crdt__snap {
@@ -296,8 +327,10 @@ struct crdt__snap {
     snap_item_t *items; /* document order */
     uint32_t *by_id;    /* item indexes sorted by (client, clock) */
     snap_del_t *dels;   /* per client in clock order */
-    uint8_t *owned;
+    uint8_t *owned;     /* the decompressed body */
     size_t owned_len;
+    uint8_t *arenas; /* every client's text, in clock order */
+    size_t arenas_len;
 };
 
 void crdt__snapshot_dispose(const crdt_alloc_t *a, crdt__snap_t *s)
@@ -309,6 +342,7 @@ void crdt__snapshot_dispose(const crdt_alloc_t *a, crdt__snap_t *s)
     crdt__tmp_free(a, s->by_id, s->nitems * sizeof(uint32_t));
     crdt__tmp_free(a, s->dels, s->ndel * sizeof(snap_del_t));
     crdt__tmp_free(a, s->owned, s->owned_len);
+    crdt__tmp_free(a, s->arenas, s->arenas_len);
     crdt__tmp_free(a, s, sizeof(*s));
 }
 
@@ -351,7 +385,7 @@ static void sort_by_id(crdt__snap_t *s, uint32_t *tmp)
 
 typedef struct {
     uint64_t key;
-    uint32_t val;
+    uint64_t val;
 } kv_t;
 
 /* LSD radix sort of (key, value) pairs over the key bytes that vary. */
@@ -390,6 +424,65 @@ static void sort_kv(kv_t *a, kv_t *tmp, size_t n)
  * with the items in id order, and cover[k] is where the run of items with
  * consecutive clocks starting at by_id[k] ends.
  */
+/*
+ * An item's deleted flag must say what the delete records say: all of its
+ * characters deleted, or none. `q` holds, sorted, the delete targets (with
+ * bit 63 of the value clear) among other references; the union of the targets
+ * is walked together with the items in id order.
+ */
+static int check_deleted(const crdt__snap_t *s, const kv_t *q, size_t nq)
+{
+    uint32_t k = 0;
+    size_t i = 0;
+    uint64_t cur_lo = 0, cur_hi = 0; /* current union range, as (client << 32 | clock) */
+    bool have = false;
+    for (k = 0; k < s->nitems; k++) {
+        const snap_item_t *x = &s->items[s->by_id[k]];
+        uint64_t lo = (uint64_t)x->client << 32 | x->clock, hi = lo + x->len, covered = 0;
+        /* Advance the union range until it ends after lo. */
+        while (!have || cur_hi <= lo) {
+            uint64_t rlo, rhi;
+            while (i < nq && !(q[i].val >> 32))
+                i++;
+            if (i == nq) {
+                have = false;
+                break;
+            }
+            rlo = q[i].key;
+            rhi = (q[i].key & ~(uint64_t)UINT32_MAX) | (uint32_t)q[i].val;
+            i++;
+            if (have && rlo <= cur_hi) {
+                if (rhi > cur_hi)
+                    cur_hi = rhi;
+            } else {
+                cur_lo = rlo;
+                cur_hi = rhi;
+                have = true;
+            }
+        }
+        /* Extend it over ranges that touch it, as far as this item needs. */
+        while (have && cur_hi < hi) {
+            while (i < nq && !(q[i].val >> 32))
+                i++;
+            if (i == nq || q[i].key > cur_hi)
+                break;
+            {
+                uint64_t rhi = (q[i].key & ~(uint64_t)UINT32_MAX) | (uint32_t)q[i].val;
+                if (rhi > cur_hi)
+                    cur_hi = rhi;
+            }
+            i++;
+        }
+        if (have && cur_lo < hi) {
+            uint64_t a0 = cur_lo > lo ? cur_lo : lo, b0 = cur_hi < hi ? cur_hi : hi;
+            covered = b0 > a0 ? b0 - a0 : 0;
+        }
+        if (x->deleted ? covered != x->len : covered != 0)
+            return CRDT_EMALFORMED;
+    }
+    return 0;
+}
+
 static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
 {
     size_t nq = 0, cap = s->ndel;
@@ -417,7 +510,7 @@ static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
     }
     for (uint32_t i = 0; i < s->ndel; i++) {
         q[nq].key = (uint64_t)s->dels[i].tclient << 32 | s->dels[i].tlo;
-        q[nq++].val = s->dels[i].tlo + s->dels[i].len;
+        q[nq++].val = (uint64_t)1 << 32 | (s->dels[i].tlo + s->dels[i].len); /* a target */
     }
     for (uint32_t k = s->nitems; k-- > 0;) {
         const snap_item_t *x = &s->items[s->by_id[k]];
@@ -426,10 +519,13 @@ static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
                                                                                 : x->clock + x->len;
     }
     sort_kv(q, tmp, nq);
+    if ((err = check_deleted(s, q, nq)) != 0)
+        goto Exit;
     {
         uint32_t k = 0;
         for (size_t i = 0; i < nq; i++) {
-            uint32_t c = (uint32_t)(q[i].key >> 32), lo = (uint32_t)q[i].key, hi = q[i].val;
+            uint32_t c = (uint32_t)(q[i].key >> 32), lo = (uint32_t)q[i].key;
+            uint32_t hi = (uint32_t)q[i].val;
             const snap_item_t *x = NULL;
             /* Advance to the first item of client c ending after lo. */
             while (k < s->nitems) {
@@ -543,61 +639,99 @@ static int parse_items(crdt__reader_t *col, crdt__snap_t *s, uint32_t *end)
                 return CRDT_EMALFORMED;
             x->right = crdt__id(s->items[i + 1].client, s->items[i + 1].clock);
         }
+        /* Origins come before the insert: never the client's own later
+         * clocks (the same rule updates follow). */
+        if ((x->left.client == x->client && x->left.clock >= x->clock) ||
+            (x->right.client == x->client && x->right.clock >= x->clock))
+            return CRDT_EMALFORMED;
     }
     return 0;
 }
 
-/* Walks each client's items in clock order: they must not overlap, and their
- * text is consumed from the client's arena, which must be used up exactly. */
-static int place_text(crdt__snap_t *s, uint32_t *used)
+/* Bytes and UTF-16 units of `len` code points at t[0..left), validated. */
+static int measure_text(const uint8_t *t, size_t left, uint32_t len, size_t *bytes_out,
+                        size_t *u16_out)
 {
-    for (uint32_t c = 0; c < s->nclients; c++)
+    size_t bytes = 0, u16 = 0;
+    uint32_t i = 0;
+    if (len <= left) {
+        /* ASCII runs: eight bytes at a time. */
+        for (; i + 8 <= len; i += 8) {
+            uint64_t w;
+            memcpy(&w, t + i, 8);
+            if (w & 0x8080808080808080ULL)
+                break;
+        }
+        for (; i < len && t[i] < 0x80; i++)
+            ;
+        if (i == len) {
+            *bytes_out = *u16_out = len;
+            return 0;
+        }
+    }
+    for (uint32_t cps = 0; cps < len; cps++) {
+        size_t c1, u1, k1;
+        uint8_t lead;
+        if (bytes >= left)
+            return CRDT_EMALFORMED;
+        lead = t[bytes];
+        k1 = lead < 0x80 ? 1 : lead < 0xe0 ? 2 : lead < 0xf0 ? 3 : 4;
+        if (k1 > left - bytes)
+            return CRDT_EMALFORMED;
+        if (k1 > 1 && (crdt__utf8_scan(t + bytes, k1, &c1, &u1) != 0 || c1 != 1))
+            return CRDT_EMALFORMED;
+        if (k1 == 1 && lead >= 0x80)
+            return CRDT_EMALFORMED;
+        bytes += k1;
+        u16 += k1 == 4 ? 2 : 1;
+    }
+    *bytes_out = bytes;
+    *u16_out = u16;
+    return 0;
+}
+
+/*
+ * The text comes in document order: each item takes its `len` characters in
+ * turn (temporarily noting their place in text_off). Then, per client in
+ * clock order, the items must not overlap and their text is copied into the
+ * client's arena, which must come out exactly text_len bytes long.
+ */
+static int place_text(const crdt_alloc_t *a, crdt__snap_t *s, const uint8_t *text, size_t total,
+                      uint32_t *used)
+{
+    size_t pos = 0, off = 0;
+    int err;
+    for (uint32_t i = 0; i < s->nitems; i++) {
+        snap_item_t *x = &s->items[i];
+        size_t bytes, u16;
+        if ((err = measure_text(text + pos, total - pos, x->len, &bytes, &u16)) != 0)
+            return err;
+        x->text_off = (uint32_t)pos;
+        x->text_bytes = (uint32_t)bytes;
+        x->u16len = (uint32_t)u16;
+        pos += bytes;
+    }
+    if (pos != total)
+        return CRDT_EMALFORMED;
+    if ((s->arenas = crdt__tmp_alloc(a, total)) == NULL)
+        return CRDT_ENOMEM;
+    s->arenas_len = total;
+    for (uint32_t c = 0; c < s->nclients; c++) {
+        s->clients[c].text = s->arenas + off;
+        off += s->clients[c].text_len;
         used[c] = 0;
+    }
     for (uint32_t k = 0; k < s->nitems; k++) {
         snap_item_t *x = &s->items[s->by_id[k]];
         const snap_item_t *p = k ? &s->items[s->by_id[k - 1]] : NULL;
-        const snap_client_t *sc = &s->clients[x->client];
-        const uint8_t *t = sc->text + used[x->client];
-        size_t left = sc->text_len - used[x->client], bytes = 0, u16 = 0;
+        snap_client_t *sc = &s->clients[x->client];
         if (p && p->client == x->client && p->clock + p->len > x->clock)
             return CRDT_EMALFORMED;
-        /* ASCII runs: eight bytes at a time. */
-        if (x->len <= left) {
-            uint32_t i = 0;
-            for (; i + 8 <= x->len; i += 8) {
-                uint64_t w;
-                memcpy(&w, t + i, 8);
-                if (w & 0x8080808080808080ULL)
-                    break;
-            }
-            for (; i < x->len && t[i] < 0x80; i++)
-                ;
-            if (i == x->len) {
-                bytes = u16 = x->len;
-                goto Placed;
-            }
-        }
-        for (uint32_t cps = 0; cps < x->len; cps++) {
-            size_t c1, u1, k1;
-            uint8_t lead;
-            if (bytes >= left)
-                return CRDT_EMALFORMED;
-            lead = t[bytes];
-            k1 = lead < 0x80 ? 1 : lead < 0xe0 ? 2 : lead < 0xf0 ? 3 : 4;
-            if (k1 > left - bytes)
-                return CRDT_EMALFORMED;
-            if (k1 > 1 && (crdt__utf8_scan(t + bytes, k1, &c1, &u1) != 0 || c1 != 1))
-                return CRDT_EMALFORMED;
-            if (k1 == 1 && lead >= 0x80)
-                return CRDT_EMALFORMED;
-            bytes += k1;
-            u16 += k1 == 4 ? 2 : 1;
-        }
-    Placed:
+        if (x->text_bytes > sc->text_len - used[x->client])
+            return CRDT_EMALFORMED;
+        memcpy((uint8_t *)sc->text + used[x->client], text + x->text_off, x->text_bytes);
         x->text_off = used[x->client];
-        x->text_bytes = (uint32_t)bytes;
-        x->u16len = (uint32_t)u16;
-        used[x->client] += (uint32_t)bytes;
+        used[x->client] += x->text_bytes;
     }
     for (uint32_t c = 0; c < s->nclients; c++)
         if (used[c] != s->clients[c].text_len)
@@ -637,7 +771,7 @@ static int parse_dels(crdt__reader_t *col, crdt__snap_t *s, uint32_t *fill, uint
             return CRDT_EMALFORMED;
         d->client = client;
         d->backward = head & D_BACKWARD;
-        d->len = crdt__get_u32v(&col[D_LENC]);
+        d->len = (head & D_LEN1) ? 1 : crdt__get_u32v(&col[D_LENC]);
         SKIP_ITEMS(client);
         x = next[client] < s->nitems ? &s->items[s->by_id[next[client]]] : NULL;
         gap_end = x && x->client == client ? x->clock : s->clients[client].next_clock;
@@ -645,15 +779,18 @@ static int parse_dels(crdt__reader_t *col, crdt__snap_t *s, uint32_t *fill, uint
         if (col[D_LENC].err || d->len == 0 || d->len > gap_end - d->clock)
             return CRDT_EMALFORMED;
         fill[client] += d->len;
+        if ((head & D_JUST_TYPED) && !(head & D_TARGET_SAME))
+            return CRDT_EMALFORMED;
         if (head & D_TARGET_SAME) {
-            uint32_t delta = crdt__get_u32v(&col[D_TARGETC]);
+            uint32_t delta = (head & D_JUST_TYPED) ? 0 : crdt__get_u32v(&col[D_TARGETC]);
             if (col[D_TARGETC].err || delta > d->clock - d->len)
                 return CRDT_EMALFORMED;
             d->tclient = client;
             d->tlo = d->clock - d->len - delta;
         } else {
             crdt__id_t t = get_id(&col[D_TARGETC], s->nclients);
-            if (col[D_TARGETC].err || (uint64_t)t.clock + d->len > UINT32_MAX)
+            if (col[D_TARGETC].err || (uint64_t)t.clock + d->len > UINT32_MAX ||
+                (t.client == client && t.clock + d->len > d->clock))
                 return CRDT_EMALFORMED;
             d->tclient = t.client;
             d->tlo = t.clock;
@@ -668,17 +805,55 @@ static int parse_dels(crdt__reader_t *col, crdt__snap_t *s, uint32_t *fill, uint
     return 0;
 }
 
-/* Splits the next `n` length-prefixed columns off `r`. */
-static int get_cols(crdt__reader_t *r, crdt__reader_t *col, int n)
+/* Takes a length-prefixed run of bytes off `r`. */
+static int get_span(crdt__reader_t *r, crdt__reader_t *span)
 {
-    for (int i = 0; i < n; i++) {
-        uint64_t len = crdt__get_varint(r);
-        if (r->err || len > crdt__reader_left(r))
+    uint64_t len = crdt__get_varint(r);
+    if (r->err || len > crdt__reader_left(r))
+        return CRDT_EMALFORMED;
+    span->p = r->p;
+    span->end = r->p + len;
+    span->err = 0;
+    r->p += len;
+    return 0;
+}
+
+/* Reads the `n` columns of a section (see put_cols()); varint columns are
+ * put back together in `*merged` (allocated here, freed by the caller), so
+ * the column readers see plain varints. */
+static int get_cols(const crdt_alloc_t *a, crdt__reader_t *r, crdt__reader_t *col, int n,
+                    uint8_t **merged, size_t *merged_len)
+{
+    crdt__reader_t first[MAX_COLS], rest[MAX_COLS];
+    size_t total = 0, off = 0;
+    int err;
+    if ((err = get_span(r, &col[0])) != 0)
+        return err;
+    for (int i = 1; i < n; i++) {
+        if ((err = get_span(r, &first[i])) != 0 || (err = get_span(r, &rest[i])) != 0)
+            return err;
+        total += crdt__reader_left(&first[i]) + crdt__reader_left(&rest[i]);
+    }
+    *merged_len = total;
+    if ((*merged = crdt__tmp_alloc(a, total)) == NULL)
+        return CRDT_ENOMEM;
+    for (int i = 1; i < n; i++) {
+        uint8_t *start = *merged + off;
+        while (first[i].p < first[i].end) {
+            uint8_t byte = *first[i].p++;
+            (*merged)[off++] = byte;
+            while (byte >= 0x80) {
+                if (rest[i].p >= rest[i].end)
+                    return CRDT_EMALFORMED;
+                byte = *rest[i].p++;
+                (*merged)[off++] = byte;
+            }
+        }
+        if (rest[i].p != rest[i].end)
             return CRDT_EMALFORMED;
-        col[i].p = r->p;
-        col[i].end = r->p + len;
+        col[i].p = start;
+        col[i].end = *merged + off;
         col[i].err = 0;
-        r->p += len;
     }
     return 0;
 }
@@ -697,7 +872,9 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
     crdt__reader_t r = {data, data + len, 0}, icol[NICOLS], dcol[NDCOLS];
     crdt__snap_t *s;
     uint32_t *tmp = NULL, *aux = NULL;
-    size_t total_text = 0;
+    size_t total_text = 0, imerged_len = 0, dmerged_len = 0;
+    uint8_t *imerged = NULL, *dmerged = NULL;
+    const uint8_t *doc_text;
     uint8_t flags;
     uint64_t n;
     int err = 0;
@@ -756,14 +933,12 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
         err = CRDT_EMALFORMED;
         goto Fail;
     }
-    for (uint32_t c = 0; c < s->nclients; c++) {
-        s->clients[c].text = r.p;
-        r.p += s->clients[c].text_len;
-    }
+    doc_text = r.p;
+    r.p += total_text;
 
     /* Items: one head byte each, so the head column's length is the count. */
     n = crdt__get_varint(&r);
-    if ((err = get_cols(&r, icol, NICOLS)) != 0)
+    if ((err = get_cols(a, &r, icol, NICOLS, &imerged, &imerged_len)) != 0)
         goto Fail;
     if (n != crdt__reader_left(&icol[C_HEAD])) {
         err = CRDT_EMALFORMED;
@@ -783,11 +958,11 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
         goto Fail;
     }
     sort_by_id(s, tmp);
-    if ((err = place_text(s, aux)) != 0)
+    if ((err = place_text(a, s, doc_text, total_text, aux)) != 0)
         goto Fail;
 
     n = crdt__get_varint(&r);
-    if ((err = get_cols(&r, dcol, NDCOLS)) != 0)
+    if ((err = get_cols(a, &r, dcol, NDCOLS, &dmerged, &dmerged_len)) != 0)
         goto Fail;
     if (n != crdt__reader_left(&dcol[D_HEADC])) {
         err = CRDT_EMALFORMED;
@@ -807,11 +982,15 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
     }
     crdt__tmp_free(a, tmp, (s->nitems > s->nclients ? s->nitems : s->nclients) * sizeof(uint32_t));
     crdt__tmp_free(a, aux, s->nclients * sizeof(uint32_t));
+    crdt__tmp_free(a, imerged, imerged_len);
+    crdt__tmp_free(a, dmerged, dmerged_len);
     *out = s;
     return 0;
 Fail:
     crdt__tmp_free(a, tmp, (s->nitems > s->nclients ? s->nitems : s->nclients) * sizeof(uint32_t));
     crdt__tmp_free(a, aux, s->nclients * sizeof(uint32_t));
+    crdt__tmp_free(a, imerged, imerged_len);
+    crdt__tmp_free(a, dmerged, dmerged_len);
     crdt__snapshot_dispose(a, s);
     return err ? err : CRDT_EMALFORMED;
 }
@@ -861,11 +1040,11 @@ int crdt__snapshot_to_ops(const crdt_alloc_t *a, crdt__snap_t *s, crdt__decoded_
         op->backward = x->backward;
     }
     d->nops = k;
-    /* The operations' text may live in the decompressed body. */
-    d->owned = s->owned;
-    d->owned_len = s->owned_len;
-    s->owned = NULL;
-    s->owned_len = 0;
+    /* The operations' text lives in the arenas. */
+    d->owned = s->arenas;
+    d->owned_len = s->arenas_len;
+    s->arenas = NULL;
+    s->arenas_len = 0;
     return 0;
 }
 
