@@ -69,8 +69,9 @@ void crdt__tmp_free(const crdt_alloc_t *alloc, void *ptr, size_t size)
         alloc->free(alloc->ctx, ptr, size ? size : 1);
 }
 
-/* Grows a pool so that `extra` more elements fit, by at least half its size so
- * that appends are amortized O(1). Indexes stay valid; pointers do not. */
+/* Grows a pool so that `extra` more elements fit, by at least a quarter of its
+ * size so that appends are amortized O(1) while little room sits unused.
+ * Indexes stay valid; pointers do not. */
 int crdt__pool_reserve(crdt_doc_t *doc, crdt__pool_t *pool, size_t elem, size_t extra)
 {
     size_t want = (size_t)pool->len + extra, cap;
@@ -79,7 +80,7 @@ int crdt__pool_reserve(crdt_doc_t *doc, crdt__pool_t *pool, size_t elem, size_t 
         return 0;
     if (want > (size_t)UINT32_MAX - 1 || want > SIZE_MAX / elem / 2)
         return CRDT_ELIMIT;
-    cap = (size_t)pool->cap + pool->cap / 2;
+    cap = (size_t)pool->cap + pool->cap / 4;
     if (cap < want)
         cap = want;
     if (cap < 8)
