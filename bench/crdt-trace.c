@@ -13,7 +13,7 @@
  *   final_ok          true if the replay succeeded and the final document's text
  *                     equals the trace's endContent (checked after the first run of
  *                     each replay mode)
- *   load_ok           true if the document made by crdt_doc_load() has that text too
+ *   load_ok           true if the documents made by both loads have that text too
  *   apply_ms          replay time. Sequential traces: every patch applied as local
  *                     edits (crdt_doc_delete, then crdt_doc_insert) with no update
  *                     bytes requested (NULL). Concurrent traces: the whole replay, one
@@ -24,7 +24,10 @@
  *                     (kept until the timing ends, then freed)
  *   update_bytes      total size of those update bytes
  *   encode_bytes      size of crdt_doc_encode_state() of the final document
- *   load_ms           time of crdt_doc_load() of those bytes
+ *   load_ms           time of crdt_doc_load_trusted() of those bytes: building the
+ *                     document directly, as weftd does with states it stored itself
+ *   load_verified_ms  time of crdt_doc_load(): integrating every operation, as for
+ *                     states from anywhere
  *   mem_bytes         crdt_doc_mem_bytes() of the final document right after replay
  *                     (for concurrent traces the merge replica)
  *   runs              number of runs; every *_ms field is the median over them
@@ -49,7 +52,7 @@
 
 typedef struct {
     int final_ok, load_ok;
-    double apply_ms, apply_updates_ms, load_ms;
+    double apply_ms, apply_updates_ms, load_ms, load_verified_ms;
     size_t update_bytes, encode_bytes, mem_bytes;
     char error[320];
 } result_t;
@@ -139,9 +142,11 @@ static int time_replays(const trace_t *t, int want_updates, int runs, double *sa
     return 0;
 }
 
+typedef int (*load_fn)(uint64_t, const crdt_alloc_t *, const uint8_t *, size_t, crdt_doc_t **);
+
 /* Times `runs` loads of the encoded state and checks the first one's text. */
 static int time_loads(const trace_t *t, const crdt_buf_t *state, int runs, double *samples,
-                      result_t *r)
+                      result_t *r, load_fn load)
 {
     crdt_doc_t *doc;
     char msg[256];
@@ -149,15 +154,16 @@ static int time_loads(const trace_t *t, const crdt_buf_t *state, int runs, doubl
 
     for (i = 0; i < runs; i++) {
         double t0 = now_ms();
-        rc = crdt_doc_load((uint64_t)t->num_agents + 2, NULL, state->base, state->len, &doc);
+        rc = load((uint64_t)t->num_agents + 2, NULL, state->base, state->len, &doc);
         samples[i] = now_ms() - t0;
         if (rc != 0) {
-            snprintf(r->error, sizeof r->error, "crdt_doc_load: %s", crdt_strerror(rc));
+            snprintf(r->error, sizeof r->error, "load: %s", crdt_strerror(rc));
+            r->load_ok = 0;
             return -1;
         }
         if (i == 0) {
             rc = replay_check_text(t, doc, msg, sizeof msg);
-            r->load_ok = rc == 1;
+            r->load_ok &= rc == 1;
             if (rc != 1 && r->error[0] == '\0')
                 snprintf(r->error, sizeof r->error, "loaded document: %s",
                          rc < 0 ? crdt_strerror(rc) : msg);
@@ -180,8 +186,12 @@ static int bench_trace(const trace_t *t, int runs, double *samples, result_t *r)
             r->apply_updates_ms = r->apply_ms;
         else if (time_replays(t, 1, runs, samples, r, NULL) == 0)
             r->apply_updates_ms = median(samples, runs);
-        if (state.base != NULL && time_loads(t, &state, runs, samples, r) == 0)
+        r->load_ok = 1;
+        if (state.base != NULL &&
+            time_loads(t, &state, runs, samples, r, crdt_doc_load_trusted) == 0)
             r->load_ms = median(samples, runs);
+        if (state.base != NULL && time_loads(t, &state, runs, samples, r, crdt_doc_load) == 0)
+            r->load_verified_ms = median(samples, runs);
     }
     crdt_buf_dispose(&state);
     return r->final_ok && r->load_ok ? 0 : -1;
@@ -193,10 +203,12 @@ static void print_result(const trace_t *t, int runs, const result_t *r)
     print_json_string(t->name);
     printf(",\"kind\":\"%s\",\"txns\":%zu,\"edits\":%zu,\"final_ok\":%s,\"load_ok\":%s,"
            "\"apply_ms\":%.3f,\"apply_updates_ms\":%.3f,\"update_bytes\":%zu,"
-           "\"encode_bytes\":%zu,\"load_ms\":%.3f,\"mem_bytes\":%zu,\"runs\":%d",
+           "\"encode_bytes\":%zu,\"load_ms\":%.3f,\"load_verified_ms\":%.3f,"
+           "\"mem_bytes\":%zu,\"runs\":%d",
            t->concurrent ? "concurrent" : "sequential", t->ntxns, t->npatches,
            r->final_ok ? "true" : "false", r->load_ok ? "true" : "false", r->apply_ms,
-           r->apply_updates_ms, r->update_bytes, r->encode_bytes, r->load_ms, r->mem_bytes, runs);
+           r->apply_updates_ms, r->update_bytes, r->encode_bytes, r->load_ms, r->load_verified_ms,
+           r->mem_bytes, runs);
     if (r->error[0] != '\0') {
         printf(",\"error\":");
         print_json_string(r->error);

@@ -48,10 +48,18 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op)
             off = 0;
         } else {
             right_it = crdt__item_find(doc, op->right, &off);
+            if (CRDT_NEVER(right_it == CRDT__NONE))
+                return;
+            /* A right origin at or before the left one (only a forged
+             * operation has one) is ignored, the same way on every replica,
+             * so the insert still lands after its left origin. */
+            if (left_it != CRDT__NONE &&
+                ((int64_t)crdt__seq_rank(doc, right_it, NULL) << 32 | off) <=
+                    ((int64_t)crdt__seq_rank(doc, left_it, NULL) << 32 |
+                     (ITEM(doc, left_it).len - 1)))
+                right_it = CRDT__NONE;
         }
-        if (CRDT_NEVER(right_it == CRDT__NONE))
-            return;
-        if (off > 0)
+        if (right_it != CRDT__NONE && off > 0)
             right_it = crdt__item_split(doc, right_it, off);
     }
 

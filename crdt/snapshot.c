@@ -442,7 +442,7 @@ static int check_deleted(const crdt__snap_t *s, const kv_t *q, size_t nq)
         /* Advance the union range until it ends after lo. */
         while (!have || cur_hi <= lo) {
             uint64_t rlo, rhi;
-            while (i < nq && !(q[i].val >> 32))
+            while (i < nq && !(q[i].val & ((uint64_t)1 << 32)))
                 i++;
             if (i == nq) {
                 have = false;
@@ -462,7 +462,7 @@ static int check_deleted(const crdt__snap_t *s, const kv_t *q, size_t nq)
         }
         /* Extend it over ranges that touch it, as far as this item needs. */
         while (have && cur_hi < hi) {
-            while (i < nq && !(q[i].val >> 32))
+            while (i < nq && !(q[i].val & ((uint64_t)1 << 32)))
                 i++;
             if (i == nq || q[i].key > cur_hi)
                 break;
@@ -483,6 +483,12 @@ static int check_deleted(const crdt__snap_t *s, const kv_t *q, size_t nq)
     return 0;
 }
 
+/* What a reference query is (kv_t.val): a delete target (low bits: the end
+ * clock) or an item's written-out origin (low bits: the item's index). */
+#define Q_TARGET ((uint64_t)1 << 32)
+#define Q_LEFT ((uint64_t)1 << 33)
+#define Q_RIGHT ((uint64_t)1 << 34) /* checked for existence only */
+
 static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
 {
     size_t nq = 0, cap = s->ndel;
@@ -501,16 +507,16 @@ static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
         const snap_item_t *x = &s->items[i];
         if (x->leaf & 1) {
             q[nq].key = (uint64_t)x->left.client << 32 | x->left.clock;
-            q[nq++].val = x->left.clock + 1;
+            q[nq++].val = Q_LEFT | i;
         }
         if (x->leaf & 2) {
             q[nq].key = (uint64_t)x->right.client << 32 | x->right.clock;
-            q[nq++].val = x->right.clock + 1;
+            q[nq++].val = Q_RIGHT | i;
         }
     }
     for (uint32_t i = 0; i < s->ndel; i++) {
         q[nq].key = (uint64_t)s->dels[i].tclient << 32 | s->dels[i].tlo;
-        q[nq++].val = (uint64_t)1 << 32 | (s->dels[i].tlo + s->dels[i].len); /* a target */
+        q[nq++].val = Q_TARGET | (s->dels[i].tlo + s->dels[i].len);
     }
     for (uint32_t k = s->nitems; k-- > 0;) {
         const snap_item_t *x = &s->items[s->by_id[k]];
@@ -525,7 +531,7 @@ static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
         uint32_t k = 0;
         for (size_t i = 0; i < nq; i++) {
             uint32_t c = (uint32_t)(q[i].key >> 32), lo = (uint32_t)q[i].key;
-            uint32_t hi = (uint32_t)q[i].val;
+            uint32_t hi = (q[i].val & Q_TARGET) ? (uint32_t)q[i].val : lo + 1;
             const snap_item_t *x = NULL;
             /* Advance to the first item of client c ending after lo. */
             while (k < s->nitems) {
@@ -535,6 +541,15 @@ static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
                 k++;
             }
             if (k == s->nitems || x->client != c || x->clock > lo || cover[k] < hi) {
+                err = CRDT_EMALFORMED;
+                goto Exit;
+            }
+            /* An item comes after its left origin in document order (items
+             * are in document order, so indexes compare positions): the
+             * integration of any insert puts it there. (Not so for the right
+             * origin: an insert whose right origin lies before its left one
+             * is integrated after the left one.) */
+            if ((q[i].val & Q_LEFT) && s->by_id[k] >= (uint32_t)q[i].val) {
                 err = CRDT_EMALFORMED;
                 goto Exit;
             }
@@ -805,6 +820,82 @@ static int parse_dels(crdt__reader_t *col, crdt__snap_t *s, uint32_t *fill, uint
     return 0;
 }
 
+/*
+ * Every operation must be reachable in causal order, as crdt_doc_apply_update()
+ * would apply them; otherwise (a dependency cycle between clients) the state is
+ * refused, as applying it would hold those operations forever. This walks each
+ * client's operations in clock order, advancing a client while its next
+ * operation's origins or delete targets are already reached, until nothing
+ * moves.
+ */
+static int check_causal(const crdt_alloc_t *a, const crdt__snap_t *s)
+{
+    uint32_t nc = s->nclients;
+    uint32_t *front = crdt__tmp_alloc(a, nc * sizeof(uint32_t));
+    uint32_t *icur = crdt__tmp_alloc(a, nc * sizeof(uint32_t));
+    uint32_t *dcur = crdt__tmp_alloc(a, (nc + 1) * sizeof(uint32_t));
+    uint32_t *dend = crdt__tmp_alloc(a, nc * sizeof(uint32_t));
+    uint32_t *dorder = crdt__tmp_alloc(a, s->ndel * sizeof(uint32_t));
+    int err = 0;
+    bool progress = true;
+    if (!front || !icur || !dcur || !dend || !dorder) {
+        err = CRDT_ENOMEM;
+        goto Exit;
+    }
+    /* Delete records grouped by client (counting sort keeps clock order). */
+    memset(dcur, 0, (nc + 1) * sizeof(uint32_t));
+    for (uint32_t i = 0; i < s->ndel; i++)
+        dcur[s->dels[i].client + 1]++;
+    for (uint32_t c = 0; c < nc; c++)
+        dcur[c + 1] += dcur[c];
+    for (uint32_t c = 0; c < nc; c++)
+        dend[c] = dcur[c];
+    for (uint32_t i = 0; i < s->ndel; i++)
+        dorder[dend[s->dels[i].client]++] = i;
+    for (uint32_t c = 0, k = 0; c < nc; c++) {
+        front[c] = 0;
+        icur[c] = k;
+        while (k < s->nitems && s->items[s->by_id[k]].client == c)
+            k++;
+    }
+    while (progress) {
+        progress = false;
+        for (uint32_t c = 0; c < nc; c++) {
+            for (;;) {
+                const snap_item_t *x = icur[c] < s->nitems ? &s->items[s->by_id[icur[c]]] : NULL;
+                if (x && x->client == c && x->clock == front[c]) {
+                    if ((x->left.client != CRDT__NONE && x->left.clock >= front[x->left.client]) ||
+                        (x->right.client != CRDT__NONE && x->right.clock >= front[x->right.client]))
+                        break;
+                    front[c] += x->len;
+                    icur[c]++;
+                } else if (dcur[c] < dend[c] && s->dels[dorder[dcur[c]]].clock == front[c]) {
+                    const snap_del_t *d = &s->dels[dorder[dcur[c]]];
+                    if (d->tlo + d->len > front[d->tclient])
+                        break;
+                    front[c] += d->len;
+                    dcur[c]++;
+                } else {
+                    break;
+                }
+                progress = true;
+            }
+        }
+    }
+    for (uint32_t c = 0; c < nc; c++)
+        if (front[c] != s->clients[c].next_clock) {
+            err = CRDT_EMALFORMED;
+            break;
+        }
+Exit:
+    crdt__tmp_free(a, front, nc * sizeof(uint32_t));
+    crdt__tmp_free(a, icur, nc * sizeof(uint32_t));
+    crdt__tmp_free(a, dcur, (nc + 1) * sizeof(uint32_t));
+    crdt__tmp_free(a, dend, nc * sizeof(uint32_t));
+    crdt__tmp_free(a, dorder, s->ndel * sizeof(uint32_t));
+    return err;
+}
+
 /* Takes a length-prefixed run of bytes off `r`. */
 static int get_span(crdt__reader_t *r, crdt__reader_t *span)
 {
@@ -972,7 +1063,7 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
         goto Fail;
     s->ndel = (uint32_t)n;
     if ((err = parse_dels(dcol, s, tmp, aux)) != 0 || !cols_done(dcol, NDCOLS) ||
-        (err = check_refs(a, s)) != 0) {
+        (err = check_refs(a, s)) != 0 || (err = check_causal(a, s)) != 0) {
         err = err ? err : CRDT_EMALFORMED;
         goto Fail;
     }

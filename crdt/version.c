@@ -142,15 +142,29 @@ int crdt_doc_load(uint64_t client, const crdt_alloc_t *alloc, const uint8_t *dat
         return CRDT_EINVAL;
     if ((err = crdt_doc_new(client, alloc, &doc)) != 0)
         return err;
-    if (data != NULL && len > 0 && data[0] == 2) {
-        /* A state: build the document directly. */
-        crdt__snap_t *s;
-        if ((err = crdt__snapshot_parse(&doc->alloc, data, len, &s)) == 0) {
-            err = crdt__snapshot_build(doc, s);
-            crdt__snapshot_dispose(&doc->alloc, s);
-        }
-    } else {
-        err = crdt_doc_apply_update(doc, data, len);
+    if ((err = crdt_doc_apply_update(doc, data, len)) != 0) {
+        crdt_doc_free(doc);
+        return err;
+    }
+    *out = doc;
+    return 0;
+}
+
+int crdt_doc_load_trusted(uint64_t client, const crdt_alloc_t *alloc, const uint8_t *data,
+                          size_t len, crdt_doc_t **out)
+{
+    crdt_doc_t *doc;
+    crdt__snap_t *s;
+    int err;
+    if (out == NULL)
+        return CRDT_EINVAL;
+    if (data == NULL || len == 0 || data[0] != 2)
+        return crdt_doc_load(client, alloc, data, len, out);
+    if ((err = crdt_doc_new(client, alloc, &doc)) != 0)
+        return err;
+    if ((err = crdt__snapshot_parse(&doc->alloc, data, len, &s)) == 0) {
+        err = crdt__snapshot_build(doc, s);
+        crdt__snapshot_dispose(&doc->alloc, s);
     }
     if (err) {
         crdt_doc_free(doc);
@@ -436,8 +450,8 @@ int crdt_doc_restore(crdt_doc_t *doc, const uint8_t *version, size_t version_len
     if ((err = for_each_item(doc, &ver, script_run, &s)) != 0)
         goto Exit;
     if ((err = crdt_doc_encode_state(doc, &state)) != 0 ||
-        (err = crdt_doc_load(crdt_doc_client(doc), &doc->alloc, state.base, state.len, &copy)) !=
-            0 ||
+        (err = crdt_doc_load_trusted(crdt_doc_client(doc), &doc->alloc, state.base, state.len,
+                                     &copy)) != 0 ||
         (err = crdt_doc_state_vector(doc, &sv)) != 0)
         goto Exit;
     for (size_t i = s.n; i-- > 0;) {

@@ -1428,6 +1428,14 @@ static void test_doc_load_out_of_memory_leaks_nothing(void **state)
                 assert_int_equal(a.live_bytes, 0);
                 break;
             }
+            if (rc == 0) {
+                /* Only an optional step failed (giving back unused pool room
+                 * after a large apply): the document must still be right. */
+                assert_same_doc(s.d[0], d);
+                crdt_doc_free(d);
+                assert_int_equal(a.live_bytes, 0);
+                continue;
+            }
             if (rc != CRDT_ENOMEM)
                 fail_msg("form %d: load with allocation %ld failing returned %d (%s)", form, n, rc,
                          crdt_strerror(rc));
