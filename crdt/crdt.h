@@ -134,7 +134,7 @@ int crdt_doc_text(const crdt_doc_t *doc, crdt_buf_t *out);
  * `index` (UTF-16 units, 0 .. length). If `update` is not NULL it receives the
  * update bytes of this change, to be sent to the other replicas; the caller
  * disposes of them. Inserting empty text changes nothing and returns an update
- * holding no operation.
+ * holding no operation (only `index` <= length is checked then).
  * Returns 0, CRDT_EINDEX, CRDT_EUTF8 (nothing inserted), CRDT_ELIMIT (the local
  * clock would pass 2^32 - 1), or CRDT_ENOMEM.
  */
@@ -160,7 +160,8 @@ int crdt_doc_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *updat
  */
 int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len);
 
-/* Number of operations held because their dependencies are missing. */
+/* Number of held runs of operations (a run of consecutive clocks of one
+ * client counts once) waiting for missing dependencies; 0 when none. */
 size_t crdt_doc_pending(const crdt_doc_t *doc);
 
 /*

@@ -693,7 +693,7 @@ static void test_apply_update_random_sessions_converge(void **state)
     (void)state;
     memset(&total, 0, sizeof(total));
     for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++)
-        run_random_sessions(seeds[i], 10, 50, 0, &total);
+        run_random_sessions(seeds[i], 10, 40, 0, &total);
     print_message("%d rounds, %zu edits, %zu applies (%zu with ops pending), %zu diff syncs, "
                   "longest text %zu units\n",
                   total.round, total.ops, total.applies, total.pending_seen, total.diffs,

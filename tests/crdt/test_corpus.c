@@ -135,6 +135,14 @@ static void test_apply_update_corpus_checker_baseline(void **state)
                         "Hello,[B] w\xc3\xb6!?! \xf0\x9f\x98\x80 \xe4\xb8\xad\xe6\x96\x87");
     crdt_buf_dispose(&text);
     crdt_buf_dispose(&follow_up);
+    /* The concurrent update the inputs must commute with. */
+    assert_int_equal(fuzz_partner_update(&follow_up), 0);
+    assert_int_equal(crdt_doc_apply_update(doc, follow_up.base, follow_up.len), 0);
+    assert_int_equal(crdt_doc_text(doc, &text), 0);
+    assert_string_equal((const char *)text.base,
+                        "Hello,[B] w\xc3\xb6!?!~ \xf0\x9f\x98\x80 \xe4\xb8\xad\xe6\x96\x87");
+    crdt_buf_dispose(&text);
+    crdt_buf_dispose(&follow_up);
     crdt_doc_free(doc);
     /* An empty update and a valid no-op pass the checks. */
     {

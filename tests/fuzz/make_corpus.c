@@ -164,6 +164,10 @@ int main(int argc, char **argv)
     crdt_buf_dispose(&sv);
     crdt_doc_free(r);
 
+    if ((err = fuzz_partner_update(&u)) != 0)
+        die("partner", err);
+    write_buf("valid-concurrent-third-client.bin", &u);
+
     if ((err = fuzz_initial_doc(&doc, &follow_up)) != 0)
         die("initial", err);
     write_buf("valid-follow-up-releases-held.bin", &follow_up);
