@@ -314,6 +314,53 @@ static void map_op(crdt__op_t *op, const uint32_t *map)
     }
 }
 
+#define CRDT__SLOW 1 /* apply_one(): take the general path */
+
+/*
+ * The common case of a single operation from a known client that is next in
+ * line and whose dependencies the document has: applied without planning.
+ * Returns 0 (applied, or already known), an error, or CRDT__SLOW when the
+ * general path must decide (new clients, missing dependencies, overlaps).
+ */
+static int apply_one(crdt_doc_t *doc, const crdt__decoded_t *dn, plan_t *p)
+{
+    crdt__op_t op = dn->ops[0];
+    uint32_t map[3] = {CRDT__NONE, CRDT__NONE, CRDT__NONE}, c;
+    int r, err;
+    if (dn->nids > 3)
+        return CRDT__SLOW;
+    for (size_t i = 0; i < dn->nids; i++)
+        if ((map[i] = crdt__client_find(doc, dn->ids[i])) == CRDT__NONE)
+            return CRDT__SLOW;
+    map_op(&op, map);
+    if (refers_forward(&op))
+        return CRDT_EMALFORMED;
+    c = op.client;
+    if (op.clock + op.len <= CLIENT(doc, c).next_clock)
+        return 0; /* already known */
+    if (op.clock != CLIENT(doc, c).next_clock)
+        return CRDT__SLOW;
+    p->doc = doc;
+    p->ng = 0; /* dependencies are looked up in the document only */
+    r = deps_of(p, &op);
+    if (r == DEP_INVALID)
+        return CRDT_EINVALID;
+    if (r == DEP_MISSING)
+        return CRDT__SLOW;
+    if (op.kind == CRDT__OP_INSERT) {
+        if ((err = crdt__reserve(doc, 3, 0)) != 0 ||
+            (err = crdt__text_reserve(doc, c, op.text_bytes)) != 0)
+            return err;
+        crdt__integrate_insert(doc, &op);
+    } else {
+        if ((err = crdt__reserve(doc, 2, 1)) != 0)
+            return err;
+        crdt__integrate_delete(doc, &op, CRDT__NONE);
+    }
+    CLIENT(doc, c).next_clock = op.clock + op.len;
+    return 0;
+}
+
 /* Temporary memory of one apply, taken in one allocation. */
 typedef struct {
     void *block;
@@ -354,7 +401,7 @@ static int scratch_init(const crdt_alloc_t *a, scratch_t *s, size_t nids, size_t
 int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
 {
     const crdt_alloc_t *a;
-    crdt__decoded_t dn = {0}, dp = {0};
+    crdt__decoded_t dn, dp; /* only their pointers and counts need setting */
     scratch_t s = {0};
     union {
         uint64_t align;
@@ -372,12 +419,25 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
     if (doc == NULL || (data == NULL && len > 0))
         return CRDT_EINVAL;
     a = &doc->alloc;
+    dp.ops = NULL;
+    dp.ids = NULL;
+    dp.owned = NULL;
+    dp.nops = dp.opcap = dp.nids = dp.owned_len = 0;
     memset(&p, 0, sizeof(p));
     p.doc = doc;
     if ((err = crdt__decode_update(a, data, len, &dn)) != 0)
         return err;
     if (dn.nops == 0)
         goto Exit;
+    if (dn.nops == 1 && doc->pending_len == 0) {
+        /* A keystroke: one operation, nothing held. */
+        err = apply_one(doc, &dn, &p);
+        if (err != CRDT__SLOW)
+            goto Exit;
+        err = 0;
+        memset(&p, 0, sizeof(p));
+        p.doc = doc;
+    }
     if (doc->pending_len > 0 &&
         CRDT_NEVER(crdt__decode_update(a, doc->pending, doc->pending_len, &dp) != 0)) {
         err = CRDT_EINTERNAL; /* our own encoding of held operations must decode */
