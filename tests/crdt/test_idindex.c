@@ -28,30 +28,7 @@
 
 #include "crdt_internal.h"
 #include "test_alloc.h"
-
-/* ---- PRNG (splitmix64) ----------------------------------------------------- */
-
-typedef struct {
-    uint64_t s, seed;
-} rng_t;
-
-static void rng_init(rng_t *r, uint64_t seed)
-{
-    r->s = r->seed = seed;
-}
-
-static uint64_t rng_next(rng_t *r)
-{
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static uint32_t rng_below(rng_t *r, uint32_t n)
-{
-    return n ? (uint32_t)(rng_next(r) % n) : 0;
-}
+#include "test_rng.h"
 
 /* ---- model: keys and values sorted by key ------------------------------------ */
 
