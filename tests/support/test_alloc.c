@@ -66,6 +66,7 @@ static void *ta_malloc(void *ctx, size_t size)
     test_alloc_t *a = ctx;
     header_t *h;
 
+    a->zero_size_calls += size == 0;
     if (should_fail(a) || size > SIZE_MAX - sizeof *h)
         return NULL;
     h = malloc(sizeof *h + size);
@@ -85,6 +86,7 @@ static void *ta_realloc(void *ctx, void *ptr, size_t old_size, size_t new_size)
 
     if (ptr == NULL)
         return ta_malloc(ctx, new_size);
+    a->zero_size_calls += new_size == 0 || old_size == 0;
     h = header_of(ptr, old_size);
     if (should_fail(a) || new_size > SIZE_MAX - sizeof *h)
         return NULL;
@@ -121,6 +123,7 @@ void test_alloc_init(test_alloc_t *a)
     a->peak_bytes = 0;
     a->calls = 0;
     a->failures = 0;
+    a->zero_size_calls = 0;
     a->_countdown = -1;
 }
 

@@ -21,12 +21,13 @@
  */
 typedef struct {
     crdt_alloc_t alloc;
-    size_t live_bytes;  /* bytes requested and not yet freed */
-    size_t live_blocks; /* blocks allocated and not yet freed */
-    size_t peak_bytes;  /* highest live_bytes seen */
-    size_t calls;       /* malloc and realloc calls so far, failed or not */
-    size_t failures;    /* calls failed on purpose so far */
-    long _countdown;    /* calls left before the one that fails; < 0: none fails */
+    size_t live_bytes;      /* bytes requested and not yet freed */
+    size_t live_blocks;     /* blocks allocated and not yet freed */
+    size_t peak_bytes;      /* highest live_bytes seen */
+    size_t calls;           /* malloc and realloc calls so far, failed or not */
+    size_t failures;        /* calls failed on purpose so far */
+    size_t zero_size_calls; /* malloc/realloc asked for 0 bytes (crdt.h promises never) */
+    long _countdown;        /* calls left before the one that fails; < 0: none fails */
 } test_alloc_t;
 
 /* Sets up `a` with all counters zero and no failure planned. */
