@@ -62,15 +62,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    if (test_alloc_live_bytes(&ta) != 0) {
-        fprintf(stderr, "%zu bytes leaked\n", test_alloc_live_bytes(&ta));
-        return -1;
-    }
-    if (ta.zero_size_calls != 0) {
-        fprintf(stderr, "the engine made %zu allocator calls with size 0\n", ta.zero_size_calls);
-        return -1;
-    }
-    return 0;
+    return test_alloc_check_clean(&ta);
 }
 
 static crdt_doc_t *new_doc(uint64_t client)

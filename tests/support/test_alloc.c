@@ -136,3 +136,16 @@ size_t test_alloc_live_bytes(const test_alloc_t *a)
 {
     return a->live_bytes;
 }
+
+int test_alloc_check_clean(const test_alloc_t *a)
+{
+    if (a->live_bytes != 0) {
+        fprintf(stderr, "%zu bytes leaked\n", a->live_bytes);
+        return -1;
+    }
+    if (a->zero_size_calls != 0) {
+        fprintf(stderr, "the engine made %zu allocator calls with size 0\n", a->zero_size_calls);
+        return -1;
+    }
+    return 0;
+}

@@ -45,4 +45,9 @@ void test_alloc_fail_after(test_alloc_t *a, long n);
 /* Bytes currently allocated through `a` (0 once everything has been freed). */
 size_t test_alloc_live_bytes(const test_alloc_t *a);
 
+/* After a test: 0 if nothing is still allocated and no call asked for 0
+ * bytes; otherwise says which on stderr and returns -1 (a cmocka teardown
+ * failure). */
+int test_alloc_check_clean(const test_alloc_t *a);
+
 #endif /* WEFT_TEST_ALLOC_H */
