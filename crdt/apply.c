@@ -667,6 +667,7 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
     doc->pending = new_pending;
     doc->pending_len = nleft > 0 ? pend.len : 0;
     doc->pending_ops = nleft;
+    doc->applies++;
     if (nitems > 64)
         crdt__shrink(doc);
 Exit:

@@ -160,6 +160,16 @@ int crdt_doc_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *updat
  */
 int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len);
 
+/*
+ * A counter that grows whenever the document changes: a local edit, or an apply
+ * that integrated or held anything new. An apply whose operations are all
+ * integrated already leaves it as it was, so a caller can tell a duplicate update
+ * from a new one by reading it before and after (operations held again, while
+ * their dependencies are still missing, may count as a change). O(number of
+ * clients).
+ */
+uint64_t crdt_doc_change_count(const crdt_doc_t *doc);
+
 /* Number of held runs of operations (a run of consecutive clocks of one
  * client counts once) waiting for missing dependencies; 0 when none. */
 size_t crdt_doc_pending(const crdt_doc_t *doc);

@@ -177,6 +177,7 @@ struct crdt_doc {
     uint8_t *pending; /* held operations, encoded as an update */
     size_t pending_len;
     size_t pending_ops;
+    uint64_t applies; /* applies that changed something (crdt_doc_change_count) */
 };
 
 /* Pool element access. */

@@ -153,6 +153,14 @@ size_t crdt_doc_mem_bytes(const crdt_doc_t *doc)
     return doc->mem;
 }
 
+uint64_t crdt_doc_change_count(const crdt_doc_t *doc)
+{
+    uint64_t n = doc->applies;
+    for (uint32_t i = 0; i < doc->clients.len; i++)
+        n += CLIENT(doc, i).next_clock;
+    return n;
+}
+
 size_t crdt_doc_pending(const crdt_doc_t *doc)
 {
     return doc->pending_ops;

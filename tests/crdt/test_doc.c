@@ -919,6 +919,44 @@ static void test_relpos_to_index_unaffected_by_pending(void **state)
     crdt_doc_free(b);
 }
 
+/* The change counter grows with every new operation, local or remote, held or
+ * integrated, and stays put when integrated operations come again. */
+static void test_change_count_grows_only_on_change(void **state)
+{
+    crdt_doc_t *a = new_doc(1), *b = new_doc(2);
+    crdt_buf_t u1, u2, u3;
+    uint64_t n;
+    (void)state;
+    n = crdt_doc_change_count(a);
+    assert_int_equal(crdt_doc_insert(a, 0, "abc", 3, &u1), 0);
+    assert_true(crdt_doc_change_count(a) > n);
+    n = crdt_doc_change_count(a);
+    assert_int_equal(crdt_doc_insert(a, 3, "def", 3, &u2), 0);
+    assert_int_equal(crdt_doc_delete(a, 0, 1, &u3), 0);
+    assert_true(crdt_doc_change_count(a) > n);
+
+    n = crdt_doc_change_count(b);
+    assert_int_equal(crdt_doc_apply_update(b, u3.base, u3.len), 0); /* held */
+    assert_true(crdt_doc_change_count(b) > n);
+    assert_int_equal(crdt_doc_apply_update(b, u3.base, u3.len), 0); /* held again */
+    n = crdt_doc_change_count(b);
+    assert_int_equal(crdt_doc_apply_update(b, u2.base, u2.len), 0); /* held, new */
+    assert_true(crdt_doc_change_count(b) > n);
+    n = crdt_doc_change_count(b);
+    assert_int_equal(crdt_doc_apply_update(b, u1.base, u1.len), 0); /* all in */
+    assert_true(crdt_doc_change_count(b) > n);
+    assert_int_equal(crdt_doc_pending(b), 0);
+    n = crdt_doc_change_count(b);
+    assert_int_equal(crdt_doc_apply_update(b, u1.base, u1.len), 0);
+    assert_int_equal(crdt_doc_apply_update(b, u2.base, u2.len), 0);
+    assert_int_equal(crdt_doc_change_count(b), n);
+    crdt_buf_dispose(&u1);
+    crdt_buf_dispose(&u2);
+    crdt_buf_dispose(&u3);
+    crdt_doc_free(a);
+    crdt_doc_free(b);
+}
+
 /*
  * A typing session (ASCII, so units are characters): a cursor moves, types runs,
  * backspaces and deletes forward. A model of the visible characters' ids
@@ -1076,6 +1114,7 @@ int main(void)
         cmocka_unit_test(test_relpos_decode_malformed),
         cmocka_unit_test(test_relpos_to_index_unaffected_by_pending),
         cmocka_unit_test(test_relpos_to_index_tracks_typing_session),
+        cmocka_unit_test(test_change_count_grows_only_on_change),
         cmocka_unit_test(test_doc_free_releases_everything),
     };
 
