@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * config.c: weftd's command line. Every flag has a default, so `weftd` alone
+ * serves the demo on http://127.0.0.1:8080 with data in ./data; --help lists
+ * them all. Also the document-name rule shared by every route.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "srv.h"
+
+const char *srv_strerror(int err)
+{
+    switch (err) {
+#define SRV__ERRNO_CASE(name, value, text)                                                         \
+    case value:                                                                                    \
+        return text;
+        SRV_ERRNO_MAP(SRV__ERRNO_CASE)
+#undef SRV__ERRNO_CASE
+    case 0:
+        return "success";
+    default:
+        return "unknown error";
+    }
+}
+
+int srv_docname_valid(const char *name, size_t len)
+{
+    if (len == 0 || len > SRV_MAX_DOCNAME)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '~' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+void srv_config_init(srv_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    strcpy(cfg->listen_host, "127.0.0.1");
+    cfg->listen_port = 8080;
+    cfg->data_dir = "./data";
+    cfg->web_root = "./web-demo/dist";
+    cfg->max_message = 1u << 20;
+    cfg->max_queued = 8u << 20;
+    cfg->ping_interval = 20;
+    cfg->ping_timeout = 10;
+    cfg->unload_after = 30;
+    cfg->snapshot_every = 1000;
+    cfg->map_size_mb = 64;
+}
+
+void srv_config_usage(FILE *out)
+{
+    fputs("usage: weftd [options]\n"
+          "\n"
+          "weft's collaborative editing server: WebSocket editors at /ws/<document>,\n"
+          "the web demo at /, REST at /api/docs/<document>, /healthz and /metrics.\n"
+          "\n"
+          "  --listen HOST:PORT    address to serve (default 127.0.0.1:8080; port 0 picks\n"
+          "                        a free port, printed at start)\n"
+          "  --data DIR            data directory, created if missing (default ./data)\n"
+          "  --web-root DIR        static files served at / (default ./web-demo/dist)\n"
+          "  --max-message BYTES   largest WebSocket message accepted (default 1048576)\n"
+          "  --max-queued BYTES    output queued for one connection before it is cut off\n"
+          "                        as a slow reader (default 8388608)\n"
+          "  --ping-interval SEC   silence before the server pings a connection (default 20)\n"
+          "  --ping-timeout SEC    time to answer a ping before the connection is dropped\n"
+          "                        and its cursor removed (default 10)\n"
+          "  --unload-after SEC    how long a document stays in memory after its last\n"
+          "                        editor left (default 30)\n"
+          "  --snapshot-every N    log entries between two snapshots of a document\n"
+          "                        (default 1000)\n"
+          "  --map-size MIB        initial LMDB map size; it grows when full (default 64)\n"
+          "  -h, --help            this text\n"
+          "\n"
+          "On start weftd prints 'weftd: listening on http://HOST:PORT' on stdout.\n"
+          "SIGINT or SIGTERM: stop accepting, make every received edit durable, close\n"
+          "connections (code 1001) and exit 0.\n",
+          out);
+}
+
+/* Parses an unsigned decimal in [min, max]. */
+static int parse_uint(const char *s, unsigned long long min, unsigned long long max,
+                      unsigned long long *out)
+{
+    char *end;
+    unsigned long long v;
+    if (s == NULL || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_listen(srv_config_t *cfg, const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    unsigned long long port;
+    size_t hostlen;
+    if (colon == NULL)
+        return -1;
+    hostlen = (size_t)(colon - s);
+    if (hostlen == 0 || hostlen >= sizeof(cfg->listen_host))
+        return -1;
+    if (parse_uint(colon + 1, 0, 65535, &port) != 0)
+        return -1;
+    memcpy(cfg->listen_host, s, hostlen);
+    cfg->listen_host[hostlen] = '\0';
+    cfg->listen_port = (uint16_t)port;
+    return 0;
+}
+
+int srv_config_parse(srv_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *flag = argv[i], *val = NULL;
+        char name[32];
+        const char *eq;
+        unsigned long long v;
+        if (strcmp(flag, "-h") == 0 || strcmp(flag, "--help") == 0)
+            return 1;
+        if (strncmp(flag, "--", 2) != 0) {
+            snprintf(err, errlen, "unexpected argument '%s' (try --help)", flag);
+            return SRV_EUSAGE;
+        }
+        /* --flag=value or --flag value */
+        eq = strchr(flag, '=');
+        if (eq != NULL) {
+            size_t n = (size_t)(eq - flag);
+            if (n >= sizeof(name))
+                n = sizeof(name) - 1;
+            memcpy(name, flag, n);
+            name[n] = '\0';
+            val = eq + 1;
+        } else {
+            snprintf(name, sizeof(name), "%s", flag);
+            if (i + 1 < argc)
+                val = argv[++i];
+        }
+        if (val == NULL) {
+            snprintf(err, errlen, "%s needs a value (try --help)", name);
+            return SRV_EUSAGE;
+        }
+#define UINT_FLAG(flagname, field, min, max)                                                       \
+    if (strcmp(name, flagname) == 0) {                                                             \
+        if (parse_uint(val, min, max, &v) != 0) {                                                  \
+            snprintf(err, errlen, "%s: '%s' is not a number in %llu..%llu", name, val,             \
+                     (unsigned long long)(min), (unsigned long long)(max));                        \
+            return SRV_EUSAGE;                                                                     \
+        }                                                                                          \
+        cfg->field = v;                                                                            \
+        continue;                                                                                  \
+    }
+        UINT_FLAG("--max-message", max_message, 64, 256ull << 20)
+        UINT_FLAG("--max-queued", max_queued, 1024, 1ull << 34)
+        UINT_FLAG("--ping-interval", ping_interval, 1, 86400)
+        UINT_FLAG("--ping-timeout", ping_timeout, 1, 86400)
+        UINT_FLAG("--unload-after", unload_after, 0, 86400)
+        UINT_FLAG("--snapshot-every", snapshot_every, 1, 1u << 30)
+        UINT_FLAG("--map-size", map_size_mb, 1, 1u << 20)
+#undef UINT_FLAG
+        if (strcmp(name, "--listen") == 0) {
+            if (parse_listen(cfg, val) != 0) {
+                snprintf(err, errlen, "--listen: '%s' is not HOST:PORT", val);
+                return SRV_EUSAGE;
+            }
+        } else if (strcmp(name, "--data") == 0) {
+            if (*val == '\0' || strlen(val) > PATH_MAX - 64) {
+                snprintf(err, errlen, "--data: bad directory");
+                return SRV_EUSAGE;
+            }
+            cfg->data_dir = val;
+        } else if (strcmp(name, "--web-root") == 0) {
+            if (*val == '\0' || strlen(val) > PATH_MAX - 64) {
+                snprintf(err, errlen, "--web-root: bad directory");
+                return SRV_EUSAGE;
+            }
+            cfg->web_root = val;
+        } else {
+            snprintf(err, errlen, "unknown option '%s' (try --help)", name);
+            return SRV_EUSAGE;
+        }
+    }
+    return 0;
+}

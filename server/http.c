@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * http.c: weftd's HTTP routes on H2O.
+ *
+ *   GET /ws/<document>        WebSocket upgrade (a session: session.c)
+ *   GET /api/docs/<document>  JSON: the current text and a few facts
+ *   GET /healthz              200 "ok"
+ *   GET /metrics              Prometheus text (metrics.c)
+ *   GET /...                  the web demo's static files (--web-root)
+ *
+ * Document names are checked before anything else (HTTP 400). Event-loop
+ * thread only.
+ */
+#include <string.h>
+#include <sys/stat.h>
+
+#include "srv_internal.h"
+
+typedef struct {
+    h2o_handler_t super;
+    srv_t *srv;
+} handler_t;
+
+static void send_text(h2o_req_t *req, int status, const char *reason, const char *type,
+                      const char *body, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = reason;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, type, strlen(type));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
+                   H2O_STRLIT("no-store"));
+    h2o_send_inline(req, body, len);
+}
+
+static void send_json_error(h2o_req_t *req, int status, const char *reason, const char *msg)
+{
+    char body[256];
+    int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}\n", msg);
+    send_text(req, status, reason, "application/json", body, (size_t)n);
+}
+
+/* The part of the request path after `prefix` (which it starts with), up to
+ * the query string. */
+static h2o_iovec_t path_rest(h2o_req_t *req, size_t prefix_len)
+{
+    size_t end = req->path.len;
+    if (req->query_at != SIZE_MAX && req->query_at < end)
+        end = req->query_at;
+    if (end < prefix_len)
+        return h2o_iovec_init(NULL, 0);
+    return h2o_iovec_init(req->path.base + prefix_len, end - prefix_len);
+}
+
+static int is_get(h2o_req_t *req)
+{
+    return h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
+           h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+}
+
+static int on_ws(h2o_handler_t *self, h2o_req_t *req)
+{
+    srv_t *srv = ((handler_t *)self)->srv;
+    h2o_iovec_t name = path_rest(req, strlen("/ws/"));
+    const char *key;
+    srv_session_t *s;
+    h2o_websocket_conn_t *ws;
+
+    srv->metrics.http_requests++;
+    if (req->path.len < 4 || memcmp(req->path.base, "/ws/", 4) != 0 ||
+        !srv_docname_valid(name.base, name.len)) {
+        srv->metrics.ws_rejected++;
+        send_json_error(req, 400, "Bad Request",
+                        "bad document name: 1 to 128 characters of A-Z a-z 0-9 . _ ~ -");
+        return 0;
+    }
+    if (req->version >= 0x200 || h2o_is_websocket_handshake(req, &key) != 0 || key == NULL) {
+        srv->metrics.ws_rejected++;
+        send_json_error(req, 400, "Bad Request", "expected a WebSocket upgrade (HTTP/1.1)");
+        return 0;
+    }
+    if (srv->stopping) {
+        srv->metrics.ws_rejected++;
+        send_json_error(req, 503, "Service Unavailable", "the server is shutting down");
+        return 0;
+    }
+    s = srv__session_new(srv, name.base, name.len);
+    if (s == NULL) {
+        send_json_error(req, 503, "Service Unavailable", "out of memory");
+        return 0;
+    }
+    ws = h2o_upgrade_to_websocket(req, key, s, srv__session_on_message);
+    s->ws = ws;
+    wslay_event_config_set_max_recv_msg_length(ws->ws_ctx, srv->cfg.max_message);
+    srv__session_timer_start(s);
+    return 0;
+}
+
+/* Appends `len` bytes of UTF-8 as the body of a JSON string. */
+static void json_string(proto_buf_t *out, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t start = 0;
+    srv__buf_append(out, "\"", 1);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[6];
+        size_t n = 0;
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            n = 2;
+        } else if (c == '\n') {
+            memcpy(esc, "\\n", 2);
+            n = 2;
+        } else if (c < 0x20 || c == 0x7f) {
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            n = 6;
+        }
+        if (n) {
+            srv__buf_append(out, s + start, i - start);
+            srv__buf_append(out, esc, n);
+            start = i + 1;
+        }
+    }
+    srv__buf_append(out, s + start, len - start);
+    srv__buf_append(out, "\"", 1);
+}
+
+static int on_api_docs(h2o_handler_t *self, h2o_req_t *req)
+{
+    srv_t *srv = ((handler_t *)self)->srv;
+    h2o_iovec_t name = path_rest(req, strlen("/api/docs/"));
+    srv_doc_t *doc;
+    crdt_doc_t *crdt = NULL, *tmp = NULL;
+    crdt_buf_t text = {0};
+    proto_buf_t body = {0};
+    size_t editors = 0;
+    int err;
+
+    srv->metrics.http_requests++;
+    if (req->path.len < 10 || memcmp(req->path.base, "/api/docs/", 10) != 0 ||
+        !srv_docname_valid(name.base, name.len)) {
+        send_json_error(req, 400, "Bad Request", "bad document name");
+        return 0;
+    }
+    if (!is_get(req)) {
+        send_json_error(req, 405, "Method Not Allowed", "only GET");
+        return 0;
+    }
+    doc = srv__doc_find(srv, name.base, name.len);
+    if (doc != NULL) {
+        crdt = doc->crdt;
+        editors = doc->nsessions;
+    } else {
+        err = store_doc_load(srv->store, name.base, name.len, 1, &tmp, NULL);
+        if (err == STORE_ENOTFOUND) {
+            send_json_error(req, 404, "Not Found", "no such document");
+            return 0;
+        }
+        if (err != 0) {
+            send_json_error(req, 500, "Internal Server Error", "the document cannot be loaded");
+            return 0;
+        }
+        crdt = tmp;
+    }
+    if (crdt_doc_text(crdt, &text) != 0)
+        abort();
+    srv__buf_append(&body, "{\"name\":", 8);
+    json_string(&body, name.base, name.len);
+    srv__buf_append(&body, ",\"text\":", 8);
+    json_string(&body, (const char *)text.base, text.len);
+    srv__buf_printf(&body, ",\"length\":%zu,\"editors\":%zu,\"loaded\":%s}\n",
+                    crdt_doc_length(crdt), editors, doc != NULL ? "true" : "false");
+    send_text(req, 200, "OK", "application/json; charset=utf-8", (const char *)body.base, body.len);
+    crdt_buf_dispose(&text);
+    proto_buf_dispose(&body);
+    crdt_doc_free(tmp);
+    return 0;
+}
+
+static int on_healthz(h2o_handler_t *self, h2o_req_t *req)
+{
+    srv_t *srv = ((handler_t *)self)->srv;
+    srv->metrics.http_requests++;
+    if (srv->store_error) {
+        send_text(req, 503, "Service Unavailable", "text/plain", H2O_STRLIT("storage failed\n"));
+        return 0;
+    }
+    send_text(req, 200, "OK", "text/plain", H2O_STRLIT("ok\n"));
+    return 0;
+}
+
+static int on_metrics(h2o_handler_t *self, h2o_req_t *req)
+{
+    srv_t *srv = ((handler_t *)self)->srv;
+    proto_buf_t body = {0};
+    srv->metrics.http_requests++;
+    srv__metrics_render(srv, &body);
+    send_text(req, 200, "OK", "text/plain; version=0.0.4", (const char *)body.base, body.len);
+    proto_buf_dispose(&body);
+    return 0;
+}
+
+static int on_no_demo(h2o_handler_t *self, h2o_req_t *req)
+{
+    (void)self;
+    send_text(req, 404, "Not Found", "text/plain",
+              H2O_STRLIT("weftd: the web demo is not built here (see --web-root; the README's "
+                         "start command builds it)\n"));
+    return 0;
+}
+
+static int add_handler(h2o_hostconf_t *host, const char *path, srv_t *srv,
+                       int (*on_req)(h2o_handler_t *, h2o_req_t *))
+{
+    h2o_pathconf_t *pc = h2o_config_register_path(host, path, 0);
+    handler_t *h = (handler_t *)h2o_create_handler(pc, sizeof(*h));
+    h->super.on_req = on_req;
+    h->srv = srv;
+    return 0;
+}
+
+int srv__http_register(srv_t *srv)
+{
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&srv->h2o_config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    struct stat st;
+
+    add_handler(host, "/ws", srv, on_ws);
+    add_handler(host, "/api/docs", srv, on_api_docs);
+    add_handler(host, "/healthz", srv, on_healthz);
+    add_handler(host, "/metrics", srv, on_metrics);
+    if (stat(srv->cfg.web_root, &st) == 0 && S_ISDIR(st.st_mode)) {
+        static const char *index_files[] = {"index.html", NULL};
+        h2o_pathconf_t *pc = h2o_config_register_path(host, "/", 0);
+        h2o_file_register(pc, srv->cfg.web_root, index_files, NULL, 0);
+    } else {
+        fprintf(stderr, "weftd: --web-root %s is not a directory: / serves no demo\n",
+                srv->cfg.web_root);
+        add_handler(host, "/", srv, on_no_demo);
+    }
+    return 0;
+}

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * main.c: the weftd executable. Parses the command line (config.c), installs
+ * the signal handlers (SIGINT/SIGTERM stop the server cleanly, SIGPIPE is
+ * ignored), starts the server and prints the address it listens on.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "srv.h"
+
+static srv_t *running;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (running != NULL)
+        srv_request_stop(running);
+}
+
+int main(int argc, char **argv)
+{
+    srv_config_t cfg;
+    srv_t *srv;
+    char err[256] = "";
+    struct sigaction sa;
+    int r;
+
+    srv_config_init(&cfg);
+    r = srv_config_parse(&cfg, argc, argv, err, sizeof(err));
+    if (r == 1) {
+        srv_config_usage(stdout);
+        return 0;
+    }
+    if (r != 0) {
+        fprintf(stderr, "weftd: %s\n", err);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (srv_new(&cfg, &srv) != 0)
+        return 1;
+
+    running = srv;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    printf("weftd: listening on http://%s:%u\n", cfg.listen_host, (unsigned)srv_port(srv));
+    fflush(stdout);
+    r = srv_run(srv);
+    running = NULL;
+    srv_free(srv);
+    if (r == 0)
+        fprintf(stderr, "weftd: stopped\n");
+    return r == 0 ? 0 : 1;
+}

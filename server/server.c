@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * server.c: weftd's event loop. srv_new() opens the store and binds the
+ * listening socket; srv_run() turns the H2O evloop, and after each pass (a
+ * tick) does the end-of-tick work: one update frame per changed document,
+ * acknowledgements of what became durable, one write chance per connection
+ * with queued output. The store's writer thread commits in the background and
+ * wakes the loop through an eventfd when a commit is durable.
+ *
+ * Shutdown (srv_request_stop, from SIGINT/SIGTERM): the listener closes, every
+ * update received is made durable and acknowledged, connections get close
+ * code 1001, and srv_run() returns once they are gone (or after a grace time).
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "srv_internal.h"
+
+/* Longest wait for connections to close at shutdown. */
+#define SHUTDOWN_GRACE_MS 3000
+/* Connections accepted per readiness event of the listener. */
+#define ACCEPT_BATCH 64
+
+uint64_t srv__now_ms(srv_t *srv)
+{
+    return h2o_now(srv->loop);
+}
+
+uint64_t srv__wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    srv_t *srv = listener->data;
+    if (err != NULL)
+        return;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+        if (sock == NULL)
+            break;
+        h2o_accept(&srv->accept_ctx, sock);
+    }
+}
+
+static void on_store_ready(h2o_socket_t *sock, const char *err)
+{
+    srv_t *srv = sock->data;
+    (void)err;
+    srv->durable = store_durable(srv->store);
+    if (!srv->store_error && store_failed(srv->store) != 0) {
+        srv->store_error = store_failed(srv->store);
+        fprintf(stderr, "weftd: storage failed: %s; edits are no longer accepted\n",
+                store_strerror(srv->store_error));
+    }
+}
+
+static int listen_on(srv_t *srv)
+{
+    struct addrinfo hints, *res = NULL;
+    char port[8];
+    int fd = -1, on = 1, gai;
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(port, sizeof(port), "%u", (unsigned)srv->cfg.listen_port);
+    if ((gai = getaddrinfo(srv->cfg.listen_host, port, &hints, &res)) != 0) {
+        fprintf(stderr, "weftd: --listen %s:%s: %s\n", srv->cfg.listen_host, port,
+                gai_strerror(gai));
+        return SRV_ELISTEN;
+    }
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0 ||
+        getsockname(fd, (struct sockaddr *)&ss, &sslen) != 0) {
+        fprintf(stderr, "weftd: cannot listen on %s:%s: %s\n", srv->cfg.listen_host, port,
+                strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return SRV_ELISTEN;
+    }
+    freeaddrinfo(res);
+    srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    srv->listener = h2o_evloop_socket_create(srv->loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    srv->listener->data = srv;
+    h2o_socket_read_start(srv->listener, on_accept);
+    return 0;
+}
+
+int srv_new(const srv_config_t *cfg, srv_t **out)
+{
+    srv_t *srv = calloc(1, sizeof(*srv));
+    store_options_t sopts;
+    h2o_socket_t *ssock;
+    int err;
+
+    if (srv == NULL)
+        return SRV_ENOMEM;
+    srv->cfg = *cfg;
+    h2o_linklist_init_anchor(&srv->sessions);
+    h2o_linklist_init_anchor(&srv->dirty_docs);
+    h2o_linklist_init_anchor(&srv->ack_waiters);
+    h2o_linklist_init_anchor(&srv->to_proceed);
+
+    memset(&sopts, 0, sizeof(sopts));
+    sopts.map_size_initial = cfg->map_size_mb << 20;
+    sopts.snapshot_every = cfg->snapshot_every;
+    if ((err = store_open(cfg->data_dir, &sopts, &srv->store)) != 0) {
+        fprintf(stderr, "weftd: cannot open the store in %s: %s\n", cfg->data_dir,
+                store_strerror(err));
+        free(srv);
+        return SRV_ESTORE;
+    }
+
+    h2o_config_init(&srv->h2o_config);
+    srv->h2o_config.server_name = h2o_iovec_init(H2O_STRLIT("weftd"));
+    if (srv__http_register(srv) != 0) {
+        store_close(srv->store);
+        h2o_config_dispose(&srv->h2o_config);
+        free(srv);
+        return SRV_ENOMEM;
+    }
+    srv->loop = h2o_evloop_create();
+    h2o_context_init(&srv->ctx, srv->loop, &srv->h2o_config);
+    srv->accept_ctx.ctx = &srv->ctx;
+    srv->accept_ctx.hosts = srv->h2o_config.hosts;
+
+    h2o_timeout_init(srv->loop, &srv->ping_interval_timeout, (uint64_t)cfg->ping_interval * 1000);
+    h2o_timeout_init(srv->loop, &srv->ping_answer_timeout, (uint64_t)cfg->ping_timeout * 1000);
+    h2o_timeout_init(srv->loop, &srv->close_timeout, 3000);
+    h2o_timeout_init(srv->loop, &srv->unload_timeout, (uint64_t)cfg->unload_after * 1000);
+
+    ssock = h2o_evloop_socket_create(srv->loop, store_completion_fd(srv->store),
+                                     H2O_SOCKET_FLAG_DONT_READ);
+    ssock->data = srv;
+    h2o_socket_read_start(ssock, on_store_ready);
+    srv->store_sock = ssock;
+
+    if ((err = listen_on(srv)) != 0) {
+        srv_free(srv);
+        return err;
+    }
+    *out = srv;
+    return 0;
+}
+
+uint16_t srv_port(const srv_t *srv)
+{
+    return srv->port;
+}
+
+void srv_request_stop(srv_t *srv)
+{
+    srv->stop_requested = 1;
+}
+
+/* Acknowledges what became durable, to the sessions waiting for it. */
+static void ack_durable(srv_t *srv)
+{
+    h2o_linklist_t *l, *next;
+    for (l = srv->ack_waiters.next; l != &srv->ack_waiters; l = next) {
+        srv_session_t *s = H2O_STRUCT_FROM_MEMBER(srv_session_t, ack_link, l);
+        next = l->next;
+        srv__session_ack_durable(s, srv->durable);
+    }
+}
+
+static void tick_end(srv_t *srv)
+{
+    while (!h2o_linklist_is_empty(&srv->dirty_docs))
+        srv__doc_flush_tick(H2O_STRUCT_FROM_MEMBER(srv_doc_t, dirty_link, srv->dirty_docs.next));
+    if (!h2o_linklist_is_empty(&srv->ack_waiters))
+        ack_durable(srv);
+    /* Proceeding may close sessions, which may queue output to others
+     * (PRESENCE_LEAVE): take them one at a time until none is left. */
+    while (!h2o_linklist_is_empty(&srv->to_proceed)) {
+        srv_session_t *s =
+            H2O_STRUCT_FROM_MEMBER(srv_session_t, proceed_link, srv->to_proceed.next);
+        h2o_linklist_unlink(&s->proceed_link);
+        srv__session_proceed(s);
+    }
+}
+
+static void begin_shutdown(srv_t *srv)
+{
+    srv->stopping = 1;
+    if (srv->listener != NULL) {
+        h2o_socket_read_stop(srv->listener);
+        h2o_socket_close(srv->listener);
+        srv->listener = NULL;
+    }
+    /* Everything received becomes durable, then everyone hears so. */
+    tick_end(srv);
+    store_flush(srv->store);
+    srv->durable = store_durable(srv->store);
+    ack_durable(srv);
+    for (h2o_linklist_t *l = srv->sessions.next; l != &srv->sessions; l = l->next) {
+        srv_session_t *s = H2O_STRUCT_FROM_MEMBER(srv_session_t, all_link, l);
+        if (s->ws != NULL && s->ws->sock != NULL && !s->closing)
+            srv__session_close(s, 1001, "server shutting down");
+        else if (s->ws != NULL && s->ws->sock == NULL)
+            srv__session_drop(s);
+    }
+    tick_end(srv);
+}
+
+int srv_run(srv_t *srv)
+{
+    uint64_t deadline = 0;
+    for (;;) {
+        if (srv->stop_requested && !srv->stopping) {
+            begin_shutdown(srv);
+            deadline = srv__now_ms(srv) + SHUTDOWN_GRACE_MS;
+        }
+        if (srv->stopping && (srv->nsessions == 0 || srv__now_ms(srv) >= deadline))
+            break;
+        /* A short wait bound so a stop request is seen promptly. */
+        if (h2o_evloop_run(srv->loop, srv->stopping ? 50 : 500) != 0 && errno != EINTR) {
+            perror("weftd: event loop");
+            return -1;
+        }
+        tick_end(srv);
+    }
+    /* Whoever is left did not finish the close handshake: cut them off. */
+    while (!h2o_linklist_is_empty(&srv->sessions)) {
+        srv_session_t *s = H2O_STRUCT_FROM_MEMBER(srv_session_t, all_link, srv->sessions.next);
+        srv__session_drop(s);
+        srv__session_proceed(s);
+    }
+    return 0;
+}
+
+void srv_free(srv_t *srv)
+{
+    if (srv == NULL)
+        return;
+    if (srv->listener != NULL)
+        h2o_socket_close(srv->listener);
+    if (srv->store_sock != NULL) {
+        /* The fd belongs to the store: export it back out of the loop. */
+        h2o_socket_export_t info;
+        if (h2o_socket_export(srv->store_sock, &info) == 0)
+            (void)info; /* the store closes the fd itself */
+    }
+    srv__doc_free_all(srv);
+    if (srv->store != NULL) {
+        int err = store_close(srv->store);
+        if (err != 0)
+            fprintf(stderr, "weftd: closing the store: %s\n", store_strerror(err));
+    }
+    proto_buf_dispose(&srv->scratch);
+    free(srv);
+}

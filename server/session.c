@@ -1,0 +1,493 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * session.c: one editor's WebSocket connection and its side of the protocol
+ * (docs/protocol.md): HELLO and the sync handshake, UPDATE and SYNC2 applied to
+ * the document and handed to the store, ACK once durable, PRESENCE, ERROR and
+ * closing, pings and dead-peer detection.
+ *
+ * Lifetime. A session is created when /ws/<document> is upgraded and freed when
+ * H2O reports the connection closed (the message callback with arg NULL), or at
+ * the end of a tick after srv__session_drop(). Nothing frees a session inside
+ * its own message callback: drops are deferred, so code iterating sessions may
+ * send to them freely. Event-loop thread only.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "srv_internal.h"
+
+/* Time a closing connection gets to send its close frame and hear the reply. */
+#define CLOSE_GRACE_MS 3000
+
+static void on_timer(h2o_timeout_entry_t *entry);
+
+srv_session_t *srv__session_new(srv_t *srv, const char *docname, size_t len)
+{
+    srv_session_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->srv = srv;
+    memcpy(s->docname, docname, len);
+    s->docname_len = len;
+    s->last_heard = srv__now_ms(srv);
+    s->timer.cb = on_timer;
+    h2o_linklist_insert(&srv->sessions, &s->all_link);
+    srv->nsessions++;
+    srv->metrics.connections_total++;
+    return s;
+}
+
+static void mark_proceed(srv_session_t *s)
+{
+    if (!h2o_linklist_is_linked(&s->proceed_link))
+        h2o_linklist_insert(&s->srv->to_proceed, &s->proceed_link);
+}
+
+/* Unlinks the session from everything and frees it; closes the socket when
+ * `close_ws`. */
+static void destroy(srv_session_t *s)
+{
+    srv_t *srv = s->srv;
+    if (s->doc != NULL)
+        srv__doc_leave(s->doc, s);
+    if (h2o_timeout_is_linked(&s->timer))
+        h2o_timeout_unlink(&s->timer);
+    if (h2o_linklist_is_linked(&s->ack_link))
+        h2o_linklist_unlink(&s->ack_link);
+    if (h2o_linklist_is_linked(&s->proceed_link))
+        h2o_linklist_unlink(&s->proceed_link);
+    h2o_linklist_unlink(&s->all_link);
+    srv->nsessions--;
+    if (s->ws != NULL)
+        h2o_websocket_close(s->ws);
+    free(s->acks);
+    free(s);
+}
+
+void srv__session_proceed(srv_session_t *s)
+{
+    if (s->ws == NULL || s->ws->sock == NULL) {
+        if (s->ws == NULL)
+            destroy(s);
+        return;
+    }
+    if (s->dropping) {
+        destroy(s);
+        return;
+    }
+    /* May call srv__session_on_message(conn, NULL), which destroys s. */
+    h2o_websocket_proceed(s->ws);
+}
+
+void srv__session_drop(srv_session_t *s)
+{
+    s->dropping = 1;
+    mark_proceed(s);
+}
+
+int srv__session_send(srv_session_t *s, const uint8_t *msg, size_t len)
+{
+    struct wslay_event_msg m;
+    if (s->ws == NULL || s->closing || s->dropping)
+        return -1;
+    if (wslay_event_get_queued_msg_length(s->ws->ws_ctx) + len > s->srv->cfg.max_queued) {
+        s->srv->metrics.slow_consumers++;
+        s->srv->metrics.errors[PROTO_ERR_SLOW_CONSUMER]++;
+        srv__session_drop(s);
+        return -1;
+    }
+    m.opcode = WSLAY_BINARY_FRAME;
+    m.msg = msg;
+    m.msg_length = len;
+    if (wslay_event_queue_msg(s->ws->ws_ctx, &m) != 0) {
+        srv__session_drop(s);
+        return -1;
+    }
+    s->srv->metrics.bytes_out += len;
+    mark_proceed(s);
+    return 0;
+}
+
+/* Encodes `m` into the server's scratch buffer and queues it. */
+static int send_msg(srv_session_t *s, const proto_msg_t *m)
+{
+    proto_buf_t *buf = &s->srv->scratch;
+    proto_buf_reset(buf);
+    if (proto_encode(m, buf) != 0)
+        abort(); /* our own messages are always within the limits */
+    return srv__session_send(s, buf->base, buf->len);
+}
+
+void srv__session_error(srv_session_t *s, uint32_t code, const char *text, uint64_t seq)
+{
+    proto_msg_t m;
+    memset(&m, 0, sizeof(m));
+    m.type = PROTO_ERROR;
+    m.u.error.code = code;
+    m.u.error.seq = seq;
+    m.u.error.message.base = (const uint8_t *)text;
+    m.u.error.message.len = strlen(text);
+    if (m.u.error.message.len > PROTO_MAX_ERROR_MESSAGE)
+        m.u.error.message.len = PROTO_MAX_ERROR_MESSAGE;
+    if (code < sizeof(s->srv->metrics.errors) / sizeof(s->srv->metrics.errors[0]))
+        s->srv->metrics.errors[code]++;
+    send_msg(s, &m);
+}
+
+void srv__session_close(srv_session_t *s, uint16_t code, const char *reason)
+{
+    if (s->ws == NULL || s->closing || s->dropping)
+        return;
+    s->closing = 1;
+    wslay_event_queue_close(s->ws->ws_ctx, code, (const uint8_t *)reason, strlen(reason));
+    mark_proceed(s);
+    if (h2o_timeout_is_linked(&s->timer))
+        h2o_timeout_unlink(&s->timer);
+    h2o_timeout_link(s->srv->loop, &s->srv->close_timeout, &s->timer);
+}
+
+void srv__session_timer_start(srv_session_t *s)
+{
+    h2o_timeout_link(s->srv->loop, &s->srv->ping_interval_timeout, &s->timer);
+}
+
+/* Liveness: after --ping-interval of silence a ping goes out; a peer that says
+ * nothing for --ping-timeout after it is dropped (and its cursor with it). */
+static void on_timer(h2o_timeout_entry_t *entry)
+{
+    srv_session_t *s = H2O_STRUCT_FROM_MEMBER(srv_session_t, timer, entry);
+    srv_t *srv = s->srv;
+    uint64_t now = srv__now_ms(srv);
+    if (s->closing) {
+        srv__session_drop(s); /* the close handshake did not finish in time */
+        return;
+    }
+    if (s->ping_sent_at != 0 && s->last_heard < s->ping_sent_at) {
+        srv->metrics.ping_timeouts++;
+        srv__session_drop(s);
+        return;
+    }
+    s->ping_sent_at = 0;
+    if (s->ws != NULL && s->ws->sock != NULL &&
+        now - s->last_heard + 50 >= (uint64_t)srv->cfg.ping_interval * 1000) {
+        struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"weft", 4};
+        if (wslay_event_queue_msg(s->ws->ws_ctx, &m) == 0) {
+            s->ping_sent_at = now;
+            mark_proceed(s);
+            h2o_timeout_link(srv->loop, &srv->ping_answer_timeout, &s->timer);
+            return;
+        }
+    }
+    h2o_timeout_link(srv->loop, &srv->ping_interval_timeout, &s->timer);
+}
+
+/* ---- acknowledgements ---------------------------------------------------- */
+
+static void push_ack(srv_session_t *s, uint64_t ticket, uint64_t seq)
+{
+    if (s->acks_len == s->acks_cap) {
+        size_t cap = s->acks_cap ? s->acks_cap * 2 : 8;
+        srv_ack_t *a = malloc(cap * sizeof(*a));
+        if (a == NULL)
+            abort();
+        for (size_t i = 0; i < s->acks_len; i++)
+            a[i] = s->acks[(s->acks_head + i) % s->acks_cap];
+        free(s->acks);
+        s->acks = a;
+        s->acks_cap = cap;
+        s->acks_head = 0;
+    }
+    s->acks[(s->acks_head + s->acks_len) % s->acks_cap] = (srv_ack_t){ticket, seq};
+    s->acks_len++;
+    if (!h2o_linklist_is_linked(&s->ack_link))
+        h2o_linklist_insert(&s->srv->ack_waiters, &s->ack_link);
+}
+
+void srv__session_ack_durable(srv_session_t *s, uint64_t durable)
+{
+    uint64_t seq = 0;
+    while (s->acks_len > 0 && s->acks[s->acks_head].ticket <= durable) {
+        seq = s->acks[s->acks_head].seq;
+        s->acks_head = (s->acks_head + 1) % s->acks_cap;
+        s->acks_len--;
+    }
+    if (s->acks_len == 0 && h2o_linklist_is_linked(&s->ack_link))
+        h2o_linklist_unlink(&s->ack_link);
+    if (seq != 0) {
+        proto_msg_t m;
+        memset(&m, 0, sizeof(m));
+        m.type = PROTO_ACK;
+        m.u.ack.seq = seq;
+        s->srv->metrics.acks_out++;
+        send_msg(s, &m);
+    }
+}
+
+/* ---- messages -------------------------------------------------------------- */
+
+static void send_presence_of(srv_session_t *to, const srv_session_t *of)
+{
+    proto_msg_t m;
+    memset(&m, 0, sizeof(m));
+    m.type = PROTO_PRESENCE_STATE;
+    m.u.presence_state.replica = of->replica;
+    m.u.presence_state.name = (proto_bytes_t){(const uint8_t *)of->name, strlen(of->name)};
+    m.u.presence_state.color = (proto_bytes_t){(const uint8_t *)of->color, strlen(of->color)};
+    if (of->has_selection) {
+        m.u.presence_state.anchor = (proto_bytes_t){of->anchor, of->anchor_len};
+        m.u.presence_state.head = (proto_bytes_t){of->head, of->head_len};
+    }
+    send_msg(to, &m);
+}
+
+/* Tells every other editor of the document where `s` is. */
+static void broadcast_presence(srv_session_t *s)
+{
+    srv_doc_t *doc = s->doc;
+    for (h2o_linklist_t *l = doc->sessions.next; l != &doc->sessions; l = l->next) {
+        srv_session_t *o = H2O_STRUCT_FROM_MEMBER(srv_session_t, doc_link, l);
+        if (o != s)
+            send_presence_of(o, s);
+    }
+}
+
+static void copy_str(char *dst, proto_bytes_t src)
+{
+    memcpy(dst, src.base, src.len);
+    dst[src.len] = '\0';
+}
+
+static void on_hello(srv_session_t *s, const proto_msg_t *m)
+{
+    srv_t *srv = s->srv;
+    srv_doc_t *doc;
+    proto_msg_t out;
+    crdt_buf_t sv = {0};
+    int err;
+
+    if (m->u.hello.version != PROTO_VERSION) {
+        srv__session_error(s, PROTO_ERR_VERSION_UNSUPPORTED,
+                           "this server speaks protocol version 1 only", 0);
+        srv__session_close(s, 1002, "unsupported protocol version");
+        return;
+    }
+    if (srv->stopping) {
+        srv__session_error(s, PROTO_ERR_SHUTTING_DOWN, "the server is shutting down", 0);
+        srv__session_close(s, 1001, "shutting down");
+        return;
+    }
+    if ((err = srv__doc_open(srv, s->docname, s->docname_len, &doc)) != 0) {
+        srv__session_error(s, PROTO_ERR_SERVER_ERROR, "the document cannot be loaded", 0);
+        srv__session_close(s, 1011, "document cannot be loaded");
+        return;
+    }
+    for (h2o_linklist_t *l = doc->sessions.next; l != &doc->sessions; l = l->next) {
+        srv_session_t *o = H2O_STRUCT_FROM_MEMBER(srv_session_t, doc_link, l);
+        if (o->replica == m->u.hello.replica) {
+            srv__session_error(s, PROTO_ERR_REPLICA_IN_USE,
+                               "another connection of this document uses this replica id", 0);
+            srv__session_close(s, 1008, "replica id in use");
+            return;
+        }
+    }
+    s->replica = m->u.hello.replica;
+    copy_str(s->name, m->u.hello.name);
+    copy_str(s->color, m->u.hello.color);
+
+    memset(&out, 0, sizeof(out));
+    out.type = PROTO_WELCOME;
+    out.u.welcome.version = PROTO_VERSION;
+    out.u.welcome.replica = s->replica;
+    out.u.welcome.max_message = srv->cfg.max_message;
+    if (send_msg(s, &out) != 0)
+        return;
+    if (crdt_doc_state_vector(doc->crdt, &sv) != 0)
+        abort();
+    memset(&out, 0, sizeof(out));
+    out.type = PROTO_SYNC1;
+    out.u.sync1.sv = (proto_bytes_t){sv.base, sv.len};
+    err = send_msg(s, &out);
+    crdt_buf_dispose(&sv);
+    if (err != 0)
+        return;
+    for (h2o_linklist_t *l = doc->sessions.next; l != &doc->sessions; l = l->next) {
+        srv_session_t *o = H2O_STRUCT_FROM_MEMBER(srv_session_t, doc_link, l);
+        if (o->has_presence)
+            send_presence_of(s, o);
+    }
+    srv__doc_join(doc, s);
+    /* Others learn of the newcomer at once (who is here), without a cursor. */
+    s->has_presence = 1;
+    broadcast_presence(s);
+}
+
+/* Applies update bytes from the session; acknowledges them under `seq` when
+ * `ack` (UPDATE) and not at all for SYNC2. */
+static void on_update_bytes(srv_session_t *s, proto_bytes_t u, uint64_t seq, int ack)
+{
+    srv_t *srv = s->srv;
+    srv_doc_t *doc = s->doc;
+    uint64_t before, ticket;
+    int err;
+
+    if (srv->store_error) {
+        srv__session_error(s, PROTO_ERR_SERVER_ERROR, "storage failed: edits cannot be saved", seq);
+        srv__session_close(s, 1011, "storage failed");
+        return;
+    }
+    before = crdt_doc_change_count(doc->crdt);
+    srv__doc_begin_change(doc, s);
+    err = crdt_doc_apply_update(doc->crdt, u.base, u.len);
+    if (err == CRDT_ENOMEM)
+        abort();
+    if (err != 0) {
+        char text[128];
+        snprintf(text, sizeof(text), "update rejected: %s", crdt_strerror(err));
+        srv__session_error(s, PROTO_ERR_BAD_UPDATE, text, seq);
+        return;
+    }
+    srv->metrics.updates_in++;
+    if (crdt_doc_change_count(doc->crdt) != before) {
+        ticket = store_append(srv->store, doc->name, doc->name_len, u.base, u.len, s->replica,
+                              s->name, strlen(s->name), srv__wall_ms());
+        if (ticket == 0)
+            abort();
+        srv->metrics.updates_stored++;
+    } else {
+        /* Known already: durable once everything queued before it is. */
+        ticket = store_last_ticket(srv->store);
+    }
+    if (ack)
+        push_ack(s, ticket, seq);
+}
+
+static void on_sync1(srv_session_t *s, const proto_msg_t *m)
+{
+    crdt_buf_t diff = {0};
+    proto_msg_t out;
+    int err = crdt_doc_diff(s->doc->crdt, m->u.sync1.sv.base, m->u.sync1.sv.len, &diff);
+    if (err == CRDT_ENOMEM)
+        abort();
+    if (err != 0) {
+        srv__session_error(s, PROTO_ERR_BAD_UPDATE, "state vector rejected", 0);
+        return;
+    }
+    memset(&out, 0, sizeof(out));
+    out.type = PROTO_SYNC2;
+    out.u.sync2.update = (proto_bytes_t){diff.base, diff.len};
+    send_msg(s, &out);
+    crdt_buf_dispose(&diff);
+}
+
+static int relpos_ok(proto_bytes_t b)
+{
+    crdt_relpos_t p;
+    return b.base == NULL || crdt_relpos_decode(b.base, b.len, &p) == 0;
+}
+
+static void on_presence(srv_session_t *s, const proto_msg_t *m)
+{
+    proto_bytes_t a = m->u.presence.anchor, h = m->u.presence.head;
+    s->srv->metrics.presence_in++;
+    if (!relpos_ok(a) || !relpos_ok(h)) {
+        srv__session_error(s, PROTO_ERR_BAD_MESSAGE, "presence: bad relative position", 0);
+        return;
+    }
+    if (a.base == NULL)
+        a = h;
+    if (h.base == NULL)
+        h = a;
+    s->has_selection = a.base != NULL;
+    if (s->has_selection) {
+        memcpy(s->anchor, a.base, a.len);
+        s->anchor_len = (uint8_t)a.len;
+        memcpy(s->head, h.base, h.len);
+        s->head_len = (uint8_t)h.len;
+    }
+    s->has_presence = 1;
+    broadcast_presence(s);
+}
+
+static void on_binary(srv_session_t *s, const uint8_t *data, size_t len)
+{
+    proto_msg_t m;
+    int err = proto_decode(data, len, &m);
+
+    if (err != 0) {
+        uint32_t code = err == PROTO_ETYPE    ? PROTO_ERR_UNKNOWN_TYPE
+                        : err == PROTO_ELIMIT ? PROTO_ERR_TOO_LARGE
+                                              : PROTO_ERR_BAD_MESSAGE;
+        if (s->doc == NULL) {
+            srv__session_error(s, PROTO_ERR_NOT_HELLO_FIRST, "the first message must be HELLO", 0);
+            srv__session_close(s, 1008, "HELLO expected");
+            return;
+        }
+        srv__session_error(s, code, proto_strerror(err), 0);
+        return;
+    }
+    if (s->doc == NULL) {
+        if (m.type != PROTO_HELLO) {
+            srv__session_error(s, PROTO_ERR_NOT_HELLO_FIRST, "the first message must be HELLO", 0);
+            srv__session_close(s, 1008, "HELLO expected");
+            return;
+        }
+        on_hello(s, &m);
+        return;
+    }
+    switch (m.type) {
+    case PROTO_HELLO:
+        srv__session_error(s, PROTO_ERR_BAD_MESSAGE, "HELLO was already received", 0);
+        break;
+    case PROTO_SYNC1:
+        on_sync1(s, &m);
+        break;
+    case PROTO_SYNC2:
+        on_update_bytes(s, m.u.sync2.update, 0, 0);
+        break;
+    case PROTO_UPDATE:
+        if (m.u.update.seq <= s->last_seq) {
+            srv__session_error(s, PROTO_ERR_BAD_MESSAGE, "UPDATE seq must increase on a connection",
+                               m.u.update.seq);
+            break;
+        }
+        s->last_seq = m.u.update.seq;
+        on_update_bytes(s, m.u.update.update, m.u.update.seq, 1);
+        break;
+    case PROTO_PRESENCE:
+        on_presence(s, &m);
+        break;
+    default:
+        srv__session_error(s, PROTO_ERR_BAD_MESSAGE, "this message goes from server to client", 0);
+        break;
+    }
+}
+
+void srv__session_on_message(h2o_websocket_conn_t *conn,
+                             const struct wslay_event_on_msg_recv_arg *arg)
+{
+    srv_session_t *s = conn->data;
+    srv_t *srv = s->srv;
+
+    if (arg == NULL) { /* closed, by the peer, an error or us */
+        destroy(s);
+        return;
+    }
+    s->last_heard = srv__now_ms(srv);
+    if (s->closing || s->dropping)
+        return;
+    switch (arg->opcode) {
+    case WSLAY_BINARY_FRAME:
+        srv->metrics.messages_in++;
+        srv->metrics.bytes_in += arg->msg_length;
+        on_binary(s, arg->msg, arg->msg_length);
+        break;
+    case WSLAY_TEXT_FRAME:
+        srv->metrics.messages_in++;
+        srv->metrics.bytes_in += arg->msg_length;
+        srv__session_error(s, PROTO_ERR_BAD_MESSAGE, "text frames are not part of the protocol", 0);
+        srv__session_close(s, 1003, "binary messages only");
+        break;
+    default: /* ping (wslay answers it), pong, close (wslay replies) */
+        break;
+    }
+}

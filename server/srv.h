@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * srv.h: the public interface of weftd, weft's collaborative editing server.
+ *
+ * A srv_t is one running server: an H2O event loop serving HTTP/1.1 on one
+ * address (the WebSocket endpoint /ws/<document>, the REST API under /api/,
+ * /healthz, /metrics and the web demo's static files), the documents being
+ * edited in memory, and the LMDB store (storage/store.h) whose writer thread
+ * makes every update durable before it is acknowledged.
+ *
+ * Threads. Everything here runs on the thread that calls srv_run(), except
+ * srv_request_stop(), which may be called from a signal handler.
+ *
+ * Errors. Functions that can fail return 0 or a negative SRV_E* code
+ * (-300 .. -399); srv_strerror() describes them.
+ */
+#ifndef WEFT_SRV_H
+#define WEFT_SRV_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define SRV_ERRNO_MAP(X)                                                                           \
+    X(EUSAGE, -300, "invalid command line")                                                        \
+    X(ELISTEN, -301, "cannot listen on the address")                                               \
+    X(ESTORE, -302, "cannot open the data directory")                                              \
+    X(ENOMEM, -303, "out of memory")
+
+enum srv_errno {
+#define SRV__ERRNO_ENUM(name, value, text) SRV_##name = value,
+    SRV_ERRNO_MAP(SRV__ERRNO_ENUM)
+#undef SRV__ERRNO_ENUM
+};
+
+/* Returns a static description of an SRV_E* code (never NULL). */
+const char *srv_strerror(int err);
+
+/* Longest document name, in bytes. Names are 1..SRV_MAX_DOCNAME bytes of
+ * [A-Za-z0-9._~-]. */
+#define SRV_MAX_DOCNAME 128
+
+/* Returns 1 when `name` (`len` bytes, not necessarily NUL-terminated) is a valid
+ * document name, 0 otherwise. */
+int srv_docname_valid(const char *name, size_t len);
+
+/* Everything weftd can be told on its command line. Strings are borrowed from
+ * argv (or static defaults) and must outlive the server. */
+typedef struct srv_config {
+    char listen_host[64]; /* --listen HOST:PORT; port 0 picks a free one */
+    uint16_t listen_port;
+    const char *data_dir;    /* --data */
+    const char *web_root;    /* --web-root: the built demo, served at / */
+    size_t max_message;      /* --max-message: largest WebSocket message (bytes) */
+    size_t max_queued;       /* --max-queued: output queued per connection (bytes) */
+    unsigned ping_interval;  /* --ping-interval: seconds of silence before a ping */
+    unsigned ping_timeout;   /* --ping-timeout: seconds to answer it */
+    unsigned unload_after;   /* --unload-after: seconds a document stays loaded idle */
+    unsigned snapshot_every; /* --snapshot-every: log entries between snapshots */
+    size_t map_size_mb;      /* --map-size: initial LMDB map size (MiB) */
+} srv_config_t;
+
+/* Fills *cfg with the defaults (`weftd` alone serves http://127.0.0.1:8080 with
+ * data in ./data). */
+void srv_config_init(srv_config_t *cfg);
+
+/*
+ * Parses weftd's command line into *cfg (which srv_config_init() filled).
+ * Returns 0, 1 when --help was asked for (nothing else parsed matters), or
+ * SRV_EUSAGE with a one-line reason in err[errlen].
+ */
+int srv_config_parse(srv_config_t *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/* Writes the --help text (every flag with its default) to `out`. */
+void srv_config_usage(FILE *out);
+
+typedef struct srv srv_t;
+
+/*
+ * Opens the store in cfg->data_dir and binds the listening socket. Returns 0
+ * and sets *out, SRV_ESTORE, SRV_ELISTEN (with errno set) or SRV_ENOMEM. Errors
+ * are also described on stderr.
+ */
+int srv_new(const srv_config_t *cfg, srv_t **out);
+
+/* The port the server listens on (the chosen one when the config said 0). */
+uint16_t srv_port(const srv_t *srv);
+
+/*
+ * Serves until srv_request_stop(). Then it stops accepting, makes everything
+ * received durable, acknowledges it, closes every connection with close code
+ * 1001 and returns 0.
+ */
+int srv_run(srv_t *srv);
+
+/* Asks srv_run() to stop. Async-signal-safe. */
+void srv_request_stop(srv_t *srv);
+
+/* Closes the store and frees the server. srv_free(NULL) does nothing. */
+void srv_free(srv_t *srv);
+
+#endif

@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * srv_internal.h: what the files of server/ share and nothing outside includes.
+ *
+ * The pieces: server.c owns the event loop, the listener, the store's
+ * completion socket and the end-of-tick work; http.c routes HTTP requests;
+ * session.c is one WebSocket editor (the protocol conversation); doc.c is one
+ * document in memory with its editors, its per-tick broadcast and presence;
+ * metrics.c renders /metrics.
+ *
+ * Ticks. One pass of the event loop (h2o_evloop_run returning) is a tick.
+ * During a tick, updates are applied to their documents at once; at the end of
+ * the tick (srv__tick_end) each changed document encodes ONE update frame
+ * holding everything new since the tick began and queues it to its editors,
+ * acknowledgements whose commits became durable are queued, and every
+ * connection with queued output is given one chance to write.
+ *
+ * All of it runs on the event-loop thread.
+ */
+#ifndef WEFT_SRV_INTERNAL_H
+#define WEFT_SRV_INTERNAL_H
+
+#include <h2o.h>
+#include <h2o/websocket.h>
+
+#include "crdt.h"
+#include "proto.h"
+#include "srv.h"
+#include "store.h"
+
+typedef struct srv_doc srv_doc_t;
+typedef struct srv_session srv_session_t;
+
+/* Counters for /metrics (event-loop thread only). */
+typedef struct srv_metrics {
+    uint64_t connections_total;
+    uint64_t updates_in;     /* UPDATE and SYNC2 messages applied */
+    uint64_t updates_stored; /* of those, the ones that changed the document */
+    uint64_t updates_out;    /* update frames queued to editors */
+    uint64_t bytes_in;       /* WebSocket message payload bytes received */
+    uint64_t bytes_out;      /* WebSocket message payload bytes queued */
+    uint64_t messages_in;
+    uint64_t presence_in;
+    uint64_t acks_out;
+    uint64_t slow_consumers;
+    uint64_t ping_timeouts;
+    uint64_t docs_loaded_total;
+    uint64_t docs_unloaded_total;
+    uint64_t http_requests;
+    uint64_t errors[16];  /* ERROR messages sent, by wire code (docs/protocol.md) */
+    uint64_t ws_rejected; /* upgrades refused with an HTTP error */
+} srv_metrics_t;
+
+/* A pending acknowledgement: ACK(seq) may go once `ticket` is durable. */
+typedef struct {
+    uint64_t ticket;
+    uint64_t seq;
+} srv_ack_t;
+
+struct srv_session {
+    srv_t *srv;
+    h2o_websocket_conn_t *ws; /* NULL once closed */
+    srv_doc_t *doc;           /* NULL until HELLO */
+    char docname[SRV_MAX_DOCNAME + 1];
+    size_t docname_len;
+
+    uint64_t replica;
+    char name[PROTO_MAX_NAME + 1];
+    char color[PROTO_MAX_COLOR + 1];
+    uint64_t last_seq; /* highest UPDATE seq received */
+
+    /* Presence: the selection as encoded relative positions. */
+    uint8_t anchor[PROTO_MAX_RELPOS], head[PROTO_MAX_RELPOS];
+    uint8_t anchor_len, head_len;
+    uint8_t has_selection; /* 1: anchor/head hold a selection */
+    uint8_t has_presence;  /* 1: a PRESENCE was received (others were told) */
+
+    /* Acknowledgements waiting for durability, oldest first (a ring). */
+    srv_ack_t *acks;
+    size_t acks_head, acks_len, acks_cap;
+    h2o_linklist_t ack_link; /* in srv->ack_waiters while acks_len > 0 */
+
+    /* Liveness. */
+    uint64_t last_heard;   /* ms: last byte of any message */
+    uint64_t ping_sent_at; /* ms, 0 when no ping is outstanding */
+    h2o_timeout_entry_t timer;
+
+    h2o_linklist_t doc_link;     /* in doc->sessions */
+    h2o_linklist_t all_link;     /* in srv->sessions */
+    h2o_linklist_t proceed_link; /* in srv->to_proceed while output is queued */
+    uint8_t closing;             /* a close frame is queued; ignore input */
+    uint8_t dropping;            /* to be freed at the end of the tick */
+};
+
+struct srv_doc {
+    srv_t *srv;
+    char name[SRV_MAX_DOCNAME + 1];
+    size_t name_len;
+    crdt_doc_t *crdt;
+    h2o_linklist_t sessions; /* srv_session_t.doc_link */
+    size_t nsessions;
+
+    /* Tick state: set by the first change of a tick, cleared at its end. */
+    crdt_buf_t tick_sv;         /* state vector before the tick's first change */
+    srv_session_t *tick_author; /* the only writer this tick, or NULL */
+    uint8_t tick_many;          /* more than one writer this tick */
+    size_t tick_pending;        /* held operations when the tick began */
+    h2o_linklist_t dirty_link;  /* in srv->dirty_docs */
+
+    h2o_timeout_entry_t unload_timer;
+    srv_doc_t *hash_next;
+};
+
+struct srv {
+    srv_config_t cfg;
+    h2o_globalconf_t h2o_config;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    h2o_evloop_t *loop;
+    h2o_socket_t *listener;
+    uint16_t port;
+    volatile int stop_requested;
+    int stopping;
+
+    store_t *store;
+    h2o_socket_t *store_sock; /* watches store_completion_fd() */
+    uint64_t durable;         /* highest durable ticket seen */
+    int store_error;          /* the store failed: nothing more is durable */
+
+    /* Documents in memory: a chained hash table of power-of-two size. */
+    srv_doc_t **docs;
+    size_t docs_cap, ndocs;
+
+    h2o_linklist_t sessions; /* every WebSocket session */
+    size_t nsessions;
+    h2o_linklist_t dirty_docs;  /* documents changed this tick */
+    h2o_linklist_t ack_waiters; /* sessions with pending acks */
+    h2o_linklist_t to_proceed;  /* sessions with queued output */
+
+    h2o_timeout_t ping_interval_timeout;
+    h2o_timeout_t ping_answer_timeout;
+    h2o_timeout_t close_timeout;
+    h2o_timeout_t unload_timeout;
+
+    proto_buf_t scratch; /* encoding buffer reused for every message */
+    srv_metrics_t metrics;
+};
+
+/* server.c */
+uint64_t srv__now_ms(srv_t *srv);
+uint64_t srv__wall_ms(void);
+
+/* doc.c */
+srv_doc_t *srv__doc_find(srv_t *srv, const char *name, size_t len);
+/* Finds or loads a document (store, else empty). Returns 0 or an error:
+ * a CRDT_E* / STORE_E* code when the stored document cannot be loaded. */
+int srv__doc_open(srv_t *srv, const char *name, size_t len, srv_doc_t **out);
+void srv__doc_join(srv_doc_t *doc, srv_session_t *s);
+void srv__doc_leave(srv_doc_t *doc, srv_session_t *s);
+/* Called before a change to the document from session `s` (NULL: the server). */
+int srv__doc_begin_change(srv_doc_t *doc, srv_session_t *s);
+/* Queues the tick's update frame to the document's editors. */
+void srv__doc_flush_tick(srv_doc_t *doc);
+void srv__doc_broadcast(srv_doc_t *doc, srv_session_t *except, const uint8_t *msg, size_t len);
+void srv__doc_free_all(srv_t *srv);
+
+/* session.c */
+srv_session_t *srv__session_new(srv_t *srv, const char *docname, size_t len);
+void srv__session_on_message(h2o_websocket_conn_t *conn,
+                             const struct wslay_event_on_msg_recv_arg *arg);
+/* Queues one encoded message; cuts the connection off past --max-queued.
+ * Returns 0, or -1 when the session was closed (it stays allocated until the
+ * end of the tick only if it is in a list; do not use it after -1). */
+int srv__session_send(srv_session_t *s, const uint8_t *msg, size_t len);
+/* Queues ERROR(code, text, seq) and counts it. */
+void srv__session_error(srv_session_t *s, uint32_t code, const char *text, uint64_t seq);
+/* Queues a close frame (and stops reading); the connection ends once it is sent. */
+void srv__session_close(srv_session_t *s, uint16_t code, const char *reason);
+/* Ends the connection now, without a close frame. */
+void srv__session_drop(srv_session_t *s);
+void srv__session_ack_durable(srv_session_t *s, uint64_t durable);
+void srv__session_timer_start(srv_session_t *s);
+/* End of tick: writes queued output, or frees a dropped session. */
+void srv__session_proceed(srv_session_t *s);
+
+/* http.c */
+int srv__http_register(srv_t *srv);
+
+/* metrics.c */
+void srv__metrics_render(srv_t *srv, proto_buf_t *out);
+void srv__buf_append(proto_buf_t *buf, const void *data, size_t len);
+void srv__buf_printf(proto_buf_t *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif
