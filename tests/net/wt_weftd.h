@@ -22,7 +22,7 @@
 typedef struct {
     pid_t pid;     /* 0 when not running */
     uint16_t port; /* port of the last start */
-    char data_dir[PATH_MAX];
+    char data_dir[512];
     int own_dir;                   /* 1: the directory is temporary, removed by cleanup */
     const char *binary;            /* WEFTD_PATH unless set before the first start */
     char *args[WT_WEFTD_MAX_ARGS]; /* extra arguments (copies), NULL-terminated */
