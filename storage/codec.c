@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * codec.c: the storage module's on-disk encodings (docs/storage.md): big-endian
+ * integers and (doc id, seq) keys, CRC-32C, and the encoders and checked
+ * parsers of metadata, log entry, snapshot and version values, plus name
+ * validation, LMDB error translation and store_strerror(). Every value read
+ * from the file is disk input: parsers check lengths and format bytes with
+ * `if` and return STORE_ECORRUPT / STORE_EFORMAT, never assert. Thread-safe:
+ * the only shared state is the CRC table, built once under pthread_once.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "store_internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+void store__put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+void store__put_u64(uint8_t *p, uint64_t v)
+{
+    store__put_u32(p, (uint32_t)(v >> 32));
+    store__put_u32(p + 4, (uint32_t)v);
+}
+
+uint32_t store__get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+uint64_t store__get_u64(const uint8_t *p)
+{
+    return (uint64_t)store__get_u32(p) << 32 | store__get_u32(p + 4);
+}
+
+void store__key(store__key_t *k, uint64_t doc_id, uint64_t seq)
+{
+    store__put_u64(k->b, doc_id);
+    store__put_u64(k->b + 8, seq);
+}
+
+int store__key_in_doc(const MDB_val *v, uint64_t doc_id, uint64_t *seq)
+{
+    uint8_t id[8];
+    store__put_u64(id, doc_id);
+    size_t n = v->mv_size < 8 ? v->mv_size : 8;
+    if (memcmp(v->mv_data, id, n) != 0)
+        return 0;
+    if (v->mv_size != 16)
+        return -1;
+    *seq = store__get_u64((const uint8_t *)v->mv_data + 8);
+    return 1;
+}
+
+/* ---- CRC-32C (Castagnoli, reflected 0x82F63B78), one table lookup a byte ---- */
+
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+uint32_t store__crc32c(const uint8_t *p, size_t n)
+{
+    pthread_once(&crc_once, crc_init);
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++)
+        c = crc_table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+/* ---- values ------------------------------------------------------------ */
+
+void store__meta_encode(uint8_t out[STORE__META_LEN], const store__meta_t *m)
+{
+    out[0] = STORE__VALUE_V1;
+    store__put_u64(out + 1, m->doc_id);
+    store__put_u64(out + 9, m->next_seq);
+    store__put_u64(out + 17, m->snapshot_seq);
+    store__put_u64(out + 25, m->created_ms);
+    store__put_u64(out + 33, m->entries);
+    store__put_u64(out + 41, m->bytes);
+}
+
+int store__meta_parse(const MDB_val *v, store__meta_t *m)
+{
+    const uint8_t *p = v->mv_data;
+    if (v->mv_size < 1)
+        return STORE_ECORRUPT;
+    if (p[0] != STORE__VALUE_V1)
+        return STORE_EFORMAT;
+    if (v->mv_size != STORE__META_LEN)
+        return STORE_ECORRUPT;
+    store__meta_t t;
+    t.doc_id = store__get_u64(p + 1);
+    t.next_seq = store__get_u64(p + 9);
+    t.snapshot_seq = store__get_u64(p + 17);
+    t.created_ms = store__get_u64(p + 25);
+    t.entries = store__get_u64(p + 33);
+    t.bytes = store__get_u64(p + 41);
+    /* Sequences start at 1 and every seq below next_seq is one entry. */
+    if (t.doc_id == 0 || t.next_seq == 0 || t.next_seq == UINT64_MAX ||
+        t.entries != t.next_seq - 1 || t.snapshot_seq >= t.next_seq)
+        return STORE_ECORRUPT;
+    *m = t;
+    return 0;
+}
+
+/*
+ * Entry: [0] format, [1..5) CRC-32C of bytes 5.., [5..13) author, [13..21)
+ * time, [21] author name length, then the name, then the update bytes.
+ */
+void store__entry_encode(uint8_t *out, const store_entry_t *e)
+{
+    out[0] = STORE__VALUE_V1;
+    store__put_u64(out + 5, e->author);
+    store__put_u64(out + 13, e->time_ms);
+    out[21] = (uint8_t)e->author_name_len;
+    if (e->author_name_len)
+        memcpy(out + STORE__ENTRY_HDR, e->author_name, e->author_name_len);
+    memcpy(out + STORE__ENTRY_HDR + e->author_name_len, e->update, e->update_len);
+    size_t total = STORE__ENTRY_HDR + e->author_name_len + e->update_len;
+    store__put_u32(out + 1, store__crc32c(out + 5, total - 5));
+}
+
+int store__entry_parse(const MDB_val *v, store_entry_t *e)
+{
+    const uint8_t *p = v->mv_data;
+    size_t n = v->mv_size;
+    if (n < 1)
+        return STORE_ECORRUPT;
+    if (p[0] != STORE__VALUE_V1)
+        return STORE_EFORMAT;
+    if (n < STORE__ENTRY_HDR)
+        return STORE_ECORRUPT;
+    size_t name_len = p[21];
+    if (name_len > STORE_AUTHOR_NAME_MAX || n - STORE__ENTRY_HDR < name_len)
+        return STORE_ECORRUPT;
+    if (store__crc32c(p + 5, n - 5) != store__get_u32(p + 1))
+        return STORE_ECORRUPT;
+    e->author = store__get_u64(p + 5);
+    e->time_ms = store__get_u64(p + 13);
+    e->author_name = (const char *)p + STORE__ENTRY_HDR;
+    e->author_name_len = name_len;
+    e->update = p + STORE__ENTRY_HDR + name_len;
+    e->update_len = n - STORE__ENTRY_HDR - name_len;
+    return 0;
+}
+
+/* Snapshot: [0] format, [1..5) CRC-32C of the state, then the state. */
+int store__snap_parse(const MDB_val *v, const uint8_t **state, size_t *len)
+{
+    const uint8_t *p = v->mv_data;
+    if (v->mv_size < 1)
+        return STORE_ECORRUPT;
+    if (p[0] != STORE__VALUE_V1)
+        return STORE_EFORMAT;
+    if (v->mv_size < STORE__SNAP_HDR)
+        return STORE_ECORRUPT;
+    size_t n = v->mv_size - STORE__SNAP_HDR;
+    if (store__crc32c(p + STORE__SNAP_HDR, n) != store__get_u32(p + 1))
+        return STORE_ECORRUPT;
+    *state = p + STORE__SNAP_HDR;
+    *len = n;
+    return 0;
+}
+
+/* Version: [0] format, [1..9) author, [9..17) time, [17] label length, label. */
+int store__version_parse(const MDB_val *v, store_version_t *out)
+{
+    const uint8_t *p = v->mv_data;
+    if (v->mv_size < 1)
+        return STORE_ECORRUPT;
+    if (p[0] != STORE__VALUE_V1)
+        return STORE_EFORMAT;
+    if (v->mv_size < STORE__VERSION_HDR || p[17] > STORE_LABEL_MAX ||
+        v->mv_size != STORE__VERSION_HDR + (size_t)p[17])
+        return STORE_ECORRUPT;
+    out->author = store__get_u64(p + 1);
+    out->time_ms = store__get_u64(p + 9);
+    out->label_len = p[17];
+    out->label = (const char *)p + STORE__VERSION_HDR;
+    return 0;
+}
+
+bool store__name_ok(const char *name, size_t len)
+{
+    if (!name || len < 1 || len > STORE_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '~' || c == '-';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+int store__from_mdb(int rc)
+{
+    switch (rc) {
+    case 0:
+        return 0;
+    case MDB_NOTFOUND:
+        return STORE_ENOTFOUND;
+    case MDB_MAP_FULL:
+        return STORE_EFULL;
+    case MDB_READERS_FULL:
+    case MDB_TLS_FULL:
+    case MDB_TXN_FULL:
+    case MDB_CURSOR_FULL:
+    case MDB_PAGE_FULL:
+    case MDB_DBS_FULL:
+        return STORE_EBUSY;
+    case MDB_VERSION_MISMATCH:
+    case MDB_INVALID:
+    case MDB_INCOMPATIBLE:
+        return STORE_EFORMAT;
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_BAD_VALSIZE:
+    case MDB_KEYEXIST:
+        return STORE_ECORRUPT;
+    case ENOMEM:
+        return STORE_ENOMEM;
+    case EACCES:
+    case EPERM:
+    case EROFS:
+        return STORE_EACCES;
+    case EINVAL:
+    case MDB_BAD_TXN:
+    case MDB_BAD_RSLOT:
+    case MDB_BAD_DBI:
+    case MDB_MAP_RESIZED:
+        return STORE_EINTERNAL;
+    default:
+        return STORE_EIO;
+    }
+}
+
+uint64_t store__now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+const char *store_strerror(int err)
+{
+    switch (err) {
+    case 0:
+        return "success";
+#define STORE__ERRNO_CASE(name, value, text)                                                       \
+    case STORE_##name:                                                                             \
+        return text;
+        STORE_ERRNO_MAP(STORE__ERRNO_CASE)
+#undef STORE__ERRNO_CASE
+    default:
+        return "unknown error";
+    }
+}

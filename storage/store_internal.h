@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * store_internal.h: what the storage module's files share and nothing outside
+ * the module includes (tests excepted): the store_t structure, the on-disk
+ * formats of keys and values (docs/storage.md) with their encoders and
+ * checked parsers, and the functions store.c and writer.c call in each other.
+ *
+ * Locking. `mu` guards the queue, tickets, flush generations and the failure
+ * code; `stats_mu` guards `stats`. `resize` is a rwlock every LMDB
+ * transaction (read or write) holds shared for its whole life; growing the
+ * map (mdb_env_set_mapsize) takes it exclusive, so it runs only while this
+ * process has no transaction open, as LMDB requires. Lock order: resize
+ * before mu/stats_mu; mu and stats_mu are never held together.
+ */
+#ifndef WEFT_STORE_INTERNAL_H
+#define WEFT_STORE_INTERNAL_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "store.h"
+
+/* ---- on-disk format --------------------------------------------------- */
+
+/* Named databases. */
+#define STORE__DB_SYS "sys"           /* "format" -> u32, "next_doc_id" -> u64 */
+#define STORE__DB_DOCS "docs"         /* name -> meta */
+#define STORE__DB_LOG "log"           /* (doc id, seq) -> entry */
+#define STORE__DB_SNAPS "snapshots"   /* (doc id, seq) -> snapshot */
+#define STORE__DB_VERSIONS "versions" /* (doc id, seq) -> version */
+
+#define STORE__FORMAT 1u /* the store's layout version, in sys "format" */
+#define STORE__VALUE_V1 1u
+
+/* Value sizes of format 1. */
+#define STORE__META_LEN 49u    /* fmt, doc id, next seq, snap seq, created, entries, bytes */
+#define STORE__ENTRY_HDR 22u   /* fmt, crc32c, author, time, author name len */
+#define STORE__SNAP_HDR 5u     /* fmt, crc32c */
+#define STORE__VERSION_HDR 18u /* fmt, author, time, label len */
+
+typedef struct {
+    uint64_t doc_id, next_seq, snapshot_seq, created_ms, entries, bytes;
+} store__meta_t;
+
+/* A (doc id, seq) key: 16 bytes, both big-endian, so cursors walk in order. */
+typedef struct {
+    uint8_t b[16];
+} store__key_t;
+
+void store__put_u32(uint8_t *p, uint32_t v);
+void store__put_u64(uint8_t *p, uint64_t v);
+uint32_t store__get_u32(const uint8_t *p);
+uint64_t store__get_u64(const uint8_t *p);
+void store__key(store__key_t *k, uint64_t doc_id, uint64_t seq);
+/*
+ * Classifies a key met while walking document `doc_id`'s records: 1 if it is
+ * one of them (*seq set), 0 if it belongs to something else (the walk ends),
+ * -1 if it starts with this document's id but is not a 16-byte key (corrupt).
+ */
+int store__key_in_doc(const MDB_val *v, uint64_t doc_id, uint64_t *seq);
+
+uint32_t store__crc32c(const uint8_t *p, size_t n);
+
+void store__meta_encode(uint8_t out[STORE__META_LEN], const store__meta_t *m);
+/* 0, STORE_EFORMAT or STORE_ECORRUPT. */
+int store__meta_parse(const MDB_val *v, store__meta_t *m);
+/* Writes an entry value into `out` (STORE__ENTRY_HDR + name + update bytes). */
+void store__entry_encode(uint8_t *out, const store_entry_t *e);
+int store__entry_parse(const MDB_val *v, store_entry_t *e);
+/* The state bytes of a snapshot whose format and checksum are good. */
+int store__snap_parse(const MDB_val *v, const uint8_t **state, size_t *len);
+int store__version_parse(const MDB_val *v, store_version_t *out);
+
+bool store__name_ok(const char *name, size_t len);
+/* Translates an LMDB or errno code into a STORE_E* code. */
+int store__from_mdb(int rc);
+uint64_t store__now_us(void);
+
+/* ---- the store -------------------------------------------------------- */
+
+enum { STORE__JOB_APPEND = 1, STORE__JOB_VERSION = 2 };
+
+/* One queued write; all its bytes live in `data` right after the struct. */
+typedef struct store__job {
+    struct store__job *next;
+    uint64_t ticket;
+    int kind;
+    uint8_t name_len;
+    char name[STORE_NAME_MAX];
+    /* APPEND: the encoded entry value. VERSION: the encoded version value. */
+    size_t value_len;
+    size_t update_len; /* APPEND: update bytes inside the value (for stats) */
+    uint64_t seq;      /* VERSION: the named seq */
+    uint8_t value[];
+} store__job_t;
+
+/* A document owing a snapshot. */
+typedef struct {
+    uint8_t name_len;
+    char name[STORE_NAME_MAX];
+} store__pending_t;
+
+struct store {
+    MDB_env *env;
+    MDB_dbi db_sys, db_docs, db_log, db_snaps, db_versions;
+    int efd; /* eventfd, nonblocking */
+    uint32_t snapshot_every;
+    size_t map_size, map_max; /* map_size: current; changed by the writer only */
+    pthread_rwlock_t resize;
+    pthread_t writer;
+
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv;    /* the writer waits on it for work */
+    pthread_cond_t done_cv;    /* store_flush() waits on it */
+    store__job_t *head, *tail; /* FIFO of queued jobs, tickets ascending */
+    uint64_t queued_entries, queued_bytes;
+    uint64_t last_ticket; /* latest ticket issued */
+    uint64_t durable;     /* highest ticket committed */
+    uint64_t flush_req;   /* flush generations asked for */
+    uint64_t flush_done;  /* flush generations served */
+    int failed;           /* STORE_E* once a commit failed; sticky */
+    bool closing;
+
+    /* Writer-only state. */
+    store__pending_t *pending; /* documents owing a snapshot */
+    size_t n_pending, cap_pending;
+
+    pthread_mutex_t stats_mu;
+    store_stats_t stats;
+};
+
+/* writer.c */
+void *store__writer_main(void *arg);
+
+/*
+ * Builds document `doc_id` (meta `m`) inside `txn` from its latest good
+ * snapshot plus the log after it. Shared by loads and compaction.
+ */
+int store__build(store_t *s, MDB_txn *txn, const store__meta_t *m, uint64_t client,
+                 crdt_doc_t **out, store_load_info_t *info);
+
+/* Looks up and parses the meta of `name` in `txn`. */
+int store__meta_get(store_t *s, MDB_txn *txn, const char *name, size_t len, store__meta_t *m);
+
+void store__stats_commit(store_t *s, uint64_t us);
+
+#endif /* WEFT_STORE_INTERNAL_H */

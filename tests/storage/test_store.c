@@ -1,0 +1,1228 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_store.c: the storage module (storage/ (store.c, writer.c, codec.c)) through store.h, with
+ * raw LMDB writes where a test needs a damaged file. Every document is built from real random edits
+ * made with the crdt engine. Covered: reopening keeps every document and log entry (bytes, author,
+ * name, time); load = snapshot + tail gives the same text as a replay of the whole log; snapshots
+ * every N entries; corrupt snapshots fall back to older ones or a full replay; hostile log and
+ * metadata values are errors, never crashes; group commit (fewer commits than entries, durable
+ * ticket reaches the last ticket, the completion fd becomes readable); map growth from 1 MiB while
+ * another thread loads; named versions; an `mdb_copy` of a live store opens and holds every entry
+ * durable before the copy; and crash safety: a child process appending under load is SIGKILLed at
+ * random moments, and every entry it was told is durable is there, byte for byte, and every
+ * document loads. Randomized tests use fixed seeds and print them on failure; temporary directories
+ * are removed.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "store_internal.h"
+#include "test_rng.h"
+
+extern char **environ;
+
+/* ---- helpers --------------------------------------------------------------- */
+
+static void make_tmpdir(char *buf, size_t n)
+{
+    snprintf(buf, n, "/tmp/weft-store-XXXXXX");
+    assert_non_null(mkdtemp(buf));
+}
+
+/* Removes a store directory (it holds only files). */
+static void rm_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char path[512];
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+/* A document being edited by one replica, with every update it produced. */
+typedef struct {
+    crdt_doc_t *doc;
+    uint8_t **upd;
+    size_t *len;
+    size_t n, cap;
+} editor_t;
+
+static void editor_init(editor_t *ed, uint64_t client)
+{
+    memset(ed, 0, sizeof *ed);
+    assert_int_equal(crdt_doc_new(client, NULL, &ed->doc), 0);
+}
+
+static void editor_dispose(editor_t *ed)
+{
+    for (size_t i = 0; i < ed->n; i++)
+        free(ed->upd[i]);
+    free(ed->upd);
+    free(ed->len);
+    crdt_doc_free(ed->doc);
+    memset(ed, 0, sizeof *ed);
+}
+
+/*
+ * One random edit: mostly an insert of 1..maxlen ASCII letters at a random
+ * place, sometimes a delete. The update is kept in ed->upd[ed->n - 1].
+ */
+static void editor_edit(editor_t *ed, rng_t *r, size_t maxlen)
+{
+    crdt_buf_t u = {0};
+    size_t len = crdt_doc_length(ed->doc);
+    if (len > 0 && rng_below(r, 4) == 0) {
+        size_t at = rng_below(r, (uint32_t)len);
+        size_t n = 1 + rng_below(r, (uint32_t)(len - at < 8 ? len - at : 8));
+        assert_int_equal(crdt_doc_delete(ed->doc, at, n, &u), 0);
+    } else {
+        char text[1024];
+        size_t n = 1 + rng_below(r, (uint32_t)(maxlen < sizeof text ? maxlen : sizeof text));
+        for (size_t i = 0; i < n; i++)
+            text[i] = (char)('a' + rng_below(r, 26));
+        assert_int_equal(crdt_doc_insert(ed->doc, rng_below(r, (uint32_t)len + 1), text, n, &u), 0);
+    }
+    if (ed->n == ed->cap) {
+        ed->cap = ed->cap ? ed->cap * 2 : 64;
+        ed->upd = realloc(ed->upd, ed->cap * sizeof *ed->upd);
+        ed->len = realloc(ed->len, ed->cap * sizeof *ed->len);
+        assert_non_null(ed->upd);
+        assert_non_null(ed->len);
+    }
+    ed->upd[ed->n] = malloc(u.len);
+    assert_non_null(ed->upd[ed->n]);
+    memcpy(ed->upd[ed->n], u.base, u.len);
+    ed->len[ed->n++] = u.len;
+    crdt_buf_dispose(&u);
+}
+
+/* The text of a document as a malloc'd C string. */
+static char *doc_text(const crdt_doc_t *doc)
+{
+    crdt_buf_t t = {0};
+    assert_int_equal(crdt_doc_text(doc, &t), 0);
+    char *s = strdup((const char *)t.base);
+    crdt_buf_dispose(&t);
+    assert_non_null(s);
+    return s;
+}
+
+static void assert_doc_text(store_t *s, const char *name, const crdt_doc_t *want,
+                            store_load_info_t *info)
+{
+    crdt_doc_t *got = NULL;
+    int rc = store_doc_load(s, name, strlen(name), 7, &got, info);
+    if (rc)
+        fail_msg("load %s: %s", name, store_strerror(rc));
+    char *a = doc_text(got), *b = doc_text(want);
+    assert_string_equal(a, b);
+    assert_int_equal(crdt_doc_check(got), 0);
+    free(a);
+    free(b);
+    crdt_doc_free(got);
+}
+
+static uint64_t append_doc(store_t *s, const char *name, const uint8_t *u, size_t n, uint64_t t)
+{
+    uint64_t ticket = store_append(s, name, strlen(name), u, n, 1000 + t % 7, "ann", 3, t);
+    assert_true(ticket >= 1);
+    return ticket;
+}
+
+/* Collects a document's log into arrays (store_log_read callback). */
+typedef struct {
+    size_t n;
+    uint64_t seq[4096];
+    uint8_t *upd[4096];
+    size_t len[4096];
+    uint64_t author[4096], time[4096];
+    char name[4096][STORE_AUTHOR_NAME_MAX + 1];
+} log_copy_t;
+
+static int collect(void *ctx, uint64_t seq, const store_entry_t *e)
+{
+    log_copy_t *c = ctx;
+    if (c->n == 4096)
+        return 1;
+    c->seq[c->n] = seq;
+    c->upd[c->n] = malloc(e->update_len);
+    memcpy(c->upd[c->n], e->update, e->update_len);
+    c->len[c->n] = e->update_len;
+    c->author[c->n] = e->author;
+    c->time[c->n] = e->time_ms;
+    memcpy(c->name[c->n], e->author_name, e->author_name_len);
+    c->name[c->n][e->author_name_len] = 0;
+    c->n++;
+    return 0;
+}
+
+static void log_copy_free(log_copy_t *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->upd[i]);
+    free(c);
+}
+
+static log_copy_t *read_log(store_t *s, const char *name)
+{
+    log_copy_t *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    int rc = store_log_read(s, name, strlen(name), 1, collect, c);
+    if (rc)
+        fail_msg("log_read %s: %s", name, store_strerror(rc));
+    return c;
+}
+
+/* Text of a full replay of a log copy's first n entries. */
+static crdt_doc_t *replay(const log_copy_t *c, size_t n)
+{
+    crdt_doc_t *d;
+    assert_int_equal(crdt_doc_new(99, NULL, &d), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(crdt_doc_apply_update(d, c->upd[i], c->len[i]), 0);
+    return d;
+}
+
+/* ---- raw LMDB access for damaging a closed store -------------------------- */
+
+typedef struct {
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+} raw_t;
+
+static void raw_open(raw_t *r, const char *dir, const char *db)
+{
+    assert_int_equal(mdb_env_create(&r->env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(r->env, 8), 0);
+    assert_int_equal(mdb_env_open(r->env, dir, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(r->env, NULL, 0, &r->txn), 0);
+    assert_int_equal(mdb_dbi_open(r->txn, db, 0, &r->dbi), 0);
+}
+
+static void raw_close(raw_t *r)
+{
+    assert_int_equal(mdb_txn_commit(r->txn), 0);
+    mdb_env_close(r->env);
+}
+
+static void raw_put(raw_t *r, uint64_t doc_id, uint64_t seq, const void *data, size_t n)
+{
+    store__key_t k;
+    store__key(&k, doc_id, seq);
+    MDB_val kv = {16, k.b}, v = {n, (void *)data};
+    assert_int_equal(mdb_put(r->txn, r->dbi, &kv, &v, 0), 0);
+}
+
+/* Copies a record's value into buf; returns its length. */
+static size_t raw_get(raw_t *r, uint64_t doc_id, uint64_t seq, uint8_t *buf, size_t cap)
+{
+    store__key_t k;
+    store__key(&k, doc_id, seq);
+    MDB_val kv = {16, k.b}, v;
+    assert_int_equal(mdb_get(r->txn, r->dbi, &kv, &v), 0);
+    assert_true(v.mv_size <= cap);
+    memcpy(buf, v.mv_data, v.mv_size);
+    return v.mv_size;
+}
+
+static size_t raw_count(raw_t *r)
+{
+    MDB_stat st;
+    assert_int_equal(mdb_stat(r->txn, r->dbi, &st), 0);
+    return st.ms_entries;
+}
+
+/* ---- tests ----------------------------------------------------------------- */
+
+static void test_store_strerror_and_args(void **state)
+{
+    (void)state;
+    assert_string_equal(store_strerror(STORE_ENOTFOUND), "no such document");
+    assert_string_equal(store_strerror(0), "success");
+    assert_string_equal(store_strerror(-299), "unknown error");
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    store_t *s;
+    assert_int_equal(store_open(dir, NULL, &s), 0);
+    crdt_doc_t *d = NULL;
+    const uint8_t u[1] = {0};
+    assert_int_equal(store_doc_load(s, "nope", 4, 1, &d, NULL), STORE_ENOTFOUND);
+    assert_int_equal(store_doc_load(s, "a/b", 3, 1, &d, NULL), STORE_EINVAL);
+    assert_int_equal(store_doc_load(s, "", 0, 1, &d, NULL), STORE_EINVAL);
+    char longname[STORE_NAME_MAX + 1];
+    memset(longname, 'x', sizeof longname);
+    assert_int_equal(store_doc_load(s, longname, sizeof longname, 1, &d, NULL), STORE_EINVAL);
+    assert_null(d);
+    /* The name is (pointer, length): bytes after the length are never read. */
+    assert_int_equal(store_doc_load(s, "ok!!", 2, 1, &d, NULL), STORE_ENOTFOUND);
+    assert_int_equal(store_append(s, "a b", 3, u, 1, 1, NULL, 0, 1), 0);
+    assert_int_equal(store_append(s, "ab", 2, u, 0, 1, NULL, 0, 1), 0);
+    assert_int_equal(store_append(s, "ab", 2, u, 1, 1, "x", STORE_AUTHOR_NAME_MAX + 1, 1), 0);
+    assert_int_equal(store_last_ticket(s), 0);
+    assert_int_equal(store_durable(s), 0);
+    assert_int_equal(store_flush(s), 0);
+    assert_int_equal(store_close(s), 0);
+    rm_dir(dir);
+}
+
+#define NDOCS 3
+static const char *const doc_names[NDOCS] = {"alpha", "beta.2", "gamma~x-y_z"};
+
+static void test_store_reopen_keeps_everything(void **state)
+{
+    (void)state;
+    const uint64_t seed = 0x5eed0001;
+    rng_t r;
+    rng_init(&r, seed);
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    store_options_t o = {.snapshot_every = 25};
+    store_t *s;
+    editor_t ed[NDOCS];
+    for (int i = 0; i < NDOCS; i++)
+        editor_init(&ed[i], 100 + (uint64_t)i);
+
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    uint64_t t = 0;
+    for (int round = 0; round < 4; round++) {
+        for (int k = 0; k < 80; k++) {
+            int d = (int)rng_below(&r, NDOCS);
+            editor_edit(&ed[d], &r, 12);
+            editor_t *e = &ed[d];
+            append_doc(s, doc_names[d], e->upd[e->n - 1], e->len[e->n - 1], ++t);
+        }
+        assert_int_equal(store_flush(s), 0); /* several batches, several snapshots */
+    }
+    assert_int_equal(store_close(s), 0);
+
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    for (int d = 0; d < NDOCS; d++) {
+        store_doc_stat_t st;
+        assert_int_equal(store_doc_stat(s, doc_names[d], strlen(doc_names[d]), &st), 0);
+        assert_int_equal(st.entries, ed[d].n);
+        assert_int_equal(st.last_seq, ed[d].n);
+        log_copy_t *c = read_log(s, doc_names[d]);
+        assert_int_equal(c->n, ed[d].n);
+        size_t bytes = 0;
+        for (size_t i = 0; i < c->n; i++) {
+            assert_int_equal(c->seq[i], i + 1);
+            assert_int_equal(c->len[i], ed[d].len[i]);
+            assert_memory_equal(c->upd[i], ed[d].upd[i], c->len[i]);
+            assert_string_equal(c->name[i], "ann");
+            assert_int_equal(c->author[i], 1000 + c->time[i] % 7);
+            bytes += c->len[i];
+        }
+        assert_int_equal(st.bytes, bytes);
+        /* snapshot + tail == full replay == the editor's own text */
+        store_load_info_t info;
+        assert_doc_text(s, doc_names[d], ed[d].doc, &info);
+        assert_true(info.snapshot_seq > 0);
+        assert_int_equal(info.snapshot_seq, st.snapshot_seq);
+        assert_int_equal(info.snapshot_seq + info.entries_replayed, ed[d].n);
+        assert_int_equal(info.snapshot_fallbacks, 0);
+        crdt_doc_t *full = replay(c, c->n);
+        assert_doc_text(s, doc_names[d], full, NULL);
+        crdt_doc_free(full);
+        /* a walk from the middle */
+        log_copy_t *tail = calloc(1, sizeof *tail);
+        assert_int_equal(store_log_read(s, doc_names[d], strlen(doc_names[d]), 10, collect, tail),
+                         0);
+        assert_int_equal(tail->n, c->n - 9);
+        assert_int_equal(tail->seq[0], 10);
+        log_copy_free(tail);
+        log_copy_free(c);
+    }
+    assert_int_equal(store_close(s), 0);
+    for (int i = 0; i < NDOCS; i++)
+        editor_dispose(&ed[i]);
+    rm_dir(dir);
+    (void)seed;
+}
+
+/* Appends `n` edits of one document and waits until they (and their snapshot) are written. */
+static void append_flush(store_t *s, editor_t *ed, rng_t *r, const char *name, int n)
+{
+    for (int i = 0; i < n; i++) {
+        editor_edit(ed, r, 6);
+        append_doc(s, name, ed->upd[ed->n - 1], ed->len[ed->n - 1], ed->n);
+    }
+    assert_int_equal(store_flush(s), 0);
+}
+
+static void test_store_snapshot_every_n(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_init(&r, 0x5eed0002);
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    store_options_t o = {.snapshot_every = 10};
+    store_t *s;
+    editor_t ed;
+    editor_init(&ed, 5);
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    store_doc_stat_t st;
+    for (int i = 1; i <= 4; i++) {
+        append_flush(s, &ed, &r, "doc", 10);
+        assert_int_equal(store_doc_stat(s, "doc", 3, &st), 0);
+        assert_int_equal(st.snapshot_seq, 10 * i);
+    }
+    append_flush(s, &ed, &r, "doc", 5);
+    assert_int_equal(store_doc_stat(s, "doc", 3, &st), 0);
+    assert_int_equal(st.snapshot_seq, 40);
+    store_stats_t ss;
+    store_stats(s, &ss);
+    assert_int_equal(ss.snapshots_written, 4);
+    assert_true(ss.snapshot_bytes > 0);
+    store_load_info_t info;
+    assert_doc_text(s, "doc", ed.doc, &info);
+    assert_int_equal(info.snapshot_seq, 40);
+    assert_int_equal(info.entries_replayed, 5);
+    assert_int_equal(info.last_seq, 45);
+    assert_int_equal(store_close(s), 0);
+
+    raw_t raw;
+    raw_open(&raw, dir, STORE__DB_SNAPS);
+    assert_int_equal(raw_count(&raw), 4);
+    raw_close(&raw);
+    editor_dispose(&ed);
+    rm_dir(dir);
+}
+
+static void test_store_corrupt_snapshot_falls_back(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_init(&r, 0x5eed0003);
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    store_options_t o = {.snapshot_every = 10};
+    store_t *s;
+    editor_t ed;
+    editor_init(&ed, 6);
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    for (int i = 0; i < 3; i++)
+        append_flush(s, &ed, &r, "doc", 10);
+    append_flush(s, &ed, &r, "doc", 3);
+    store_doc_stat_t st;
+    assert_int_equal(store_doc_stat(s, "doc", 3, &st), 0);
+    assert_int_equal(st.snapshot_seq, 30);
+    assert_int_equal(store_close(s), 0);
+
+    static uint8_t buf[1 << 16];
+    raw_t raw;
+    /* A flipped byte in the state of the newest snapshot: its checksum fails. */
+    raw_open(&raw, dir, STORE__DB_SNAPS);
+    size_t n = raw_get(&raw, st.doc_id, 30, buf, sizeof buf);
+    buf[n / 2 + 3] ^= 0x40;
+    raw_put(&raw, st.doc_id, 30, buf, n);
+    raw_close(&raw);
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    store_load_info_t info;
+    assert_doc_text(s, "doc", ed.doc, &info);
+    assert_int_equal(info.snapshot_fallbacks, 1);
+    assert_int_equal(info.snapshot_seq, 20);
+    assert_int_equal(info.entries_replayed, 13);
+    store_stats_t ss;
+    store_stats(s, &ss);
+    assert_int_equal(ss.snapshot_fallbacks, 1);
+    assert_int_equal(store_close(s), 0);
+
+    /* Every snapshot bad: unknown format byte, truncated, a valid checksum over
+     * bytes that are not a state. Loading replays the whole log. */
+    raw_open(&raw, dir, STORE__DB_SNAPS);
+    n = raw_get(&raw, st.doc_id, 20, buf, sizeof buf);
+    buf[0] = 77;
+    raw_put(&raw, st.doc_id, 20, buf, n);
+    raw_put(&raw, st.doc_id, 10, buf, 3);
+    uint8_t junk[64];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (uint8_t)(i * 37 + 11);
+    junk[0] = STORE__VALUE_V1;
+    store__put_u32(junk + 1, store__crc32c(junk + 5, sizeof junk - 5));
+    raw_put(&raw, st.doc_id, 30, junk, sizeof junk);
+    raw_put(&raw, st.doc_id, 99, junk, sizeof junk); /* beyond the log */
+    raw_close(&raw);
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    assert_doc_text(s, "doc", ed.doc, &info);
+    assert_int_equal(info.snapshot_fallbacks, 4);
+    assert_int_equal(info.snapshot_seq, 0);
+    assert_int_equal(info.entries_replayed, 33);
+    /* The next compaction writes a good snapshot again. */
+    append_flush(s, &ed, &r, "doc", 10);
+    assert_int_equal(store_doc_stat(s, "doc", 3, &st), 0);
+    assert_int_equal(st.snapshot_seq, 43);
+    assert_doc_text(s, "doc", ed.doc, &info);
+    assert_int_equal(info.snapshot_seq, 43);
+    assert_int_equal(info.snapshot_fallbacks, 1); /* the forged one at 99 */
+    assert_int_equal(store_close(s), 0);
+    editor_dispose(&ed);
+    rm_dir(dir);
+}
+
+static int never_called(void *ctx, uint64_t seq, const store_entry_t *e)
+{
+    (void)ctx;
+    (void)seq;
+    (void)e;
+    fail_msg("callback called on a failing walk");
+    return 1;
+}
+
+/* Replaces (or with n == SIZE_MAX deletes) one record of a closed store. */
+static void damage(const char *dir, const char *db, uint64_t doc_id, uint64_t seq, const uint8_t *v,
+                   size_t n)
+{
+    raw_t raw;
+    raw_open(&raw, dir, db);
+    if (n == SIZE_MAX) {
+        store__key_t k;
+        store__key(&k, doc_id, seq);
+        MDB_val kv = {16, k.b};
+        assert_int_equal(mdb_del(raw.txn, raw.dbi, &kv, NULL), 0);
+    } else {
+        raw_put(&raw, doc_id, seq, v, n);
+    }
+    raw_close(&raw);
+}
+
+static void test_store_hostile_log_values(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_init(&r, 0x5eed0004);
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    store_t *s;
+    editor_t ed;
+    editor_init(&ed, 8);
+    assert_int_equal(store_open(dir, NULL, &s), 0);
+    append_flush(s, &ed, &r, "doc", 6);
+    store_doc_stat_t st;
+    assert_int_equal(store_doc_stat(s, "doc", 3, &st), 0);
+    assert_int_equal(store_close(s), 0);
+
+    raw_t raw;
+    static uint8_t good[4096];
+    raw_open(&raw, dir, STORE__DB_LOG);
+    size_t good_len = raw_get(&raw, st.doc_id, 3, good, sizeof good);
+    raw_close(&raw);
+
+    uint8_t v[256];
+    struct {
+        const char *what;
+        size_t len;
+        int want;
+    } cases[] = {
+        {"empty", 0, STORE_ECORRUPT},           {"format only", 1, STORE_ECORRUPT},
+        {"unknown format", 30, STORE_EFORMAT},  {"short header", 21, STORE_ECORRUPT},
+        {"name too long", 200, STORE_ECORRUPT}, {"name past end", 40, STORE_ECORRUPT},
+        {"bad checksum", 0, STORE_ECORRUPT},    {"garbage update", 90, STORE_ECORRUPT},
+        {"missing entry", 0, STORE_ECORRUPT},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t n = cases[c].len;
+        memset(v, 0, sizeof v);
+        v[0] = STORE__VALUE_V1;
+        switch (c) {
+        case 2:
+            v[0] = 2;
+            break;
+        case 4:
+            v[21] = 200;
+            break;
+        case 5:
+            v[21] = 60;
+            store__put_u32(v + 1, store__crc32c(v + 5, n - 5));
+            break;
+        case 6:
+            memcpy(v, good, good_len);
+            n = good_len;
+            v[n - 1] ^= 1;
+            break;
+        case 7:
+            for (size_t i = 22; i < n; i++)
+                v[i] = (uint8_t)(0xF0 + i);
+            store__put_u32(v + 1, store__crc32c(v + 5, n - 5));
+            break;
+        case 8:
+            n = SIZE_MAX;
+            break;
+        }
+        damage(dir, STORE__DB_LOG, st.doc_id, 3, v, n);
+        assert_int_equal(store_open(dir, NULL, &s), 0);
+        crdt_doc_t *d = NULL;
+        int rc = store_doc_load(s, "doc", 3, 1, &d, NULL);
+        if (rc != cases[c].want)
+            fail_msg("%s: load gave %d (%s)", cases[c].what, rc, store_strerror(rc));
+        assert_null(d);
+        if (c != 7 && c != 8) /* walks check values, not update bytes or gaps */
+            assert_int_equal(store_log_read(s, "doc", 3, 1, never_called, NULL), cases[c].want);
+        /* Later seqs still read; the writer keeps working on other documents. */
+        log_copy_t *lc = calloc(1, sizeof *lc);
+        assert_int_equal(store_log_read(s, "doc", 3, 4, collect, lc), 0);
+        assert_int_equal(lc->n, 3);
+        log_copy_free(lc);
+        assert_int_equal(store_close(s), 0);
+    }
+    damage(dir, STORE__DB_LOG, st.doc_id, 3, good, good_len);
+
+    /* Damaged metadata and keys of the wrong size. */
+    uint8_t meta[STORE__META_LEN];
+    store__meta_t m = {st.doc_id, 7, 0, 1, 99, 1}; /* entries != next_seq - 1 */
+    store__meta_encode(meta, &m);
+    raw_open(&raw, dir, STORE__DB_DOCS);
+    MDB_val k = {3, "doc"}, mv = {sizeof meta, meta};
+    assert_int_equal(mdb_put(raw.txn, raw.dbi, &k, &mv, 0), 0);
+    raw_close(&raw);
+    assert_int_equal(store_open(dir, NULL, &s), 0);
+    crdt_doc_t *d = NULL;
+    assert_int_equal(store_doc_load(s, "doc", 3, 1, &d, NULL), STORE_ECORRUPT);
+    store_doc_stat_t st2;
+    assert_int_equal(store_doc_stat(s, "doc", 3, &st2), STORE_ECORRUPT);
+    assert_int_equal(store_close(s), 0);
+
+    m.entries = 6;
+    m.next_seq = 9; /* the metadata claims two entries the log lacks */
+    m.entries = 8;
+    store__meta_encode(meta, &m);
+    raw_open(&raw, dir, STORE__DB_DOCS);
+    assert_int_equal(mdb_put(raw.txn, raw.dbi, &k, &mv, 0), 0);
+    raw_close(&raw);
+    assert_int_equal(store_open(dir, NULL, &s), 0);
+    assert_int_equal(store_doc_load(s, "doc", 3, 1, &d, NULL), STORE_ECORRUPT);
+    assert_int_equal(store_close(s), 0);
+
+    m.next_seq = 7;
+    m.entries = 6;
+    store__meta_encode(meta, &m);
+    raw_open(&raw, dir, STORE__DB_DOCS);
+    assert_int_equal(mdb_put(raw.txn, raw.dbi, &k, &mv, 0), 0);
+    raw_close(&raw);
+    raw_open(&raw, dir, STORE__DB_LOG);
+    MDB_val badk = {9, "123456789"}, badv = {1, "x"};
+    assert_int_equal(mdb_put(raw.txn, raw.dbi, &badk, &badv, 0), 0);
+    raw_close(&raw);
+    assert_int_equal(store_open(dir, NULL, &s), 0);
+    assert_doc_text(s, "doc", ed.doc, NULL); /* a stray key of no document is not ours */
+    assert_int_equal(store_close(s), 0);
+    /* A short key with this document's id prefix is. */
+    uint8_t shortk[9];
+    store__put_u64(shortk, st.doc_id);
+    shortk[8] = 0xFF;
+    raw_open(&raw, dir, STORE__DB_LOG);
+    badk.mv_size = sizeof shortk;
+    badk.mv_data = shortk;
+    assert_int_equal(mdb_put(raw.txn, raw.dbi, &badk, &badv, 0), 0);
+    raw_close(&raw);
+    assert_int_equal(store_open(dir, NULL, &s), 0);
+    assert_int_equal(store_doc_load(s, "doc", 3, 1, &d, NULL), STORE_ECORRUPT);
+    assert_int_equal(store_log_read(s, "doc", 3, 1, never_called, NULL), STORE_ECORRUPT);
+    assert_int_equal(store_close(s), 0);
+
+    editor_dispose(&ed);
+    rm_dir(dir);
+}
+
+typedef struct {
+    int n;
+    uint64_t seq[4];
+    char label[4][32];
+    uint64_t author[4];
+} versions_t;
+
+static int collect_version(void *ctx, uint64_t seq, const store_version_t *v)
+{
+    versions_t *g = ctx;
+    if (g->n == 4)
+        return 1;
+    g->seq[g->n] = seq;
+    memcpy(g->label[g->n], v->label, v->label_len);
+    g->label[g->n][v->label_len] = 0;
+    g->author[g->n] = v->author;
+    g->n++;
+    return 0;
+}
+
+static void test_store_versions_list(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_init(&r, 0x5eed0006);
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    store_t *s;
+    editor_t ed;
+    editor_init(&ed, 9);
+    assert_int_equal(store_open(dir, NULL, &s), 0);
+    append_flush(s, &ed, &r, "doc", 5);
+    assert_true(store_version_put(s, "doc", 3, 5, "final", 5, 43, 1235) > 0);
+    assert_true(store_version_put(s, "doc", 3, 3, "draft", 5, 42, 1234) > 0);
+    assert_true(store_version_put(s, "doc", 3, 3, "first draft", 11, 42, 1236) > 0);
+    assert_true(store_version_put(s, "nodoc", 5, 1, "x", 1, 1, 1) > 0);
+    assert_int_equal(store_flush(s), 0);
+    store_stats_t ss;
+    store_stats(s, &ss);
+    assert_int_equal(ss.versions_dropped, 1);
+    assert_int_equal(store_close(s), 0);
+    assert_int_equal(store_open(dir, NULL, &s), 0);
+    versions_t g = {0};
+    assert_int_equal(store_version_list(s, "doc", 3, collect_version, &g), 0);
+    assert_int_equal(g.n, 2);
+    assert_int_equal(g.seq[0], 3);
+    assert_string_equal(g.label[0], "first draft");
+    assert_int_equal(g.seq[1], 5);
+    assert_string_equal(g.label[1], "final");
+    assert_int_equal(g.author[1], 43);
+    assert_int_equal(store_version_list(s, "nodoc", 5, collect_version, &g), STORE_ENOTFOUND);
+    assert_int_equal(store_close(s), 0);
+    editor_dispose(&ed);
+    rm_dir(dir);
+}
+
+static void test_store_group_commit(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_init(&r, 0x5eed0007);
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    store_t *s;
+    enum { DOCS = 4, N = 4000 };
+    editor_t ed[DOCS];
+    for (int i = 0; i < DOCS; i++)
+        editor_init(&ed[i], 200 + (uint64_t)i);
+    char names[DOCS][8];
+    for (int i = 0; i < DOCS; i++)
+        snprintf(names[i], sizeof names[i], "gc%d", i);
+    /* Make the edits first so the appends come as fast as a busy server's. */
+    int which[N];
+    for (int i = 0; i < N; i++) {
+        which[i] = (int)rng_below(&r, DOCS);
+        editor_edit(&ed[which[i]], &r, 10);
+    }
+    assert_int_equal(store_open(dir, NULL, &s), 0);
+    int fd = store_completion_fd(s);
+    assert_true(fd >= 0);
+    assert_true(fcntl(fd, F_GETFL) & O_NONBLOCK);
+    size_t next[DOCS] = {0};
+    uint64_t t0 = store__now_us(), last = 0;
+    for (int i = 0; i < N; i++) {
+        editor_t *e = &ed[which[i]];
+        size_t k = next[which[i]]++;
+        uint64_t t = append_doc(s, names[which[i]], e->upd[k], e->len[k], (uint64_t)i);
+        assert_true(t > last);
+        last = t;
+    }
+    assert_int_equal(store_last_ticket(s), last);
+    /* The event loop's view: poll the fd until the durable ticket reaches the last. */
+    uint64_t durable = 0;
+    int wakeups = 0;
+    while (durable < last) {
+        struct pollfd p = {fd, POLLIN, 0};
+        int rc = poll(&p, 1, 10000);
+        assert_int_equal(rc, 1);
+        assert_true(p.revents & POLLIN);
+        uint64_t d = store_durable(s);
+        assert_true(d >= durable);
+        durable = d;
+        wakeups++;
+    }
+    uint64_t dt = store__now_us() - t0;
+    assert_int_equal(durable, last);
+    assert_int_equal(store_failed(s), 0);
+    store_stats_t ss;
+    store_stats(s, &ss);
+    assert_int_equal(ss.entries_written, N);
+    assert_true(ss.batches < N);
+    assert_true(ss.batches >= 1);
+    assert_int_equal(ss.durable_ticket, last);
+    uint64_t cum = 0;
+    for (int i = 0; i < STORE_LATENCY_BUCKETS; i++) {
+        assert_true(ss.commit_le[i] >= cum);
+        cum = ss.commit_le[i];
+    }
+    assert_true(cum <= ss.commits);
+    printf("# group commit: %d entries in %llu batches (%.1f entries/commit), %.0f entries/s, "
+           "%d wakeups, commit latency avg %llu us max %llu us\n",
+           N, (unsigned long long)ss.batches, (double)N / (double)ss.batches,
+           (double)N * 1e6 / (double)dt, wakeups,
+           (unsigned long long)(ss.commit_us_sum / (ss.commits ? ss.commits : 1)),
+           (unsigned long long)ss.commit_us_max);
+    /* After the fd is drained it is not readable until the next commit. */
+    (void)store_durable(s);
+    struct pollfd p = {fd, POLLIN, 0};
+    assert_int_equal(poll(&p, 1, 0), 0);
+    assert_int_equal(store_flush(s), 0);
+    for (int i = 0; i < DOCS; i++)
+        assert_doc_text(s, names[i], ed[i].doc, NULL);
+    assert_int_equal(store_close(s), 0);
+    for (int i = 0; i < DOCS; i++)
+        editor_dispose(&ed[i]);
+    rm_dir(dir);
+}
+
+/* ---- map growth with concurrent loads ------------------------------------ */
+
+typedef struct {
+    store_t *s;
+    volatile int stop;
+    int loads, errors;
+} loader_t;
+
+static void *loader_main(void *arg)
+{
+    loader_t *l = arg;
+    char name[8];
+    int i = 0;
+    while (!l->stop) {
+        snprintf(name, sizeof name, "mg%d", i++ % 4);
+        crdt_doc_t *d = NULL;
+        int rc = store_doc_load(l->s, name, strlen(name), 3, &d, NULL);
+        if (rc == 0) {
+            if (crdt_doc_check(d) != 0)
+                l->errors++;
+            crdt_doc_free(d);
+            l->loads++;
+        } else if (rc != STORE_ENOTFOUND) {
+            l->errors++;
+        }
+    }
+    return NULL;
+}
+
+static void test_store_map_growth_while_loading(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_init(&r, 0x5eed0008);
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    store_options_t o = {.map_size_initial = 1 << 20, .snapshot_every = 300};
+    store_t *s;
+    enum { DOCS = 4 };
+    editor_t ed[DOCS];
+    for (int i = 0; i < DOCS; i++)
+        editor_init(&ed[i], 300 + (uint64_t)i);
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    loader_t l = {s, 0, 0, 0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, loader_main, &l), 0);
+    char name[8];
+    for (int i = 0; i < 6000; i++) {
+        int d = (int)rng_below(&r, DOCS);
+        editor_edit(&ed[d], &r, 900);
+        snprintf(name, sizeof name, "mg%d", d);
+        append_doc(s, name, ed[d].upd[ed[d].n - 1], ed[d].len[ed[d].n - 1], (uint64_t)i);
+        if (i % 500 == 499)
+            assert_int_equal(store_flush(s), 0);
+    }
+    assert_int_equal(store_flush(s), 0);
+    l.stop = 1;
+    pthread_join(th, NULL);
+    store_stats_t ss;
+    store_stats(s, &ss);
+    printf("# map growth: %llu growths to %llu bytes (%llu used), %d concurrent loads, "
+           "%llu snapshots\n",
+           (unsigned long long)ss.map_growths, (unsigned long long)ss.map_size,
+           (unsigned long long)ss.map_used, l.loads, (unsigned long long)ss.snapshots_written);
+    assert_int_equal(l.errors, 0);
+    assert_true(ss.map_growths >= 3);
+    assert_int_equal(store_failed(s), 0);
+    for (int i = 0; i < DOCS; i++) {
+        snprintf(name, sizeof name, "mg%d", i);
+        assert_doc_text(s, name, ed[i].doc, NULL);
+    }
+    assert_int_equal(store_close(s), 0);
+    /* The grown map is adopted on reopen with the small initial size. */
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    for (int i = 0; i < DOCS; i++) {
+        snprintf(name, sizeof name, "mg%d", i);
+        assert_doc_text(s, name, ed[i].doc, NULL);
+    }
+    assert_int_equal(store_close(s), 0);
+    for (int i = 0; i < DOCS; i++)
+        editor_dispose(&ed[i]);
+    rm_dir(dir);
+}
+
+/* A map that may not grow past its size fails the store cleanly. */
+static void test_store_map_max_fails_cleanly(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_init(&r, 0x5eed0009);
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    store_options_t o = {.map_size_initial = 1 << 20, .map_size_max = 2 << 20};
+    store_t *s;
+    editor_t ed;
+    editor_init(&ed, 11);
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    uint64_t before = 0;
+    for (int i = 0; i < 200; i++) {
+        editor_edit(&ed, &r, 1000);
+        append_doc(s, "big", ed.upd[i], ed.len[i], (uint64_t)i);
+    }
+    assert_int_equal(store_flush(s), 0);
+    before = store_durable(s);
+    assert_true(before > 0);
+    int rc = 0;
+    for (int i = 0; i < 20 && rc == 0; i++) {
+        for (int k = 0; k < 200; k++) {
+            editor_edit(&ed, &r, 1000);
+            store_append(s, "big", 3, ed.upd[ed.n - 1], ed.len[ed.n - 1], 1, NULL, 0, 1);
+        }
+        rc = store_flush(s);
+    }
+    assert_int_equal(rc, STORE_EFULL);
+    assert_int_equal(store_failed(s), STORE_EFULL);
+    uint64_t d = store_durable(s);
+    assert_true(d < store_last_ticket(s));
+    assert_int_equal(store_append(s, "big", 3, ed.upd[0], ed.len[0], 1, NULL, 0, 1), 0);
+    /* Reads still work on what was committed. */
+    store_doc_stat_t st;
+    assert_int_equal(store_doc_stat(s, "big", 3, &st), 0);
+    assert_true(st.entries >= 200);
+    assert_int_equal(store_close(s), STORE_EFULL);
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    crdt_doc_t *doc = NULL;
+    assert_int_equal(store_doc_load(s, "big", 3, 1, &doc, NULL), 0);
+    crdt_doc_free(doc);
+    assert_int_equal(store_close(s), 0);
+    editor_dispose(&ed);
+    rm_dir(dir);
+}
+
+/* ---- mdb_copy of a live store ---------------------------------------------- */
+
+typedef struct {
+    store_t *s;
+    editor_t ed[NDOCS];
+    rng_t r;
+    volatile int stop;
+    int appended;
+} appender_t;
+
+static void *appender_main(void *arg)
+{
+    appender_t *a = arg;
+    while (!a->stop) {
+        for (int k = 0; k < 50; k++) {
+            int d = (int)rng_below(&a->r, NDOCS);
+            editor_t *e = &a->ed[d];
+            editor_edit(e, &a->r, 40);
+            store_append(a->s, doc_names[d], strlen(doc_names[d]), e->upd[e->n - 1],
+                         e->len[e->n - 1], 5, "bob", 3, (uint64_t)a->appended++);
+        }
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+/* Full path of `prog` found in PATH, or NULL. */
+static char *which_prog(const char *prog)
+{
+    const char *path = getenv("PATH");
+    static char buf[512];
+    if (!path)
+        path = "/usr/bin:/bin";
+    while (*path) {
+        const char *end = strchr(path, ':');
+        size_t n = end ? (size_t)(end - path) : strlen(path);
+        snprintf(buf, sizeof buf, "%.*s/%s", (int)n, path, prog);
+        if (access(buf, X_OK) == 0)
+            return buf;
+        path += n + (end ? 1 : 0);
+    }
+    return NULL;
+}
+
+static void test_store_mdb_copy_live(void **state)
+{
+    (void)state;
+    char *mdb_copy = which_prog("mdb_copy");
+    if (!mdb_copy)
+        fail_msg("mdb_copy not found in PATH: install Debian's lmdb-utils (scripts/deps.sh)");
+    char dir[64], copy[64];
+    make_tmpdir(dir, sizeof dir);
+    make_tmpdir(copy, sizeof copy);
+    static appender_t a;
+    memset(&a, 0, sizeof a);
+    rng_init(&a.r, 0x5eed000a);
+    for (int i = 0; i < NDOCS; i++)
+        editor_init(&a.ed[i], 400 + (uint64_t)i);
+    store_options_t o = {.snapshot_every = 100, .map_size_initial = 1 << 20};
+    assert_int_equal(store_open(dir, &o, &a.s), 0);
+    /* Phase A: durable before the copy starts. */
+    for (int i = 0; i < 6; i++) {
+        for (int k = 0; k < 50; k++) {
+            int d = (int)rng_below(&a.r, NDOCS);
+            editor_t *e = &a.ed[d];
+            editor_edit(e, &a.r, 40);
+            append_doc(a.s, doc_names[d], e->upd[e->n - 1], e->len[e->n - 1],
+                       (uint64_t)a.appended++);
+        }
+    }
+    assert_int_equal(store_flush(a.s), 0);
+    size_t before[NDOCS];
+    for (int d = 0; d < NDOCS; d++)
+        before[d] = a.ed[d].n;
+    /* Phase B: the writer is busy while mdb_copy runs. */
+    a.stop = 0;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, appender_main, &a), 0);
+    struct timespec ts = {0, 30000000};
+    nanosleep(&ts, NULL);
+    char *argv[] = {mdb_copy, dir, copy, NULL};
+    pid_t pid;
+    assert_int_equal(posix_spawn(&pid, mdb_copy, NULL, NULL, argv, environ), 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    nanosleep(&ts, NULL);
+    a.stop = 1;
+    pthread_join(th, NULL);
+    assert_int_equal(store_flush(a.s), 0);
+
+    store_t *c;
+    assert_int_equal(store_open(copy, &o, &c), 0);
+    size_t total_src = 0, total_copy = 0;
+    for (int d = 0; d < NDOCS; d++) {
+        log_copy_t *lc = read_log(c, doc_names[d]);
+        log_copy_t *ls = read_log(a.s, doc_names[d]);
+        assert_true(lc->n >= before[d]);
+        assert_true(lc->n <= ls->n);
+        for (size_t i = 0; i < lc->n; i++) {
+            assert_int_equal(lc->len[i], ls->len[i]);
+            assert_memory_equal(lc->upd[i], ls->upd[i], lc->len[i]);
+        }
+        crdt_doc_t *want = replay(ls, lc->n);
+        assert_doc_text(c, doc_names[d], want, NULL);
+        crdt_doc_free(want);
+        assert_doc_text(a.s, doc_names[d], a.ed[d].doc, NULL);
+        total_src += ls->n;
+        total_copy += lc->n;
+        log_copy_free(lc);
+        log_copy_free(ls);
+    }
+    printf("# mdb_copy: copy holds %zu of %zu entries (%zu durable before the copy)\n", total_copy,
+           total_src, before[0] + before[1] + before[2]);
+    assert_int_equal(store_close(c), 0);
+    assert_int_equal(store_close(a.s), 0);
+    for (int i = 0; i < NDOCS; i++)
+        editor_dispose(&a.ed[i]);
+    rm_dir(dir);
+    rm_dir(copy);
+}
+
+/* ---- crash safety -------------------------------------------------------------- */
+
+#define CRASH_DOCS 3
+
+/* Entry t (from 1) of the crash workload: its document and its update, the same
+ * in the child and in the parent, which regenerates them to check the store. */
+typedef struct {
+    editor_t ed[CRASH_DOCS];
+    rng_t r;
+    uint64_t t;
+} workload_t;
+
+static void workload_init(workload_t *w, uint64_t seed)
+{
+    memset(w, 0, sizeof *w);
+    rng_init(&w->r, seed);
+    for (int i = 0; i < CRASH_DOCS; i++)
+        editor_init(&w->ed[i], 500 + (uint64_t)i);
+}
+
+static int workload_next(workload_t *w)
+{
+    int d = (int)((w->t++) % CRASH_DOCS);
+    editor_edit(&w->ed[d], &w->r, 200);
+    return d;
+}
+
+static void workload_dispose(workload_t *w)
+{
+    for (int i = 0; i < CRASH_DOCS; i++)
+        editor_dispose(&w->ed[i]);
+}
+
+static const char *const crash_names[CRASH_DOCS] = {"c0", "c1", "c2"};
+
+/* The child: appends forever, reporting each new durable ticket on `out`. */
+static void crash_child(const char *dir, uint64_t seed, int out)
+{
+    store_options_t o = {.snapshot_every = 20, .map_size_initial = 1 << 20};
+    store_t *s;
+    if (store_open(dir, &o, &s) != 0)
+        _exit(3);
+    workload_t w;
+    workload_init(&w, seed);
+    uint64_t reported = 0;
+    int fd = store_completion_fd(s);
+    for (;;) {
+        int d = workload_next(&w);
+        editor_t *e = &w.ed[d];
+        uint64_t t = store_append(s, crash_names[d], 2, e->upd[e->n - 1], e->len[e->n - 1],
+                                  (uint64_t)d + 1, "crash", 5, w.t);
+        if (t != w.t)
+            _exit(4);
+        for (;;) {
+            struct pollfd p = {fd, POLLIN, 0};
+            /* Keep at most 64 entries in flight, like clients waiting for acks. */
+            poll(&p, 1, w.t - reported > 64 ? 100 : 0);
+            uint64_t dur = store_durable(s);
+            if (dur > reported) {
+                reported = dur;
+                if (write(out, &dur, sizeof dur) != sizeof dur)
+                    _exit(5);
+            }
+            if (w.t - reported <= 64)
+                break;
+        }
+    }
+}
+
+static void test_store_crash_safety(void **state)
+{
+    (void)state;
+    const int rounds = 20;
+    for (int round = 0; round < rounds; round++) {
+        const uint64_t seed = 0xc0ffee00u + (uint64_t)round;
+        rng_t r;
+        rng_init(&r, seed);
+        char dir[64];
+        make_tmpdir(dir, sizeof dir);
+        int pfd[2];
+        assert_int_equal(pipe(pfd), 0);
+        fflush(stdout);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(pfd[0]);
+            crash_child(dir, seed, pfd[1]);
+            _exit(0);
+        }
+        close(pfd[1]);
+        struct timespec ts = {0, (long)(20 + rng_below(&r, 400)) * 1000000L};
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        if (!WIFSIGNALED(status))
+            fail_msg("seed %#llx: child exited with %d", (unsigned long long)seed,
+                     WEXITSTATUS(status));
+        uint64_t durable = 0, v;
+        while (read(pfd[0], &v, sizeof v) == sizeof v) {
+            if (v <= durable)
+                fail_msg("seed %#llx: durable ticket went from %llu to %llu",
+                         (unsigned long long)seed, (unsigned long long)durable,
+                         (unsigned long long)v);
+            durable = v;
+        }
+        close(pfd[0]);
+
+        /* Reopen: every entry reported durable is there, byte for byte. */
+        store_options_t o = {.snapshot_every = 20, .map_size_initial = 1 << 20};
+        store_t *s;
+        int rc = store_open(dir, &o, &s);
+        if (rc)
+            fail_msg("seed %#llx: reopen: %s", (unsigned long long)seed, store_strerror(rc));
+        log_copy_t *logs[CRASH_DOCS];
+        size_t have = 0;
+        for (int d = 0; d < CRASH_DOCS; d++) {
+            logs[d] = calloc(1, sizeof *logs[d]);
+            rc = store_log_read(s, crash_names[d], 2, 1, collect, logs[d]);
+            if (rc != 0 && !(rc == STORE_ENOTFOUND && durable < (uint64_t)d + 1))
+                fail_msg("seed %#llx: log %d: %s", (unsigned long long)seed, d, store_strerror(rc));
+            have += logs[d]->n;
+        }
+        if (have < durable)
+            fail_msg("seed %#llx: %zu entries stored, %llu reported durable",
+                     (unsigned long long)seed, have, (unsigned long long)durable);
+        workload_t w;
+        workload_init(&w, seed);
+        size_t seen[CRASH_DOCS] = {0};
+        for (uint64_t t = 1; t <= have; t++) {
+            int d = workload_next(&w);
+            size_t i = seen[d]++;
+            editor_t *e = &w.ed[d];
+            if (i >= logs[d]->n || logs[d]->len[i] != e->len[e->n - 1] ||
+                memcmp(logs[d]->upd[i], e->upd[e->n - 1], logs[d]->len[i]) != 0 ||
+                logs[d]->time[i] != t || logs[d]->author[i] != (uint64_t)d + 1)
+                fail_msg("seed %#llx: entry %llu (doc %d seq %zu) differs or is missing",
+                         (unsigned long long)seed, (unsigned long long)t, d, i + 1);
+        }
+        for (int d = 0; d < CRASH_DOCS; d++) {
+            if (logs[d]->n == 0)
+                continue;
+            assert_int_equal(seen[d], logs[d]->n);
+            assert_doc_text(s, crash_names[d], w.ed[d].doc, NULL);
+        }
+        /* The reopened store keeps working. */
+        int d0 = workload_next(&w);
+        append_doc(s, crash_names[d0], w.ed[d0].upd[w.ed[d0].n - 1], w.ed[d0].len[w.ed[d0].n - 1],
+                   0);
+        assert_int_equal(store_flush(s), 0);
+        assert_doc_text(s, crash_names[d0], w.ed[d0].doc, NULL);
+        assert_int_equal(store_close(s), 0);
+        if (round == 0 || round == rounds - 1)
+            printf("# crash round %d: killed after %ld ms, %llu durable, %zu stored\n", round,
+                   ts.tv_nsec / 1000000L, (unsigned long long)durable, have);
+        for (int d = 0; d < CRASH_DOCS; d++)
+            log_copy_free(logs[d]);
+        workload_dispose(&w);
+        rm_dir(dir);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_store_strerror_and_args),
+        cmocka_unit_test(test_store_reopen_keeps_everything),
+        cmocka_unit_test(test_store_snapshot_every_n),
+        cmocka_unit_test(test_store_corrupt_snapshot_falls_back),
+        cmocka_unit_test(test_store_hostile_log_values),
+        cmocka_unit_test(test_store_versions_list),
+        cmocka_unit_test(test_store_group_commit),
+        cmocka_unit_test(test_store_map_growth_while_loading),
+        cmocka_unit_test(test_store_map_max_fails_cleanly),
+        cmocka_unit_test(test_store_mdb_copy_live),
+        cmocka_unit_test(test_store_crash_safety),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
