@@ -34,6 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <stdatomic.h>
+
 #include <cmocka.h>
 
 #include "store_internal.h"
@@ -42,6 +44,13 @@
 extern char **environ;
 
 /* ---- helpers --------------------------------------------------------------- */
+
+/* Printed before a randomized test runs, so a failure shows its seed. */
+static void note_seed(const char *test, uint64_t seed)
+{
+    printf("# %s: seed %#llx\n", test, (unsigned long long)seed);
+    fflush(stdout);
+}
 
 static void make_tmpdir(char *buf, size_t n)
 {
@@ -303,6 +312,7 @@ static void test_store_reopen_keeps_everything(void **state)
     const uint64_t seed = 0x5eed0001;
     rng_t r;
     rng_init(&r, seed);
+    note_seed(__func__, seed);
     char dir[64];
     make_tmpdir(dir, sizeof dir);
     store_options_t o = {.snapshot_every = 25};
@@ -365,7 +375,6 @@ static void test_store_reopen_keeps_everything(void **state)
     for (int i = 0; i < NDOCS; i++)
         editor_dispose(&ed[i]);
     rm_dir(dir);
-    (void)seed;
 }
 
 /* Appends `n` edits of one document and waits until they (and their snapshot) are written. */
@@ -383,6 +392,7 @@ static void test_store_snapshot_every_n(void **state)
     (void)state;
     rng_t r;
     rng_init(&r, 0x5eed0002);
+    note_seed(__func__, 0x5eed0002);
     char dir[64];
     make_tmpdir(dir, sizeof dir);
     store_options_t o = {.snapshot_every = 10};
@@ -423,6 +433,7 @@ static void test_store_corrupt_snapshot_falls_back(void **state)
     (void)state;
     rng_t r;
     rng_init(&r, 0x5eed0003);
+    note_seed(__func__, 0x5eed0003);
     char dir[64];
     make_tmpdir(dir, sizeof dir);
     store_options_t o = {.snapshot_every = 10};
@@ -520,6 +531,7 @@ static void test_store_hostile_log_values(void **state)
     (void)state;
     rng_t r;
     rng_init(&r, 0x5eed0004);
+    note_seed(__func__, 0x5eed0004);
     char dir[64];
     make_tmpdir(dir, sizeof dir);
     store_t *s;
@@ -678,6 +690,7 @@ static void test_store_versions_list(void **state)
     (void)state;
     rng_t r;
     rng_init(&r, 0x5eed0006);
+    note_seed(__func__, 0x5eed0006);
     char dir[64];
     make_tmpdir(dir, sizeof dir);
     store_t *s;
@@ -714,6 +727,7 @@ static void test_store_group_commit(void **state)
     (void)state;
     rng_t r;
     rng_init(&r, 0x5eed0007);
+    note_seed(__func__, 0x5eed0007);
     char dir[64];
     make_tmpdir(dir, sizeof dir);
     store_t *s;
@@ -785,6 +799,36 @@ static void test_store_group_commit(void **state)
     assert_int_equal(store_flush(s), 0);
     for (int i = 0; i < DOCS; i++)
         assert_doc_text(s, names[i], ed[i].doc, NULL);
+
+    /* Closed loop, like a server whose clients wait for acks: at most 32
+     * entries in flight; more arrive while a commit (fsync) runs. */
+    store_stats_t s0;
+    store_stats(s, &s0);
+    enum { M = 3000, WINDOW = 32 };
+    t0 = store__now_us();
+    for (int i = 0; i < M; i++) {
+        int d = i % DOCS;
+        editor_edit(&ed[d], &r, 10);
+        last = append_doc(s, names[d], ed[d].upd[ed[d].n - 1], ed[d].len[ed[d].n - 1], (uint64_t)i);
+        while (last - store_durable(s) >= WINDOW) {
+            struct pollfd q = {fd, POLLIN, 0};
+            assert_true(poll(&q, 1, 10000) == 1);
+        }
+    }
+    while (store_durable(s) < last) {
+        struct pollfd q = {fd, POLLIN, 0};
+        assert_true(poll(&q, 1, 10000) == 1);
+    }
+    dt = store__now_us() - t0;
+    store_stats(s, &ss);
+    uint64_t batches = ss.batches - s0.batches;
+    printf("# closed loop (window %d): %d entries in %llu commits, %.1f entries/commit, "
+           "%.0f commits/s, %.0f entries/s\n",
+           WINDOW, M, (unsigned long long)batches, (double)M / (double)batches,
+           (double)batches * 1e6 / (double)dt, (double)M * 1e6 / (double)dt);
+    assert_true(batches < M);
+    for (int i = 0; i < DOCS; i++)
+        assert_doc_text(s, names[i], ed[i].doc, NULL);
     assert_int_equal(store_close(s), 0);
     for (int i = 0; i < DOCS; i++)
         editor_dispose(&ed[i]);
@@ -795,7 +839,7 @@ static void test_store_group_commit(void **state)
 
 typedef struct {
     store_t *s;
-    volatile int stop;
+    atomic_int stop;
     int loads, errors;
 } loader_t;
 
@@ -825,6 +869,7 @@ static void test_store_map_growth_while_loading(void **state)
     (void)state;
     rng_t r;
     rng_init(&r, 0x5eed0008);
+    note_seed(__func__, 0x5eed0008);
     char dir[64];
     make_tmpdir(dir, sizeof dir);
     store_options_t o = {.map_size_initial = 1 << 20, .snapshot_every = 300};
@@ -881,6 +926,7 @@ static void test_store_map_max_fails_cleanly(void **state)
     (void)state;
     rng_t r;
     rng_init(&r, 0x5eed0009);
+    note_seed(__func__, 0x5eed0009);
     char dir[64];
     make_tmpdir(dir, sizeof dir);
     store_options_t o = {.map_size_initial = 1 << 20, .map_size_max = 2 << 20};
@@ -929,7 +975,7 @@ typedef struct {
     store_t *s;
     editor_t ed[NDOCS];
     rng_t r;
-    volatile int stop;
+    atomic_int stop;
     int appended;
 } appender_t;
 
@@ -980,6 +1026,7 @@ static void test_store_mdb_copy_live(void **state)
     static appender_t a;
     memset(&a, 0, sizeof a);
     rng_init(&a.r, 0x5eed000a);
+    note_seed(__func__, 0x5eed000a);
     for (int i = 0; i < NDOCS; i++)
         editor_init(&a.ed[i], 400 + (uint64_t)i);
     store_options_t o = {.snapshot_every = 100, .map_size_initial = 1 << 20};
@@ -1124,6 +1171,8 @@ static void test_store_crash_safety(void **state)
         const uint64_t seed = 0xc0ffee00u + (uint64_t)round;
         rng_t r;
         rng_init(&r, seed);
+        if (round == 0)
+            note_seed(__func__, seed);
         char dir[64];
         make_tmpdir(dir, sizeof dir);
         int pfd[2];
