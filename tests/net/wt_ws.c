@@ -189,6 +189,11 @@ int wt_ws_send(wt_ws_t *ws, int opcode, const void *data, size_t len)
     return wt_ws_send_frame(ws, opcode, data, len, 0);
 }
 
+wt_reader_t *wt_ws_reader(wt_ws_t *ws)
+{
+    return &ws->_rd;
+}
+
 int wt_ws_buffered(const wt_ws_t *ws)
 {
     return wt_reader_buffered(&ws->_rd) > 0;

@@ -74,6 +74,11 @@ int wt_ws_send_raw(wt_ws_t *ws, const void *bytes, size_t len);
  */
 int wt_ws_recv(wt_ws_t *ws, int timeout_ms, wt_ws_msg_t *msg);
 
+/* The client's frame reader, for callers that take over the socket after the
+ * upgrade (the load generator reads with epoll and feeds it; bytes that arrived
+ * with the handshake response are already in it). */
+wt_reader_t *wt_ws_reader(wt_ws_t *ws);
+
 /* 1 when received bytes wait in the client's buffer (poll() would not show them). */
 int wt_ws_buffered(const wt_ws_t *ws);
 
