@@ -256,8 +256,20 @@ void srv_free(srv_t *srv)
         h2o_socket_export_t info;
         if (h2o_socket_export(srv->store_sock, &info) == 0)
             (void)info; /* the store closes the fd itself */
+        srv->store_sock = NULL;
     }
     srv__doc_free_all(srv);
+    if (srv->loop != NULL) {
+        h2o_timeout_dispose(srv->loop, &srv->ping_interval_timeout);
+        h2o_timeout_dispose(srv->loop, &srv->ping_answer_timeout);
+        h2o_timeout_dispose(srv->loop, &srv->close_timeout);
+        h2o_timeout_dispose(srv->loop, &srv->unload_timeout);
+        h2o_context_dispose(&srv->ctx);
+        /* Let the loop run the closes it deferred, then free it. */
+        h2o_evloop_run(srv->loop, 0);
+        h2o_evloop_destroy(srv->loop);
+    }
+    h2o_config_dispose(&srv->h2o_config);
     if (srv->store != NULL) {
         int err = store_close(srv->store);
         if (err != 0)
