@@ -116,6 +116,7 @@ int srv_new(const srv_config_t *cfg, srv_t **out)
     h2o_linklist_init_anchor(&srv->dirty_docs);
     h2o_linklist_init_anchor(&srv->ack_waiters);
     h2o_linklist_init_anchor(&srv->to_proceed);
+    h2o_linklist_init_anchor(&srv->closing);
 
     memset(&sopts, 0, sizeof(sopts));
     sopts.map_size_initial = cfg->map_size_mb << 20;
@@ -186,14 +187,19 @@ static void tick_end(srv_t *srv)
         srv__doc_flush_tick(H2O_STRUCT_FROM_MEMBER(srv_doc_t, dirty_link, srv->dirty_docs.next));
     if (!h2o_linklist_is_empty(&srv->ack_waiters))
         ack_durable(srv);
-    /* Proceeding may close sessions, which may queue output to others
-     * (PRESENCE_LEAVE): take them one at a time until none is left. */
-    while (!h2o_linklist_is_empty(&srv->to_proceed)) {
-        srv_session_t *s =
-            H2O_STRUCT_FROM_MEMBER(srv_session_t, proceed_link, srv->to_proceed.next);
-        h2o_linklist_unlink(&s->proceed_link);
-        srv__session_proceed(s);
-    }
+    do {
+        /* Proceeding may close sessions, which may queue output to others
+         * (PRESENCE_LEAVE): take them one at a time until none is left. */
+        while (!h2o_linklist_is_empty(&srv->to_proceed)) {
+            srv_session_t *s =
+                H2O_STRUCT_FROM_MEMBER(srv_session_t, proceed_link, srv->to_proceed.next);
+            h2o_linklist_unlink(&s->proceed_link);
+            srv__session_proceed(s);
+        }
+        /* Close frames owed by sessions whose ERROR has now gone out. */
+        if (!h2o_linklist_is_empty(&srv->closing))
+            srv__session_close_owed(srv);
+    } while (!h2o_linklist_is_empty(&srv->to_proceed));
 }
 
 static void begin_shutdown(srv_t *srv)

@@ -56,6 +56,8 @@ static void destroy(srv_session_t *s)
         h2o_linklist_unlink(&s->ack_link);
     if (h2o_linklist_is_linked(&s->proceed_link))
         h2o_linklist_unlink(&s->proceed_link);
+    if (h2o_linklist_is_linked(&s->close_link))
+        h2o_linklist_unlink(&s->close_link);
     h2o_linklist_unlink(&s->all_link);
     srv->nsessions--;
     if (s->ws != NULL)
@@ -139,11 +141,33 @@ void srv__session_close(srv_session_t *s, uint16_t code, const char *reason)
     if (s->ws == NULL || s->closing || s->dropping)
         return;
     s->closing = 1;
-    wslay_event_queue_close(s->ws->ws_ctx, code, (const uint8_t *)reason, strlen(reason));
+    s->close_code = code;
+    snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
+    h2o_linklist_insert(&s->srv->closing, &s->close_link);
     mark_proceed(s);
     if (h2o_timeout_is_linked(&s->timer))
         h2o_timeout_unlink(&s->timer);
     h2o_timeout_link(s->srv->loop, &s->srv->close_timeout, &s->timer);
+}
+
+void srv__session_close_owed(srv_t *srv)
+{
+    h2o_linklist_t *l, *next;
+    for (l = srv->closing.next; l != &srv->closing; l = next) {
+        srv_session_t *s = H2O_STRUCT_FROM_MEMBER(srv_session_t, close_link, l);
+        next = l->next;
+        if (s->ws == NULL || s->ws->sock == NULL || s->dropping)
+            continue;
+        /* wslay sends control frames before queued messages: wait until the
+         * messages (the ERROR) have been handed to the socket. */
+        if (wslay_event_get_queued_msg_count(s->ws->ws_ctx) != 0)
+            continue;
+        h2o_linklist_unlink(&s->close_link);
+        wslay_event_queue_close(s->ws->ws_ctx, s->close_code, (const uint8_t *)s->close_reason,
+                                strlen(s->close_reason));
+        s->close_code = 0;
+        mark_proceed(s);
+    }
 }
 
 void srv__session_timer_start(srv_session_t *s)
@@ -469,6 +493,9 @@ void srv__session_on_message(h2o_websocket_conn_t *conn,
     srv_t *srv = s->srv;
 
     if (arg == NULL) { /* closed, by the peer, an error or us */
+        /* wslay refuses an oversized message with close 1009 on its own. */
+        if (s->ws != NULL && wslay_event_get_status_code_sent(s->ws->ws_ctx) == 1009)
+            srv->metrics.errors[PROTO_ERR_TOO_LARGE]++;
         destroy(s);
         return;
     }

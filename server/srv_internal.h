@@ -88,8 +88,11 @@ struct srv_session {
     h2o_linklist_t doc_link;     /* in doc->sessions */
     h2o_linklist_t all_link;     /* in srv->sessions */
     h2o_linklist_t proceed_link; /* in srv->to_proceed while output is queued */
-    uint8_t closing;             /* a close frame is queued; ignore input */
-    uint8_t dropping;            /* to be freed at the end of the tick */
+    uint8_t closing;             /* closing: input is ignored, nothing more is sent */
+    uint16_t close_code;         /* close frame owed once queued messages are out, or 0 */
+    char close_reason[64];
+    h2o_linklist_t close_link; /* in srv->closing while close_code != 0 */
+    uint8_t dropping;          /* to be freed at the end of the tick */
 };
 
 struct srv_doc {
@@ -136,6 +139,7 @@ struct srv {
     h2o_linklist_t dirty_docs;  /* documents changed this tick */
     h2o_linklist_t ack_waiters; /* sessions with pending acks */
     h2o_linklist_t to_proceed;  /* sessions with queued output */
+    h2o_linklist_t closing;     /* sessions owing a close frame (after their ERROR) */
 
     h2o_timeout_t ping_interval_timeout;
     h2o_timeout_t ping_answer_timeout;
@@ -174,8 +178,11 @@ void srv__session_on_message(h2o_websocket_conn_t *conn,
 int srv__session_send(srv_session_t *s, const uint8_t *msg, size_t len);
 /* Queues ERROR(code, text, seq) and counts it. */
 void srv__session_error(srv_session_t *s, uint32_t code, const char *text, uint64_t seq);
-/* Queues a close frame (and stops reading); the connection ends once it is sent. */
+/* Closes the connection with a close frame, sent after the messages already
+ * queued (an ERROR first; wslay alone would put the control frame ahead). */
 void srv__session_close(srv_session_t *s, uint16_t code, const char *reason);
+/* End of tick: queues owed close frames whose session's output has gone out. */
+void srv__session_close_owed(srv_t *srv);
 /* Ends the connection now, without a close frame. */
 void srv__session_drop(srv_session_t *s);
 void srv__session_ack_durable(srv_session_t *s, uint64_t durable);
