@@ -63,7 +63,6 @@ static int on_ws(h2o_handler_t *self, h2o_req_t *req)
     h2o_iovec_t name = path_rest(req, strlen("/ws/"));
     const char *key;
     srv_session_t *s;
-    h2o_websocket_conn_t *ws;
 
     srv->metrics.http_requests++;
     if (req->path.len < 4 || memcmp(req->path.base, "/ws/", 4) != 0 ||
@@ -88,9 +87,8 @@ static int on_ws(h2o_handler_t *self, h2o_req_t *req)
         send_json_error(req, 503, "Service Unavailable", "out of memory");
         return 0;
     }
-    ws = h2o_upgrade_to_websocket(req, key, s, srv__session_on_message);
-    s->ws = ws;
-    wslay_event_config_set_max_recv_msg_length(ws->ws_ctx, srv->cfg.max_message);
+    if (srv__ws_accept(s, req, key) != 0)
+        abort(); /* out of memory */
     srv__session_timer_start(s);
     return 0;
 }

@@ -217,10 +217,8 @@ static void begin_shutdown(srv_t *srv)
     ack_durable(srv);
     for (h2o_linklist_t *l = srv->sessions.next; l != &srv->sessions; l = l->next) {
         srv_session_t *s = H2O_STRUCT_FROM_MEMBER(srv_session_t, all_link, l);
-        if (s->ws != NULL && s->ws->sock != NULL && !s->closing)
+        if (s->ws.sock != NULL && !s->closing)
             srv__session_close(s, 1001, "server shutting down");
-        else if (s->ws != NULL && s->ws->sock == NULL)
-            srv__session_drop(s);
     }
     tick_end(srv);
 }
@@ -242,9 +240,11 @@ int srv_run(srv_t *srv)
         }
         tick_end(srv);
     }
-    /* Whoever is left did not finish the close handshake: cut them off. */
-    while (!h2o_linklist_is_empty(&srv->sessions)) {
-        srv_session_t *s = H2O_STRUCT_FROM_MEMBER(srv_session_t, all_link, srv->sessions.next);
+    /* Whoever is left did not finish the close handshake: cut them off
+     * (but for upgrades still in H2O's hands, which end with the loop). */
+    for (h2o_linklist_t *l = srv->sessions.next, *next; l != &srv->sessions; l = next) {
+        srv_session_t *s = H2O_STRUCT_FROM_MEMBER(srv_session_t, all_link, l);
+        next = l->next;
         srv__session_drop(s);
         srv__session_proceed(s);
     }

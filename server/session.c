@@ -60,25 +60,28 @@ static void destroy(srv_session_t *s)
         h2o_linklist_unlink(&s->close_link);
     h2o_linklist_unlink(&s->all_link);
     srv->nsessions--;
-    if (s->ws != NULL)
-        h2o_websocket_close(s->ws);
+    srv__ws_dispose(&s->ws);
     free(s->acks);
     free(s);
 }
 
+void srv__session_closed(srv_session_t *s)
+{
+    /* wslay refuses an oversized message with close 1009 on its own. */
+    if (s->ws.ctx != NULL && wslay_event_get_status_code_sent(s->ws.ctx) == 1009)
+        s->srv->metrics.errors[PROTO_ERR_TOO_LARGE]++;
+    destroy(s);
+}
+
 void srv__session_proceed(srv_session_t *s)
 {
-    if (s->ws == NULL || s->ws->sock == NULL) {
-        if (s->ws == NULL)
-            destroy(s);
-        return;
-    }
+    if (s->ws.upgrading)
+        return; /* H2O owns the socket until the 101 is out: on_upgraded comes back */
     if (s->dropping) {
-        destroy(s);
+        srv__session_closed(s);
         return;
     }
-    /* May call srv__session_on_message(conn, NULL), which destroys s. */
-    h2o_websocket_proceed(s->ws);
+    srv__ws_flush(s);
 }
 
 void srv__session_drop(srv_session_t *s)
@@ -90,9 +93,9 @@ void srv__session_drop(srv_session_t *s)
 int srv__session_send(srv_session_t *s, const uint8_t *msg, size_t len)
 {
     struct wslay_event_msg m;
-    if (s->ws == NULL || s->closing || s->dropping)
+    if (s->ws.sock == NULL || s->closing || s->dropping)
         return -1;
-    if (wslay_event_get_queued_msg_length(s->ws->ws_ctx) + len > s->srv->cfg.max_queued) {
+    if (srv__ws_queued(&s->ws) + len > s->srv->cfg.max_queued) {
         s->srv->metrics.slow_consumers++;
         s->srv->metrics.errors[PROTO_ERR_SLOW_CONSUMER]++;
         srv__session_drop(s);
@@ -101,7 +104,7 @@ int srv__session_send(srv_session_t *s, const uint8_t *msg, size_t len)
     m.opcode = WSLAY_BINARY_FRAME;
     m.msg = msg;
     m.msg_length = len;
-    if (wslay_event_queue_msg(s->ws->ws_ctx, &m) != 0) {
+    if (wslay_event_queue_msg(s->ws.ctx, &m) != 0) {
         srv__session_drop(s);
         return -1;
     }
@@ -138,7 +141,7 @@ void srv__session_error(srv_session_t *s, uint32_t code, const char *text, uint6
 
 void srv__session_close(srv_session_t *s, uint16_t code, const char *reason)
 {
-    if (s->ws == NULL || s->closing || s->dropping)
+    if (s->ws.sock == NULL || s->closing || s->dropping)
         return;
     s->closing = 1;
     s->close_code = code;
@@ -156,14 +159,14 @@ void srv__session_close_owed(srv_t *srv)
     for (l = srv->closing.next; l != &srv->closing; l = next) {
         srv_session_t *s = H2O_STRUCT_FROM_MEMBER(srv_session_t, close_link, l);
         next = l->next;
-        if (s->ws == NULL || s->ws->sock == NULL || s->dropping)
+        if (s->ws.sock == NULL || s->dropping)
             continue;
         /* wslay sends control frames before queued messages: wait until the
          * messages (the ERROR) have been handed to the socket. */
-        if (wslay_event_get_queued_msg_count(s->ws->ws_ctx) != 0)
+        if (wslay_event_get_queued_msg_count(s->ws.ctx) != 0)
             continue;
         h2o_linklist_unlink(&s->close_link);
-        wslay_event_queue_close(s->ws->ws_ctx, s->close_code, (const uint8_t *)s->close_reason,
+        wslay_event_queue_close(s->ws.ctx, s->close_code, (const uint8_t *)s->close_reason,
                                 strlen(s->close_reason));
         s->close_code = 0;
         mark_proceed(s);
@@ -192,10 +195,9 @@ static void on_timer(h2o_timeout_entry_t *entry)
         return;
     }
     s->ping_sent_at = 0;
-    if (s->ws != NULL && s->ws->sock != NULL &&
-        now - s->last_heard + 50 >= (uint64_t)srv->cfg.ping_interval * 1000) {
+    if (s->ws.sock != NULL && now - s->last_heard + 50 >= (uint64_t)srv->cfg.ping_interval * 1000) {
         struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"weft", 4};
-        if (wslay_event_queue_msg(s->ws->ws_ctx, &m) == 0) {
+        if (wslay_event_queue_msg(s->ws.ctx, &m) == 0) {
             s->ping_sent_at = now;
             mark_proceed(s);
             h2o_timeout_link(srv->loop, &srv->ping_answer_timeout, &s->timer);
@@ -486,19 +488,10 @@ static void on_binary(srv_session_t *s, const uint8_t *data, size_t len)
     }
 }
 
-void srv__session_on_message(h2o_websocket_conn_t *conn,
-                             const struct wslay_event_on_msg_recv_arg *arg)
+void srv__session_on_message(srv_session_t *s, const struct wslay_event_on_msg_recv_arg *arg)
 {
-    srv_session_t *s = conn->data;
     srv_t *srv = s->srv;
 
-    if (arg == NULL) { /* closed, by the peer, an error or us */
-        /* wslay refuses an oversized message with close 1009 on its own. */
-        if (s->ws != NULL && wslay_event_get_status_code_sent(s->ws->ws_ctx) == 1009)
-            srv->metrics.errors[PROTO_ERR_TOO_LARGE]++;
-        destroy(s);
-        return;
-    }
     s->last_heard = srv__now_ms(srv);
     if (s->closing || s->dropping)
         return;

@@ -21,7 +21,9 @@
 #define WEFT_SRV_INTERNAL_H
 
 #include <h2o.h>
+#include <h2o/http1.h>
 #include <h2o/websocket.h>
+#include <wslay/wslay.h>
 
 #include "crdt.h"
 #include "proto.h"
@@ -57,10 +59,19 @@ typedef struct {
     uint64_t seq;
 } srv_ack_t;
 
+/* A session's WebSocket transport (ws.c). */
+typedef struct srv_ws {
+    h2o_socket_t *sock;          /* NULL until the upgrade completes */
+    wslay_event_context_ptr ctx; /* framing; its queue holds messages not yet written */
+    proto_buf_t out;             /* frames wslay produced, for the next write */
+    proto_buf_t writing;         /* frames of the write in flight */
+    uint8_t upgrading;           /* the 101 response is still being sent */
+} srv_ws_t;
+
 struct srv_session {
     srv_t *srv;
-    h2o_websocket_conn_t *ws; /* NULL once closed */
-    srv_doc_t *doc;           /* NULL until HELLO */
+    srv_ws_t ws;
+    srv_doc_t *doc; /* NULL until HELLO */
     char docname[SRV_MAX_DOCNAME + 1];
     size_t docname_len;
 
@@ -170,8 +181,11 @@ void srv__doc_free_all(srv_t *srv);
 
 /* session.c */
 srv_session_t *srv__session_new(srv_t *srv, const char *docname, size_t len);
-void srv__session_on_message(h2o_websocket_conn_t *conn,
-                             const struct wslay_event_on_msg_recv_arg *arg);
+/* A whole message (or control frame) received on the session. */
+void srv__session_on_message(srv_session_t *s, const struct wslay_event_on_msg_recv_arg *arg);
+/* The connection ended (socket error, EOF, handshake over): frees the session.
+ * Only from the transport's socket callbacks. */
+void srv__session_closed(srv_session_t *s);
 /* Queues one encoded message; cuts the connection off past --max-queued.
  * Returns 0, or -1 when the session was closed (it stays allocated until the
  * end of the tick only if it is in a list; do not use it after -1). */
@@ -189,6 +203,15 @@ void srv__session_ack_durable(srv_session_t *s, uint64_t durable);
 void srv__session_timer_start(srv_session_t *s);
 /* End of tick: writes queued output, or frees a dropped session. */
 void srv__session_proceed(srv_session_t *s);
+
+/* ws.c */
+/* Answers the upgrade request with 101 and takes the socket over. */
+int srv__ws_accept(srv_session_t *s, h2o_req_t *req, const char *client_key);
+/* Hands wslay's queued frames to the socket in one write, if none is in flight. */
+void srv__ws_flush(srv_session_t *s);
+/* Bytes queued and not yet handed to the socket. */
+size_t srv__ws_queued(const srv_ws_t *ws);
+void srv__ws_dispose(srv_ws_t *ws);
 
 /* http.c */
 int srv__http_register(srv_t *srv);
