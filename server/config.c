@@ -66,7 +66,8 @@ void srv_config_usage(FILE *out)
           "                        a free port, printed at start)\n"
           "  --data DIR            data directory, created if missing (default ./data)\n"
           "  --web-root DIR        static files served at / (default ./web-demo/dist)\n"
-          "  --max-message BYTES   largest WebSocket message accepted (default 1048576)\n"
+          "  --max-message BYTES   largest WebSocket message accepted (default 1048576,\n"
+          "                        at most 67108864)\n"
           "  --max-queued BYTES    output queued for one connection before it is cut off\n"
           "                        as a slow reader (default 8388608)\n"
           "  --ping-interval SEC   silence before the server pings a connection (default 20)\n"
@@ -160,7 +161,7 @@ int srv_config_parse(srv_config_t *cfg, int argc, char **argv, char *err, size_t
         cfg->field = v;                                                                            \
         continue;                                                                                  \
     }
-        UINT_FLAG("--max-message", max_message, 64, 256ull << 20)
+        UINT_FLAG("--max-message", max_message, 64, 64ull << 20)
         UINT_FLAG("--max-queued", max_queued, 1024, 1ull << 34)
         UINT_FLAG("--ping-interval", ping_interval, 1, 86400)
         UINT_FLAG("--ping-timeout", ping_timeout, 1, 86400)

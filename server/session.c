@@ -376,8 +376,17 @@ static void on_update_bytes(srv_session_t *s, proto_bytes_t u, uint64_t seq, int
     if (crdt_doc_change_count(doc->crdt) != before) {
         ticket = store_append(srv->store, doc->name, doc->name_len, u.base, u.len, s->replica,
                               s->name, strlen(s->name), srv__wall_ms());
-        if (ticket == 0)
-            abort();
+        if (ticket == 0) {
+            /* The writer thread failed meanwhile (the update is applied in
+             * memory but will never be acknowledged: the client keeps it). */
+            srv->store_error = store_failed(srv->store);
+            if (srv->store_error == 0)
+                abort(); /* out of memory */
+            srv__session_error(s, PROTO_ERR_SERVER_ERROR, "storage failed: edits cannot be saved",
+                               seq);
+            srv__session_close(s, 1011, "storage failed");
+            return;
+        }
         srv->metrics.updates_stored++;
     } else {
         /* Known already: durable once everything queued before it is. */
