@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 #
-# deps.sh: installs the Debian 12 packages that weft's build, tests and the next
-# milestone (weftd: H2O, wslay, OpenSSL, LMDB, msgpack-c) need, but only those
-# that are missing. Runs apt-get update only when something has to be installed,
+# deps.sh: installs the Debian 12 packages that weft's build and tests need
+# (compilers, H2O, wslay, OpenSSL, LMDB, msgpack-c, cmocka, chromium for the
+# browser tests), but only those that are missing. Runs apt-get update only when something has to be installed,
 # so a second run on a ready machine takes a fraction of a second. Meant to run as
 # root (uses sudo when it is not root and sudo exists). Idempotent.
 #
@@ -19,8 +19,10 @@ packages=(
     clang lld libclang-rt-14-dev wasi-libc libclang-rt-14-dev-wasm32
     # tests and benchmarks
     libcmocka-dev zlib1g-dev
-    # next milestone: weftd, storage/, protocol/
+    # weftd, storage/, protocol/
     libh2o-evloop-dev libwslay-dev libssl-dev liblmdb-dev lmdb-utils libmsgpack-dev
+    # browser tests of the web demo (driven by npm's playwright-core)
+    chromium
 )
 
 # One dpkg-query for all packages: it prints a line for each package it knows
