@@ -233,7 +233,14 @@ int srv__http_register(srv_t *srv)
     if (stat(srv->cfg.web_root, &st) == 0 && S_ISDIR(st.st_mode)) {
         static const char *index_files[] = {"index.html", NULL};
         h2o_pathconf_t *pc = h2o_config_register_path(host, "/", 0);
-        h2o_file_register(pc, srv->cfg.web_root, index_files, NULL, 0);
+        /* 2.2.5 predates these types; browsers refuse to stream-compile a
+         * .wasm served as anything but application/wasm. */
+        h2o_mimemap_t *types = h2o_mimemap_create();
+        h2o_mimemap_define_mimetype(types, "wasm", "application/wasm", NULL);
+        h2o_mimemap_define_mimetype(types, "mjs", "application/javascript", NULL);
+        h2o_mimemap_define_mimetype(types, "map", "application/json", NULL);
+        h2o_file_register(pc, srv->cfg.web_root, index_files, types, 0);
+        h2o_mem_release_shared(types);
     } else {
         fprintf(stderr, "weftd: --web-root %s is not a directory: / serves no demo\n",
                 srv->cfg.web_root);
