@@ -7,12 +7,14 @@
 # a WASI reactor: call its `_initialize` export once after instantiation. It is
 # built with -DNDEBUG, so asserts (and the WASI imports they would pull in) are
 # compiled out and it instantiates with an empty import object. Warnings are
-# errors when the environment variable CI is set, as in the CMake build.
+# errors when the environment variable CI is set, as in the CMake build. The
+# compiler is `clang` unless WASM_CC names another (CMake passes the one it found).
 # Usage: scripts/build-wasm.sh [OUTPUT]   (default build/wasm/crdt.wasm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 out=${1:-build/wasm/crdt.wasm}
+cc=${WASM_CC:-clang}
 
 shopt -s nullglob
 sources=(crdt/*.c)
@@ -27,7 +29,7 @@ if [[ -n ${CI:-} ]]; then
 fi
 
 mkdir -p "$(dirname "$out")"
-clang --target=wasm32-wasi -std=c11 -O2 -DNDEBUG "${warnings[@]}" -Icrdt \
+"$cc" --target=wasm32-wasi -std=c11 -O2 -DNDEBUG "${warnings[@]}" -Icrdt \
     -mexec-model=reactor \
     -Wl,--strip-all -Wl,--stack-first -Wl,-z,stack-size=1048576 \
     -o "$out" "${sources[@]}" crdt/wasm/exports.c
