@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: MIT
+//
+// protocol.test.mjs: the JS client (web-demo/client/client.js) against a scripted
+// fake WebSocket, for what a real weftd does not easily show: the exact messages
+// and their order (HELLO fields, SYNC1 answered, SYNC2 with what the server lacks
+// and the unacknowledged UPDATEs resent with new seqs after the server's SYNC2),
+// ACKs counting down, a fresh replica id per connection (after replica_in_use),
+// bad_update dropping its update, uint64 replica ids in PRESENCE_STATE, ignored
+// own presence and unknown message types, and no reconnect after close().
+//
+// Run: node --test tests/client/
+
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
+
+import { MSG, WeftClient } from '../../web-demo/client/client.js';
+import { engine } from './weftd.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const msgpack = createRequire(path.join(here, '..', '..', 'web-demo', 'package.json'))('@msgpack/msgpack');
+
+/** A WebSocket stand-in the test drives; instances are collected in `sockets`. */
+function fakeSocketClass() {
+  const sockets = [];
+  class FakeWebSocket {
+    constructor(url) {
+      this.url = url;
+      this.readyState = 0;
+      this.sent = [];
+      this.closed = null;
+      sockets.push(this);
+    }
+
+    send(bytes) {
+      assert.ok(bytes instanceof Uint8Array);
+      this.sent.push(msgpack.decode(bytes, { useBigInt64: true }));
+    }
+
+    close(code) {
+      if (this.readyState === 3) return;
+      this.readyState = 3;
+      this.closed = code;
+      this.onclose?.({ code });
+    }
+
+    // ---- driven by the test ----
+    open() {
+      this.readyState = 1;
+      this.onopen?.({});
+    }
+
+    deliver(msg) {
+      const bytes = msgpack.encode(msg, { useBigInt64: true }); // bigints as uint64, as a C server may
+      this.onmessage?.({ data: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) });
+    }
+
+    drop() {
+      this.readyState = 3;
+      this.onclose?.({ code: 1006 });
+    }
+
+    take() {
+      const s = this.sent;
+      this.sent = [];
+      return s;
+    }
+  }
+  return { FakeWebSocket, sockets };
+}
+
+const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+
+test('handshake, resend of unacknowledged updates, ACKs, and a fresh replica per connection', async () => {
+  const e = await engine();
+  const { FakeWebSocket, sockets } = fakeSocketClass();
+  const c = new WeftClient({
+    url: 'ws://example.invalid/ws/d', engine: e, name: 'ada', color: '#123456', token: 'tok', WebSocket: FakeWebSocket,
+  });
+  // A server-side document with text the client lacks.
+  const server = e.newDoc(99n);
+  server.insert(0, 'server text');
+
+  c.insert(0, 'mine '); // before connecting: queued
+  assert.equal(c.unacked, 1);
+  c.connect();
+  const s1 = sockets[0];
+  assert.equal(s1.url, 'ws://example.invalid/ws/d');
+  assert.equal(c.status, 'connecting');
+  s1.open();
+  const [hello] = s1.take();
+  assert.equal(hello.length, 6);
+  assert.deepEqual([hello[0], hello[1], hello[3], hello[4], hello[5]], [MSG.HELLO, 1, 'ada', '#123456', 'tok']);
+  const replica1 = BigInt(hello[2]);
+  assert.equal(replica1, c.replica);
+  assert.ok(replica1 > 0n && replica1 < 2n ** 53n);
+
+  s1.deliver([MSG.WELCOME, 1, hello[2], 1 << 20]);
+  assert.equal(c.status, 'connected');
+  s1.deliver([MSG.SYNC1, server.stateVector()]);
+  const [sync1] = s1.take();
+  assert.equal(sync1[0], MSG.SYNC1);
+  const changes = [];
+  c.addEventListener('change', (ev) => changes.push(ev.detail));
+  s1.deliver([MSG.SYNC2, server.diff(sync1[1])]);
+  assert.equal(c.status, 'synced');
+  assert.equal(changes.length, 1);
+  assert.equal(changes[0].previous, 'mine ');
+  assert.equal(changes[0].origin, 'remote');
+  assert.equal(c.text, changes[0].text);
+  const out = s1.take();
+  assert.deepEqual(out.map((m) => m[0]), [MSG.SYNC2, MSG.UPDATE]);
+  assert.equal(out[1][1], 1); // seq
+  server.apply(out[0][1]);
+  assert.equal(server.text(), c.text);
+
+  c.insert(0, 'x');
+  c.insert(0, 'y');
+  assert.deepEqual(s1.take().map((m) => [m[0], m[1]]), [[MSG.UPDATE, 2], [MSG.UPDATE, 3]]);
+  assert.equal(c.unacked, 3);
+  s1.deliver([MSG.ACK, 2]);
+  assert.equal(c.unacked, 1);
+
+  // Dropped: the third update is resent on the next connection, under seq 1.
+  s1.drop();
+  assert.equal(c.status, 'offline');
+  c.insert(0, 'z'); // offline edit
+  await tick(600); // first retry after 250 .. 250 ms (jitter) with backoff attempt 0
+  const s2 = sockets[1];
+  assert.ok(s2, 'reconnected');
+  s2.open();
+  const [hello2] = s2.take();
+  assert.notEqual(BigInt(hello2[2]), replica1, 'fresh replica id');
+  assert.equal(c.doc.replica, BigInt(hello2[2]));
+  // replica_in_use: ERROR then close; the next attempt uses yet another id.
+  const errors = [];
+  c.addEventListener('error', (ev) => errors.push(ev.detail));
+  s2.deliver([MSG.ERROR, 7, 'replica id in use', 0]);
+  s2.drop();
+  assert.deepEqual(errors, [{ code: 7, message: 'replica id in use', seq: 0 }]);
+  await tick(1200);
+  const s3 = sockets[2];
+  assert.ok(s3);
+  s3.open();
+  const [hello3] = s3.take();
+  assert.ok(![BigInt(hello[2]), BigInt(hello2[2])].includes(BigInt(hello3[2])));
+  s3.deliver([MSG.WELCOME, 1, hello3[2], 1 << 20]);
+  s3.deliver([MSG.SYNC1, server.stateVector()]);
+  s3.take();
+  s3.deliver([MSG.SYNC2, server.diff(c.doc.stateVector())]);
+  const resent = s3.take();
+  assert.deepEqual(resent.map((m) => [m[0], m[0] === MSG.UPDATE ? m[1] : null]),
+    [[MSG.SYNC2, null], [MSG.UPDATE, 1], [MSG.UPDATE, 2]]);
+  server.apply(resent[0][1]);
+  assert.equal(server.text(), c.text);
+  // bad_update about seq 1 drops that update; ACK 2 then empties the queue.
+  s3.deliver([MSG.ERROR, 6, 'no', 1]);
+  assert.equal(c.unacked, 1);
+  s3.deliver([MSG.ACK, 2]);
+  assert.equal(c.unacked, 0);
+
+  c.close();
+  assert.equal(s3.closed, 1000);
+  await tick(600);
+  assert.equal(sockets.length, 3, 'no reconnect after close()');
+  server.free();
+});
+
+test('presence: uint64 replica ids, own presence ignored, unknown types ignored, peers cleared on drop', async () => {
+  const e = await engine();
+  const { FakeWebSocket, sockets } = fakeSocketClass();
+  const c = new WeftClient({ url: 'ws://x/ws/d', engine: e, WebSocket: FakeWebSocket, presenceThrottleMs: 0 });
+  c.connect();
+  const s = sockets[0];
+  s.open();
+  const [hello] = s.take();
+  s.deliver([MSG.WELCOME, 1, hello[2], 1 << 20]);
+  s.deliver([MSG.SYNC1, new Uint8Array(0)]);
+  const other = e.newDoc(5n);
+  other.insert(0, 'abcdef');
+  s.deliver([MSG.SYNC2, other.encodeState()]);
+  s.take();
+  assert.equal(c.text, 'abcdef');
+
+  const big = 2n ** 63n + 5n;
+  s.deliver([MSG.PRESENCE_STATE, big, 'eve', '#00ff00', other.relposFromIndex(2), other.relposFromIndex(4)]);
+  s.deliver([MSG.PRESENCE_STATE, hello[2], 'me', '#000000', null, null]); // own: ignored
+  s.deliver([20, 'a later message type']);
+  const p = c.peers.get(String(big));
+  assert.deepEqual(p, { replica: big, name: 'eve', color: '#00ff00', anchor: 2, head: 4 });
+  assert.equal(c.peers.size, 1);
+
+  c.setSelection(1, 3);
+  const [pres] = s.take();
+  assert.equal(pres[0], MSG.PRESENCE);
+  assert.equal(other.relposToIndex(pres[1]), 1);
+  assert.equal(other.relposToIndex(pres[2]), 3);
+  c.setSelection(null);
+  assert.deepEqual(s.take(), [[MSG.PRESENCE, null, null]]);
+
+  let peersEvents = 0;
+  c.addEventListener('peers', () => peersEvents++);
+  c.insert(0, '>>'); // moves eve's selection
+  assert.equal(c.peers.get(String(big)).anchor, 4);
+  assert.equal(peersEvents, 1);
+  s.deliver([MSG.PRESENCE_LEAVE, big]);
+  assert.equal(c.peers.size, 0);
+  s.deliver([MSG.PRESENCE_STATE, 77, 'x', '#111111', null, null]);
+  assert.equal(c.peers.size, 1);
+  c.setOnline(false);
+  assert.equal(c.peers.size, 0, 'peers cleared when the connection ends');
+  assert.equal(c.status, 'offline');
+  c.close();
+  other.free();
+});
