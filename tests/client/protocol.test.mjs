@@ -215,3 +215,31 @@ test('presence: uint64 replica ids, own presence ignored, unknown types ignored,
   c.close();
   other.free();
 });
+
+test('a server that ends every session right after the handshake gets ever longer retry delays', async () => {
+  const e = await engine();
+  const { FakeWebSocket, sockets } = fakeSocketClass();
+  const c = new WeftClient({ url: 'ws://x/ws/d', engine: e, WebSocket: FakeWebSocket, random: () => 0.5 });
+  const serve = (s) => {
+    s.open();
+    const [hello] = s.take();
+    s.deliver([MSG.WELCOME, 1, hello[2], 1 << 20]);
+    s.deliver([MSG.SYNC1, new Uint8Array(0)]);
+    s.deliver([MSG.SYNC2, new Uint8Array(0)]);
+    assert.equal(c.status, 'synced');
+    s.deliver([MSG.ERROR, 8, 'storage failed', 0]);
+    s.drop();
+  };
+  c.addEventListener('error', () => {});
+  c.connect();
+  let served = 0;
+  const start = Date.now();
+  while (Date.now() - start < 2500) {
+    while (served < sockets.length) serve(sockets[served++]);
+    await tick(5);
+  }
+  c.close();
+  // At random() = 0.5 the delays are 250, 375, 750, 1500 ms: 4 sessions in 2.5 s
+  // (a backoff reset by every handshake would make about 10).
+  assert.ok(sockets.length >= 3 && sockets.length <= 5, `${sockets.length} sessions in 2.5 s`);
+});

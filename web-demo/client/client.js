@@ -18,7 +18,8 @@
 //   SYNC2 is applied, then we send SYNC2 with what the server lacks and resend the
 //   unacknowledged UPDATEs; status 'synced'.
 // - Drops: reconnect with exponential backoff and jitter (250 ms .. 10 s), also after
-//   an ERROR that closes the connection; the backoff resets once synced.
+//   an ERROR that closes the connection; the backoff resets after a connection
+//   stayed synced for 5 s, or on connect() / setOnline(true).
 // - Presence: own selection as relative positions (they follow concurrent edits),
 //   throttled, re-sent after a reconnect; other editors from PRESENCE_STATE /
 //   PRESENCE_LEAVE, their positions resolved on the current text.
@@ -65,6 +66,10 @@ export const ERROR_CODES = Object.freeze({
 
 const BACKOFF_MIN_MS = 250;
 const BACKOFF_MAX_MS = 10000;
+// A connection synced this long counts as healthy: the next drop retries from the
+// shortest delay. Shorter-lived ones keep the backoff growing, so a server that
+// ends every session soon after the handshake is not hammered.
+const STABLE_MS = 5000;
 const WS_OPEN = 1;
 
 /** A CustomEvent (Node.js 20 has Event but no global CustomEvent). */
@@ -129,6 +134,7 @@ export class WeftClient extends EventTarget {
   #closed = false;
   #attempt = 0;
   #retryTimer = null;
+  #syncedAt = null;
 
   #seq = 0;
   #unacked = []; // {update: Uint8Array, seq: number (0: not sent on this connection)}
@@ -322,6 +328,7 @@ export class WeftClient extends EventTarget {
     this.#seq = 0;
     this.#serverSv = null;
     this.#synced = false;
+    this.#syncedAt = null;
     for (const e of this.#unacked) e.seq = 0;
     let ws;
     try {
@@ -373,6 +380,8 @@ export class WeftClient extends EventTarget {
 
   /** The socket closed or failed: go offline and retry later. */
   #dropped() {
+    if (this.#syncedAt !== null && Date.now() - this.#syncedAt >= STABLE_MS) this.#attempt = 0;
+    this.#syncedAt = null;
     this.#ws = null;
     this.#synced = false;
     this.#clearPresenceTimer();
@@ -467,7 +476,7 @@ export class WeftClient extends EventTarget {
       e.seq = ++this.#seq;
       this.#send([MSG.UPDATE, e.seq, e.update]);
     }
-    this.#attempt = 0;
+    this.#syncedAt = Date.now();
     this.#setStatus('synced');
     if (this.#selection !== undefined) this.#sendPresence();
   }
