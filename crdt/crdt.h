@@ -240,6 +240,42 @@ int crdt_doc_text_at(const crdt_doc_t *doc, const uint8_t *version, size_t versi
 int crdt_doc_restore(crdt_doc_t *doc, const uint8_t *version, size_t version_len,
                      crdt_buf_t *update);
 
+/* What a span of crdt_doc_compare() is. */
+enum { CRDT_SPAN_KEPT = 0, CRDT_SPAN_INSERTED = 1, CRDT_SPAN_DELETED = 2 };
+
+/*
+ * A span of text in the comparison of two versions. `text` (UTF-8, `len` bytes,
+ * `units` UTF-16 units, not NUL-terminated) is borrowed until the callback
+ * returns. `author`: for kept and inserted text, the replica that typed it; for
+ * deleted text, the replica whose deletion (inside the `to` version) removed it,
+ * or 0 when the text is simply absent from `to` (versions that are not ordered).
+ */
+typedef struct {
+    int kind; /* CRDT_SPAN_* */
+    uint64_t author;
+    const char *text;
+    size_t len;
+    size_t units;
+} crdt_span_t;
+
+/* Receives spans; a nonzero return stops the walk. */
+typedef int (*crdt_span_cb)(void *ctx, const crdt_span_t *span);
+
+/*
+ * Compares the text at version `from` with the text at version `to` (encoded
+ * state vectors the document has reached or passed; `from` NULL/0 is the empty
+ * document, `to` NULL the current state) and calls `cb` with the spans of the
+ * result in document order: text in both (KEPT), only in `to` (INSERTED) and
+ * only in `from` (DELETED). Neighbouring spans of one kind and author are
+ * merged. Kept and inserted spans, in order, spell the text at `to`; kept and
+ * deleted ones the text at `from`. Comparing the empty version with the
+ * current state gives who wrote each part of today's text (attribution).
+ * Returns 0, the callback's nonzero value, CRDT_EMALFORMED, CRDT_EVERSION,
+ * CRDT_EINVAL or CRDT_ENOMEM. O(items + deletions log deletions).
+ */
+int crdt_doc_compare(const crdt_doc_t *doc, const uint8_t *from, size_t from_len, const uint8_t *to,
+                     size_t to_len, crdt_span_cb cb, void *ctx);
+
 /*
  * A relative position: a place in the text anchored to a character's id rather
  * than an index, so it keeps its place through concurrent edits (cursors and

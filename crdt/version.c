@@ -178,6 +178,7 @@ int crdt_doc_load_trusted(uint64_t client, const crdt_alloc_t *alloc, const uint
 
 typedef struct {
     uint32_t client, lo, hi;
+    uint32_t by; /* local index of the client that deleted them (the first one) */
 } range_t;
 
 static int cmp_range(const void *a, const void *b)
@@ -231,6 +232,7 @@ static int version_init(const crdt_doc_t *doc, const uint8_t *data, size_t len, 
         ver->del[ver->ndel].client = d->tclient;
         ver->del[ver->ndel].lo = d->backward ? d->tlo + d->len - m : d->tlo;
         ver->del[ver->ndel].hi = ver->del[ver->ndel].lo + m;
+        ver->del[ver->ndel].by = d->client;
         ver->ndel++;
     }
     qsort(ver->del, ver->ndel, sizeof(range_t), cmp_range);
@@ -250,21 +252,23 @@ Bad:
     return CRDT_EVERSION;
 }
 
-/* Calls `fn` for each maximal run of characters of item `it` with the same
- * visibility at the version: [a, b) character offsets, visible or not. */
+/* Calls `fn` for each maximal run of characters of item `it` within the item
+ * offsets [a0, b0) with the same visibility at the version: [a, b) character
+ * offsets, visible or not, and for runs deleted at the version the local index
+ * of the client that deleted them (CRDT__NONE otherwise). */
 typedef int (*run_fn)(const crdt_doc_t *doc, uint32_t it, uint32_t a, uint32_t b, bool vis,
-                      void *ctx);
+                      uint32_t by, void *ctx);
 
-static int version_runs(const crdt_doc_t *doc, const version_t *ver, uint32_t it, run_fn fn,
-                        void *ctx)
+static int version_runs_in(const crdt_doc_t *doc, const version_t *ver, uint32_t it, uint32_t a0,
+                           uint32_t b0, run_fn fn, void *ctx)
 {
     const crdt__item_t *x = &ITEM(doc, it);
-    uint32_t lo = x->clock, end = x->clock + x->len;
+    uint32_t lo = x->clock + a0, end = x->clock + b0;
     uint32_t vis_end = ver->v[x->client] < end ? ver->v[x->client] : end;
     size_t a = 0, b = ver->ndel;
     int err;
     if (vis_end <= lo)
-        return fn(doc, it, 0, x->len, false, ctx);
+        return fn(doc, it, a0, b0, false, CRDT__NONE, ctx);
     /* First deleted range of this client ending after lo. */
     while (a < b) {
         size_t m = a + (b - a) / 2;
@@ -278,20 +282,26 @@ static int version_runs(const crdt_doc_t *doc, const version_t *ver, uint32_t it
         const range_t *r = a < ver->ndel && ver->del[a].client == x->client ? &ver->del[a] : NULL;
         if (r && r->lo <= lo) {
             uint32_t h = r->hi < vis_end ? r->hi : vis_end;
-            if ((err = fn(doc, it, lo - x->clock, h - x->clock, false, ctx)) != 0)
+            if ((err = fn(doc, it, lo - x->clock, h - x->clock, false, r->by, ctx)) != 0)
                 return err;
             lo = h;
             a++;
         } else {
             uint32_t h = r && r->lo < vis_end ? r->lo : vis_end;
-            if ((err = fn(doc, it, lo - x->clock, h - x->clock, true, ctx)) != 0)
+            if ((err = fn(doc, it, lo - x->clock, h - x->clock, true, CRDT__NONE, ctx)) != 0)
                 return err;
             lo = h;
         }
     }
     if (vis_end < end)
-        return fn(doc, it, vis_end - x->clock, x->len, false, ctx);
+        return fn(doc, it, vis_end - x->clock, b0, false, CRDT__NONE, ctx);
     return 0;
+}
+
+static int version_runs(const crdt_doc_t *doc, const version_t *ver, uint32_t it, run_fn fn,
+                        void *ctx)
+{
+    return version_runs_in(doc, ver, it, 0, ITEM(doc, it).len, fn, ctx);
 }
 
 static int for_each_item(const crdt_doc_t *doc, const version_t *ver, run_fn fn, void *ctx)
@@ -306,12 +316,14 @@ static int for_each_item(const crdt_doc_t *doc, const version_t *ver, run_fn fn,
     return 0;
 }
 
-static int text_run(const crdt_doc_t *doc, uint32_t it, uint32_t a, uint32_t b, bool vis, void *ctx)
+static int text_run(const crdt_doc_t *doc, uint32_t it, uint32_t a, uint32_t b, bool vis,
+                    uint32_t by, void *ctx)
 {
     const crdt__item_t *x = &ITEM(doc, it);
     crdt_buf_t *out = ctx;
     size_t ba, bb;
     int err;
+    (void)by;
     if (!vis)
         return 0;
     ba = crdt__utf8_offset(item_text(doc, x), x->text_bytes, x->len, a);
@@ -342,6 +354,122 @@ int crdt_doc_text_at(const crdt_doc_t *doc, const uint8_t *version, size_t versi
         }
     }
     version_dispose(doc, &ver);
+    return err;
+}
+
+/* ---- comparing two versions ------------------------------------------------ */
+
+typedef struct {
+    const version_t *from;
+    crdt_span_cb cb;
+    void *ctx;
+    bool vis_to;     /* visibility at `to` of the run being split by `from` */
+    uint32_t by_to;  /* its deleter at `to`, or CRDT__NONE */
+    crdt_span_t cur; /* the span being gathered */
+    uint32_t cur_author;
+    bool have;
+    crdt_buf_t text; /* its text */
+} compare_t;
+
+static int compare_emit(compare_t *c)
+{
+    int r;
+    if (!c->have)
+        return 0;
+    c->cur.text = (const char *)c->text.base;
+    c->cur.len = c->text.len;
+    r = c->cb(c->ctx, &c->cur);
+    c->have = false;
+    c->text.len = 0;
+    return r;
+}
+
+static int compare_from_run(const crdt_doc_t *doc, uint32_t it, uint32_t a, uint32_t b,
+                            bool vis_from, uint32_t by, void *ctx)
+{
+    const crdt__item_t *x = &ITEM(doc, it);
+    compare_t *c = ctx;
+    int kind;
+    uint32_t author;
+    size_t ba, bb;
+    int err;
+    (void)by;
+    if (vis_from && c->vis_to) {
+        kind = CRDT_SPAN_KEPT;
+        author = x->client;
+    } else if (c->vis_to) {
+        kind = CRDT_SPAN_INSERTED;
+        author = x->client;
+    } else if (vis_from) {
+        kind = CRDT_SPAN_DELETED;
+        author = c->by_to;
+    } else {
+        return 0;
+    }
+    if (c->have && (c->cur.kind != kind || c->cur_author != author) && (err = compare_emit(c)) != 0)
+        return err;
+    if (!c->have) {
+        c->have = true;
+        c->cur.kind = kind;
+        c->cur.author = author == CRDT__NONE ? 0 : CLIENT(doc, author).id;
+        c->cur.units = 0;
+        c->cur_author = author;
+    }
+    ba = crdt__utf8_offset(item_text(doc, x), x->text_bytes, x->len, a);
+    bb = crdt__utf8_offset(item_text(doc, x), x->text_bytes, x->len, b);
+    if ((err = crdt__buf_reserve(&c->text, bb - ba)) != 0)
+        return err;
+    crdt__put_bytes(&c->text, item_text(doc, x) + ba, bb - ba);
+    c->cur.units += crdt__utf8_u16_prefix(item_text(doc, x), x->text_bytes, x->len, b) -
+                    crdt__utf8_u16_prefix(item_text(doc, x), x->text_bytes, x->len, a);
+    return 0;
+}
+
+static int compare_to_run(const crdt_doc_t *doc, uint32_t it, uint32_t a, uint32_t b, bool vis_to,
+                          uint32_t by, void *ctx)
+{
+    compare_t *c = ctx;
+    c->vis_to = vis_to;
+    c->by_to = by;
+    return version_runs_in(doc, c->from, it, a, b, compare_from_run, c);
+}
+
+int crdt_doc_compare(const crdt_doc_t *doc, const uint8_t *from, size_t from_len, const uint8_t *to,
+                     size_t to_len, crdt_span_cb cb, void *ctx)
+{
+    version_t vfrom, vto;
+    compare_t c;
+    crdt_buf_t cur = {0};
+    int err;
+
+    if (doc == NULL || cb == NULL || (from == NULL && from_len > 0))
+        return CRDT_EINVAL;
+    if (to == NULL) { /* the current state */
+        if ((err = crdt_doc_state_vector(doc, &cur)) != 0)
+            return err;
+        to = cur.base;
+        to_len = cur.len;
+    }
+    if ((err = version_init(doc, from, from_len, &vfrom)) != 0)
+        goto Exit;
+    if ((err = version_init(doc, to, to_len, &vto)) != 0) {
+        version_dispose(doc, &vfrom);
+        goto Exit;
+    }
+    memset(&c, 0, sizeof(c));
+    c.from = &vfrom;
+    c.cb = cb;
+    c.ctx = ctx;
+    if ((err = crdt__buf_init(&doc->alloc, &c.text, 64)) == 0) {
+        err = for_each_item(doc, &vto, compare_to_run, &c);
+        if (err == 0)
+            err = compare_emit(&c);
+        crdt_buf_dispose(&c.text);
+    }
+    version_dispose(doc, &vto);
+    version_dispose(doc, &vfrom);
+Exit:
+    crdt_buf_dispose(&cur);
     return err;
 }
 
@@ -380,7 +508,7 @@ static edit_t *script_push(script_t *s)
 }
 
 static int script_run(const crdt_doc_t *doc, uint32_t it, uint32_t a, uint32_t b, bool vis,
-                      void *ctx)
+                      uint32_t by, void *ctx)
 {
     const crdt__item_t *x = &ITEM(doc, it);
     script_t *s = ctx;
@@ -388,6 +516,7 @@ static int script_run(const crdt_doc_t *doc, uint32_t it, uint32_t a, uint32_t b
                  crdt__utf8_u16_prefix(item_text(doc, x), x->text_bytes, x->len, a);
     edit_t *last = s->n ? &s->e[s->n - 1] : NULL;
     int err;
+    (void)by;
     if (!x->deleted && vis) {
         s->cur += u;
     } else if (!x->deleted && !vis) {

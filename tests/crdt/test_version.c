@@ -1034,6 +1034,217 @@ static void test_doc_text_at_random_versions_match_model(void **state)
     }
 }
 
+/* ---- crdt_doc_compare ------------------------------------------------------------ */
+
+/* Spans gathered by a comparison: the texts each pair of kinds spells. */
+typedef struct {
+    crdt_buf_t to_text;   /* kept + inserted */
+    crdt_buf_t from_text; /* kept + deleted */
+    size_t nspans, units;
+    int last_kind;
+    uint64_t last_author;
+    uint64_t authors[4]; /* replica ids allowed as authors */
+    int stop_after;      /* return 7 from the callback at this span (0: never) */
+    int bad;             /* a rule was broken: which */
+} spans_t;
+
+/* UTF-16 units of valid UTF-8 bytes. */
+static size_t units_of(const char *p, size_t n)
+{
+    size_t u = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if ((c & 0xc0) != 0x80)
+            u += c >= 0xf0 ? 2 : 1;
+    }
+    return u;
+}
+
+static void grow_append(crdt_buf_t *b, const char *p, size_t n)
+{
+    uint8_t *nb = realloc(b->base, b->len + n + 1);
+    assert_non_null(nb);
+    memcpy(nb + b->len, p, n);
+    b->base = nb;
+    b->len += n;
+    b->base[b->len] = 0;
+}
+
+static int collect_span(void *ctx, const crdt_span_t *sp)
+{
+    spans_t *s = ctx;
+    bool known = sp->author == 0 && sp->kind == CRDT_SPAN_DELETED;
+    for (int i = 0; i < 4; i++)
+        known |= sp->author == s->authors[i];
+    if (!known)
+        s->bad = 1;
+    if (sp->len == 0 || sp->units != units_of(sp->text, sp->len))
+        s->bad = 2;
+    if (s->nspans > 0 && sp->kind == s->last_kind && sp->author == s->last_author)
+        s->bad = 3; /* neighbours of one kind and author are merged */
+    if (sp->kind != CRDT_SPAN_DELETED)
+        grow_append(&s->to_text, sp->text, sp->len);
+    if (sp->kind != CRDT_SPAN_INSERTED)
+        grow_append(&s->from_text, sp->text, sp->len);
+    s->units += sp->units;
+    s->last_kind = sp->kind;
+    s->last_author = sp->author;
+    s->nspans++;
+    return s->stop_after != 0 && (int)s->nspans == s->stop_after ? 7 : 0;
+}
+
+static void spans_dispose(spans_t *s)
+{
+    free(s->to_text.base);
+    free(s->from_text.base);
+}
+
+static void assert_spell(const crdt_buf_t *got, const crdt_buf_t *want, const char *what)
+{
+    size_t n = got->base ? got->len : 0;
+    if (n != want->len || (n && memcmp(got->base, want->base, n) != 0))
+        fail_msg("%s: spans spell\n  \"%s\", want\n  \"%s\"", what,
+                 got->base ? (const char *)got->base : "", (const char *)want->base);
+}
+
+/* Who deleted what and who typed what, between two versions of a shared
+ * document: kept, inserted and deleted spans with their authors. */
+static void test_doc_compare_names_authors_of_changes(void **state)
+{
+    crdt_doc_t *a = new_doc(1), *b = new_doc(2);
+    crdt_buf_t v1;
+    spans_t s;
+    (void)state;
+    ins(a, 0, "hello");
+    sync_from(b, a);
+    assert_int_equal(crdt_doc_state_vector(a, &v1), 0);
+    ins(b, 5, " world");
+    sync_from(a, b);
+    del(a, 2, 3); /* "llo" */
+    memset(&s, 0, sizeof(s));
+    s.authors[0] = 1;
+    s.authors[1] = 2;
+    assert_int_equal(crdt_doc_compare(a, v1.base, v1.len, NULL, 0, collect_span, &s), 0);
+    assert_int_equal(s.bad, 0);
+    assert_int_equal(s.nspans, 3);
+    assert_string_equal((const char *)s.to_text.base, "he world");
+    assert_string_equal((const char *)s.from_text.base, "hello");
+    spans_dispose(&s);
+
+    /* Spans one by one: kept "he" (1), deleted "llo" by 1, inserted " world" (2). */
+    {
+        struct want {
+            int kind;
+            uint64_t author;
+            const char *text;
+        } w[] = {{CRDT_SPAN_KEPT, 1, "he"},
+                 {CRDT_SPAN_DELETED, 1, "llo"},
+                 {CRDT_SPAN_INSERTED, 2, " world"}};
+        for (int k = 0; k < 3; k++) {
+            memset(&s, 0, sizeof(s));
+            s.authors[0] = 1;
+            s.authors[1] = 2;
+            s.stop_after = k + 1;
+            assert_int_equal(crdt_doc_compare(a, v1.base, v1.len, NULL, 0, collect_span, &s), 7);
+            assert_int_equal(s.nspans, k + 1);
+            assert_int_equal(s.last_kind, w[k].kind);
+            assert_int_equal(s.last_author, w[k].author);
+            spans_dispose(&s);
+        }
+    }
+
+    /* Attribution of today's text: from the empty version. */
+    memset(&s, 0, sizeof(s));
+    s.authors[0] = 1;
+    s.authors[1] = 2;
+    assert_int_equal(crdt_doc_compare(a, NULL, 0, NULL, 0, collect_span, &s), 0);
+    assert_int_equal(s.nspans, 2);
+    assert_string_equal((const char *)s.to_text.base, "he world");
+    assert_int_equal(s.units, 8);
+    spans_dispose(&s);
+
+    /* Errors: garbage and a version ahead of the document. */
+    {
+        static const uint8_t junk[] = {0xff, 0xff, 0xff};
+        crdt_buf_t vb;
+        memset(&s, 0, sizeof(s));
+        assert_int_equal(crdt_doc_compare(a, junk, sizeof(junk), NULL, 0, collect_span, &s),
+                         CRDT_EMALFORMED);
+        assert_int_equal(crdt_doc_state_vector(a, &vb), 0);
+        ins(a, 0, "x");
+        assert_int_equal(crdt_doc_compare(b, vb.base, vb.len, NULL, 0, collect_span, &s),
+                         CRDT_EVERSION);
+        assert_int_equal(s.nspans, 0);
+        assert_int_equal(crdt_doc_compare(a, NULL, 0, NULL, 0, NULL, NULL), CRDT_EINVAL);
+        crdt_buf_dispose(&vb);
+    }
+    crdt_buf_dispose(&v1);
+    crdt_doc_free(a);
+    crdt_doc_free(b);
+}
+
+/* Random sessions of four replicas: for random pairs of versions (ordered or
+ * not), kept + inserted spans spell text_at(to) and kept + deleted spans spell
+ * text_at(from); every author is one of the replicas. */
+static void test_doc_compare_random_versions_spell_both_texts(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 0xc0; seed < 0xc3; seed++) {
+        crdt_doc_t *d[4];
+        rng_t r;
+        rng_init(&r, seed);
+        for (int i = 0; i < 4; i++)
+            d[i] = new_doc(60 + (uint64_t)i);
+        for (int step = 0; step < 250; step++) {
+            int i = (int)rng_below(&r, 4), j = (int)rng_below(&r, 4);
+            random_edit(d[i], &r);
+            if (rng_below(&r, 3) == 0 && i != j)
+                sync_from(d[j], d[i]);
+        }
+        for (int i = 1; i < 4; i++)
+            sync_from(d[0], d[i]);
+        {
+            crdt_doc_t *x = d[0];
+            uint32_t nc = x->clients.len;
+            uint64_t *ids = calloc(nc, sizeof(uint64_t)), *clocks = calloc(nc, sizeof(uint64_t));
+            assert_non_null(ids);
+            assert_non_null(clocks);
+            for (int k = 0; k < 150; k++) {
+                bytes_t v[2];
+                crdt_buf_t t[2];
+                spans_t s;
+                int rc;
+                for (int e = 0; e < 2; e++) {
+                    for (uint32_t c = 0; c < nc; c++) {
+                        uint32_t top = CLIENT(x, c).next_clock;
+                        uint32_t mode = rng_below(&r, 5);
+                        ids[c] = CLIENT(x, c).id;
+                        clocks[c] = mode == 0 ? 0 : mode == 1 ? top : rng_below(&r, top + 1);
+                    }
+                    make_sv(&v[e], nc, ids, clocks);
+                    assert_int_equal(crdt_doc_text_at(x, v[e].b, v[e].n, &t[e]), 0);
+                }
+                memset(&s, 0, sizeof(s));
+                for (int q = 0; q < 4; q++)
+                    s.authors[q] = 60 + (uint64_t)q;
+                rc = crdt_doc_compare(x, v[0].b, v[0].n, v[1].b, v[1].n, collect_span, &s);
+                if (rc != 0 || s.bad)
+                    fail_msg("seed %#llx, pair %d: compare %s, rule %d", (unsigned long long)seed,
+                             k, crdt_strerror(rc), s.bad);
+                assert_spell(&s.from_text, &t[0], "from");
+                assert_spell(&s.to_text, &t[1], "to");
+                spans_dispose(&s);
+                crdt_buf_dispose(&t[0]);
+                crdt_buf_dispose(&t[1]);
+            }
+            free(ids);
+            free(clocks);
+        }
+        for (int i = 0; i < 4; i++)
+            crdt_doc_free(d[i]);
+    }
+}
+
 static void test_doc_restore_out_of_memory_leaves_document_unchanged(void **state)
 {
     script_t s;
@@ -1099,6 +1310,8 @@ int main(void)
         T(test_doc_diff_against_recorded_versions),
         T(test_doc_text_at_random_versions_match_model),
         T(test_doc_restore_out_of_memory_leaves_document_unchanged),
+        T(test_doc_compare_names_authors_of_changes),
+        T(test_doc_compare_random_versions_spell_both_texts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
