@@ -13,8 +13,9 @@
 //   applies the result with source 'api', so Quill moves the local selection
 //   along with the text and the 'user'-only listener above ignores it (no
 //   feedback loop).
-// - Selection: after every editor change the local range goes to
-//   client.setSelection(anchor, head), or null when the editor loses focus.
+// - Selection: after every edit and selection change the local range goes to
+//   client.setSelection(anchor, head) (anchor > head for a backward selection), or
+//   null when the editor loses focus.
 // - Safety net: after each local edit and on every 'synced' the binding checks
 //   that the editor shows exactly the client's text, and if not (an edit the
 //   client refused, say) replaces the editor's text with the client's.
@@ -28,6 +29,15 @@ import { deltaToEdits, clipEdits } from './edits.js';
 /** The detail of a client event: a CustomEvent's detail, else the event itself. */
 export function eventData(ev) {
   return ev.detail !== undefined && ev.detail !== null ? ev.detail : ev;
+}
+
+/** True when the document's selection inside `root` runs from right to left. */
+function isBackward(root) {
+  const sel = root.ownerDocument.getSelection();
+  if (!sel || sel.rangeCount === 0 || !root.contains(sel.anchorNode)) return false;
+  const { anchorNode, anchorOffset, focusNode, focusOffset } = sel;
+  if (anchorNode === focusNode) return focusOffset < anchorOffset;
+  return Boolean(anchorNode.compareDocumentPosition(focusNode) & Node.DOCUMENT_POSITION_PRECEDING);
 }
 
 export class QuillBinding {
@@ -44,10 +54,14 @@ export class QuillBinding {
     this.lastSelection = undefined; // what was last sent: [anchor, head] or null
     this.clientListeners = [];
 
+    // Quill emits 'editor-change' before 'text-change' for an edit: the selection is
+    // sent from 'text-change', once the client holds the edit, so that an index at
+    // the new end of the text means the same thing to the client as to Quill.
     quill.on('text-change', (delta, _old, source) => {
       if (source === 'user') this.applyLocal(delta);
+      this.sendSelection();
     });
-    quill.on('editor-change', () => this.sendSelection());
+    quill.on('selection-change', () => this.sendSelection());
   }
 
   /** Binds to `client` (and unbinds the previous one), then shows its text. */
@@ -120,8 +134,11 @@ export class QuillBinding {
     let sel = null;
     if (range) {
       const max = client.text.length; // the final '\n' is not in the CRDT
-      const anchor = Math.min(range.index, max);
-      sel = [anchor, Math.min(range.index + range.length, max)];
+      const start = Math.min(range.index, max);
+      const end = Math.min(range.index + range.length, max);
+      // Quill's range has no direction; the DOM selection does (a selection made
+      // with Shift+Left has its head, where the caret is drawn, at the start).
+      sel = end > start && isBackward(this.quill.root) ? [end, start] : [start, end];
     }
     const last = this.lastSelection;
     if (last !== undefined && (last === sel || (last && sel && last[0] === sel[0] && last[1] === sel[1]))) {

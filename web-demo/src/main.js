@@ -247,6 +247,8 @@ class Page {
 
   wireHeader() {
     const toggle = $('offline-toggle');
+    // Like an editor's toolbar button: a click does not take the caret out of the text.
+    toggle.addEventListener('mousedown', (ev) => ev.preventDefault());
     toggle.addEventListener('click', () => {
       this.wantOnline = !this.wantOnline;
       toggle.textContent = this.wantOnline ? 'Go offline' : 'Go online';
