@@ -112,7 +112,6 @@ function toBigInt(v) {
  */
 export class WeftClient extends EventTarget {
   #url;
-  #engine;
   #name;
   #color;
   #token;
@@ -168,7 +167,6 @@ export class WeftClient extends EventTarget {
     if (!engine || typeof engine.newDoc !== 'function') throw new TypeError('WeftClient: engine (from loadEngine) is required');
     if (typeof WebSocket !== 'function') throw new TypeError('WeftClient: no WebSocket class (pass one, e.g. from the ws package)');
     this.#url = String(url);
-    this.#engine = engine;
     this.#name = String(name);
     this.#color = String(color);
     this.#token = token == null ? null : String(token);
