@@ -4,12 +4,23 @@
 // her caret inside the text; in Bob's page a cursor element named "Ada"
 // (data-testid="remote-cursor") appears where that character index is drawn in
 // Bob's editor (measured independently with a DOM Range over the editor's text),
-// follows when she moves, and disappears, with her entry in the who-is-here list,
-// when she closes her page. No console errors or warnings.
+// follows when she moves and when Bob types before it, and disappears, with her
+// entry in the who-is-here list, when she closes her page. Bob's new name reaches
+// Ada's list. No console errors or warnings.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildWeb, startServer, launchBrowser, openEditor, expectClean, waitConverged, caretTo } from './harness.mjs';
+import {
+  buildWeb,
+  startServer,
+  launchBrowser,
+  openEditor,
+  expectClean,
+  waitConverged,
+  waitConnected,
+  texts,
+  caretTo,
+} from './harness.mjs';
 
 let browser;
 let server;
@@ -96,6 +107,14 @@ test("a remote cursor is drawn at the other editor's caret and goes when it leav
   await expectCursorAt(b, 'Ada', 25);
   await expectCursorAt(a, 'Bob', 4);
   assert.equal(await b.locator('[data-testid="remote-cursor"]').count(), 1, 'only Ada has a cursor in Bob’s page');
+
+  // Bob renames himself: Ada's list follows (the name travels in a new HELLO).
+  await b.locator('[data-testid="name"]').fill('Robert');
+  await b.locator('[data-testid="name"]').press('Enter');
+  await a.locator('[data-testid="peers"] [data-name="Robert"]').waitFor({ timeout: 5000 });
+  await a.locator('[data-testid="peers"] [data-name="Bob"]').waitFor({ state: 'detached', timeout: 5000 });
+  await waitConnected(b);
+  assert.equal((await texts(b)).editor, 'Hi! Hello world, from Ada');
 
   // Ada leaves: her cursor and her entry go.
   await ada.close();
