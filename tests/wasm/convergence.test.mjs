@@ -14,7 +14,8 @@
 //     After full delivery: same text, same state vector bytes, empty diffs, and
 //     encoded states that load to the same text; a fresh observer fed the whole log
 //     in random order agrees. Versions recorded during the game give their text
-//     back through textAt() on every replica.
+//     back through textAt() on every replica; restoring one merges with a concurrent
+//     insert.
 // (b) FugueMax: words typed concurrently at one place never interleave, in any
 //     delivery order.
 // (c) updates delivered before their dependencies are held and applied later.
@@ -370,6 +371,52 @@ test('versions recorded during random sessions: textAt on every replica', (t) =>
   const total = { ops: 0, applies: 0, diffs: 0, pendingSeen: 0, maxLen: 0 };
   for (const seed of [7n, 0xc0ffeen]) runRandomSessions(seed, 4, 15, true, total);
   t.diagnostic(`${total.ops} edits`);
+});
+
+test('restoring random versions merges with concurrent inserts (as test_restore_random_versions_converge)', (t) => {
+  let restores = 0;
+  for (const seed of [11n, 0xabad1dean]) {
+    for (let g = 0; g < 6; g++) {
+      const s = new Sim(seed, g, 3);
+      s.recordVersions = true;
+      try {
+        for (s.round = 0; s.round < 12; s.round++) {
+          const steps = 10 + s.rng.below(30);
+          for (s.step = 0; s.step < steps; s.step++) s.stepOnce();
+          s.step = -1;
+          s.flush();
+          s.checkConverged();
+          if (s.versions.length === 0) continue;
+          const v = s.versions[s.rng.below(s.versions.length)];
+          const r = s.rng.below(3);
+          const o = (r + 1) % 3;
+          const ur = s.docs[r].restore(v.sv);
+          s.checkDoc(r, 'restore');
+          if (s.docs[r].text() !== v.text) s.fail(`restore gave another text than the version's: ${whereDiffer(s.docs[r].text(), v.text)}`);
+          // A concurrent insert elsewhere survives the merge.
+          const marker = `<#${g}.${s.round}>`;
+          const to = s.docs[o].text();
+          const uo = s.docs[o].insert(boundaryFloor(to, s.rng.below(s.docs[o].length() + 1)), marker);
+          s.broadcast(r, ur);
+          s.broadcast(o, uo);
+          s.flush();
+          s.checkConverged();
+          const merged = s.docs[0].text();
+          if (!merged.includes(marker)) s.fail(`concurrent insert ${marker} lost in the merge with a restore`);
+          if (merged.replace(marker, '') !== v.text) {
+            s.fail(`after restore and a concurrent insert, the text without the insert is not the version's: ${whereDiffer(merged.replace(marker, ''), v.text)}`);
+          }
+          restores++;
+          s.checkVersions(true);
+        }
+      } finally {
+        s.end();
+      }
+    }
+  }
+  // Same games as the C test: both print 143 restores (2026-11-25).
+  t.diagnostic(`${restores} restores merged with concurrent inserts`);
+  assert.ok(restores > 50);
 });
 
 /** Types `word` at `at`: forwards, or backwards (last character first, each at `at`). */
