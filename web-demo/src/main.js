@@ -92,6 +92,10 @@ const STATUS_TEXT = {
   offline: 'offline',
 };
 
+// ERROR codes that need the user's attention (docs/protocol.md): server_error,
+// unauthorized, document_too_large. Others pass (the client reconnects or resends).
+const STICKY_ERRORS = new Set([8, 10, 13]);
+
 class Page {
   constructor() {
     this.doc = chooseDocument();
@@ -156,8 +160,8 @@ class Page {
       return;
     }
     this.connect();
-    // "Saved" indicator: the client has no ack event, so look a few times a second.
-    setInterval(() => this.tick(), 400);
+    // Local edits change the number of unsent updates (the "Saving…" indicator).
+    this.quill.on('text-change', (_d, _o, source) => source === 'user' && this.tick());
     window.addEventListener('beforeunload', (ev) => {
       if (unackedCount(this.client) > 0) ev.preventDefault();
     });
@@ -177,6 +181,7 @@ class Page {
     client.addEventListener('status', (ev) => this.onStatus(eventData(ev).status), opts);
     client.addEventListener('peers', () => this.onPeers(), opts);
     client.addEventListener('error', (ev) => this.onError(eventData(ev)), opts);
+    client.addEventListener('ack', () => this.tick(), opts);
     this.client = client;
     this.clientAbort = abort;
     this.binding.setClient(client);
@@ -212,7 +217,11 @@ class Page {
   }
 
   onError({ code, message } = {}) {
-    this.notice(`Server error${code !== undefined ? ` ${code}` : ''}: ${message || 'unknown'}`, true);
+    // Code 0 is the client's own (a socket error, a refused update); the status
+    // indicator already shows a lost connection, and the client reconnects.
+    if (code === 0 && /^WebSocket/.test(message || '')) return;
+    const sticky = STICKY_ERRORS.has(code);
+    this.notice(`${code ? `Server error ${code}` : 'Error'}: ${message || 'unknown'}`, sticky);
   }
 
   /** Who is here: you first, then everyone else by name. */
@@ -288,7 +297,7 @@ class Page {
     });
   }
 
-  /** Periodic: the saved indicator, and a pending rename once nothing is unsent. */
+  /** The saved indicator, and a pending rename once nothing is unsent (on status, ack, edits). */
   tick() {
     const client = this.client;
     if (!client) return;
