@@ -11,7 +11,6 @@
 // after 'peers' events, remote changes, local edits, editor scroll and window
 // resize; render() rebuilds the overlay (a handful of elements per peer).
 
-
 /** Clamps an index into [0, max]. */
 function clamp(i, max) {
   return Math.max(0, Math.min(i, max));

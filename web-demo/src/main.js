@@ -163,7 +163,10 @@ class Page {
     // Local edits change the number of unsent updates (the "Saving…" indicator).
     this.quill.on('text-change', (_d, _o, source) => source === 'user' && this.tick());
     window.addEventListener('beforeunload', (ev) => {
-      if (unackedCount(this.client) > 0) ev.preventDefault();
+      if (unackedCount(this.client) > 0) {
+        ev.preventDefault(); // "Leave site? Changes you made may not be saved."
+        ev.returnValue = '';
+      }
     });
     window.addEventListener('pagehide', () => this.client && this.client.close());
   }
