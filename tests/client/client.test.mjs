@@ -6,7 +6,8 @@
 // interleaving and match GET /api/docs, every update acknowledged, a late joiner,
 // offline editing with setOnline(false), reconnecting after weftd is killed and
 // restarted on the same port and data with edits made meanwhile, presence with
-// name and colour that follows edits and leaves on close, and a bounded reconnect
+// name and colour that follows edits and leaves on close, four editors editing at
+// random while going offline and online at random, and a bounded reconnect
 // rate while the server is down.
 //
 // Run: node --test tests/client/   (needs build/weftd and build/wasm/crdt.wasm,
@@ -210,6 +211,46 @@ test('presence: name, colour and selection appear, follow edits, leave on close'
   a.close();
   await left;
   assert.ok(!b.peers.has(key2));
+});
+
+test('four editors editing at random, going offline and online at random, converge', async () => {
+  const doc = docName('random');
+  const eds = [];
+  for (let i = 0; i < 4; i++) eds.push(await client(doc, { name: `ed${i}` }));
+  await waitSynced(eds);
+  let seed = 0x2545f491; // xorshift32, fixed seed (network timing still varies from run to run)
+  const rand = (n) => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  const pieces = ['a', 'bc', 'word ', 'é', '中文', '😀', '\n'];
+  let edits = 0;
+  for (let step = 0; step < 200; step++) {
+    const c = eds[rand(eds.length)];
+    const len = c.text.length;
+    const k = rand(100);
+    // An index on a character boundary (not inside a surrogate pair).
+    const boundary = (i) => (i > 0 && i < len && /[\udc00-\udfff]/.test(c.text[i]) ? i - 1 : i);
+    if (k < 65 || len === 0) {
+      c.insert(boundary(rand(len + 1)), pieces[rand(pieces.length)]);
+      edits++;
+    } else if (k < 90) {
+      const at = boundary(rand(len));
+      let end = Math.min(len, at + 1 + rand(4));
+      if (end < len && /[\udc00-\udfff]/.test(c.text[end])) end++;
+      c.delete(at, end - at);
+      edits++;
+    } else {
+      c.setOnline(c.status === 'offline' ? true : rand(2) === 0);
+    }
+    if (rand(4) === 0) await new Promise((r) => setTimeout(r, rand(15)));
+  }
+  for (const c of eds) c.setOnline(true);
+  const text = await waitConverged(eds, 20000);
+  assert.equal((await server.getDoc(doc)).text, text, `REST text after ${edits} edits`);
+  for (const c of eds) assert.equal(c.doc.text(), text);
 });
 
 test('while the server is down, reconnects back off (no busy loop)', async () => {
