@@ -10,7 +10,7 @@
 // random while going offline and online at random, and a bounded reconnect
 // rate while the server is down.
 //
-// Run: node --test tests/client/   (needs build/weftd and build/wasm/crdt.wasm,
+// Run: node --test tests/client/*.test.mjs   (needs build/weftd and build/wasm/crdt.wasm,
 // and `npm ci` in web-demo/ for @msgpack/msgpack and ws)
 
 import assert from 'node:assert/strict';

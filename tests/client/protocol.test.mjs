@@ -8,7 +8,7 @@
 // bad_update dropping its update, uint64 replica ids in PRESENCE_STATE, ignored
 // own presence and unknown message types, and no reconnect after close().
 //
-// Run: node --test tests/client/
+// Run: node --test tests/client/*.test.mjs
 
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';

@@ -7,7 +7,7 @@
 // heap: the module's memory stays the same size over thousands of create / edit /
 // encode / load / free cycles once warmed up.
 //
-// Run: node --test tests/wasm/   (WEFT_WASM=path/to/crdt.wasm to test another build)
+// Run: node --test tests/wasm/*.test.mjs   (WEFT_WASM=path/to/crdt.wasm to test another build)
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
