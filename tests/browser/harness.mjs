@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 //
 // harness.mjs: shared helpers of the browser tests (tests/browser/*.test.mjs,
-// run with `node --test tests/browser/`). Not a test file itself.
+// run with `node --test tests/browser/*.test.mjs`). Not a test file itself.
 //
 // - buildWeb(): scripts/build-web.sh (the demo into web-demo/dist; fast when
 //   nothing changed). Each test file calls it in its `before` hook. With
