@@ -110,6 +110,10 @@ static int parse_listen(srv_config_t *cfg, const char *s)
     if (colon == NULL)
         return -1;
     hostlen = (size_t)(colon - s);
+    if (hostlen >= 2 && s[0] == '[' && s[hostlen - 1] == ']') { /* [::1]:8080 */
+        s++;
+        hostlen -= 2;
+    }
     if (hostlen == 0 || hostlen >= sizeof(cfg->listen_host))
         return -1;
     if (parse_uint(colon + 1, 0, 65535, &port) != 0)
@@ -120,14 +124,27 @@ static int parse_listen(srv_config_t *cfg, const char *s)
     return 0;
 }
 
+/* Parses into a copy, so *cfg is untouched when the command line is refused. */
+static int parse_into(srv_config_t *cfg, int argc, char **argv, char *err, size_t errlen);
+
 int srv_config_parse(srv_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    srv_config_t c = *cfg;
+    int r = parse_into(&c, argc, argv, err, errlen);
+    if (r == 0)
+        *cfg = c;
+    return r;
+}
+
+static int parse_into(srv_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     for (int i = 1; i < argc; i++) {
         const char *flag = argv[i], *val = NULL;
         char name[32];
         const char *eq;
         unsigned long long v;
-        if (strcmp(flag, "-h") == 0 || strcmp(flag, "--help") == 0)
+        if (strcmp(flag, "-h") == 0 || strcmp(flag, "--help") == 0 ||
+            strncmp(flag, "--help=", 7) == 0)
             return 1;
         if (strncmp(flag, "--", 2) != 0) {
             snprintf(err, errlen, "unexpected argument '%s' (try --help)", flag);

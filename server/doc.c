@@ -94,10 +94,17 @@ static void on_unload(h2o_timeout_entry_t *entry)
     srv_t *srv = doc->srv;
     if (doc->nsessions > 0)
         return;
-    if (h2o_linklist_is_linked(&doc->dirty_link)) { /* flush first; try again later */
-        h2o_timeout_link(srv->loop, &srv->unload_timeout, &doc->unload_timer);
+    /* Flush first, and wait until the store has every update: a load reads
+     * only what is committed, so unloading earlier would lose the rest until
+     * the next load. */
+    if (h2o_linklist_is_linked(&doc->dirty_link) || srv->durable < doc->last_ticket) {
+        /* (Not the unload timeout itself: with --unload-after 0 the timer
+         * would fire again within the same pass of the loop, for ever.) */
+        h2o_timeout_link(srv->loop, &srv->unload_retry_timeout, &doc->unload_timer);
         return;
     }
+    if (srv->store_error != 0)
+        return; /* keep what never reached the disk, for /api/docs at least */
     hash_remove(srv, doc);
     srv->metrics.docs_unloaded_total++;
     doc_free(doc);

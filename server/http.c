@@ -77,6 +77,18 @@ static int on_ws(h2o_handler_t *self, h2o_req_t *req)
         send_json_error(req, 400, "Bad Request", "expected a WebSocket upgrade (HTTP/1.1)");
         return 0;
     }
+    {
+        /* RFC 6455 4.4: this server speaks version 13 only. */
+        ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("sec-websocket-version"), -1);
+        if (i < 0 || !h2o_memis(req->headers.entries[i].value.base,
+                                req->headers.entries[i].value.len, H2O_STRLIT("13"))) {
+            srv->metrics.ws_rejected++;
+            h2o_add_header_by_str(&req->pool, &req->res.headers,
+                                  H2O_STRLIT("sec-websocket-version"), 0, NULL, H2O_STRLIT("13"));
+            send_json_error(req, 426, "Upgrade Required", "WebSocket version 13 expected");
+            return 0;
+        }
+    }
     if (srv->stopping) {
         srv->metrics.ws_rejected++;
         send_json_error(req, 503, "Service Unavailable", "the server is shutting down");

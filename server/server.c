@@ -145,6 +145,7 @@ int srv_new(const srv_config_t *cfg, srv_t **out)
     h2o_timeout_init(srv->loop, &srv->ping_answer_timeout, (uint64_t)cfg->ping_timeout * 1000);
     h2o_timeout_init(srv->loop, &srv->close_timeout, 3000);
     h2o_timeout_init(srv->loop, &srv->unload_timeout, (uint64_t)cfg->unload_after * 1000);
+    h2o_timeout_init(srv->loop, &srv->unload_retry_timeout, 100);
 
     ssock = h2o_evloop_socket_create(srv->loop, store_completion_fd(srv->store),
                                      H2O_SOCKET_FLAG_DONT_READ);
@@ -205,6 +206,10 @@ static void tick_end(srv_t *srv)
 static void begin_shutdown(srv_t *srv)
 {
     srv->stopping = 1;
+    /* H2O 2.2.5 has no graceful shutdown for HTTP/1 connections: make the
+     * request timeout expire at once, so idle keep-alive and silent
+     * connections close at the next tick (requests in progress finish). */
+    srv->ctx.http1.req_timeout.timeout = 0;
     if (srv->listener != NULL) {
         h2o_socket_read_stop(srv->listener);
         h2o_socket_close(srv->listener);
@@ -231,7 +236,9 @@ int srv_run(srv_t *srv)
             begin_shutdown(srv);
             deadline = srv__now_ms(srv) + SHUTDOWN_GRACE_MS;
         }
-        if (srv->stopping && (srv->nsessions == 0 || srv__now_ms(srv) >= deadline))
+        if (srv->stopping &&
+            ((srv->nsessions == 0 && h2o_linklist_is_empty(&srv->ctx.http1._conns)) ||
+             srv__now_ms(srv) >= deadline))
             break;
         /* A short wait bound so a stop request is seen promptly. */
         if (h2o_evloop_run(srv->loop, srv->stopping ? 50 : 500) != 0 && errno != EINTR) {
@@ -253,6 +260,7 @@ int srv_run(srv_t *srv)
 
 void srv_free(srv_t *srv)
 {
+    int leftovers;
     if (srv == NULL)
         return;
     if (srv->listener != NULL)
@@ -265,22 +273,33 @@ void srv_free(srv_t *srv)
         srv->store_sock = NULL;
     }
     srv__doc_free_all(srv);
-    if (srv->loop != NULL) {
+    /* H2O asserts that no connection is left when its context goes; one still
+     * stuck in a request (or an upgrade) at the deadline leaves the loop and
+     * the server to the process exit. */
+    leftovers = srv->loop != NULL &&
+                (!h2o_linklist_is_empty(&srv->ctx.http1._conns) || srv->nsessions != 0);
+    if (leftovers) {
+        fprintf(stderr, "weftd: connections still open at exit\n");
+    } else if (srv->loop != NULL) {
         h2o_timeout_dispose(srv->loop, &srv->ping_interval_timeout);
         h2o_timeout_dispose(srv->loop, &srv->ping_answer_timeout);
         h2o_timeout_dispose(srv->loop, &srv->close_timeout);
         h2o_timeout_dispose(srv->loop, &srv->unload_timeout);
+        h2o_timeout_dispose(srv->loop, &srv->unload_retry_timeout);
         h2o_context_dispose(&srv->ctx);
         /* Let the loop run the closes it deferred, then free it. */
         h2o_evloop_run(srv->loop, 0);
         h2o_evloop_destroy(srv->loop);
     }
-    h2o_config_dispose(&srv->h2o_config);
+    if (!leftovers)
+        h2o_config_dispose(&srv->h2o_config);
     if (srv->store != NULL) {
         int err = store_close(srv->store);
         if (err != 0)
             fprintf(stderr, "weftd: closing the store: %s\n", store_strerror(err));
+        srv->store = NULL;
     }
     proto_buf_dispose(&srv->scratch);
-    free(srv);
+    if (!leftovers)
+        free(srv);
 }

@@ -95,7 +95,7 @@ int srv__session_send(srv_session_t *s, const uint8_t *msg, size_t len)
     struct wslay_event_msg m;
     if (s->ws.sock == NULL || s->closing || s->dropping)
         return -1;
-    if (srv__ws_queued(&s->ws) + len > s->srv->cfg.max_queued) {
+    if (srv__ws_over_bound(s, len)) {
         s->srv->metrics.slow_consumers++;
         s->srv->metrics.errors[PROTO_ERR_SLOW_CONSUMER]++;
         srv__session_drop(s);
@@ -388,6 +388,7 @@ static void on_update_bytes(srv_session_t *s, proto_bytes_t u, uint64_t seq, int
             return;
         }
         srv->metrics.updates_stored++;
+        doc->last_ticket = ticket;
     } else {
         /* Known already: durable once everything queued before it is. */
         ticket = store_last_ticket(srv->store);

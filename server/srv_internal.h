@@ -121,6 +121,7 @@ struct srv_doc {
     size_t tick_pending;        /* held operations when the tick began */
     h2o_linklist_t dirty_link;  /* in srv->dirty_docs */
 
+    uint64_t last_ticket; /* store ticket of its latest logged update */
     h2o_timeout_entry_t unload_timer;
     srv_doc_t *hash_next;
 };
@@ -156,6 +157,7 @@ struct srv {
     h2o_timeout_t ping_answer_timeout;
     h2o_timeout_t close_timeout;
     h2o_timeout_t unload_timeout;
+    h2o_timeout_t unload_retry_timeout; /* a document waiting for its commits */
 
     proto_buf_t scratch; /* encoding buffer reused for every message */
     srv_metrics_t metrics;
@@ -205,6 +207,13 @@ void srv__session_timer_start(srv_session_t *s);
 void srv__session_proceed(srv_session_t *s);
 
 /* ws.c */
+/* Messages queued on one connection past which it counts as a slow reader
+ * whatever their size (tiny pongs to a ping flood would otherwise pile up
+ * under --max-queued, which counts payload bytes). */
+#define SRV_MAX_QUEUED_MSGS 16384
+/* Whether the connection's queued output is past a bound (--max-queued bytes
+ * with `extra` more, or SRV_MAX_QUEUED_MSGS messages). */
+int srv__ws_over_bound(const srv_session_t *s, size_t extra);
 /* Answers the upgrade request with 101 and takes the socket over. */
 int srv__ws_accept(srv_session_t *s, h2o_req_t *req, const char *client_key);
 /* Hands wslay's queued frames to the socket in one write, if none is in flight. */

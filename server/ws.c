@@ -125,6 +125,14 @@ static void on_read(h2o_socket_t *sock, const char *err)
     }
     if (!wslay_event_want_read(s->ws.ctx))
         h2o_buffer_consume(&sock->input, sock->input->size); /* after a close: ignored */
+    /* wslay answers every ping with a pong of its own: a peer that pings and
+     * never reads would grow the queue without end. */
+    if (srv__ws_over_bound(s, 0)) {
+        s->srv->metrics.slow_consumers++;
+        s->srv->metrics.errors[PROTO_ERR_SLOW_CONSUMER]++;
+        srv__session_drop(s);
+        return;
+    }
     srv__ws_flush(s);
 }
 
@@ -183,6 +191,12 @@ int srv__ws_accept(srv_session_t *s, h2o_req_t *req, const char *client_key)
 size_t srv__ws_queued(const srv_ws_t *ws)
 {
     return wslay_event_get_queued_msg_length(ws->ctx) + ws->out.len;
+}
+
+int srv__ws_over_bound(const srv_session_t *s, size_t extra)
+{
+    return srv__ws_queued(&s->ws) + extra > s->srv->cfg.max_queued ||
+           wslay_event_get_queued_msg_count(s->ws.ctx) >= SRV_MAX_QUEUED_MSGS;
 }
 
 void srv__ws_dispose(srv_ws_t *ws)
