@@ -39,6 +39,9 @@ done
 if ! command -v node >/dev/null 2>&1; then
     missing+=(nodejs)
 fi
+if ! command -v npm >/dev/null 2>&1; then
+    missing+=(npm)
+fi
 
 if ((${#missing[@]} > 0)); then
     sudo=()

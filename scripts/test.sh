@@ -4,10 +4,12 @@
 # test.sh: the project's whole test run, as CI runs it. Installs missing Debian
 # packages (scripts/deps.sh), configures and builds with CMake, checks that crdt/
 # keeps no global mutable state (scripts/check-no-globals.sh), runs every ctest
-# test, then builds crdt/ to WebAssembly (scripts/build-wasm.sh) and runs the wasm
-# tests under Node.js.
+# test (unit tests, and integration tests against real weftd processes), then
+# the engine's tests on its WebAssembly build under Node.js, builds the web demo
+# (scripts/build-web.sh), and runs the JS client's tests against weftd and the
+# browser tests in headless Chromium.
 #
-#   scripts/test.sh              build/ (RelWithDebInfo), ctest, wasm build and tests
+#   scripts/test.sh              build/ (RelWithDebInfo), ctest, wasm, client, browser
 #   scripts/test.sh --sanitize   build-asan/ with -DSANITIZE=address,undefined, ctest
 #                                (no wasm)
 #
@@ -21,7 +23,7 @@ for arg in "$@"; do
     case $arg in
     --sanitize) sanitize=1 ;;
     -h | --help)
-        sed -n '4,15s/^# \{0,1\}//p' "$0"
+        sed -n '4,19s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
     *)
@@ -65,8 +67,16 @@ ctest --test-dir "$build" --output-on-failure --no-tests=error -j2
 if ((!sanitize)); then
     step "wasm build"
     bash scripts/build-wasm.sh build/wasm/crdt.wasm
-    step "wasm tests (Node.js $(node --version))"
+    step "wasm tests: the engine's tests on the wasm build (Node.js $(node --version))"
     node tests/wasm/smoke.mjs build/wasm/crdt.wasm
+    WEFT_WASM=build/wasm/crdt.wasm node --test tests/wasm/*.test.mjs
+
+    step "web demo build (npm ci when needed, esbuild)"
+    bash scripts/build-web.sh
+    step "JS client against a real weftd"
+    node --test tests/client/*.test.mjs
+    step "browser tests (headless Chromium)"
+    node --test tests/browser/*.test.mjs
 fi
 
 step "all tests passed ($build)"
