@@ -489,3 +489,29 @@ int crdt_relpos_decode(const uint8_t *data, size_t len, crdt_relpos_t *out)
     *out = p;
     return 0;
 }
+
+int crdt_update_summary(const uint8_t *data, size_t len, const crdt_alloc_t *alloc,
+                        crdt_update_summary_t *out)
+{
+    crdt__decoded_t d;
+    crdt_update_summary_t sum = {0, 0, 0, 0};
+    int err;
+    if (out == NULL || (data == NULL && len > 0))
+        return CRDT_EINVAL;
+    if (alloc == NULL)
+        alloc = &crdt__libc_alloc;
+    if ((err = crdt__decode_update(alloc, data, len, &d)) != 0)
+        return err;
+    for (size_t i = 0; i < d.nops; i++) {
+        const crdt__op_t *op = &d.ops[i];
+        sum.ops += op->len;
+        if (op->kind == CRDT__OP_INSERT)
+            sum.inserted += op->u16len;
+        else
+            sum.deleted += op->len;
+    }
+    sum.clients = d.nids;
+    crdt__decoded_dispose(alloc, &d);
+    *out = sum;
+    return 0;
+}

@@ -170,6 +170,23 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len);
  */
 uint64_t crdt_doc_change_count(const crdt_doc_t *doc);
 
+/* What an update holds, without applying it (crdt_update_summary()). */
+typedef struct {
+    uint64_t ops;      /* operations (one per inserted or deleted character) */
+    uint64_t inserted; /* UTF-16 units inserted */
+    uint64_t deleted;  /* characters deleted */
+    uint64_t clients;  /* distinct replica ids it names */
+} crdt_update_summary_t;
+
+/*
+ * Decodes update bytes (crdt_doc_insert(), crdt_doc_diff(), an encoded
+ * state, ...) and counts what they hold, for history listings. `alloc` as for
+ * crdt_doc_new() (NULL: libc). Returns 0, CRDT_EINVAL, CRDT_EMALFORMED,
+ * CRDT_EFORMAT, CRDT_ELIMIT or CRDT_ENOMEM (*out untouched on error).
+ */
+int crdt_update_summary(const uint8_t *data, size_t len, const crdt_alloc_t *alloc,
+                        crdt_update_summary_t *out);
+
 /* Number of held runs of operations (a run of consecutive clocks of one
  * client counts once) waiting for missing dependencies; 0 when none. */
 size_t crdt_doc_pending(const crdt_doc_t *doc);

@@ -1425,6 +1425,42 @@ static void test_load_roundtrip(void **state)
     fixture_dispose(&f);
 }
 
+/* crdt_update_summary counts operations, inserted UTF-16 units and deleted
+ * characters of an update (or an encoded state) without applying it, and
+ * refuses garbage. */
+static void test_update_summary_counts_operations(void **state)
+{
+    crdt_doc_t *a = new_doc(5, NULL);
+    crdt_buf_t u1, u2, st;
+    crdt_update_summary_t sum;
+    static const uint8_t junk[] = {1, 0xff, 0xff, 0xff, 0xff, 0xff};
+    (void)state;
+    assert_int_equal(crdt_doc_insert(a, 0, "h\xc3\xa9llo\xf0\x9f\x98\x80", 10, &u1), 0);
+    assert_int_equal(crdt_update_summary(u1.base, u1.len, NULL, &sum), 0);
+    assert_int_equal(sum.ops, 6);
+    assert_int_equal(sum.inserted, 7);
+    assert_int_equal(sum.deleted, 0);
+    assert_int_equal(sum.clients, 1);
+    assert_int_equal(crdt_doc_delete(a, 1, 2, &u2), 0);
+    assert_int_equal(crdt_update_summary(u2.base, u2.len, NULL, &sum), 0);
+    assert_int_equal(sum.ops, 2);
+    assert_int_equal(sum.inserted, 0);
+    assert_int_equal(sum.deleted, 2);
+    memset(&sum, 0x55, sizeof(sum));
+    assert_int_not_equal(crdt_update_summary(junk, sizeof(junk), NULL, &sum), 0);
+    assert_int_equal(sum.ops, 0x5555555555555555ull);
+    assert_int_equal(crdt_doc_encode_state(a, &st), 0);
+    assert_int_equal(crdt_update_summary(st.base, st.len, NULL, &sum), 0); /* the whole history */
+    assert_int_equal(sum.ops, 8);
+    assert_int_equal(sum.inserted, 7);
+    assert_int_equal(sum.deleted, 2);
+    assert_int_equal(crdt_update_summary(NULL, 0, NULL, NULL), CRDT_EINVAL);
+    crdt_buf_dispose(&u1);
+    crdt_buf_dispose(&u2);
+    crdt_buf_dispose(&st);
+    crdt_doc_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1449,6 +1485,7 @@ int main(void)
         cmocka_unit_test(test_diff_partial_sv_brings_peer_up_to_date),
         cmocka_unit_test(test_diff_malformed_sv_emalformed),
         cmocka_unit_test(test_load_roundtrip),
+        cmocka_unit_test(test_update_summary_counts_operations),
     };
 
     if (getenv("CMOCKA_TEST_FILTER") != NULL)
