@@ -87,9 +87,10 @@ int srv_new(const srv_config_t *cfg, srv_t **out);
 uint16_t srv_port(const srv_t *srv);
 
 /*
- * Serves until srv_request_stop(). Then it stops accepting, makes everything
- * received durable, acknowledges it, closes every connection with close code
- * 1001 and returns 0.
+ * Serves until srv_request_stop(). Then it stops accepting, makes every update
+ * received before the stop durable, acknowledges it, closes every connection
+ * with close code 1001 (messages arriving after the stop are ignored: clients
+ * resend unacknowledged updates on their next connection) and returns 0.
  */
 int srv_run(srv_t *srv);
 
