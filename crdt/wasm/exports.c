@@ -31,9 +31,12 @@
  *   `weft_strerror(code)` returns a NUL-terminated UTF-8 description.
  * - Relative positions travel as their crdt_relpos_encode() bytes (at most
  *   `weft_relpos_max()` bytes), which is also what a client sends to its peers.
+ * - Comparisons (weft_doc_compare) come out as a list of spans in one buffer, see
+ *   there.
  */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "crdt.h"
 
@@ -118,6 +121,27 @@ int weft_doc_text_at(const crdt_doc_t *doc, const uint8_t *version, size_t versi
 WEFT_EXPORT(weft_doc_restore)
 int weft_doc_restore(crdt_doc_t *doc, const uint8_t *version, size_t version_len,
                      crdt_buf_t *update);
+
+/*
+ * Compares the text at version `from` (`from_len` bytes; 0/0: the empty document)
+ * with the text at version `to` (0/0: the current state; a non-NULL `to` with
+ * `to_len` 0 is the empty version) with crdt_doc_compare(), and writes the spans,
+ * in document order, into `out`, one record after another (little-endian):
+ *
+ *     kind   u8    0 kept, 1 inserted, 2 deleted (CRDT_SPAN_*)
+ *     author u64   crdt_span_t's author (0: none)
+ *     units  u32   length in UTF-16 units
+ *     len    u32   length in UTF-8 bytes
+ *     text   len bytes of UTF-8
+ *
+ * `out` may end up empty (both versions empty). Returns 0 or crdt_doc_compare()'s
+ * errors; CRDT_ELIMIT for a span over 2^32 - 1 units or bytes.
+ */
+WEFT_EXPORT(weft_doc_compare)
+int weft_doc_compare(const crdt_doc_t *doc, const uint8_t *from, size_t from_len,
+                     const uint8_t *to, size_t to_len, crdt_buf_t *out);
+/* Size of a span record's header in weft_doc_compare's output (17 bytes). */
+WEFT_EXPORT(weft_span_header_size) size_t weft_span_header_size(void);
 
 /* ---- relative positions -------------------------------------------------- */
 
@@ -315,6 +339,109 @@ int weft_doc_restore(crdt_doc_t *doc, const uint8_t *version, size_t version_len
     if (doc == NULL || (version == NULL && version_len > 0))
         return CRDT_EINVAL;
     return crdt_doc_restore(doc, version, version_len, reset(update));
+}
+
+/*
+ * The comparison's output buffer. Its bytes are owned by a crdt_buf_t like every
+ * other output, so JavaScript reads and releases them the same way; the buffer's
+ * allocator is libc's through these three functions (no context, no state).
+ */
+static void *span_malloc(void *ctx, size_t size)
+{
+    (void)ctx;
+    return malloc(size);
+}
+
+static void *span_realloc(void *ctx, void *ptr, size_t old_size, size_t new_size)
+{
+    (void)ctx;
+    (void)old_size;
+    return realloc(ptr, new_size);
+}
+
+static void span_free(void *ctx, void *ptr, size_t size)
+{
+    (void)ctx;
+    (void)size;
+    free(ptr);
+}
+
+static const crdt_alloc_t span_alloc = {span_malloc, span_realloc, span_free, NULL};
+
+#define SPAN_HEADER 17u
+
+/* Appends `n` bytes to `out`, growing it (with room for the NUL crdt_buf_t promises). */
+static int span_append(crdt_buf_t *out, const void *bytes, size_t n)
+{
+    if (out->len + n + 1 > out->_cap) {
+        size_t cap = out->_cap > 0 ? out->_cap : 256;
+        uint8_t *grown;
+
+        while (cap < out->len + n + 1) {
+            if (cap > SIZE_MAX / 2)
+                return CRDT_ELIMIT;
+            cap *= 2;
+        }
+        grown = out->base == NULL ? span_malloc(NULL, cap)
+                                  : span_realloc(NULL, out->base, out->_cap, cap);
+        if (grown == NULL)
+            return CRDT_ENOMEM;
+        out->base = grown;
+        out->_cap = cap;
+        out->_alloc = &span_alloc;
+    }
+    if (n > 0)
+        memcpy(out->base + out->len, bytes, n);
+    out->len += n;
+    out->base[out->len] = 0;
+    return 0;
+}
+
+static void put_le(uint8_t *p, uint64_t v, unsigned bytes)
+{
+    for (unsigned i = 0; i < bytes; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static int span_record(void *ctx, const crdt_span_t *span)
+{
+    crdt_buf_t *out = ctx;
+    uint8_t head[SPAN_HEADER];
+    int err;
+
+    if (span->units > UINT32_MAX || span->len > UINT32_MAX)
+        return CRDT_ELIMIT;
+    head[0] = (uint8_t)span->kind;
+    put_le(head + 1, span->author, 8);
+    put_le(head + 9, span->units, 4);
+    put_le(head + 13, span->len, 4);
+    err = span_append(out, head, sizeof head);
+    if (err == 0)
+        err = span_append(out, span->text, span->len);
+    return err;
+}
+
+int weft_doc_compare(const crdt_doc_t *doc, const uint8_t *from, size_t from_len,
+                     const uint8_t *to, size_t to_len, crdt_buf_t *out)
+{
+    crdt_buf_t spans = {0};
+    int err;
+
+    if (doc == NULL || out == NULL || (from == NULL && from_len > 0) ||
+        (to == NULL && to_len > 0))
+        return CRDT_EINVAL;
+    err = crdt_doc_compare(doc, from, from_len, to, to_len, span_record, &spans);
+    if (err != 0) {
+        crdt_buf_dispose(&spans);
+        return err;
+    }
+    *reset(out) = spans;
+    return 0;
+}
+
+size_t weft_span_header_size(void)
+{
+    return SPAN_HEADER;
 }
 
 size_t weft_relpos_max(void)

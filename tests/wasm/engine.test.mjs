@@ -17,7 +17,7 @@ import { test } from 'node:test';
 import {
   ASSOC_AFTER, ASSOC_BEFORE, ERRORS, WeftError, loadEngine,
 } from '../../web-demo/client/engine.js';
-import { WASM_PATH, bytesEqual, testEngine } from './lib.mjs';
+import { Rng, WASM_PATH, bytesEqual, testEngine, whereDiffer } from './lib.mjs';
 
 const engine = await testEngine();
 
@@ -210,6 +210,108 @@ test('textAt and restore', () => {
   for (const d of [a, b, other]) d.free();
 });
 
+/** The texts a comparison's spans spell: [from, to]. Also checks units and merging. */
+function spell(spans) {
+  let from = '';
+  let to = '';
+  spans.forEach((s, i) => {
+    assert.ok(['kept', 'inserted', 'deleted'].includes(s.kind), s.kind);
+    assert.equal(typeof s.author, 'bigint');
+    assert.equal(s.units, s.text.length, `units of ${JSON.stringify(s.text)}`);
+    assert.ok(s.units > 0, 'no empty span');
+    const prev = spans[i - 1];
+    assert.ok(!prev || prev.kind !== s.kind || prev.author !== s.author, 'neighbours of one kind and author are merged');
+    if (s.kind !== 'inserted') from += s.text;
+    if (s.kind !== 'deleted') to += s.text;
+  });
+  return [from, to];
+}
+
+test('compare: kept, inserted and deleted spans with their authors', () => {
+  const a = engine.newDoc(60n);
+  const b = engine.newDoc(61n);
+  b.apply(a.insert(0, 'hello world'));
+  const v1 = a.stateVector();
+  b.apply(a.delete(0, 6)); // Ada deletes "hello "
+  a.apply(b.insert(b.length(), ' 😀中')); // Bob appends
+  assert.deepEqual(a.compare(v1), [
+    { kind: 'deleted', author: 60n, units: 6, text: 'hello ' },
+    { kind: 'kept', author: 60n, units: 5, text: 'world' },
+    { kind: 'inserted', author: 61n, units: 4, text: ' 😀中' },
+  ]);
+  // From the empty version: who wrote each part of today's text.
+  assert.deepEqual(a.compare(null), [
+    { kind: 'inserted', author: 60n, units: 5, text: 'world' },
+    { kind: 'inserted', author: 61n, units: 4, text: ' 😀中' },
+  ]);
+  // Backwards: what v1 has that today lacks is "inserted"; today's additions are
+  // deleted with no deleter (no deletion inside v1 removed them).
+  const now = a.stateVector();
+  assert.deepEqual(spell(a.compare(now, v1)), ['world 😀中', 'hello world']);
+  assert.equal(a.compare(now, v1).at(-1).author, 0n);
+  // Same version on both sides: one kept span; the empty version on both: none.
+  assert.deepEqual(a.compare(v1, v1), [{ kind: 'kept', author: 60n, units: 11, text: 'hello world' }]);
+  assert.deepEqual(a.compare(null, new Uint8Array(0)), []);
+  assert.deepEqual(engine.newDoc(62n).compare(null), []);
+  // Versions the document has not seen, and malformed ones.
+  const other = engine.newDoc(63n);
+  other.insert(0, 'zzz');
+  throwsCode(() => a.compare(other.stateVector()), ERRORS.EVERSION);
+  throwsCode(() => a.compare(v1, other.stateVector()), ERRORS.EVERSION);
+  throwsCode(() => a.compare(new Uint8Array([0xff, 0xff])), ERRORS.EMALFORMED);
+  for (const d of [a, b, other]) d.free();
+});
+
+test('compare: spans spell both texts between every pair of versions of random edits', () => {
+  const rng = new Rng(0xc0ffeen);
+  const docs = [engine.newDoc(70n), engine.newDoc(71n), engine.newDoc(72n)];
+  const alphabet = ['a', 'b', ' ', '\n', 'é', '中', '😀'];
+  const versions = [];
+  for (let step = 0; step < 120; step++) {
+    const d = docs[rng.below(docs.length)];
+    const t = d.text();
+    const boundary = (i) => (i > 0 && i < t.length && /[\udc00-\udfff]/.test(t[i]) ? i - 1 : i);
+    if (t.length > 0 && rng.pct(35)) {
+      const i = boundary(rng.below(t.length));
+      let end = boundary(Math.min(t.length, i + 1 + rng.below(4)));
+      if (end <= i) end = Math.min(t.length, i + 2);
+      d.delete(i, end - i, false);
+    } else {
+      let word = '';
+      for (let k = 1 + rng.below(4); k > 0; k--) word += alphabet[rng.below(alphabet.length)];
+      d.insert(boundary(rng.below(t.length + 1)), word, false);
+    }
+    if (rng.pct(30)) {
+      // Sync two replicas: the first one's versions now include the other's edits.
+      const x = docs[rng.below(docs.length)];
+      const y = docs[rng.below(docs.length)];
+      if (x !== y) x.apply(y.diff(x.stateVector()));
+    }
+    if (step % 8 === 0) versions.push({ sv: d.stateVector(), doc: d });
+  }
+  // Every version is known to a document that has everything.
+  const all = engine.newDoc(79n);
+  for (const d of docs) all.apply(d.encodeState());
+  versions.push({ sv: all.stateVector(), doc: all });
+  let pairs = 0;
+  for (const v of versions) {
+    for (const w of versions) {
+      const [from, to] = spell(all.compare(v.sv, w.sv));
+      const wantFrom = all.textAt(v.sv);
+      const wantTo = all.textAt(w.sv);
+      assert.ok(from === wantFrom, `from: ${whereDiffer(from, wantFrom)}`);
+      assert.ok(to === wantTo, `to: ${whereDiffer(to, wantTo)}`);
+      pairs++;
+    }
+    // On the replica that made the version, up to its current state.
+    const [old, cur] = spell(v.doc.compare(v.sv));
+    assert.equal(old, v.doc.textAt(v.sv));
+    assert.equal(cur, v.doc.text());
+  }
+  assert.ok(pairs > 200);
+  for (const d of [...docs, all]) d.free();
+});
+
 test('relative positions: round trip, follow edits, null for an unknown anchor', () => {
   const a = engine.newDoc(30n);
   const b = engine.newDoc(31n);
@@ -277,6 +379,12 @@ test('no leak: the wasm memory stays the same size over many operations', () => 
     c.apply(a.diff(sv));
     a.relposToIndex(a.relposFromIndex(50));
     assert.equal(c.textAt(sv), b.text());
+    assert.equal(c.compare(sv).length > 0, true);
+    try {
+      c.compare(a.stateVector(), new Uint8Array([0xff]));
+    } catch {
+      // an error of compare must not leak either
+    }
     b.restore(null);
     try {
       b.insert(1e6, 'x');

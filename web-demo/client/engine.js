@@ -34,12 +34,18 @@ export const ERRORS = Object.freeze({
   EINTERNAL: -11,
 });
 
+/** Span kinds of Doc.compare(), by crdt.h's CRDT_SPAN_* number. */
+const SPAN_KINDS = Object.freeze(['kept', 'inserted', 'deleted']);
+
 /** Relative position association (crdt.h CRDT_ASSOC_BEFORE / CRDT_ASSOC_AFTER). */
 export const ASSOC_BEFORE = -1;
 /** The position sticks to the character after it (stays before that character). */
 export const ASSOC_AFTER = 1;
 
 const MAX_U64 = (1n << 64n) - 1n;
+// Size of a span record's header in weft_doc_compare's output (kind u8, author
+// u64, units u32, len u32; crdt/wasm/exports.c).
+const SPAN_HEADER = 17;
 const U32 = 0xffffffff;
 
 /**
@@ -307,6 +313,34 @@ export class Engine {
     return text;
   }
 
+  /** Decodes the span records weft_doc_compare wrote into the shared handle, then releases them. */
+  _takeSpans() {
+    const x = this.exports;
+    const base = x.weft_buf_base(this._buf) >>> 0;
+    const len = x.weft_buf_len(this._buf) >>> 0;
+    const spans = [];
+    try {
+      const view = new DataView(x.memory.buffer, base, len);
+      const u8 = this._u8();
+      let at = 0;
+      while (at < len) {
+        if (len - at < SPAN_HEADER) throw new Error('compare: truncated span record');
+        const kind = SPAN_KINDS[view.getUint8(at)];
+        const author = view.getBigUint64(at + 1, true);
+        const units = view.getUint32(at + 9, true);
+        const bytes = view.getUint32(at + 13, true);
+        at += SPAN_HEADER;
+        if (kind === undefined || len - at < bytes) throw new Error('compare: malformed span record');
+        const text = bytes === 0 ? '' : this._decoder.decode(u8.subarray(base + at, base + at + bytes));
+        at += bytes;
+        spans.push({ kind, author, units, text });
+      }
+    } finally {
+      x.weft_buf_reset(this._buf);
+    }
+    return spans;
+  }
+
   /** weft_doc_load: returns the new document's pointer. */
   _load(replica, bytes) {
     const x = this.exports;
@@ -520,6 +554,29 @@ export class Doc {
     this._e._withBytes(b, (p, n) =>
       this._e._check(this._x.weft_doc_restore(this._p(), p, n, this._e._buf), 'restore'));
     return this._e._take();
+  }
+
+  /**
+   * Compares the text at version `fromSv` with the text at version `toSv`
+   * (crdt_doc_compare): the spans of the result in document order. Kept and
+   * inserted spans spell textAt(toSv); kept and deleted ones textAt(fromSv).
+   * `author`: who typed kept and inserted text; who deleted deleted text (0n when
+   * the text is only absent from `toSv`, versions that are not ordered).
+   * Neighbouring spans of one kind and author come merged.
+   * @param {Uint8Array|null} fromSv null or empty: the empty version
+   * @param {Uint8Array|null} [toSv=null] null: the current state; empty: the empty version
+   * @returns {{kind: 'kept'|'inserted'|'deleted', author: bigint, units: number, text: string}[]}
+   */
+  compare(fromSv, toSv = null) {
+    const e = this._e;
+    const from = toBytes(fromSv);
+    const run = (fp, fn, tp, tn) =>
+      e._check(this._x.weft_doc_compare(this._p(), fp, fn, tp, tn, e._buf), 'compare');
+    e._withBytes(from, (fp, fn) => {
+      if (toSv == null) run(fp, fn, 0, 0);
+      else e._withBytes(toBytes(toSv), (tp, tn) => run(fp, fn, tp, tn));
+    });
+    return e._takeSpans();
   }
 
   /**
