@@ -132,3 +132,35 @@ async function expectText(srv, doc, want, timeout = 5000) {
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+test("the caret stays on its side when the other user types the same character right before it", async () => {
+  const doc = 'collab-caret';
+  const [ada, bob] = await twoEditors(doc);
+  const a = ada.page;
+  const b = bob.page;
+  await a.locator('[data-testid="editor"]').click();
+  await a.keyboard.type('xay');
+  await waitConverged([a, b]);
+  // Bob's caret right after the "a" (x a | y).
+  await caretTo(b, 2);
+  const caret = () => b.evaluate(() => window.weftDemo.quill.getSelection()?.index ?? null);
+  assert.equal(await caret(), 2);
+  // Ada types another "a" right before Bob's "a": xa|ay to a string diff, which
+  // would leave Bob's caret before his "a"; exactly, it is x a a | y.
+  await caretTo(a, 1);
+  await a.keyboard.type('a');
+  await waitConverged([a, b]);
+  assert.equal((await texts(b)).editor, 'xaay');
+  assert.equal(await caret(), 3, "Bob's caret is still right after his 'a'");
+  // Again with a run of equal characters, and Ada deleting one before the caret.
+  await a.keyboard.type('aa'); // xaaaay, Bob's caret after the last "a"
+  await waitConverged([a, b]);
+  assert.equal(await caret(), 5);
+  await a.keyboard.press('Backspace'); // xaaay
+  await waitConverged([a, b]);
+  assert.equal(await caret(), 4);
+  // Bob types where his caret is: after all the a's, before the y.
+  await b.keyboard.type('Z');
+  assert.equal(await waitConverged([a, b]), 'xaaaZy');
+  expectClean(ada, bob);
+});

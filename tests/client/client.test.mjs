@@ -39,6 +39,44 @@ async function client(doc, options) {
   return c;
 }
 
+/**
+ * Applies Quill-style delta ops (retain / insert / delete, UTF-16 units) to a
+ * string, checking that they stay inside it.
+ */
+function applyDelta(text, ops) {
+  let out = '';
+  let at = 0;
+  for (const op of ops) {
+    const keys = Object.keys(op);
+    assert.equal(keys.length, 1, `one key per op: ${JSON.stringify(op)}`);
+    if (op.retain !== undefined) {
+      assert.ok(Number.isInteger(op.retain) && op.retain > 0 && at + op.retain <= text.length, `retain ${op.retain} at ${at}`);
+      out += text.slice(at, at + op.retain);
+      at += op.retain;
+    } else if (op.delete !== undefined) {
+      assert.ok(Number.isInteger(op.delete) && op.delete > 0 && at + op.delete <= text.length, `delete ${op.delete} at ${at}`);
+      at += op.delete;
+    } else {
+      assert.ok(typeof op.insert === 'string' && op.insert.length > 0, `insert ${JSON.stringify(op.insert)}`);
+      out += op.insert;
+    }
+  }
+  return out + text.slice(at);
+}
+
+/** Collects a client's 'change' details and checks each delta against its texts. */
+function watchDeltas(c) {
+  const seen = [];
+  c.addEventListener('change', (ev) => {
+    const { previous, text, delta } = ev.detail;
+    assert.ok(Array.isArray(delta), 'change carries a delta');
+    assert.equal(applyDelta(previous, delta), text, `delta ${JSON.stringify(delta)} on ${JSON.stringify(previous)}`);
+    assert.ok(delta.length > 0 && delta.at(-1).retain === undefined, 'no final retain');
+    seen.push(ev.detail);
+  });
+  return seen;
+}
+
 /** Types `word` one character at a time, starting at `index`. */
 function type(c, index, word) {
   for (const ch of word) {
@@ -89,6 +127,47 @@ test('two editors typing at the same spot converge without interleaving; all ack
   const after1 = await waitConverged([a, b]);
   assert.equal(after1.length, text.length - 7);
   assert.equal((await server.getDoc(doc)).text, after1);
+});
+
+test("change deltas are exact: equal characters typed or deleted next to each other land on the right side", async () => {
+  const doc = docName('delta');
+  const a = await client(doc, { name: 'ada' });
+  const b = await client(doc, { name: 'bob' });
+  await waitSynced([a, b]);
+  const seen = watchDeltas(b);
+  a.insert(0, 'xay');
+  await waitFor(() => b.text === 'xay', 'b sees xay');
+  assert.deepEqual(seen.at(-1).delta, [{ insert: 'xay' }]);
+  // Ada types "a" before the "a": a string diff would say "after it" (retain 2).
+  a.insert(1, 'a');
+  await waitFor(() => b.text === 'xaay', 'b sees xaay');
+  assert.deepEqual(seen.at(-1).delta, [{ retain: 1 }, { insert: 'a' }]);
+  // ... and types "aa" after both: retain 3, not 1.
+  a.insert(3, 'aa');
+  await waitFor(() => b.text === 'xaaaay', 'b sees xaaaay');
+  assert.deepEqual(seen.at(-1).delta, [{ retain: 3 }, { insert: 'aa' }]);
+  // Deletes the first "a" (a string diff would delete the last one).
+  a.delete(1, 1);
+  await waitFor(() => b.text === 'xaaay', 'b sees xaaay');
+  assert.deepEqual(seen.at(-1).delta, [{ retain: 1 }, { delete: 1 }]);
+  // A replacement of "xa" by "xa" typed anew: delete and insert, not nothing.
+  a.delete(0, 2);
+  a.insert(0, 'XA');
+  await waitFor(() => b.text === 'XAaay', 'b sees XAaay');
+  const after = seen.slice(-2).map((d) => d.delta);
+  assert.deepEqual(after, [[{ delete: 2 }], [{ insert: 'XA' }]]);
+  // Emoji and CJK count UTF-16 units.
+  a.insert(2, '😀中');
+  await waitFor(() => b.text === 'XA😀中aay', 'b sees the emoji');
+  assert.deepEqual(seen.at(-1).delta, [{ retain: 2 }, { insert: '😀中' }]);
+  a.insert(6, 'é');
+  await waitFor(() => b.text === 'XA😀中aéay', 'b sees é');
+  assert.deepEqual(seen.at(-1).delta, [{ retain: 6 }, { insert: 'é' }]);
+  // A late joiner's first change is the whole text as one insert.
+  const late = await client(doc);
+  const lateSeen = watchDeltas(late);
+  await waitConverged([a, b, late]);
+  assert.deepEqual(lateSeen.map((d) => d.delta), [[{ insert: 'XA😀中aéay' }]]);
 });
 
 test('a late joiner gets the whole text', async () => {
@@ -218,6 +297,7 @@ test('four editors editing at random, going offline and online at random, conver
   const eds = [];
   for (let i = 0; i < 4; i++) eds.push(await client(doc, { name: `ed${i}` }));
   await waitSynced(eds);
+  const deltas = eds.map((c) => watchDeltas(c)); // each 'change' delta turns previous into text
   let seed = 0x2545f491; // xorshift32, fixed seed (network timing still varies from run to run)
   const rand = (n) => {
     seed ^= seed << 13;
@@ -251,6 +331,7 @@ test('four editors editing at random, going offline and online at random, conver
   const text = await waitConverged(eds, 20000);
   assert.equal((await server.getDoc(doc)).text, text, `REST text after ${edits} edits`);
   for (const c of eds) assert.equal(c.doc.text(), text);
+  assert.ok(deltas.every((d) => d.length > 0), 'every editor saw remote changes');
 });
 
 test('while the server is down, reconnects back off (no busy loop)', async () => {

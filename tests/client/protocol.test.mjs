@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 
-import { MSG, WeftClient } from '../../web-demo/client/client.js';
+import { MSG, WeftClient, spansToDelta } from '../../web-demo/client/client.js';
 import { engine } from './weftd.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -242,4 +242,58 @@ test('a server that ends every session right after the handshake gets ever longe
   // At random() = 0.5 the delays are 250, 375, 750, 1500 ms: 4 sessions in 2.5 s
   // (a backoff reset by every handshake would make about 10).
   assert.ok(sockets.length >= 3 && sockets.length <= 5, `${sockets.length} sessions in 2.5 s`);
+});
+
+test('spansToDelta: merged ops, inserts before deletes, no final retain', () => {
+  const span = (kind, text) => ({ kind, author: 1n, units: text.length, text });
+  assert.deepEqual(spansToDelta([]), []);
+  assert.deepEqual(spansToDelta([span('kept', 'abc')]), []);
+  assert.deepEqual(spansToDelta([span('kept', 'ab'), span('kept', 'c'), span('inserted', 'x'), span('kept', 'd')]),
+    [{ retain: 3 }, { insert: 'x' }]);
+  assert.deepEqual(spansToDelta([span('deleted', 'ab'), span('inserted', 'x'), span('inserted', 'y'), span('deleted', 'c'),
+    span('kept', '😀'), span('deleted', '中')]),
+  [{ insert: 'xy' }, { delete: 3 }, { retain: 2 }, { delete: 1 }]);
+});
+
+test("'change' deltas: exact next to equal characters, held operations counted when they show", async () => {
+  const e = await engine();
+  const { FakeWebSocket, sockets } = fakeSocketClass();
+  const c = new WeftClient({ url: 'ws://x/ws/d', engine: e, WebSocket: FakeWebSocket });
+  const changes = [];
+  c.addEventListener('change', (ev) => changes.push(ev.detail));
+  c.connect();
+  const s = sockets[0];
+  s.open();
+  const [hello] = s.take();
+  s.deliver([MSG.WELCOME, 1, hello[2], 1 << 20]);
+  s.deliver([MSG.SYNC1, new Uint8Array(0)]);
+  const other = e.newDoc(5n);
+  const u0 = other.insert(0, 'aaa');
+  s.deliver([MSG.SYNC2, u0]);
+  assert.deepEqual(changes.map((d) => d.delta), [[{ insert: 'aaa' }]]);
+
+  // Two updates of the other editor arrive out of order: the second is held (no
+  // change), and the first releases it: one change holding both.
+  const u1 = other.insert(1, 'a'); // before the second 'a'
+  const u2 = other.insert(2, 'b'); // right after the new 'a'
+  s.deliver([MSG.UPDATE, 1, u2]);
+  assert.equal(changes.length, 1);
+  assert.ok(c.doc.pending() > 0);
+  s.deliver([MSG.UPDATE, 2, u1]);
+  assert.equal(c.text, 'aabaa');
+  assert.deepEqual(changes.at(-1), { previous: 'aaa', text: 'aabaa', delta: [{ retain: 1 }, { insert: 'ab' }], origin: 'remote' });
+
+  // Local edits in between: the delta is against the text the client had, local edits included.
+  c.insert(5, 'a'); // aabaaa
+  const u3 = other.delete(3, 1); // deletes the 'a' right after 'b'
+  s.deliver([MSG.UPDATE, 3, u3]);
+  assert.equal(c.text, 'aabaa');
+  assert.deepEqual(changes.at(-1).delta, [{ retain: 3 }, { delete: 1 }]);
+  assert.equal(changes.at(-1).previous, 'aabaaa');
+
+  // A duplicate changes nothing and fires nothing.
+  s.deliver([MSG.UPDATE, 4, u1]);
+  assert.equal(changes.length, 3);
+  c.close();
+  other.free();
 });

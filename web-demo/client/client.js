@@ -95,14 +95,51 @@ function toBigInt(v) {
 }
 
 /**
+ * Turns the spans of Doc.compare(from, to) into the change from the text at `from`
+ * to the text at `to` as Quill-style delta ops, in UTF-16 units: `{retain: n}`
+ * (kept), `{insert: text}`, `{delete: n}`. Neighbouring ops of one type are
+ * merged, an insert next to a delete comes first, and a final retain is left out
+ * (an unchanged text gives []).
+ * @param {{kind: string, units: number, text: string}[]} spans
+ * @returns {({retain: number}|{insert: string}|{delete: number})[]}
+ */
+export function spansToDelta(spans) {
+  const ops = [];
+  const push = (op) => {
+    let at = ops.length;
+    // Inserts go before a delete at the same place (Quill's canonical order).
+    if (op.insert !== undefined && at > 0 && ops[at - 1].delete !== undefined) at--;
+    const prev = ops[at - 1];
+    if (prev !== undefined && op.retain !== undefined && prev.retain !== undefined) prev.retain += op.retain;
+    else if (prev !== undefined && op.insert !== undefined && prev.insert !== undefined) prev.insert += op.insert;
+    else if (prev !== undefined && op.delete !== undefined && prev.delete !== undefined) prev.delete += op.delete;
+    else ops.splice(at, 0, op);
+  };
+  for (const span of spans) {
+    if (span.units === 0) continue;
+    if (span.kind === 'kept') push({ retain: span.units });
+    else if (span.kind === 'inserted') push({ insert: span.text });
+    else if (span.kind === 'deleted') push({ delete: span.units });
+  }
+  if (ops.length > 0 && ops.at(-1).retain !== undefined) ops.pop();
+  return ops;
+}
+
+/**
  * A collaborative editing session on one document of a weftd server.
  *
  * Events (each a CustomEvent; `detail` as listed):
  * - `status` {status}: 'offline' | 'connecting' (socket opening, HELLO sent) |
  *   'connected' (WELCOME received, syncing) | 'synced'. While waiting to retry
  *   after a drop the status is 'offline'.
- * - `change` {previous, text, origin: 'remote'}: after a message from the server
- *   (SYNC2 or UPDATE) changed the text; one per message. Local edits fire none.
+ * - `change` {previous, text, delta, origin: 'remote'}: after a message from the
+ *   server (SYNC2 or UPDATE) changed the text; one per message. Local edits fire
+ *   none. `delta`: exactly what changed, as Quill-style ops in UTF-16 units
+ *   ([{retain: n}, {insert: 'text'}, {delete: n}], see spansToDelta), from the
+ *   engine's comparison of the versions before and after the message (held
+ *   operations the message released included), so an insert next to an equal
+ *   character is on the right side; applied to `previous` it gives `text`. null
+ *   only if the comparison failed (then diff the two texts).
  * - `peers` {peers}: the other editors' presence changed, or edits (remote or
  *   local) moved their resolved positions. `peers` as the getter returns.
  * - `ack` {unacked}: the server acknowledged updates (they are durable).
@@ -481,6 +518,9 @@ export class WeftClient extends EventTarget {
 
   #applyRemote(update) {
     const previous = this.#text;
+    // The version before: what became visible since (this update, and held
+    // operations it released) is exactly the comparison from it to the new state.
+    const before = this.#doc.stateVector();
     try {
       this.#doc.apply(update);
     } catch (err) {
@@ -491,7 +531,13 @@ export class WeftClient extends EventTarget {
     const text = this.#doc.text();
     if (text !== previous) {
       this.#text = text;
-      this.dispatchEvent(makeEvent('change', { previous, text, origin: 'remote' }));
+      let delta = null;
+      try {
+        delta = spansToDelta(this.#doc.compare(before));
+      } catch {
+        delta = null; // cannot happen with a version the doc itself made; listeners fall back to a diff
+      }
+      this.dispatchEvent(makeEvent('change', { previous, text, delta, origin: 'remote' }));
       this.#peersMaybeMoved();
     }
   }

@@ -8,11 +8,14 @@
 //   newline to the CRDT: local edits are clipped to the CRDT's length.
 // - Local edits: Quill 'text-change' events with source 'user' are walked op by
 //   op (edits.js) and become client.insert / client.delete calls, in order.
-// - Remote edits: the client's 'change' event carries {previous, text}. The
-//   binding diffs the editor's current text against `text` with Quill's Delta and
-//   applies the result with source 'api', so Quill moves the local selection
-//   along with the text and the 'user'-only listener above ignores it (no
-//   feedback loop).
+// - Remote edits: the client's 'change' event carries {previous, text, delta}.
+//   `delta` is exactly what changed (from the engine's comparison of the two
+//   versions), so an insert next to an equal character lands on the right side
+//   and the local caret with it. The binding applies it with source 'api' when the
+//   editor shows `previous`; otherwise (or without a delta) it diffs the editor's
+//   current text against `text` with Quill's Delta. Either way Quill moves the
+//   local selection along with the text and the 'user'-only listener above
+//   ignores it (no feedback loop).
 // - Selection: after every edit and selection change the local range goes to
 //   client.setSelection(anchor, head) (anchor > head for a backward selection), or
 //   null when the editor loses focus.
@@ -75,7 +78,10 @@ export class QuillBinding {
       client.addEventListener(type, fn);
       this.clientListeners.push([type, fn]);
     };
-    on('change', (ev) => this.applyRemote(eventData(ev).text));
+    on('change', (ev) => {
+      const { text, previous, delta } = eventData(ev);
+      this.applyRemote(text, Array.isArray(delta) ? { previous, delta } : null);
+    });
     on('status', (ev) => {
       if (eventData(ev).status === 'synced') {
         this.check();
@@ -106,9 +112,19 @@ export class QuillBinding {
     this.check();
   }
 
-  /** Shows `text` in the editor with the smallest change; keeps the local selection. */
-  applyRemote(text) {
-    const current = this.editorText();
+  /**
+   * Shows `text` in the editor, keeping the local selection in place. With
+   * `exact` ({previous, delta} of a 'change' event) and the editor showing
+   * `previous`, the delta itself is applied; otherwise the smallest change
+   * between the editor's text and `text`.
+   */
+  applyRemote(text, exact = null) {
+    let current = this.editorText();
+    if (exact && current === exact.previous && exact.delta.length > 0) {
+      this.quill.updateContents(exact.delta, 'api');
+      current = this.editorText();
+      if (current !== text) this.onDrift(new Error('remote change did not give the document text; editor reset'));
+    }
     if (current !== text) {
       const change = new Delta().insert(current).diff(new Delta().insert(text));
       this.quill.updateContents(change, 'api');
