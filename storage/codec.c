@@ -2,8 +2,8 @@
 /*
  * codec.c: the storage module's on-disk encodings (docs/storage.md): big-endian
  * integers and (doc id, seq) keys, CRC-32C, and the encoders and checked
- * parsers of metadata, log entry, snapshot and version values, plus name
- * validation, LMDB error translation and store_strerror(). Every value read
+ * parsers of metadata, log entry (formats 1 and 2), snapshot, version and
+ * replica-name values, plus name validation, LMDB error translation and store_strerror(). Every value read
  * from the file is disk input: parsers check lengths and format bytes with
  * `if` and return STORE_ECORRUPT / STORE_EFORMAT, never assert. Thread-safe:
  * the only shared state is the CRC table, built once under pthread_once.
@@ -120,15 +120,19 @@ int store__meta_parse(const MDB_val *v, store__meta_t *m)
 }
 
 /*
- * Entry: [0] format, [1..5) CRC-32C of bytes 5.., [5..13) author, [13..21)
- * time, [21] author name length, then the name, then the update bytes.
+ * Entry, format 2 (written): [0] 2, [1..5) CRC-32C of bytes 5.., [5..13)
+ * author, [13..21) time, [21..29) restore_of, [29] author name length, then
+ * the name, then the update bytes. Format 1 (read only, written before
+ * document history): the same without restore_of, so the name length is at
+ * [21] and the name at 22.
  */
 void store__entry_encode(uint8_t *out, const store_entry_t *e)
 {
-    out[0] = STORE__VALUE_V1;
-    store__put_u64(out + 5, e->author);
-    store__put_u64(out + 13, e->time_ms);
-    out[21] = (uint8_t)e->author_name_len;
+    out[0] = STORE__VALUE_V2;
+    store__put_u64(out + STORE__ENTRY_AUTHOR, e->author);
+    store__put_u64(out + STORE__ENTRY_TIME, e->time_ms);
+    store__put_u64(out + STORE__ENTRY_RESTORE, e->restore_of);
+    out[STORE__ENTRY_NAME_LEN] = (uint8_t)e->author_name_len;
     if (e->author_name_len)
         memcpy(out + STORE__ENTRY_HDR, e->author_name, e->author_name_len);
     memcpy(out + STORE__ENTRY_HDR + e->author_name_len, e->update, e->update_len);
@@ -139,24 +143,29 @@ void store__entry_encode(uint8_t *out, const store_entry_t *e)
 int store__entry_parse(const MDB_val *v, store_entry_t *e)
 {
     const uint8_t *p = v->mv_data;
-    size_t n = v->mv_size;
+    size_t n = v->mv_size, hdr;
     if (n < 1)
         return STORE_ECORRUPT;
-    if (p[0] != STORE__VALUE_V1)
+    if (p[0] == STORE__VALUE_V2)
+        hdr = STORE__ENTRY_HDR;
+    else if (p[0] == STORE__VALUE_V1)
+        hdr = STORE__ENTRY_HDR_V1;
+    else
         return STORE_EFORMAT;
-    if (n < STORE__ENTRY_HDR)
+    if (n < hdr)
         return STORE_ECORRUPT;
-    size_t name_len = p[21];
-    if (name_len > STORE_AUTHOR_NAME_MAX || n - STORE__ENTRY_HDR < name_len)
+    size_t name_len = p[hdr - 1];
+    if (name_len > STORE_AUTHOR_NAME_MAX || n - hdr < name_len)
         return STORE_ECORRUPT;
     if (store__crc32c(p + 5, n - 5) != store__get_u32(p + 1))
         return STORE_ECORRUPT;
-    e->author = store__get_u64(p + 5);
-    e->time_ms = store__get_u64(p + 13);
-    e->author_name = (const char *)p + STORE__ENTRY_HDR;
+    e->author = store__get_u64(p + STORE__ENTRY_AUTHOR);
+    e->time_ms = store__get_u64(p + STORE__ENTRY_TIME);
+    e->restore_of = hdr == STORE__ENTRY_HDR ? store__get_u64(p + STORE__ENTRY_RESTORE) : 0;
+    e->author_name = (const char *)p + hdr;
     e->author_name_len = name_len;
-    e->update = p + STORE__ENTRY_HDR + name_len;
-    e->update_len = n - STORE__ENTRY_HDR - name_len;
+    e->update = p + hdr + name_len;
+    e->update_len = n - hdr - name_len;
     return 0;
 }
 
@@ -193,6 +202,30 @@ int store__version_parse(const MDB_val *v, store_version_t *out)
     out->time_ms = store__get_u64(p + 9);
     out->label_len = p[17];
     out->label = (const char *)p + STORE__VERSION_HDR;
+    return 0;
+}
+
+size_t store__replica_encode(uint8_t *out, const char *name, size_t len)
+{
+    out[0] = STORE__VALUE_V1;
+    out[1] = (uint8_t)len;
+    if (len)
+        memcpy(out + STORE__REPLICA_HDR, name, len);
+    return STORE__REPLICA_HDR + len;
+}
+
+int store__replica_parse(const MDB_val *v, const char **name, size_t *len)
+{
+    const uint8_t *p = v->mv_data;
+    if (v->mv_size < 1)
+        return STORE_ECORRUPT;
+    if (p[0] != STORE__VALUE_V1)
+        return STORE_EFORMAT;
+    if (v->mv_size < STORE__REPLICA_HDR || p[1] > STORE_AUTHOR_NAME_MAX ||
+        v->mv_size != STORE__REPLICA_HDR + (size_t)p[1])
+        return STORE_ECORRUPT;
+    *name = (const char *)p + STORE__REPLICA_HDR;
+    *len = p[1];
     return 0;
 }
 

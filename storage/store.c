@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * store.c: the storage module's public entry points other than the writer
- * thread (writer.c): opening and closing the LMDB environment, queueing
- * appends and versions for the writer, tickets, the completion eventfd,
- * flush, statistics, and the read paths (document load = snapshot + log tail,
- * log and version walks, document stats). Reads run on the caller's thread,
+ * thread (writer.c): opening and closing the LMDB environment (indexing the
+ * authors of stores written before the replica-name index existed), queueing
+ * appends and versions for the writer with the per-document next-seq cache
+ * that assigns sequence numbers at queue time, tickets, the completion
+ * eventfd, flush, statistics, and the read paths (document load = snapshot +
+ * log tail, at the head or at any seq; forward and reverse log walks, version
+ * walks, replica names, document stats). Reads run on the caller's thread,
  * each inside one read transaction (the environment is opened MDB_NOTLS) held
  * with the resize rwlock shared; see store_internal.h for the lock rules.
  */
@@ -65,12 +68,14 @@ int store__meta_get(store_t *s, MDB_txn *txn, const char *name, size_t len, stor
 /* ---- building a document ---------------------------------------------- */
 
 /*
- * Walks the document's snapshots from the newest down until one has a good
- * format byte and checksum, lies inside the log, and loads; counts the ones
+ * Walks the document's snapshots from the newest at or below `upto` down
+ * until one has a good format byte and checksum and loads; counts the ones
  * skipped. Then applies the log from the entry after it, checking that the
- * sequence numbers are exactly snapshot+1 .. next_seq-1.
+ * sequence numbers are exactly snapshot+1 .. upto. For a load of the head
+ * (upto == next_seq - 1) the walk starts past the document's last key, so a
+ * snapshot claiming a seq beyond the log is counted as a fallback too.
  */
-int store__build(store_t *s, MDB_txn *txn, const store__meta_t *m, uint64_t client,
+int store__build(store_t *s, MDB_txn *txn, const store__meta_t *m, uint64_t upto, uint64_t client,
                  crdt_doc_t **out, store_load_info_t *info)
 {
     MDB_cursor *cur = NULL;
@@ -86,7 +91,14 @@ int store__build(store_t *s, MDB_txn *txn, const store__meta_t *m, uint64_t clie
         err = store__from_mdb(rc);
         goto fail;
     }
-    store__key(&key, m->doc_id + 1, 0);
+    if (upto >= m->next_seq) {
+        err = STORE_EINVAL;
+        goto fail;
+    }
+    if (upto == m->next_seq - 1)
+        store__key(&key, m->doc_id + 1, 0);
+    else
+        store__key(&key, m->doc_id, upto + 1);
     k.mv_size = sizeof key.b;
     k.mv_data = key.b;
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
@@ -99,7 +111,7 @@ int store__build(store_t *s, MDB_txn *txn, const store__meta_t *m, uint64_t clie
             break; /* a malformed key is skipped like a bad snapshot would be */
         const uint8_t *state;
         size_t state_len;
-        if (seq < m->next_seq && store__snap_parse(&v, &state, &state_len) == 0) {
+        if (seq <= upto && store__snap_parse(&v, &state, &state_len) == 0) {
             int crc = crdt_doc_load_trusted(client, NULL, state, state_len, &doc);
             if (crc == 0) {
                 inf.snapshot_seq = seq;
@@ -133,7 +145,7 @@ int store__build(store_t *s, MDB_txn *txn, const store__meta_t *m, uint64_t clie
     store__key(&key, m->doc_id, expect);
     k.mv_size = sizeof key.b;
     k.mv_data = key.b;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    rc = expect <= upto ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : MDB_NOTFOUND;
     while (rc == 0) {
         int in = store__key_in_doc(&k, m->doc_id, &seq);
         if (in == 0)
@@ -153,18 +165,20 @@ int store__build(store_t *s, MDB_txn *txn, const store__meta_t *m, uint64_t clie
         }
         expect++;
         inf.entries_replayed++;
+        if (expect > upto && upto != m->next_seq - 1)
+            break; /* an earlier version; a head load goes on to check what follows */
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (rc != 0 && rc != MDB_NOTFOUND) {
         err = store__from_mdb(rc);
         goto fail;
     }
-    if (expect != m->next_seq) { /* entries missing at the end of the log */
+    if (expect != upto + 1) { /* entries missing at the end of the range */
         err = STORE_ECORRUPT;
         goto fail;
     }
     mdb_cursor_close(cur);
-    inf.last_seq = m->next_seq - 1;
+    inf.last_seq = upto;
     *out = doc;
     if (info)
         *info = inf;
@@ -196,7 +210,36 @@ int store_doc_load(store_t *s, const char *name, size_t name_len, uint64_t clien
         return err;
     err = store__meta_get(s, txn, name, name_len, &m);
     if (err == 0)
-        err = store__build(s, txn, &m, client, out, info);
+        err = store__build(s, txn, &m, m.next_seq - 1, client, out, info);
+    read_end(s, txn);
+    return err;
+}
+
+int store_doc_load_at(store_t *s, const char *name, size_t name_len, uint64_t client, uint64_t seq,
+                      crdt_doc_t **out, store_load_info_t *info)
+{
+    MDB_txn *txn;
+    store__meta_t m;
+    if (!s || !out || !store__name_ok(name, name_len))
+        return STORE_EINVAL;
+    int err = read_begin(s, &txn);
+    if (err)
+        return err;
+    err = store__meta_get(s, txn, name, name_len, &m);
+    if (err == 0 && seq >= m.next_seq)
+        err = STORE_EINVAL;
+    if (err == 0 && seq > 0) {
+        err = store__build(s, txn, &m, seq, client, out, info);
+    } else if (err == 0) { /* version 0: the empty document */
+        crdt_doc_t *doc;
+        if (crdt_doc_new(client, NULL, &doc) != 0) {
+            err = STORE_ENOMEM;
+        } else {
+            *out = doc;
+            if (info)
+                memset(info, 0, sizeof *info);
+        }
+    }
     read_end(s, txn);
     return err;
 }
@@ -334,14 +377,233 @@ int store_version_list(store_t *s, const char *name, size_t name_len, store_vers
     return walk(s, s->db_versions, name, name_len, 0, &w);
 }
 
+/*
+ * The reverse walk checks as it goes (a first checking pass would cost the
+ * whole range before the first call): it positions on the first key after
+ * `from`, steps back, and expects exactly from, from - 1, ..., 1.
+ */
+int store_log_read_rev(store_t *s, const char *name, size_t name_len, uint64_t from_seq,
+                       store_log_cb cb, void *ctx)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur = NULL;
+    store__meta_t m;
+    store__key_t key;
+    MDB_val k, v;
+    uint64_t seq;
+    int rc;
+
+    if (!s || !cb || !store__name_ok(name, name_len))
+        return STORE_EINVAL;
+    int err = read_begin(s, &txn);
+    if (err)
+        return err;
+    err = store__meta_get(s, txn, name, name_len, &m);
+    if (err)
+        goto done;
+    uint64_t expect = from_seq < m.next_seq ? from_seq : m.next_seq - 1;
+    if (expect == 0)
+        goto done;
+    rc = mdb_cursor_open(txn, s->db_log, &cur);
+    if (rc) {
+        err = store__from_mdb(rc);
+        goto done;
+    }
+    rc = range_first(cur, m.doc_id, expect + 1, &k, &v, &key);
+    if (rc == MDB_NOTFOUND)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    else if (rc == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    while (rc == 0 && expect > 0) {
+        int in = store__key_in_doc(&k, m.doc_id, &seq);
+        if (in != 1 || seq != expect) { /* a gap, a foreign or malformed key */
+            err = STORE_ECORRUPT;
+            goto done;
+        }
+        store_entry_t e;
+        if ((err = store__entry_parse(&v, &e)))
+            goto done;
+        if (cb(ctx, seq, &e))
+            goto done;
+        if (--expect > 0)
+            rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    }
+    if (rc == MDB_NOTFOUND)
+        err = STORE_ECORRUPT; /* entries missing at the start of the log */
+    else if (rc)
+        err = store__from_mdb(rc);
+done:
+    if (cur)
+        mdb_cursor_close(cur);
+    read_end(s, txn);
+    return err;
+}
+
+int store_replica_name(store_t *s, const char *name, size_t name_len, uint64_t replica,
+                       char out[STORE_AUTHOR_NAME_MAX + 1])
+{
+    MDB_txn *txn;
+    store__meta_t m;
+    store__key_t key;
+    if (!s || !out || !store__name_ok(name, name_len))
+        return STORE_EINVAL;
+    int err = read_begin(s, &txn);
+    if (err)
+        return err;
+    err = store__meta_get(s, txn, name, name_len, &m);
+    if (err == 0) {
+        store__key(&key, m.doc_id, replica);
+        MDB_val k = {sizeof key.b, key.b}, v;
+        const char *author;
+        size_t len;
+        int rc = mdb_get(txn, s->db_replicas, &k, &v);
+        if (rc)
+            err = store__from_mdb(rc);
+        else if ((err = store__replica_parse(&v, &author, &len)) == 0) {
+            memcpy(out, author, len);
+            out[len] = 0;
+        }
+    }
+    read_end(s, txn);
+    return err;
+}
+
 /* ---- the queue ---------------------------------------------------------- */
 
-/* Links a job at the tail and gives it the next ticket; 0 if the store is down. */
-static uint64_t enqueue(store_t *s, store__job_t *job, size_t bytes)
+/*
+ * The next-seq cache: a chained hash table of documents appended to in this
+ * process, under `mu`. Entries whose queued work is all durable are evicted
+ * when the table passes SEQ_CACHE_SWEEP entries (a later append reloads them
+ * from the metadata, which then holds the same value).
+ */
+#define SEQ_CACHE_SWEEP 4096u
+
+static size_t seq_hash(const char *name, size_t len)
+{
+    uint64_t h = 14695981039346656037ull; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)name[i]) * 1099511628211ull;
+    return (size_t)(h ^ (h >> 32));
+}
+
+static store__seq_t *seq_find(store_t *s, const char *name, size_t len)
+{
+    if (!s->cap_seqs)
+        return NULL;
+    store__seq_t *e = s->seqs[seq_hash(name, len) & (s->cap_seqs - 1)];
+    while (e && (e->name_len != len || memcmp(e->name, name, len) != 0))
+        e = e->next;
+    return e;
+}
+
+/* Removes every entry whose queued entries are all durable. */
+static void seq_sweep(store_t *s)
+{
+    for (size_t i = 0; i < s->cap_seqs; i++) {
+        store__seq_t **pp = &s->seqs[i];
+        while (*pp) {
+            store__seq_t *e = *pp;
+            if (e->last_ticket <= s->durable) {
+                *pp = e->next;
+                free(e);
+                s->n_seqs--;
+            } else {
+                pp = &e->next;
+            }
+        }
+    }
+}
+
+/* Links a new entry, growing the table (load factor 1). Returns 0 or STORE_ENOMEM. */
+static int seq_insert(store_t *s, store__seq_t *e)
+{
+    if (s->n_seqs >= SEQ_CACHE_SWEEP && s->n_seqs >= s->cap_seqs)
+        seq_sweep(s);
+    if (s->n_seqs >= s->cap_seqs) {
+        size_t cap = s->cap_seqs ? s->cap_seqs * 2 : 64;
+        store__seq_t **t = calloc(cap, sizeof *t);
+        if (!t)
+            return STORE_ENOMEM;
+        for (size_t i = 0; i < s->cap_seqs; i++)
+            for (store__seq_t *x = s->seqs[i], *n; x; x = n) {
+                n = x->next;
+                size_t h = seq_hash(x->name, x->name_len) & (cap - 1);
+                x->next = t[h];
+                t[h] = x;
+            }
+        free(s->seqs);
+        s->seqs = t;
+        s->cap_seqs = cap;
+    }
+    size_t h = seq_hash(e->name, e->name_len) & (s->cap_seqs - 1);
+    e->next = s->seqs[h];
+    s->seqs[h] = e;
+    s->n_seqs++;
+    return 0;
+}
+
+/*
+ * The cache entry of a document, loaded from its committed metadata if
+ * missing (called with `mu` held; see the lock order in store_internal.h).
+ * Returns 0 or a STORE_E* code.
+ */
+static int seq_get(store_t *s, const char *name, size_t len, store__seq_t **out)
+{
+    store__seq_t *e = seq_find(s, name, len);
+    if (e) {
+        *out = e;
+        return 0;
+    }
+    MDB_txn *txn;
+    store__meta_t m;
+    int err = read_begin(s, &txn);
+    if (err)
+        return err;
+    err = store__meta_get(s, txn, name, len, &m);
+    read_end(s, txn);
+    if (err == STORE_ENOTFOUND) {
+        m.next_seq = 1;
+        err = 0;
+    }
+    if (err)
+        return err;
+    e = malloc(sizeof *e);
+    if (!e)
+        return STORE_ENOMEM;
+    e->next_seq = m.next_seq;
+    e->last_ticket = 0;
+    e->name_len = (uint8_t)len;
+    memcpy(e->name, name, len);
+    if ((err = seq_insert(s, e))) {
+        free(e);
+        return err;
+    }
+    *out = e;
+    return 0;
+}
+
+/*
+ * Links a job at the tail and gives it the next ticket; an APPEND job also
+ * gets its document's next seq (*seq_out) and must restore an earlier seq.
+ * Returns 0 (and frees the job) if the store is down or the seq cannot be
+ * assigned.
+ */
+static uint64_t enqueue(store_t *s, store__job_t *job, size_t bytes, uint64_t restore_of,
+                        uint64_t *seq_out)
 {
     uint64_t t = 0;
     pthread_mutex_lock(&s->mu);
     if (!s->failed && !s->closing) {
+        if (job->kind == STORE__JOB_APPEND) {
+            store__seq_t *e;
+            if (seq_get(s, job->name, job->name_len, &e) != 0 || restore_of >= e->next_seq ||
+                e->next_seq >= UINT64_MAX - 1)
+                goto out;
+            job->seq = e->next_seq++;
+            e->last_ticket = s->last_ticket + 1;
+            if (seq_out)
+                *seq_out = job->seq;
+        }
         t = job->ticket = ++s->last_ticket;
         job->next = NULL;
         if (s->tail)
@@ -353,6 +615,7 @@ static uint64_t enqueue(store_t *s, store__job_t *job, size_t bytes)
         s->queued_bytes += bytes;
         pthread_cond_signal(&s->work_cv);
     }
+out:
     pthread_mutex_unlock(&s->mu);
     if (!t)
         free(job);
@@ -373,22 +636,30 @@ static store__job_t *job_new(int kind, const char *name, size_t name_len, size_t
     return job;
 }
 
+uint64_t store_append_ex(store_t *s, const store_append_t *a, uint64_t *seq_out)
+{
+    if (!s || !a || !store__name_ok(a->name, a->name_len) || !a->update || a->update_len == 0 ||
+        a->update_len > STORE_UPDATE_MAX || a->author_name_len > STORE_AUTHOR_NAME_MAX ||
+        (a->author_name_len && !a->author_name))
+        return 0;
+    size_t vlen = STORE__ENTRY_HDR + a->author_name_len + a->update_len;
+    store__job_t *job = job_new(STORE__JOB_APPEND, a->name, a->name_len, vlen);
+    if (!job)
+        return 0;
+    store_entry_t e = {a->update,          a->update_len, a->author,    a->author_name,
+                       a->author_name_len, a->time_ms,    a->restore_of};
+    store__entry_encode(job->value, &e);
+    job->update_len = a->update_len;
+    return enqueue(s, job, a->update_len, a->restore_of, seq_out);
+}
+
 uint64_t store_append(store_t *s, const char *name, size_t name_len, const uint8_t *update,
                       size_t update_len, uint64_t author, const char *author_name,
                       size_t author_name_len, uint64_t time_ms)
 {
-    if (!s || !store__name_ok(name, name_len) || !update || update_len == 0 ||
-        update_len > STORE_UPDATE_MAX || author_name_len > STORE_AUTHOR_NAME_MAX ||
-        (author_name_len && !author_name))
-        return 0;
-    size_t vlen = STORE__ENTRY_HDR + author_name_len + update_len;
-    store__job_t *job = job_new(STORE__JOB_APPEND, name, name_len, vlen);
-    if (!job)
-        return 0;
-    store_entry_t e = {update, update_len, author, author_name, author_name_len, time_ms};
-    store__entry_encode(job->value, &e);
-    job->update_len = update_len;
-    return enqueue(s, job, update_len);
+    store_append_t a = {name,        name_len,        update,  update_len, author,
+                        author_name, author_name_len, time_ms, 0};
+    return store_append_ex(s, &a, NULL);
 }
 
 uint64_t store_version_put(store_t *s, const char *name, size_t name_len, uint64_t seq,
@@ -408,7 +679,7 @@ uint64_t store_version_put(store_t *s, const char *name, size_t name_len, uint64
     job->value[17] = (uint8_t)label_len;
     if (label_len)
         memcpy(job->value + STORE__VERSION_HDR, label, label_len);
-    return enqueue(s, job, 0);
+    return enqueue(s, job, 0, 0, NULL);
 }
 
 int store_completion_fd(const store_t *s)
@@ -484,7 +755,48 @@ void store__stats_commit(store_t *s, uint64_t us)
 
 /* ---- open and close ------------------------------------------------------ */
 
-/* Creates the named databases and checks or writes the store's format. */
+/*
+ * Records in `replicas` the first non-empty author name of every replica in
+ * every document's log: run once, when a store written before the index
+ * existed is opened. Malformed keys and entries are skipped (loads report
+ * them). Returns an LMDB code.
+ */
+static int index_replicas(store_t *s, MDB_txn *txn)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    uint64_t last_doc = 0, last_author = 0;
+    int rc = mdb_cursor_open(txn, s->db_log, &cur);
+    if (rc)
+        return rc;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        store_entry_t e;
+        if (k.mv_size == 16 && store__entry_parse(&v, &e) == 0 && e.author_name_len > 0) {
+            uint64_t doc = store__get_u64(k.mv_data);
+            if (doc != last_doc || e.author != last_author) {
+                store__key_t key;
+                uint8_t val[STORE__REPLICA_HDR + STORE_AUTHOR_NAME_MAX];
+                store__key(&key, doc, e.author);
+                MDB_val rk = {sizeof key.b, key.b};
+                MDB_val rv = {store__replica_encode(val, e.author_name, e.author_name_len), val};
+                rc = mdb_put(txn, s->db_replicas, &rk, &rv, MDB_NOOVERWRITE);
+                if (rc && rc != MDB_KEYEXIST)
+                    break;
+                last_doc = doc;
+                last_author = e.author;
+            }
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/*
+ * Creates the named databases, checks or writes the store's format, and
+ * indexes replica names once (stores written before the index existed).
+ */
 static int init_dbs(store_t *s)
 {
     MDB_txn *txn;
@@ -495,7 +807,8 @@ static int init_dbs(store_t *s)
         (rc = mdb_dbi_open(txn, STORE__DB_DOCS, MDB_CREATE, &s->db_docs)) ||
         (rc = mdb_dbi_open(txn, STORE__DB_LOG, MDB_CREATE, &s->db_log)) ||
         (rc = mdb_dbi_open(txn, STORE__DB_SNAPS, MDB_CREATE, &s->db_snaps)) ||
-        (rc = mdb_dbi_open(txn, STORE__DB_VERSIONS, MDB_CREATE, &s->db_versions)))
+        (rc = mdb_dbi_open(txn, STORE__DB_VERSIONS, MDB_CREATE, &s->db_versions)) ||
+        (rc = mdb_dbi_open(txn, STORE__DB_REPLICAS, MDB_CREATE, &s->db_replicas)))
         goto fail;
     MDB_val k = {6, "format"}, v;
     rc = mdb_get(txn, s->db_sys, &k, &v);
@@ -511,6 +824,18 @@ static int init_dbs(store_t *s)
     } else if (v.mv_size != 4 || store__get_u32(v.mv_data) != STORE__FORMAT) {
         mdb_txn_abort(txn);
         return STORE_EFORMAT;
+    }
+    MDB_val rk = {sizeof STORE__SYS_REPLICAS - 1, STORE__SYS_REPLICAS};
+    rc = mdb_get(txn, s->db_sys, &rk, &v);
+    if (rc == MDB_NOTFOUND) {
+        uint8_t b[4];
+        store__put_u32(b, 1);
+        v.mv_size = 4;
+        v.mv_data = b;
+        if ((rc = index_replicas(s, txn)) || (rc = mdb_put(txn, s->db_sys, &rk, &v, 0)))
+            goto fail;
+    } else if (rc) {
+        goto fail;
     }
     rc = mdb_txn_commit(txn);
     return store__from_mdb(rc);
@@ -570,7 +895,16 @@ int store_open(const char *dir, const store_options_t *opts, store_t **out)
         err = store__from_mdb(rc);
         goto fail;
     }
-    if ((err = init_dbs(s)))
+    /* Indexing an old store's replica names may need a larger map. */
+    while ((err = init_dbs(s)) == STORE_EFULL && o.map_size_initial < o.map_size_max) {
+        o.map_size_initial =
+            o.map_size_initial > o.map_size_max / 2 ? o.map_size_max : o.map_size_initial * 2;
+        if ((rc = mdb_env_set_mapsize(s->env, o.map_size_initial))) {
+            err = store__from_mdb(rc);
+            goto fail;
+        }
+    }
+    if (err)
         goto fail;
     MDB_envinfo info;
     mdb_env_info(s->env, &info);
@@ -632,6 +966,12 @@ int store_close(store_t *s)
         free(j);
     }
     free(s->pending);
+    for (size_t i = 0; i < s->cap_seqs; i++)
+        for (store__seq_t *e = s->seqs[i], *n; e; e = n) {
+            n = e->next;
+            free(e);
+        }
+    free(s->seqs);
     mdb_env_close(s->env);
     close(s->efd);
     pthread_rwlock_destroy(&s->resize);

@@ -5,17 +5,17 @@
  * snapshots (full encoded states), document metadata and named versions.
  *
  * Threads. One store_t is shared by two kinds of threads. The caller's thread
- * (weftd's event loop) queues writes with store_append() and
- * store_version_put(), which copy their arguments and return a ticket without
- * touching the disk, and reads with store_doc_load(), store_log_read(),
- * store_doc_stat() and store_version_list(), each of which keeps one LMDB read
- * transaction inside the call. The store's own writer thread owns every write
- * transaction: it takes everything queued, writes it in one transaction,
- * commits (fsync), and publishes "durable through ticket T", signalled on
- * store_completion_fd(). The writer also writes snapshots (compaction) and
- * grows the map when it is full. Every function here may be called from any
- * thread except where noted; store_open() and store_close() are not
- * concurrent with anything else on the same store.
+ * (weftd's event loop) queues writes with store_append(), store_append_ex()
+ * and store_version_put(), which copy their arguments and return a ticket
+ * without writing to the disk, and reads with store_doc_load(),
+ * store_doc_load_at(), store_log_read(), store_log_read_rev(),
+ * store_doc_stat(), store_version_list() and store_replica_name(), each of
+ * which keeps one LMDB read transaction inside the call. The store's own writer thread owns every
+ * write transaction: it takes everything queued, writes it in one transaction, commits (fsync), and
+ * publishes "durable through ticket T", signalled on store_completion_fd(). The writer also writes
+ * snapshots (compaction) and grows the map when it is full. Every function here may be called from
+ * any thread except where noted; store_open() and store_close() are not concurrent with anything
+ * else on the same store.
  *
  * fork(). Never use a store across fork(): a child must not call any function
  * on a store its parent opened (not even store_close()); it opens its own.
@@ -23,7 +23,12 @@
  * Errors. Functions that can fail return 0 or a negative STORE_E* code
  * (-200 .. -299); LMDB's codes never escape. On failure, output arguments are
  * left untouched. Functions taking a callback never call it when they fail
- * (the data is checked before the first call).
+ * (the data is checked before the first call), except store_log_read_rev(),
+ * which checks each entry just before its call.
+ *
+ * One process. Only one process at a time may append to a store: sequence
+ * numbers are chosen when entries are queued, from this process's view of
+ * the log.
  */
 #ifndef WEFT_STORE_H
 #define WEFT_STORE_H
@@ -109,16 +114,48 @@ int store_close(store_t *store);
  * (1..STORE_UPDATE_MAX bytes), the author's replica id, the author's name
  * (0..STORE_AUTHOR_NAME_MAX bytes, may be NULL when 0) and the time in
  * milliseconds since the epoch. A document is created by its first append.
- * Never touches the disk and never blocks on it (only on a mutex the writer
- * holds for a few instructions). Entries of one document get consecutive
- * sequence numbers (from 1) in the order they were queued.
+ * Never writes to the disk and never waits for a commit (only for a mutex
+ * the writer holds for a few instructions). The first append to a document
+ * in this process reads its committed metadata (one LMDB lookup, normally
+ * in the page cache since the document was just loaded) to learn its next
+ * sequence number. Entries of one document get consecutive sequence numbers
+ * (from 1) in the order they were queued.
  * Returns a ticket >= 1, larger than every ticket issued before, or 0 when the
- * entry was not queued: out of memory, invalid arguments, or the store has
- * failed (see store_failed()).
+ * entry was not queued: out of memory, invalid arguments, the document's
+ * metadata is unreadable (corrupt), or the store has failed (see
+ * store_failed()).
  */
 uint64_t store_append(store_t *store, const char *name, size_t name_len, const uint8_t *update,
                       size_t update_len, uint64_t author, const char *author_name,
                       size_t author_name_len, uint64_t time_ms);
+
+/* The arguments of store_append_ex(); borrowed for the duration of the call. */
+typedef struct {
+    const char *name; /* document, as store_append() */
+    size_t name_len;
+    const uint8_t *update; /* 1..STORE_UPDATE_MAX bytes */
+    size_t update_len;
+    uint64_t author;         /* the author's replica id */
+    const char *author_name; /* 0..STORE_AUTHOR_NAME_MAX bytes, NULL when 0 */
+    size_t author_name_len;
+    uint64_t time_ms;    /* milliseconds since the epoch */
+    uint64_t restore_of; /* 0, or the seq of the version this entry restores */
+} store_append_t;
+
+/*
+ * As store_append(), plus `restore_of` (kept with the entry and returned by
+ * the log walks; it must be 0 or less than the seq the entry gets, otherwise
+ * the entry is refused), and, on success, *seq_out (may be NULL) = the
+ * sequence number this entry will have in the document's log. Sequence
+ * numbers are assigned here, at queue time: consecutive per document in
+ * queue order, continuing the committed log (1 for a new document). The seq
+ * is only a promise until the ticket is durable (store_durable()); if the
+ * store fails first, the entry is never written, and a failed store refuses
+ * new entries (returns 0, *seq_out untouched), so it never hands out a seq
+ * that could be written by anything else.
+ * Returns the ticket, or 0 as store_append() (then *seq_out is untouched).
+ */
+uint64_t store_append_ex(store_t *store, const store_append_t *a, uint64_t *seq_out);
 
 /*
  * A nonblocking file descriptor (an eventfd) that becomes readable whenever
@@ -176,6 +213,21 @@ typedef struct {
 int store_doc_load(store_t *store, const char *name, size_t name_len, uint64_t client,
                    crdt_doc_t **out, store_load_info_t *info);
 
+/*
+ * Builds document `name` as of log entry `seq`, i.e. after committed entries
+ * 1..seq (seq 0: the empty document): the latest valid snapshot with a
+ * sequence <= `seq` (corrupt ones skipped and counted as in store_doc_load())
+ * plus the log entries after it up to `seq`. Snapshots are kept forever and
+ * written every `snapshot_every` entries, so at most snapshot_every - 1
+ * entries are replayed when none is corrupt. `client`, `out` and `info` as
+ * store_doc_load() (info->last_seq is `seq`). Returns 0 and sets *out;
+ * STORE_ENOTFOUND (no such document), STORE_EINVAL (bad name, or `seq` past
+ * the last committed entry), STORE_ECORRUPT, STORE_EFORMAT, STORE_ENOMEM,
+ * STORE_EBUSY, STORE_EIO.
+ */
+int store_doc_load_at(store_t *store, const char *name, size_t name_len, uint64_t client,
+                      uint64_t seq, crdt_doc_t **out, store_load_info_t *info);
+
 /* One log entry, borrowed: valid only during the callback that receives it. */
 typedef struct {
     const uint8_t *update;
@@ -184,6 +236,7 @@ typedef struct {
     const char *author_name; /* not NUL-terminated */
     size_t author_name_len;
     uint64_t time_ms;
+    uint64_t restore_of; /* 0, or the seq of the version this entry restored */
 } store_entry_t;
 
 /* Returns 0 to continue, nonzero to stop the walk early. */
@@ -201,6 +254,36 @@ typedef int (*store_log_cb)(void *ctx, uint64_t seq, const store_entry_t *entry)
 int store_log_read(store_t *store, const char *name, size_t name_len, uint64_t from_seq,
                    store_log_cb cb, void *ctx);
 
+/*
+ * Calls `cb` for the committed log entries of `name` from `from_seq`
+ * (inclusive; UINT64_MAX or any seq past the last entry means the last
+ * entry; 0 means none) DOWN to 1, newest first, in one read transaction; the
+ * callback stops the walk by returning nonzero. Unlike the other walks, each
+ * entry is checked just before its callback: a malformed entry (or a gap in
+ * the sequence) ends the walk with STORE_ECORRUPT / STORE_EFORMAT after the
+ * calls for the newer entries were made. The cost is proportional to the
+ * entries visited, not to the size of the log. The callback must not call
+ * store functions. Returns 0 (also when stopped or empty), STORE_ENOTFOUND,
+ * STORE_EINVAL, STORE_ECORRUPT, STORE_EFORMAT, STORE_EBUSY, STORE_EIO.
+ */
+int store_log_read_rev(store_t *store, const char *name, size_t name_len, uint64_t from_seq,
+                       store_log_cb cb, void *ctx);
+
+/*
+ * Copies into `out` the author name first logged for replica `replica` in
+ * document `name`, NUL-terminated (at most STORE_AUTHOR_NAME_MAX bytes + NUL;
+ * names may hold any bytes, a NUL included, so this is for display). The
+ * writer records a replica's name when it commits the first entry of that
+ * replica with a non-empty author name in that document; later names of the
+ * same replica are ignored (first name wins). Entries committed before a
+ * store had this index are indexed when store_open() first opens it.
+ * Returns 0; STORE_ENOTFOUND (no such document, or no named entry of that
+ * replica in it; `out` untouched), STORE_EINVAL, STORE_ECORRUPT, STORE_EFORMAT,
+ * STORE_EBUSY, STORE_EIO.
+ */
+int store_replica_name(store_t *store, const char *name, size_t name_len, uint64_t replica,
+                       char out[STORE_AUTHOR_NAME_MAX + 1]);
+
 /* A document's committed size, from its metadata record (one lookup). */
 typedef struct {
     uint64_t doc_id;       /* internal id, stable for the life of the store */
@@ -216,10 +299,12 @@ int store_doc_stat(store_t *store, const char *name, size_t name_len, store_doc_
 
 /*
  * Queues a named version of `name` at log sequence `seq`: a label of
- * 0..STORE_LABEL_MAX bytes, its author and time. Returns a ticket as
+ * 1..STORE_LABEL_MAX bytes, its author and time. Returns a ticket as
  * store_append() does. The writer records it only if the document exists
  * when the entry is written (otherwise it is dropped and counted in
- * store_stats_t.versions_dropped); naming the same seq again replaces the label.
+ * store_stats_t.versions_dropped); naming the same seq again replaces the
+ * label. An empty label (label_len 0, label may be NULL) REMOVES the name at
+ * `seq` (nothing happens if there is none).
  */
 uint64_t store_version_put(store_t *store, const char *name, size_t name_len, uint64_t seq,
                            const char *label, size_t label_len, uint64_t author, uint64_t time_ms);

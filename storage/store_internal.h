@@ -5,12 +5,17 @@
  * formats of keys and values (docs/storage.md) with their encoders and
  * checked parsers, and the functions store.c and writer.c call in each other.
  *
- * Locking. `mu` guards the queue, tickets, flush generations and the failure
- * code; `stats_mu` guards `stats`. `resize` is a rwlock every LMDB
- * transaction (read or write) holds shared for its whole life; growing the
- * map (mdb_env_set_mapsize) takes it exclusive, so it runs only while this
- * process has no transaction open, as LMDB requires. Lock order: resize
- * before mu/stats_mu; mu and stats_mu are never held together.
+ * Locking. `mu` guards the queue, tickets, the per-document next-seq cache,
+ * flush generations and the failure code; `stats_mu` guards `stats`.
+ * `resize` is a rwlock every LMDB transaction (read or write) holds shared
+ * for its whole life; growing the map (mdb_env_set_mapsize) takes it
+ * exclusive, so it runs only while this process has no transaction open, as
+ * LMDB requires. Lock order: mu, then resize, then stats_mu. Only the
+ * next-seq cache takes resize while holding mu (it reads a document's
+ * committed metadata the first time the document is appended to); no thread
+ * ever takes mu while it holds resize (the writer releases its transaction
+ * before publishing), so that order cannot deadlock. mu and stats_mu are never
+ * held together.
  */
 #ifndef WEFT_STORE_INTERNAL_H
 #define WEFT_STORE_INTERNAL_H
@@ -29,15 +34,28 @@
 #define STORE__DB_LOG "log"           /* (doc id, seq) -> entry */
 #define STORE__DB_SNAPS "snapshots"   /* (doc id, seq) -> snapshot */
 #define STORE__DB_VERSIONS "versions" /* (doc id, seq) -> version */
+#define STORE__DB_REPLICAS "replicas" /* (doc id, replica id) -> author name */
+
+/* sys key present once every log entry's author is recorded in `replicas`. */
+#define STORE__SYS_REPLICAS "replica_names"
 
 #define STORE__FORMAT 1u /* the store's layout version, in sys "format" */
 #define STORE__VALUE_V1 1u
+#define STORE__VALUE_V2 2u /* log entries since document history: + restore_of */
 
-/* Value sizes of format 1. */
-#define STORE__META_LEN 49u    /* fmt, doc id, next seq, snap seq, created, entries, bytes */
-#define STORE__ENTRY_HDR 22u   /* fmt, crc32c, author, time, author name len */
-#define STORE__SNAP_HDR 5u     /* fmt, crc32c */
-#define STORE__VERSION_HDR 18u /* fmt, author, time, label len */
+/* Value sizes. */
+#define STORE__META_LEN 49u     /* fmt, doc id, next seq, snap seq, created, entries, bytes */
+#define STORE__ENTRY_HDR_V1 22u /* fmt 1, crc32c, author, time, author name len */
+#define STORE__ENTRY_HDR 30u    /* fmt 2, crc32c, author, time, restore_of, author name len */
+#define STORE__SNAP_HDR 5u      /* fmt, crc32c */
+#define STORE__VERSION_HDR 18u  /* fmt, author, time, label len */
+#define STORE__REPLICA_HDR 2u   /* fmt, name len */
+
+/* Offsets inside a format-2 log entry value. */
+#define STORE__ENTRY_AUTHOR 5u
+#define STORE__ENTRY_TIME 13u
+#define STORE__ENTRY_RESTORE 21u
+#define STORE__ENTRY_NAME_LEN 29u
 
 typedef struct {
     uint64_t doc_id, next_seq, snapshot_seq, created_ms, entries, bytes;
@@ -65,12 +83,19 @@ uint32_t store__crc32c(const uint8_t *p, size_t n);
 void store__meta_encode(uint8_t out[STORE__META_LEN], const store__meta_t *m);
 /* 0, STORE_EFORMAT or STORE_ECORRUPT. */
 int store__meta_parse(const MDB_val *v, store__meta_t *m);
-/* Writes an entry value into `out` (STORE__ENTRY_HDR + name + update bytes). */
+/*
+ * Writes a format-2 entry value into `out` (STORE__ENTRY_HDR + name + update
+ * bytes), restore_of included.
+ */
 void store__entry_encode(uint8_t *out, const store_entry_t *e);
+/* Parses a format-1 (restore_of read as 0) or format-2 entry value. */
 int store__entry_parse(const MDB_val *v, store_entry_t *e);
 /* The state bytes of a snapshot whose format and checksum are good. */
 int store__snap_parse(const MDB_val *v, const uint8_t **state, size_t *len);
 int store__version_parse(const MDB_val *v, store_version_t *out);
+/* Replica name value: [0] format 1, [1] name length (<= 64), the name. */
+size_t store__replica_encode(uint8_t *out, const char *name, size_t len);
+int store__replica_parse(const MDB_val *v, const char **name, size_t *len);
 
 bool store__name_ok(const char *name, size_t len);
 /* Translates an LMDB or errno code into a STORE_E* code. */
@@ -91,9 +116,27 @@ typedef struct store__job {
     /* APPEND: the encoded entry value. VERSION: the encoded version value. */
     size_t value_len;
     size_t update_len; /* APPEND: update bytes inside the value (for stats) */
-    uint64_t seq;      /* VERSION: the named seq */
+    /* APPEND: the seq chosen at queue time (the writer checks the log agrees).
+     * VERSION: the named seq. */
+    uint64_t seq;
     uint8_t value[];
 } store__job_t;
+
+/*
+ * One document of the next-seq cache: the seq its next queued entry gets.
+ * Invariant: next_seq - 1 is the seq of the last entry queued for the
+ * document in this process, or its committed last seq if none was queued
+ * since the entry was loaded. An entry may be evicted only when last_ticket
+ * <= durable (everything queued for it is committed, so reloading it from
+ * the metadata gives the same value).
+ */
+typedef struct store__seq {
+    struct store__seq *next; /* hash chain */
+    uint64_t next_seq;
+    uint64_t last_ticket; /* ticket of the last entry queued for it (0: none) */
+    uint8_t name_len;
+    char name[STORE_NAME_MAX];
+} store__seq_t;
 
 /* A document owing a snapshot. */
 typedef struct {
@@ -103,7 +146,7 @@ typedef struct {
 
 struct store {
     MDB_env *env;
-    MDB_dbi db_sys, db_docs, db_log, db_snaps, db_versions;
+    MDB_dbi db_sys, db_docs, db_log, db_snaps, db_versions, db_replicas;
     int efd; /* eventfd, nonblocking */
     uint32_t snapshot_every;
     size_t map_size, map_max; /* map_size: current; changed by the writer only */
@@ -120,6 +163,8 @@ struct store {
     uint64_t flush_req;   /* flush generations asked for */
     uint64_t flush_done;  /* flush generations served */
     int failed;           /* STORE_E* once a commit failed; sticky */
+    store__seq_t **seqs;  /* next-seq cache: hash table of chains */
+    size_t n_seqs, cap_seqs;
     bool closing;
 
     /* Writer-only state. */
@@ -134,10 +179,11 @@ struct store {
 void *store__writer_main(void *arg);
 
 /*
- * Builds document `doc_id` (meta `m`) inside `txn` from its latest good
- * snapshot plus the log after it. Shared by loads and compaction.
+ * Builds document `doc_id` (meta `m`) as of log entry `upto` (1 .. next_seq
+ * - 1) inside `txn`: its latest good snapshot at or below `upto` plus the log
+ * entries after it up to `upto`. Shared by loads and compaction.
  */
-int store__build(store_t *s, MDB_txn *txn, const store__meta_t *m, uint64_t client,
+int store__build(store_t *s, MDB_txn *txn, const store__meta_t *m, uint64_t upto, uint64_t client,
                  crdt_doc_t **out, store_load_info_t *info);
 
 /* Looks up and parses the meta of `name` in `txn`. */

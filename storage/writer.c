@@ -2,15 +2,18 @@
 /*
  * writer.c: the store's writer thread, the only thread that opens LMDB write
  * transactions. Each round it takes everything queued, writes it in one
- * transaction (group commit), commits (fsync unless no_sync), publishes the
- * last ticket of the round as durable and signals the eventfd. Then it writes
- * at most one snapshot a document owes (compaction), in its own transaction,
- * so snapshots never delay the acknowledgement of the entries that triggered
- * them. MDB_MAP_FULL aborts the transaction, doubles the map with the resize
- * lock held exclusive (no transaction of this process open), and retries the
- * whole round. A commit that fails otherwise puts the store in its failed
- * state: queued and later work is dropped and no ticket is reported durable
- * again. Locks as in store_internal.h.
+ * transaction (group commit: each log entry at the seq chosen when it was
+ * queued, which must be the document's next seq, and the author's name in
+ * `replicas` if the replica is new to the document), commits (fsync unless
+ * no_sync), publishes the last ticket of the round as durable and signals the
+ * eventfd. Then it writes at most one snapshot a document owes (compaction),
+ * in its own transaction, so snapshots never delay the acknowledgement of the
+ * entries that triggered them; snapshots lie exactly snapshot_every entries
+ * apart, so a document that owes several gets one per round. MDB_MAP_FULL
+ * aborts the transaction, doubles the map with the resize lock held exclusive
+ * (no transaction of this process open), and retries the whole round. A commit that fails otherwise
+ * puts the store in its failed state: queued and later work is dropped and no ticket is reported
+ * durable again. Locks as in store_internal.h.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "store_internal.h"
@@ -84,8 +87,12 @@ static void note_map_used(store_t *s)
     pthread_mutex_unlock(&s->stats_mu);
 }
 
-/* Remembers that document `name` owes a snapshot (once). */
-static void pending_add(store_t *s, const char *name, size_t len)
+/*
+ * Remembers that document `name` owes a snapshot (once). `front` puts it
+ * where it is served last (compaction pops from the end), so documents
+ * owing many snapshots take turns.
+ */
+static void pending_add(store_t *s, const char *name, size_t len, bool front)
 {
     for (size_t i = 0; i < s->n_pending; i++)
         if (s->pending[i].name_len == len && memcmp(s->pending[i].name, name, len) == 0)
@@ -98,7 +105,10 @@ static void pending_add(store_t *s, const char *name, size_t len)
         s->pending = p;
         s->cap_pending = cap;
     }
-    store__pending_t *p = &s->pending[s->n_pending++];
+    if (front)
+        memmove(s->pending + 1, s->pending, s->n_pending * sizeof *s->pending);
+    store__pending_t *p = &s->pending[front ? 0 : s->n_pending];
+    s->n_pending++;
     p->name_len = (uint8_t)len;
     memcpy(p->name, name, len);
 }
@@ -152,22 +162,41 @@ static int write_job(store_t *s, MDB_txn *txn, const store__job_t *job, batch_co
         if ((rc = next_doc_id(s, txn, &m.doc_id)))
             return rc;
         m.next_seq = 1;
-        m.created_ms = store__get_u64(job->value + 13); /* the entry's time */
+        m.created_ms = store__get_u64(job->value + STORE__ENTRY_TIME); /* the entry's time */
     } else if (err) {
         return err;
     }
 
     if (job->kind == STORE__JOB_VERSION) {
         store__key(&key, m.doc_id, job->seq);
+        if (job->value_len == STORE__VERSION_HDR) { /* empty label: remove the name */
+            rc = mdb_del(txn, s->db_versions, &k, NULL);
+            return rc == MDB_NOTFOUND ? 0 : rc;
+        }
         v.mv_size = job->value_len;
         v.mv_data = (void *)job->value;
         return mdb_put(txn, s->db_versions, &k, &v, 0);
     }
+    /* The seq promised at queue time must be the next one; anything else
+     * (another process appended) fails the store before it is reported. */
+    if (job->seq != m.next_seq)
+        return STORE_EINTERNAL;
     store__key(&key, m.doc_id, m.next_seq);
     v.mv_size = job->value_len;
     v.mv_data = (void *)job->value;
     if ((rc = mdb_put(txn, s->db_log, &k, &v, MDB_NOOVERWRITE)))
         return rc; /* MDB_KEYEXIST: the metadata is behind the log (corrupt) */
+    size_t author_len = job->value[STORE__ENTRY_NAME_LEN];
+    if (author_len) { /* first name wins: an existing record stays */
+        uint8_t rv[STORE__REPLICA_HDR + STORE_AUTHOR_NAME_MAX];
+        store__key(&key, m.doc_id, store__get_u64(job->value + STORE__ENTRY_AUTHOR));
+        v.mv_size =
+            store__replica_encode(rv, (const char *)job->value + STORE__ENTRY_HDR, author_len);
+        v.mv_data = rv;
+        rc = mdb_put(txn, s->db_replicas, &k, &v, MDB_NOOVERWRITE);
+        if (rc && rc != MDB_KEYEXIST)
+            return rc;
+    }
     m.next_seq++;
     m.entries++;
     m.bytes += job->update_len;
@@ -243,18 +272,22 @@ static void note_owed_snapshots(store_t *s, const store__job_t *batch)
             continue; /* runs of one document: check once */
         if (store__meta_get(s, txn, j->name, j->name_len, &m) == 0 &&
             m.next_seq - 1 - m.snapshot_seq >= s->snapshot_every)
-            pending_add(s, j->name, j->name_len);
+            pending_add(s, j->name, j->name_len, false);
     }
     mdb_txn_abort(txn);
     pthread_rwlock_unlock(&s->resize);
 }
 
 /*
- * Writes a snapshot of the last owed document at its last seq: builds it from
- * its latest snapshot and log tail inside the write transaction, encodes its
- * state, and stores it with its checksum. A document that will not build is
- * skipped and counted (loads report the same corruption to the server).
- * Returns 0 or the STORE_E* code of a failed commit.
+ * Writes a snapshot of the last owed document at its latest snapshot's seq +
+ * snapshot_every: builds it from its latest good snapshot at or below that
+ * and the log up to it inside the write transaction, encodes its state, and
+ * stores it with its checksum. Snapshots thus lie exactly snapshot_every
+ * apart however large the batches were, which bounds the replay of
+ * store_doc_load_at(); a document owing more goes back on the list. A
+ * document that will not build is skipped and counted (loads report the same
+ * corruption to the server). Returns 0 or the STORE_E* code of a failed
+ * commit.
  */
 static int compact_one(store_t *s)
 {
@@ -277,7 +310,8 @@ static int compact_one(store_t *s)
             pthread_rwlock_unlock(&s->resize);
             return 0; /* nothing owed (or unreadable: loads will say so) */
         }
-        err = store__build(s, txn, &m, COMPACT_CLIENT, &doc, NULL);
+        uint64_t seq = m.snapshot_seq + s->snapshot_every;
+        err = store__build(s, txn, &m, seq, COMPACT_CLIENT, &doc, NULL);
         if (err == 0 && crdt_doc_encode_state(doc, &state) != 0)
             err = STORE_ENOMEM;
         crdt_doc_free(doc);
@@ -289,7 +323,6 @@ static int compact_one(store_t *s)
             pthread_mutex_unlock(&s->stats_mu);
             return 0;
         }
-        uint64_t seq = m.next_seq - 1;
         store__key(&key, m.doc_id, seq);
         v.mv_size = STORE__SNAP_HDR + state.len;
         rc = mdb_put(txn, s->db_snaps, &k, &v, MDB_RESERVE);
@@ -322,6 +355,8 @@ static int compact_one(store_t *s)
         s->stats.snapshots_written++;
         s->stats.snapshot_bytes += state_len;
         pthread_mutex_unlock(&s->stats_mu);
+        if (m.next_seq - 1 - seq >= s->snapshot_every)
+            pending_add(s, p.name, p.name_len, true);
         return 0;
     }
 }

@@ -488,12 +488,14 @@ static void test_store_corrupt_snapshot_falls_back(void **state)
     assert_int_equal(info.snapshot_fallbacks, 4);
     assert_int_equal(info.snapshot_seq, 0);
     assert_int_equal(info.entries_replayed, 33);
-    /* The next compaction writes a good snapshot again. */
+    /* The next compaction writes a good snapshot again, snapshot_every after the
+     * previous one (30), rebuilt by a full replay. */
     append_flush(s, &ed, &r, "doc", 10);
     assert_int_equal(store_doc_stat(s, "doc", 3, &st), 0);
-    assert_int_equal(st.snapshot_seq, 43);
+    assert_int_equal(st.snapshot_seq, 40);
     assert_doc_text(s, "doc", ed.doc, &info);
-    assert_int_equal(info.snapshot_seq, 43);
+    assert_int_equal(info.snapshot_seq, 40);
+    assert_int_equal(info.entries_replayed, 3);
     assert_int_equal(info.snapshot_fallbacks, 1); /* the forged one at 99 */
     assert_int_equal(store_close(s), 0);
     editor_dispose(&ed);
@@ -555,11 +557,17 @@ static void test_store_hostile_log_values(void **state)
         size_t len;
         int want;
     } cases[] = {
-        {"empty", 0, STORE_ECORRUPT},           {"format only", 1, STORE_ECORRUPT},
-        {"unknown format", 30, STORE_EFORMAT},  {"short header", 21, STORE_ECORRUPT},
-        {"name too long", 200, STORE_ECORRUPT}, {"name past end", 40, STORE_ECORRUPT},
-        {"bad checksum", 0, STORE_ECORRUPT},    {"garbage update", 90, STORE_ECORRUPT},
+        {"empty", 0, STORE_ECORRUPT},
+        {"format only", 1, STORE_ECORRUPT},
+        {"unknown format", 30, STORE_EFORMAT},
+        {"short header", 21, STORE_ECORRUPT},
+        {"name too long", 200, STORE_ECORRUPT},
+        {"name past end", 40, STORE_ECORRUPT},
+        {"bad checksum", 0, STORE_ECORRUPT},
+        {"garbage update", 90, STORE_ECORRUPT},
         {"missing entry", 0, STORE_ECORRUPT},
+        {"v2 short header", 29, STORE_ECORRUPT},
+        {"v2 name too long", 60, STORE_ECORRUPT},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         size_t n = cases[c].len;
@@ -567,7 +575,7 @@ static void test_store_hostile_log_values(void **state)
         v[0] = STORE__VALUE_V1;
         switch (c) {
         case 2:
-            v[0] = 2;
+            v[0] = 9;
             break;
         case 4:
             v[21] = 200;
@@ -588,6 +596,14 @@ static void test_store_hostile_log_values(void **state)
             break;
         case 8:
             n = SIZE_MAX;
+            break;
+        case 9:
+            v[0] = STORE__VALUE_V2;
+            break;
+        case 10:
+            v[0] = STORE__VALUE_V2;
+            v[STORE__ENTRY_NAME_LEN] = 65;
+            store__put_u32(v + 1, store__crc32c(v + 5, n - 5));
             break;
         }
         damage(dir, STORE__DB_LOG, st.doc_id, 3, v, n);
