@@ -72,16 +72,25 @@ const char *proto_type_name(uint64_t type)
     };
     if (type >= 1 && type <= PROTO_ERROR)
         return names[type];
-    if (type >= 16 && type <= 31)
+    if (type == PROTO_HISTORY)
         return "HISTORY";
+    if (type == PROTO_HISTORY_RESULT)
+        return "HISTORY_RESULT";
+    if (type >= 11 && type <= 31)
+        return "RESERVED";
     return "UNKNOWN";
 }
 
 /* Elements each type defines, element 0 (the type) included. */
 static unsigned defined_elements(uint64_t type)
 {
-    static const unsigned char n[] = {0, 6, 4, 2, 2, 3, 2, 3, 6, 2, 4};
-    return type >= 1 && type <= PROTO_ERROR ? n[type] : 0;
+    static const unsigned char n[] = {0, 6, 4, 2, 2, 3, 2, 3, 6, 2, 4, 0, 0, 0, 0, 0, 5, 4};
+    return type < sizeof n ? n[type] : 0;
+}
+
+int proto_type_defined(uint64_t type)
+{
+    return defined_elements(type) != 0;
 }
 
 /* ---- output buffer ----------------------------------------------------- */
@@ -379,7 +388,7 @@ static int get_selection(const struct fields *f, unsigned i, proto_bytes_t *anch
     return rc;
 }
 
-/* Fills *m from the elements; the type is known to be 1..10 and the count to be
+/* Fills *m from the elements; the type is known to be defined and the count to be
  * at least defined_elements(type). */
 static int get_fields(const struct fields *f, proto_msg_t *m)
 {
@@ -428,6 +437,20 @@ static int get_fields(const struct fields *f, proto_msg_t *m)
         if ((rc = get_bytes(f, 2, K_STR, false, PROTO_MAX_ERROR_MESSAGE, &m->u.error.message)) != 0)
             return rc;
         return get_uint(f, 3, &m->u.error.seq);
+    case PROTO_HISTORY:
+        if ((rc = get_uint(f, 1, &m->u.history.req)) != 0 ||
+            (rc = get_bytes(f, 2, K_STR, false, PROTO_MAX_METHOD, &m->u.history.method)) != 0 ||
+            (rc = get_bytes(f, 3, K_STR, false, PROTO_MAX_PATH, &m->u.history.path)) != 0)
+            return rc;
+        return get_bytes(f, 4, K_STR, true, PROTO_MAX_HISTORY_BODY, &m->u.history.body);
+    case PROTO_HISTORY_RESULT:
+        if ((rc = get_uint(f, 1, &m->u.history_result.req)) != 0 ||
+            (rc = get_uint(f, 2, &code)) != 0)
+            return rc;
+        if (code > UINT32_MAX)
+            return PROTO_EMALFORMED;
+        m->u.history_result.status = (uint32_t)code;
+        return get_bytes(f, 3, K_STR, false, SIZE_MAX, &m->u.history_result.body);
     }
     return PROTO_EINTERNAL;
 }
@@ -576,7 +599,7 @@ static int check_selection(const proto_bytes_t *anchor, const proto_bytes_t *hea
  * size (header and type byte included). */
 static int check_msg(const proto_msg_t *m, size_t *size)
 {
-    size_t s = 1 + 1; /* fixarray header, type 1..10 as a fixint */
+    size_t s = 1 + 1; /* fixarray header, the type (below 0x80) as a fixint */
     int rc = 0;
 
     switch (m->type) {
@@ -628,6 +651,17 @@ static int check_msg(const proto_msg_t *m, size_t *size)
     case PROTO_ERROR:
         s += uint_size(m->u.error.code) + uint_size(m->u.error.seq);
         rc = check_bytes(&m->u.error.message, true, false, PROTO_MAX_ERROR_MESSAGE, &s);
+        break;
+    case PROTO_HISTORY:
+        s += uint_size(m->u.history.req);
+        if ((rc = check_bytes(&m->u.history.method, true, false, PROTO_MAX_METHOD, &s)) != 0 ||
+            (rc = check_bytes(&m->u.history.path, true, false, PROTO_MAX_PATH, &s)) != 0)
+            return rc;
+        rc = check_bytes(&m->u.history.body, true, true, PROTO_MAX_HISTORY_BODY, &s);
+        break;
+    case PROTO_HISTORY_RESULT:
+        s += uint_size(m->u.history_result.req) + uint_size(m->u.history_result.status);
+        rc = check_bytes(&m->u.history_result.body, true, false, SIZE_MAX, &s);
         break;
     default:
         return PROTO_EINVAL;
@@ -688,6 +722,14 @@ static int pack_msg(msgpack_packer *pk, const proto_msg_t *m)
     case PROTO_ERROR:
         return e || msgpack_pack_uint64(pk, m->u.error.code) ||
                pack_bytes(pk, &m->u.error.message, true) || msgpack_pack_uint64(pk, m->u.error.seq);
+    case PROTO_HISTORY:
+        return e || msgpack_pack_uint64(pk, m->u.history.req) ||
+               pack_bytes(pk, &m->u.history.method, true) ||
+               pack_bytes(pk, &m->u.history.path, true) || pack_opt(pk, &m->u.history.body, true);
+    case PROTO_HISTORY_RESULT:
+        return e || msgpack_pack_uint64(pk, m->u.history_result.req) ||
+               msgpack_pack_uint64(pk, m->u.history_result.status) ||
+               pack_bytes(pk, &m->u.history_result.body, true);
     }
     return 1;
 }

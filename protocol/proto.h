@@ -53,8 +53,9 @@ enum proto_errno {
 /* Returns a static, human-readable description of an error code (never NULL). */
 const char *proto_strerror(int err);
 
-/* Message types (element 0 of every message). 16..31 are reserved for the history
- * messages of a later version; this version decodes them as PROTO_ETYPE. */
+/* Message types (element 0 of every message). 1..10 are the editing messages,
+ * 16 and 17 the history request and its answer (docs/history.md); 11..15 and
+ * 18..31 are reserved and decode, like every other number, as PROTO_ETYPE. */
 enum proto_type {
     PROTO_HELLO = 1,
     PROTO_WELCOME = 2,
@@ -65,11 +66,17 @@ enum proto_type {
     PROTO_PRESENCE = 7,
     PROTO_PRESENCE_STATE = 8,
     PROTO_PRESENCE_LEAVE = 9,
-    PROTO_ERROR = 10
+    PROTO_ERROR = 10,
+    PROTO_HISTORY = 16,
+    PROTO_HISTORY_RESULT = 17
 };
 
-/* Returns the upper-case name of a message type ("HELLO", ...), "HISTORY" for the
- * reserved range 16..31, or "UNKNOWN". Static, never NULL. For logs. */
+/* 1 when `type` is a message type this version defines (1..10, 16, 17). */
+int proto_type_defined(uint64_t type);
+
+/* Returns the upper-case name of a message type ("HELLO", ..., "HISTORY",
+ * "HISTORY_RESULT"), "RESERVED" for the reserved 11..15 and 18..31, or "UNKNOWN".
+ * Static, never NULL. For logs. */
 const char *proto_type_name(uint64_t type);
 
 /* Wire error codes carried by the ERROR message (the table in docs/protocol.md). */
@@ -114,6 +121,10 @@ uint32_t proto_wire_error_for(int err);
 #define PROTO_MAX_SV 65536          /* SYNC1 state vector (bin) */
 #define PROTO_MAX_RELPOS 16         /* PRESENCE(_STATE) anchor and head (bin or nil) */
 #define PROTO_MAX_ERROR_MESSAGE 256 /* ERROR message (str) */
+#define PROTO_MAX_METHOD 8          /* HISTORY method (str) */
+#define PROTO_MAX_PATH 512          /* HISTORY path (str) */
+#define PROTO_MAX_HISTORY_BODY 4096 /* HISTORY body (str or nil) */
+/* HISTORY_RESULT body (str) has no limit of its own: the message limit bounds it. */
 /* Most elements a message may have (defined ones plus ignored later ones). */
 #define PROTO_MAX_ELEMENTS 16
 
@@ -133,7 +144,8 @@ typedef struct {
  * One message, as laid out in docs/protocol.md. Only the member of `u` named after
  * `type` is meaningful. Integers are as on the wire, except:
  *   - replica is never 0 (HELLO, WELCOME, PRESENCE_STATE, PRESENCE_LEAVE);
- *   - error.code fits in 32 bits (a larger one is malformed); unknown codes are kept;
+ *   - error.code and history_result.status fit in 32 bits (larger is malformed);
+ *     unknown codes are kept; a status is not checked against HTTP's list;
  *   - presence anchor and head are both nil or both bin.
  * version is not checked against PROTO_VERSION: answering another version with
  * `version_unsupported` is the server's job.
@@ -176,6 +188,15 @@ typedef struct proto_msg {
             uint64_t seq;
             proto_bytes_t message;
         } error;
+        struct {
+            uint64_t req;                     /* chosen by the client, echoed in the result */
+            proto_bytes_t method, path, body; /* body.base NULL if nil */
+        } history;
+        struct {
+            uint64_t req;
+            uint32_t status;    /* the HTTP status of the REST route */
+            proto_bytes_t body; /* JSON */
+        } history_result;
     } u;
 } proto_msg_t;
 
@@ -208,18 +229,19 @@ int proto_buf_reserve(proto_buf_t *buf, size_t extra);
  * The input is checked in this order, the first failure giving the result:
  *   1. a msgpack array header of 1..16 elements (fixarray, array16 or array32),
  *      then element 0, an unsigned integer:                      else PROTO_EMALFORMED
- *   2. the type is 1..10:                      else PROTO_ETYPE (0, 11.., reserved 16..31)
+ *   2. the type is 1..10, 16 or 17:     else PROTO_ETYPE (0, 11..15, 18.., reserved ..31)
  *   3. every other element is a scalar whose bytes are all there: nil, bool, an
  *      integer, a str holding valid UTF-8, or a bin; no float, ext, array or map,
  *      and no byte after the array:                              else PROTO_EMALFORMED
  *   4. the defined fields, in order: present and of their type (integers given in
  *      any msgpack encoding whose value is >= 0, so uint8..64, fixint and a signed
  *      encoding of a non-negative value all work; a negative value, a bool or nil
- *      where an integer is due is malformed), replica not 0, error code < 2^32,
+ *      where an integer is due is malformed), replica not 0, error code and
+ *      history status < 2^32,
  *      anchor and head both nil or both bin:                     else PROTO_EMALFORMED
  *      and within their limit (PROTO_MAX_*):                     else PROTO_ELIMIT
  * Elements after the defined ones pass step 3 and are otherwise ignored.
- * A type outside 1..10 is reported as PROTO_ETYPE whatever follows element 0.
+ * An undefined type is reported as PROTO_ETYPE whatever follows element 0.
  *
  * Returns 0, PROTO_EMALFORMED, PROTO_ETYPE, PROTO_ELIMIT, PROTO_EINVAL (data or out
  * NULL), PROTO_ENOMEM or PROTO_EINTERNAL (msgpack-c disagreed with the walk; a
@@ -243,7 +265,7 @@ int proto_peek_type(const uint8_t *data, size_t len);
  * in the shortest msgpack form of every value and with exactly the elements the
  * type defines. The result decodes to the same fields.
  * The message is checked against the same rules as decoding:
- *   PROTO_EINVAL  msg or out NULL; a type outside 1..10; replica 0; error.code 0 is
+ *   PROTO_EINVAL  msg or out NULL; an undefined type; replica 0; error.code 0 is
  *                 allowed; a str field that is not valid UTF-8; base NULL with len
  *                 > 0; anchor and head not both nil or both given;
  *   PROTO_ELIMIT  a field over its PROTO_MAX_* limit, or a str/bin of 2^32 bytes or

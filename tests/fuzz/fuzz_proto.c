@@ -56,6 +56,10 @@ static int fuzz_each_bytes(const proto_msg_t *a, const proto_msg_t *b,
                FB(presence_state.head);
     case PROTO_ERROR:
         return FB(error.message);
+    case PROTO_HISTORY:
+        return FB(history.method) && FB(history.path) && FB(history.body);
+    case PROTO_HISTORY_RESULT:
+        return FB(history_result.body);
     default:
         return 1;
     }
@@ -116,6 +120,15 @@ static int fuzz_msg_equal(const proto_msg_t *a, const proto_msg_t *b)
         if (a->u.error.code != b->u.error.code || a->u.error.seq != b->u.error.seq)
             return 0;
         break;
+    case PROTO_HISTORY:
+        if (a->u.history.req != b->u.history.req)
+            return 0;
+        break;
+    case PROTO_HISTORY_RESULT:
+        if (a->u.history_result.req != b->u.history_result.req ||
+            a->u.history_result.status != b->u.history_result.status)
+            return 0;
+        break;
     default:
         break;
     }
@@ -148,7 +161,8 @@ static const char *fuzz_proto_check(const uint8_t *data, size_t size, int *rc_ou
             return "failed decode changed its output";
         /* Both read the same header and element 0 first: an undefined type is
          * ETYPE in decode exactly when peek sees one. */
-        if ((rc == PROTO_ETYPE) != (peek == PROTO_ETYPE || (peek >= 0 && (peek < 1 || peek > 10))))
+        if ((rc == PROTO_ETYPE) !=
+            (peek == PROTO_ETYPE || (peek >= 0 && !proto_type_defined((uint64_t)peek))))
             return "decode and peek disagree about an undefined type";
         return NULL;
     }

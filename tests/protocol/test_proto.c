@@ -4,8 +4,8 @@
  * message type, the example bytes of docs/protocol.md, every class of bad input
  * (truncations, trailing bytes, nested containers, huge declared counts, invalid
  * UTF-8, over-limit fields, wrong and negative types, floats, unknown and reserved
- * types), encoder validation, a randomized mutation test (fixed seeds, printed on
- * failure) and a replay of the seed corpus tests/fuzz/corpus/proto/. The
+ * types), the history messages 16 and 17, encoder validation, a randomized mutation test (fixed
+ * seeds, printed on failure) and a replay of the seed corpus tests/fuzz/corpus/proto/. The
  * properties of an accepted input are those of the fuzz target, whose check this
  * file includes (tests/fuzz/fuzz_proto.c).
  */
@@ -196,6 +196,15 @@ static size_t sample_msgs(proto_msg_t *m, size_t max)
     ADD({PROTO_ERROR, .u.error = {PROTO_ERR_BAD_UPDATE, 17, STR("update rejected")}});
     ADD({PROTO_ERROR, .u.error = {UINT32_MAX, UINT64_MAX, BIG(PROTO_MAX_ERROR_MESSAGE)}});
     ADD({PROTO_ERROR, .u.error = {0, 0, STR("")}});
+    ADD({PROTO_HISTORY, .u.history = {1, STR("GET"), STR("versions?limit=20"), NIL}});
+    ADD({PROTO_HISTORY,
+         .u.history = {UINT64_MAX, STR("POST"), STR("restore"), STR("{\"version\": 12}")}});
+    ADD({PROTO_HISTORY, .u.history = {0, BIG(PROTO_MAX_METHOD), BIG(PROTO_MAX_PATH),
+                                      BIG(PROTO_MAX_HISTORY_BODY)}});
+    ADD({PROTO_HISTORY, .u.history = {300, STR(""), STR(""), STR("")}});
+    ADD({PROTO_HISTORY_RESULT, .u.history_result = {1, 200, STR("{\"seq\":3}")}});
+    ADD({PROTO_HISTORY_RESULT, .u.history_result = {UINT64_MAX, UINT32_MAX, BIG(sizeof big)}});
+    ADD({PROTO_HISTORY_RESULT, .u.history_result = {0, 0, STR("")}});
 #undef ADD
     return n;
 }
@@ -254,9 +263,12 @@ static void test_proto_type_name_every_type(void **state)
     assert_string_equal(proto_type_name(PROTO_PRESENCE_STATE), "PRESENCE_STATE");
     assert_string_equal(proto_type_name(PROTO_ERROR), "ERROR");
     assert_string_equal(proto_type_name(0), "UNKNOWN");
-    assert_string_equal(proto_type_name(11), "UNKNOWN");
-    assert_string_equal(proto_type_name(16), "HISTORY");
-    assert_string_equal(proto_type_name(31), "HISTORY");
+    assert_string_equal(proto_type_name(11), "RESERVED");
+    assert_string_equal(proto_type_name(15), "RESERVED");
+    assert_string_equal(proto_type_name(PROTO_HISTORY), "HISTORY");
+    assert_string_equal(proto_type_name(PROTO_HISTORY_RESULT), "HISTORY_RESULT");
+    assert_string_equal(proto_type_name(18), "RESERVED");
+    assert_string_equal(proto_type_name(31), "RESERVED");
     assert_string_equal(proto_type_name(32), "UNKNOWN");
     assert_string_equal(proto_type_name(UINT64_MAX), "UNKNOWN");
 }
@@ -286,7 +298,7 @@ static void test_proto_encode_roundtrip_every_type(void **state)
         assert_null(fuzz_proto_check(b1.base, b1.len, NULL));
         seen |= 1u << m[i].type;
     }
-    assert_int_equal(seen, 0x7fe); /* types 1..10 */
+    assert_int_equal(seen, 0x7fe | 1u << 16 | 1u << 17); /* types 1..10, 16, 17 */
     proto_buf_dispose(&b1);
     proto_buf_dispose(&b2);
 }
@@ -338,6 +350,55 @@ static void test_proto_decode_doc_examples(void **state)
     expect_encoding(&m, BYTES(0x93, 0x05, 0x01, 0xc4, 0x06, 2, 0x2a, 5, 0x81, 0x01, 3));
     m = (proto_msg_t){PROTO_WELCOME, .u.welcome = {1, 42, 1 << 20}};
     expect_encoding(&m, BYTES(0x94, 0x02, 0x01, 0x2a, 0xce, 0x00, 0x10, 0x00, 0x00));
+    /* HISTORY request 7, GET "attribution", no body; its result 200 "{}" */
+    m = (proto_msg_t){PROTO_HISTORY, .u.history = {7, STR("GET"), STR("attribution"), NIL}};
+    expect_encoding(&m, BYTES(0x95, 0x10, 0x07, 0xa3, 'G', 'E', 'T', 0xab, 'a', 't', 't', 'r', 'i',
+                              'b', 'u', 't', 'i', 'o', 'n', 0xc0));
+    m = (proto_msg_t){PROTO_HISTORY_RESULT, .u.history_result = {7, 200, STR("{}")}};
+    expect_encoding(&m, BYTES(0x94, 0x11, 0x07, 0xcc, 0xc8, 0xa2, '{', '}'));
+}
+
+static void test_proto_history_fields(void **state)
+{
+    proto_msg_t m;
+    (void)state;
+
+    /* a body given: [16, 1, "POST", "restore", "{}"] */
+    assert_int_equal(proto_decode(BYTES(0x95, 0x10, 0x01, 0xa4, 'P', 'O', 'S', 'T', 0xa7, 'r', 'e',
+                                        's', 't', 'o', 'r', 'e', 0xa2, '{', '}'),
+                                  &m),
+                     0);
+    assert_int_equal(m.type, PROTO_HISTORY);
+    assert_int_equal(m.u.history.req, 1);
+    assert_int_equal(m.u.history.method.len, 4);
+    assert_memory_equal(m.u.history.method.base, "POST", 4);
+    assert_int_equal(m.u.history.path.len, 7);
+    assert_int_equal(m.u.history.body.len, 2);
+    assert_non_null(m.u.history.body.base);
+    /* an empty body is not nil */
+    assert_int_equal(proto_decode(BYTES(0x95, 0x10, 0x01, 0xa0, 0xa0, 0xa0), &m), 0);
+    assert_non_null(m.u.history.body.base);
+    assert_int_equal(m.u.history.body.len, 0);
+    /* wrong kinds: bin method, nil path, int body, bin body, negative req */
+    assert_int_equal(dec(BYTES(0x95, 0x10, 0x01, 0xc4, 0x00, 0xa0, 0xc0)), PROTO_EMALFORMED);
+    assert_int_equal(dec(BYTES(0x95, 0x10, 0x01, 0xa0, 0xc0, 0xc0)), PROTO_EMALFORMED);
+    assert_int_equal(dec(BYTES(0x95, 0x10, 0x01, 0xa0, 0xa0, 0x01)), PROTO_EMALFORMED);
+    assert_int_equal(dec(BYTES(0x95, 0x10, 0x01, 0xa0, 0xa0, 0xc4, 0x00)), PROTO_EMALFORMED);
+    assert_int_equal(dec(BYTES(0x95, 0x10, 0xff, 0xa0, 0xa0, 0xc0)), PROTO_EMALFORMED);
+    assert_int_equal(dec(BYTES(0x95, 0x10, 0xc0, 0xa0, 0xa0, 0xc0)), PROTO_EMALFORMED);
+    /* invalid UTF-8 in the path, the body */
+    assert_int_equal(dec(BYTES(0x95, 0x10, 0x01, 0xa0, 0xa1, 0xff, 0xc0)), PROTO_EMALFORMED);
+    assert_int_equal(dec(BYTES(0x95, 0x10, 0x01, 0xa0, 0xa0, 0xa2, 0xc3, 0x28)), PROTO_EMALFORMED);
+    /* HISTORY_RESULT: status above 32 bits, str status, bin body, nil body */
+    assert_int_equal(dec(BYTES(0x94, 0x11, 0x01, 0xcf, 0, 0, 0, 1, 0, 0, 0, 0, 0xa0)),
+                     PROTO_EMALFORMED);
+    assert_int_equal(dec(BYTES(0x94, 0x11, 0x01, 0xce, 0xff, 0xff, 0xff, 0xff, 0xa0)), 0);
+    assert_int_equal(dec(BYTES(0x94, 0x11, 0x01, 0xa1, '2', 0xa0)), PROTO_EMALFORMED);
+    assert_int_equal(dec(BYTES(0x94, 0x11, 0x01, 0xcc, 0xc8, 0xc4, 0x00)), PROTO_EMALFORMED);
+    assert_int_equal(dec(BYTES(0x94, 0x11, 0x01, 0xcc, 0xc8, 0xc0)), PROTO_EMALFORMED);
+    /* later elements are ignored, as for every type */
+    assert_int_equal(dec(BYTES(0x96, 0x10, 0x01, 0xa0, 0xa0, 0xc0, 0xff)), 0);
+    assert_int_equal(dec(BYTES(0x95, 0x11, 0x01, 0x00, 0xa0, 0xc3)), 0);
 }
 
 /* ---- bad input ----------------------------------------------------------- */
@@ -536,6 +597,9 @@ static void test_proto_decode_over_limit(void **state)
         {PROTO_PRESENCE_STATE, 4, PROTO_MAX_RELPOS},
         {PROTO_PRESENCE_STATE, 5, PROTO_MAX_RELPOS},
         {PROTO_ERROR, 2, PROTO_MAX_ERROR_MESSAGE},
+        {PROTO_HISTORY, 2, PROTO_MAX_METHOD},
+        {PROTO_HISTORY, 3, PROTO_MAX_PATH},
+        {PROTO_HISTORY, 4, PROTO_MAX_HISTORY_BODY},
     };
     (void)state;
 
@@ -564,6 +628,10 @@ static void test_proto_decode_over_limit(void **state)
             case PROTO_PRESENCE_STATE:
                 w_array(&w, 6), w_uint(&w, 8), w_uint(&w, 9);
                 FIELD(2, 1, "n"), FIELD(3, 1, "c"), FIELD(4, 0, "a"), FIELD(5, 0, "h");
+                break;
+            case PROTO_HISTORY:
+                w_array(&w, 5), w_uint(&w, 16), w_uint(&w, 3);
+                FIELD(2, 1, "m"), FIELD(3, 1, "p"), FIELD(4, 1, "b");
                 break;
             default:
                 w_array(&w, 4), w_uint(&w, 10), w_uint(&w, 1);
@@ -631,10 +699,12 @@ static void test_proto_decode_missing_elements(void **state)
         {0x96, 0x08, 0x2a, 0xa0, 0xa0, 0xc0, 0xc0},
         {0x92, 0x09, 0x2a},
         {0x94, 0x0a, 0x01, 0xa0, 0x00},
+        {0x95, 0x10, 0x01, 0xa0, 0xa0, 0xc0},
+        {0x94, 0x11, 0x01, 0x00, 0xa0},
     };
     (void)state;
 
-    for (size_t t = 0; t < 10; t++) {
+    for (size_t t = 0; t < sizeof minimal / sizeof minimal[0]; t++) {
         uint8_t b[8];
         unsigned n = minimal[t][0] & 0x0f;
         size_t len = 1;
@@ -650,7 +720,7 @@ static void test_proto_decode_missing_elements(void **state)
             memcpy(b, minimal[t], l);
             b[0] = (uint8_t)(0x90 | keep);
             if (dec(b, l) != PROTO_EMALFORMED)
-                fail_msg("type %zu with %u of %u elements accepted", t + 1, keep, n);
+                fail_msg("type %u with %u of %u elements accepted", minimal[t][1], keep, n);
         }
     }
 }
@@ -661,11 +731,15 @@ static void test_proto_decode_unknown_types(void **state)
     assert_int_equal(dec(BYTES(0x91, 0x00)), PROTO_ETYPE);
     for (uint8_t t = 11; t < 0x80; t++) {
         uint8_t b[] = {0x92, t, 0x00};
+        if (t == PROTO_HISTORY || t == PROTO_HISTORY_RESULT) {
+            assert_int_equal(dec(b, sizeof b), PROTO_EMALFORMED); /* too few elements */
+            continue;
+        }
         assert_int_equal(dec(b, sizeof b), PROTO_ETYPE);
         assert_int_equal(proto_peek_type(b, sizeof b), t);
     }
     /* reserved history range, in other integer widths */
-    assert_int_equal(dec(BYTES(0x92, 0xcc, 0x10, 0x00)), PROTO_ETYPE);
+    assert_int_equal(dec(BYTES(0x92, 0xcc, 0x12, 0x00)), PROTO_ETYPE);
     assert_int_equal(dec(BYTES(0x92, 0xcd, 0x00, 0x1f, 0x00)), PROTO_ETYPE);
     assert_int_equal(dec(BYTES(0x91, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)),
                      PROTO_ETYPE);
@@ -673,10 +747,16 @@ static void test_proto_decode_unknown_types(void **state)
         proto_peek_type(BYTES(0x91, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)),
         PROTO_ETYPE);
     /* an unknown type wins over what follows it, even a damaged rest */
-    assert_int_equal(dec(BYTES(0x93, 0x10, 0x90)), PROTO_ETYPE);
-    assert_int_equal(dec(BYTES(0x93, 0x10, 0xc6, 0xff, 0xff, 0xff, 0xff)), PROTO_ETYPE);
+    assert_int_equal(dec(BYTES(0x93, 0x12, 0x90)), PROTO_ETYPE);
+    assert_int_equal(dec(BYTES(0x93, 0x12, 0xc6, 0xff, 0xff, 0xff, 0xff)), PROTO_ETYPE);
     /* but not over a bad array header */
-    assert_int_equal(dec(BYTES(0xdc, 0x00, 0x11, 0x10)), PROTO_EMALFORMED);
+    assert_int_equal(dec(BYTES(0xdc, 0x00, 0x11, 0x12)), PROTO_EMALFORMED);
+    /* the history types in a wider integer encoding are still defined */
+    assert_int_equal(dec(BYTES(0x95, 0xcc, 0x10, 0x01, 0xa0, 0xa0, 0xc0)), 0);
+    assert_int_equal(dec(BYTES(0x94, 0xd0, 0x11, 0x01, 0x00, 0xa0)), 0);
+    assert_true(proto_type_defined(PROTO_HISTORY) && proto_type_defined(PROTO_HISTORY_RESULT));
+    assert_false(proto_type_defined(0) || proto_type_defined(11) || proto_type_defined(15) ||
+                 proto_type_defined(18) || proto_type_defined(UINT64_MAX));
     /* a type given as a negative, float, str or nil value is malformed */
     assert_int_equal(dec(BYTES(0x92, 0xff, 0x07)), PROTO_EMALFORMED);
     assert_int_equal(dec(BYTES(0x92, 0xd0, 0xfa, 0x07)), PROTO_EMALFORMED);
@@ -919,7 +999,7 @@ static void test_proto_encode_rejects_invalid(void **state)
 
     expect_encode_error((proto_msg_t){0}, PROTO_EINVAL);
     expect_encode_error((proto_msg_t){11, .u.ack = {0}}, PROTO_EINVAL);
-    expect_encode_error((proto_msg_t){16, .u.ack = {0}}, PROTO_EINVAL);
+    expect_encode_error((proto_msg_t){18, .u.ack = {0}}, PROTO_EINVAL);
     expect_encode_error((proto_msg_t){PROTO_HELLO, .u.hello = {1, 0, STR("a"), STR("b"), NIL}},
                         PROTO_EINVAL);
     expect_encode_error((proto_msg_t){PROTO_WELCOME, .u.welcome = {1, 0, 10}}, PROTO_EINVAL);
@@ -954,6 +1034,21 @@ static void test_proto_encode_rejects_invalid(void **state)
         PROTO_ELIMIT);
     expect_encode_error((proto_msg_t){PROTO_UPDATE, .u.update = {1, {big, (size_t)UINT32_MAX + 1}}},
                         PROTO_ELIMIT);
+    expect_encode_error(
+        (proto_msg_t){PROTO_HISTORY, .u.history = {1, BIG(PROTO_MAX_METHOD + 1), STR(""), NIL}},
+        PROTO_ELIMIT);
+    expect_encode_error(
+        (proto_msg_t){PROTO_HISTORY, .u.history = {1, STR("GET"), BIG(PROTO_MAX_PATH + 1), NIL}},
+        PROTO_ELIMIT);
+    expect_encode_error(
+        (proto_msg_t){PROTO_HISTORY, .u.history = {1, STR("POST"), STR("restore"),
+                                                   BIG(PROTO_MAX_HISTORY_BODY + 1)}},
+        PROTO_ELIMIT);
+    expect_encode_error((proto_msg_t){PROTO_HISTORY, .u.history = {1, BIN(bad_utf8), STR(""), NIL}},
+                        PROTO_EINVAL);
+    expect_encode_error(
+        (proto_msg_t){PROTO_HISTORY_RESULT, .u.history_result = {1, 200, BIN(bad_utf8)}},
+        PROTO_EINVAL);
     /* bad UTF-8, base NULL with a length, half a selection */
     expect_encode_error((proto_msg_t){PROTO_HELLO, .u.hello = {1, 1, BIN(bad_utf8), STR(""), NIL}},
                         PROTO_EINVAL);
@@ -1287,6 +1382,7 @@ int main(void)
         cmocka_unit_test(test_proto_type_name_every_type),
         cmocka_unit_test(test_proto_encode_roundtrip_every_type),
         cmocka_unit_test(test_proto_decode_doc_examples),
+        cmocka_unit_test(test_proto_history_fields),
         cmocka_unit_test(test_proto_decode_truncated_every_prefix),
         cmocka_unit_test(test_proto_decode_trailing_bytes),
         cmocka_unit_test(test_proto_decode_nested_containers),
