@@ -3,10 +3,11 @@
  * codec.c: the storage module's on-disk encodings (docs/storage.md): big-endian
  * integers and (doc id, seq) keys, CRC-32C, and the encoders and checked
  * parsers of metadata, log entry (formats 1 and 2), snapshot, version and
- * replica-name values, plus name validation, LMDB error translation and store_strerror(). Every value read
- * from the file is disk input: parsers check lengths and format bytes with
- * `if` and return STORE_ECORRUPT / STORE_EFORMAT, never assert. Thread-safe:
- * the only shared state is the CRC table, built once under pthread_once.
+ * replica-name values, plus name validation, LMDB error translation and
+ * store_strerror(). Every value read from the file is disk input: parsers
+ * check lengths and format bytes with `if` and return STORE_ECORRUPT /
+ * STORE_EFORMAT, never assert. Thread-safe: the only shared state is the CRC
+ * table, built once under pthread_once.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "store_internal.h"

@@ -971,6 +971,11 @@ static void test_store_map_max_fails_cleanly(void **state)
     uint64_t d = store_durable(s);
     assert_true(d < store_last_ticket(s));
     assert_int_equal(store_append(s, "big", 3, ed.upd[0], ed.len[0], 1, NULL, 0, 1), 0);
+    /* A failed store hands out no seq. */
+    uint64_t seq = 12345;
+    store_append_t a = {.name = "big", .name_len = 3, .update = ed.upd[0], .update_len = ed.len[0]};
+    assert_int_equal(store_append_ex(s, &a, &seq), 0);
+    assert_int_equal(seq, 12345);
     /* Reads still work on what was committed. */
     store_doc_stat_t st;
     assert_int_equal(store_doc_stat(s, "big", 3, &st), 0);
@@ -980,6 +985,10 @@ static void test_store_map_max_fails_cleanly(void **state)
     crdt_doc_t *doc = NULL;
     assert_int_equal(store_doc_load(s, "big", 3, 1, &doc, NULL), 0);
     crdt_doc_free(doc);
+    /* The seqs promised to entries that were never written are given again. */
+    assert_true(store_append_ex(s, &a, &seq) > 0);
+    assert_int_equal(seq, st.last_seq + 1);
+    assert_int_equal(store_flush(s), 0);
     assert_int_equal(store_close(s), 0);
     editor_dispose(&ed);
     rm_dir(dir);
@@ -1274,6 +1283,639 @@ static void test_store_crash_safety(void **state)
     }
 }
 
+/* ---- document history: seqs at queue time, restore_of, versions at any seq ---- */
+
+static uint64_t append_ex(store_t *s, const char *name, const uint8_t *u, size_t n, uint64_t author,
+                          const char *aname, uint64_t t, uint64_t restore_of, uint64_t *seq)
+{
+    store_append_t a = {name, strlen(name), u, n, author, aname, aname ? strlen(aname) : 0,
+                        t,    restore_of};
+    uint64_t ticket = store_append_ex(s, &a, seq);
+    assert_true(ticket >= 1);
+    return ticket;
+}
+
+/* What the test appended to one document, by seq (index seq - 1). */
+typedef struct {
+    size_t n;
+    uint64_t seqs[2048];
+    size_t upd[2048]; /* index into the editor's updates */
+    uint64_t restore_of[2048];
+} promised_t;
+
+static void test_store_append_ex_seqs(void **state)
+{
+    (void)state;
+    const uint64_t seed = 0x5eed0101;
+    rng_t r;
+    rng_init(&r, seed);
+    note_seed(__func__, seed);
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    store_options_t o = {.snapshot_every = 20};
+    store_t *s;
+    editor_t ed[NDOCS];
+    static promised_t pr[NDOCS];
+    memset(pr, 0, sizeof pr);
+    for (int i = 0; i < NDOCS; i++)
+        editor_init(&ed[i], 200 + (uint64_t)i);
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    uint64_t t = 0, last_ticket = 0;
+    for (int round = 0; round < 6; round++) {
+        int n = 1 + (int)rng_below(&r, 120);
+        for (int k = 0; k < n; k++) {
+            int d = (int)rng_below(&r, NDOCS);
+            editor_edit(&ed[d], &r, 8);
+            promised_t *p = &pr[d];
+            uint64_t restore =
+                p->n > 0 && rng_below(&r, 5) == 0 ? 1 + rng_below(&r, (uint32_t)p->n) : 0;
+            uint64_t seq = 0;
+            uint64_t ticket =
+                append_ex(s, doc_names[d], ed[d].upd[ed[d].n - 1], ed[d].len[ed[d].n - 1],
+                          300 + (uint64_t)d, "ed", ++t, restore, &seq);
+            assert_true(ticket > last_ticket);
+            last_ticket = ticket;
+            assert_int_equal(seq, p->n + 1); /* consecutive from 1, across batches and opens */
+            p->seqs[p->n] = seq;
+            p->upd[p->n] = ed[d].n - 1;
+            p->restore_of[p->n] = restore;
+            p->n++;
+        }
+        /* An entry may only restore an earlier seq. */
+        uint64_t seq = 777;
+        store_append_t bad = {
+            doc_names[0], strlen(doc_names[0]), ed[0].upd[0], ed[0].len[0], 1, NULL, 0, 1,
+            pr[0].n + 1};
+        assert_int_equal(store_append_ex(s, &bad, &seq), 0);
+        assert_int_equal(seq, 777);
+        if (rng_below(&r, 2)) {
+            assert_int_equal(store_flush(s), 0);
+        }
+        if (round == 2 || round == 4) { /* queued entries become durable at close */
+            assert_int_equal(store_close(s), 0);
+            assert_int_equal(store_open(dir, &o, &s), 0);
+            last_ticket = 0; /* tickets count per process, seqs per document */
+        }
+    }
+    assert_int_equal(store_flush(s), 0);
+    for (int d = 0; d < NDOCS; d++) {
+        log_copy_t *c = read_log(s, doc_names[d]);
+        assert_int_equal(c->n, pr[d].n);
+        for (size_t i = 0; i < c->n; i++) {
+            assert_int_equal(c->seq[i], pr[d].seqs[i]);
+            size_t u = pr[d].upd[i];
+            assert_int_equal(c->len[i], ed[d].len[u]);
+            assert_memory_equal(c->upd[i], ed[d].upd[u], c->len[i]);
+            assert_string_equal(c->name[i], "ed");
+            assert_int_equal(c->author[i], 300 + (uint64_t)d);
+        }
+        log_copy_free(c);
+        assert_doc_text(s, doc_names[d], ed[d].doc, NULL);
+    }
+    assert_int_equal(store_close(s), 0);
+    for (int i = 0; i < NDOCS; i++)
+        editor_dispose(&ed[i]);
+    rm_dir(dir);
+}
+
+/* Collects restore_of by seq (store_log_read / store_log_read_rev callback). */
+typedef struct {
+    size_t n;
+    uint64_t seq[2048], restore_of[2048];
+} restores_t;
+
+static int collect_restore(void *ctx, uint64_t seq, const store_entry_t *e)
+{
+    restores_t *g = ctx;
+    if (g->n == 2048)
+        return 1;
+    g->seq[g->n] = seq;
+    g->restore_of[g->n++] = e->restore_of;
+    return 0;
+}
+
+static void test_store_restore_of_round_trip(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_init(&r, 0x5eed0102);
+    note_seed(__func__, 0x5eed0102);
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    store_t *s;
+    editor_t ed;
+    editor_init(&ed, 12);
+    uint64_t want[40] = {0};
+    assert_int_equal(store_open(dir, NULL, &s), 0);
+    for (uint64_t i = 1; i <= 40; i++) {
+        editor_edit(&ed, &r, 5);
+        want[i - 1] = i % 3 == 0 ? 1 + rng_below(&r, (uint32_t)(i - 1)) : 0;
+        if (i == 40)
+            want[i - 1] = UINT64_C(39);
+        uint64_t seq;
+        append_ex(s, "doc", ed.upd[i - 1], ed.len[i - 1], 5, "r", i, want[i - 1], &seq);
+        assert_int_equal(seq, i);
+    }
+    assert_int_equal(store_close(s), 0);
+    assert_int_equal(store_open(dir, NULL, &s), 0);
+    restores_t *g = calloc(1, sizeof *g);
+    assert_int_equal(store_log_read(s, "doc", 3, 1, collect_restore, g), 0);
+    assert_int_equal(g->n, 40);
+    for (size_t i = 0; i < 40; i++)
+        assert_int_equal(g->restore_of[i], want[i]);
+    memset(g, 0, sizeof *g);
+    assert_int_equal(store_log_read_rev(s, "doc", 3, UINT64_MAX, collect_restore, g), 0);
+    assert_int_equal(g->n, 40);
+    for (size_t i = 0; i < 40; i++) {
+        assert_int_equal(g->seq[i], 40 - i);
+        assert_int_equal(g->restore_of[i], want[39 - i]);
+    }
+    free(g);
+    assert_int_equal(store_close(s), 0);
+    editor_dispose(&ed);
+    rm_dir(dir);
+}
+
+/* Encodes a log value the way the code before document history did (format 1). */
+static size_t encode_v1(uint8_t *out, const uint8_t *u, size_t n, uint64_t author,
+                        const char *aname, uint64_t t)
+{
+    size_t an = strlen(aname);
+    out[0] = STORE__VALUE_V1;
+    store__put_u64(out + 5, author);
+    store__put_u64(out + 13, t);
+    out[21] = (uint8_t)an;
+    memcpy(out + 22, aname, an);
+    memcpy(out + 22 + an, u, n);
+    store__put_u32(out + 1, store__crc32c(out + 5, 22 + an + n - 5));
+    return 22 + an + n;
+}
+
+static void test_store_old_format_values_read(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_init(&r, 0x5eed0103);
+    note_seed(__func__, 0x5eed0103);
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    store_options_t o = {.snapshot_every = 1000};
+    store_t *s;
+    editor_t ed;
+    editor_init(&ed, 13);
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    append_flush(s, &ed, &r, "doc", 12);
+    store_doc_stat_t st;
+    assert_int_equal(store_doc_stat(s, "doc", 3, &st), 0);
+    assert_int_equal(store_close(s), 0);
+
+    /* Rewrite the whole log in format 1 as the old code wrote it (authors 1 and 2
+     * alternating, names by entry), and forget the replica index: the store now
+     * looks like one written before document history. */
+    static uint8_t v[4096];
+    raw_t raw;
+    raw_open(&raw, dir, STORE__DB_LOG);
+    for (uint64_t i = 1; i <= 12; i++) {
+        char aname[16];
+        snprintf(aname, sizeof aname, "old%llu", (unsigned long long)i);
+        size_t n = encode_v1(v, ed.upd[i - 1], ed.len[i - 1], 1 + i % 2, aname, 500 + i);
+        raw_put(&raw, st.doc_id, i, v, n);
+    }
+    MDB_dbi dbi;
+    assert_int_equal(mdb_dbi_open(raw.txn, STORE__DB_REPLICAS, 0, &dbi), 0);
+    assert_int_equal(mdb_drop(raw.txn, dbi, 0), 0);
+    assert_int_equal(mdb_dbi_open(raw.txn, STORE__DB_SYS, 0, &dbi), 0);
+    MDB_val k = {strlen(STORE__SYS_REPLICAS), STORE__SYS_REPLICAS};
+    assert_int_equal(mdb_del(raw.txn, dbi, &k, NULL), 0);
+    raw_close(&raw);
+
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    log_copy_t *c = read_log(s, "doc");
+    assert_int_equal(c->n, 12);
+    for (size_t i = 0; i < 12; i++) {
+        assert_memory_equal(c->upd[i], ed.upd[i], c->len[i]);
+        assert_int_equal(c->author[i], 1 + (i + 1) % 2);
+        assert_int_equal(c->time[i], 500 + i + 1);
+    }
+    log_copy_free(c);
+    restores_t *g = calloc(1, sizeof *g);
+    assert_int_equal(store_log_read_rev(s, "doc", 3, UINT64_MAX, collect_restore, g), 0);
+    assert_int_equal(g->n, 12);
+    for (size_t i = 0; i < 12; i++)
+        assert_int_equal(g->restore_of[i], 0);
+    assert_doc_text(s, "doc", ed.doc, NULL);
+    /* store_open indexed the old entries' authors: first name wins. */
+    char name[STORE_AUTHOR_NAME_MAX + 1];
+    assert_int_equal(store_replica_name(s, "doc", 3, 2, name), 0);
+    assert_string_equal(name, "old1");
+    assert_int_equal(store_replica_name(s, "doc", 3, 1, name), 0);
+    assert_string_equal(name, "old2");
+    /* New entries (format 2) follow the old ones. */
+    editor_edit(&ed, &r, 5);
+    uint64_t seq;
+    append_ex(s, "doc", ed.upd[12], ed.len[12], 3, "new", 9, 4, &seq);
+    assert_int_equal(seq, 13);
+    assert_int_equal(store_flush(s), 0);
+    memset(g, 0, sizeof *g);
+    assert_int_equal(store_log_read(s, "doc", 3, 12, collect_restore, g), 0);
+    assert_int_equal(g->n, 2);
+    assert_int_equal(g->restore_of[0], 0);
+    assert_int_equal(g->restore_of[1], 4);
+    assert_doc_text(s, "doc", ed.doc, NULL);
+    assert_int_equal(store_close(s), 0);
+    raw_open(&raw, dir, STORE__DB_LOG);
+    assert_int_equal(raw_get(&raw, st.doc_id, 13, v, sizeof v) > 0, 1);
+    assert_int_equal(v[0], STORE__VALUE_V2);
+    raw_close(&raw);
+    free(g);
+    editor_dispose(&ed);
+    rm_dir(dir);
+}
+
+/*
+ * Two replicas editing one document, syncing now and then; every update is
+ * logged by the replica that made it, after what it had seen, so the log is
+ * causal. Returns the number of entries; the updates are in ed[0..1] and
+ * order[i] says which (replica, index) is seq i + 1.
+ */
+typedef struct {
+    size_t n;
+    int who[1024];
+    size_t idx[1024];
+} session_t;
+
+static void random_session(store_t *s, const char *name, editor_t ed[2], rng_t *r, size_t n,
+                           session_t *ss)
+{
+    size_t seen[2] = {0, 0}; /* updates of the other replica applied */
+    ss->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        int w = rng_below(r, 8) < 5 ? 0 : 1;
+        if (rng_below(r, 4) == 0) { /* w catches up with the other replica */
+            editor_t *o = &ed[1 - w];
+            for (; seen[w] < o->n; seen[w]++)
+                assert_int_equal(crdt_doc_apply_update(ed[w].doc, o->upd[seen[w]], o->len[seen[w]]),
+                                 0);
+        }
+        editor_edit(&ed[w], r, 6);
+        uint64_t seq;
+        append_ex(s, name, ed[w].upd[ed[w].n - 1], ed[w].len[ed[w].n - 1], 70 + (uint64_t)w,
+                  w ? "bob" : "ada", i, 0, &seq);
+        assert_int_equal(seq, i + 1);
+        ss->who[ss->n] = w;
+        ss->idx[ss->n++] = ed[w].n - 1;
+        if (rng_below(r, 40) == 0)
+            assert_int_equal(store_flush(s), 0); /* vary the batches */
+    }
+    assert_int_equal(store_flush(s), 0);
+}
+
+/* Texts of the model: model[seq] = text after applying entries 1..seq in order. */
+static char **model_texts(editor_t ed[2], const session_t *ss)
+{
+    char **t = calloc(ss->n + 1, sizeof *t);
+    crdt_doc_t *m;
+    assert_int_equal(crdt_doc_new(98, NULL, &m), 0);
+    t[0] = doc_text(m);
+    for (size_t i = 0; i < ss->n; i++) {
+        editor_t *e = &ed[ss->who[i]];
+        assert_int_equal(crdt_doc_apply_update(m, e->upd[ss->idx[i]], e->len[ss->idx[i]]), 0);
+        t[i + 1] = doc_text(m);
+    }
+    crdt_doc_free(m);
+    return t;
+}
+
+/* store_doc_load_at(seq) for every seq equals the model; returns total fallbacks. */
+static uint32_t check_every_version(store_t *s, const char *name, char **model, size_t n,
+                                    uint32_t every, uint64_t seed)
+{
+    uint32_t fallbacks = 0;
+    for (uint64_t seq = 0; seq <= n; seq++) {
+        crdt_doc_t *d = NULL;
+        store_load_info_t info;
+        int rc = store_doc_load_at(s, name, strlen(name), 5, seq, &d, &info);
+        if (rc)
+            fail_msg("seed %#llx: load_at %llu: %s", (unsigned long long)seed,
+                     (unsigned long long)seq, store_strerror(rc));
+        char *txt = doc_text(d);
+        if (strcmp(txt, model[seq]) != 0)
+            fail_msg("seed %#llx: version %llu differs from the model", (unsigned long long)seed,
+                     (unsigned long long)seq);
+        assert_int_equal(crdt_doc_check(d), 0);
+        assert_int_equal(info.last_seq, seq);
+        assert_true(info.snapshot_seq <= seq);
+        assert_int_equal(info.snapshot_seq + info.entries_replayed, seq);
+        if (info.snapshot_fallbacks == 0 && seq > 0)
+            assert_true(seq - info.snapshot_seq < every); /* the replay is bounded */
+        fallbacks += info.snapshot_fallbacks;
+        free(txt);
+        crdt_doc_free(d);
+    }
+    return fallbacks;
+}
+
+static void test_store_doc_load_at_every_seq(void **state)
+{
+    (void)state;
+    const uint64_t seed = 0x5eed0104;
+    rng_t r;
+    rng_init(&r, seed);
+    note_seed(__func__, seed);
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    const uint32_t every = 16;
+    store_options_t o = {.snapshot_every = every};
+    store_t *s;
+    editor_t ed[2];
+    editor_init(&ed[0], 71);
+    editor_init(&ed[1], 72);
+    session_t *ss = calloc(1, sizeof *ss);
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    const size_t n = 300;
+    random_session(s, "doc", ed, &r, n, ss);
+    char **model = model_texts(ed, ss);
+
+    /* Snapshots lie exactly `every` apart, whatever the batches were. */
+    store_doc_stat_t st;
+    assert_int_equal(store_doc_stat(s, "doc", 3, &st), 0);
+    assert_int_equal(st.last_seq, n);
+    assert_int_equal(st.snapshot_seq, n / every * every);
+    assert_int_equal(check_every_version(s, "doc", model, n, every, seed), 0);
+    crdt_doc_t *d = NULL;
+    assert_int_equal(store_doc_load_at(s, "doc", 3, 5, n + 1, &d, NULL), STORE_EINVAL);
+    assert_int_equal(store_doc_load_at(s, "doc", 3, 5, UINT64_MAX, &d, NULL), STORE_EINVAL);
+    assert_int_equal(store_doc_load_at(s, "nodoc", 5, 5, 0, &d, NULL), STORE_ENOTFOUND);
+    assert_int_equal(store_doc_load_at(s, "no/doc", 6, 5, 0, &d, NULL), STORE_EINVAL);
+    assert_null(d);
+    assert_int_equal(store_close(s), 0);
+    raw_t raw;
+    raw_open(&raw, dir, STORE__DB_SNAPS);
+    assert_int_equal(raw_count(&raw), n / every);
+
+    /* Corrupt snapshots: seq 48 (checksum) and 64 (format byte), 160 truncated. */
+    static uint8_t buf[1 << 16];
+    size_t len = raw_get(&raw, st.doc_id, 48, buf, sizeof buf);
+    buf[len - 1] ^= 0x10;
+    raw_put(&raw, st.doc_id, 48, buf, len);
+    len = raw_get(&raw, st.doc_id, 64, buf, sizeof buf);
+    buf[0] = 99;
+    raw_put(&raw, st.doc_id, 64, buf, len);
+    raw_put(&raw, st.doc_id, 160, buf, 3);
+    raw_close(&raw);
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    /* seqs 48..63 skip one snapshot, 64..79 two, 160..175 one. */
+    assert_int_equal(check_every_version(s, "doc", model, n, every, seed), 16 + 32 + 16);
+    store_load_info_t info;
+    assert_int_equal(store_doc_load_at(s, "doc", 3, 5, 70, &d, &info), 0);
+    assert_int_equal(info.snapshot_seq, 32);
+    assert_int_equal(info.snapshot_fallbacks, 2);
+    assert_int_equal(info.entries_replayed, 38);
+    crdt_doc_free(d);
+    assert_int_equal(store_close(s), 0);
+
+    for (size_t i = 0; i <= n; i++)
+        free(model[i]);
+    free(model);
+    free(ss);
+    editor_dispose(&ed[0]);
+    editor_dispose(&ed[1]);
+    rm_dir(dir);
+}
+
+static int stop_after(void *ctx, uint64_t seq, const store_entry_t *e)
+{
+    int *left = ctx;
+    (void)seq;
+    (void)e;
+    return --*left == 0;
+}
+
+static void test_store_log_read_rev(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_init(&r, 0x5eed0105);
+    note_seed(__func__, 0x5eed0105);
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    store_t *s;
+    editor_t ed, other;
+    editor_init(&ed, 14);
+    editor_init(&other, 15);
+    assert_int_equal(store_open(dir, NULL, &s), 0);
+    append_flush(s, &other, &r, "before", 7); /* neighbours in the log */
+    append_flush(s, &ed, &r, "doc", 50);
+    append_flush(s, &other, &r, "later", 7);
+    log_copy_t *fwd = read_log(s, "doc");
+    assert_int_equal(fwd->n, 50);
+
+    uint64_t froms[] = {UINT64_MAX, 50, 1000, 20, 1};
+    for (size_t f = 0; f < sizeof froms / sizeof froms[0]; f++) {
+        log_copy_t *c = calloc(1, sizeof *c);
+        assert_int_equal(store_log_read_rev(s, "doc", 3, froms[f], collect, c), 0);
+        uint64_t top = froms[f] > 50 ? 50 : froms[f];
+        assert_int_equal(c->n, top);
+        for (size_t i = 0; i < c->n; i++) {
+            size_t j = top - 1 - i; /* the same entry in the forward walk */
+            assert_int_equal(c->seq[i], top - i);
+            assert_int_equal(c->len[i], fwd->len[j]);
+            assert_memory_equal(c->upd[i], fwd->upd[j], c->len[i]);
+            assert_int_equal(c->time[i], fwd->time[j]);
+        }
+        log_copy_free(c);
+    }
+    assert_int_equal(store_log_read_rev(s, "doc", 3, 0, never_called, NULL), 0);
+    int left = 5;
+    assert_int_equal(store_log_read_rev(s, "doc", 3, UINT64_MAX, stop_after, &left), 0);
+    assert_int_equal(left, 0);
+    assert_int_equal(store_log_read_rev(s, "nodoc", 5, 1, never_called, NULL), STORE_ENOTFOUND);
+    assert_int_equal(store_log_read_rev(s, "a b", 3, 1, never_called, NULL), STORE_EINVAL);
+    assert_int_equal(store_log_read_rev(s, "doc", 3, 1, NULL, NULL), STORE_EINVAL);
+    store_doc_stat_t st;
+    assert_int_equal(store_doc_stat(s, "doc", 3, &st), 0);
+    assert_int_equal(store_close(s), 0);
+
+    /* A malformed entry at 30: the newer ones are reported, then the error. */
+    static uint8_t v[4096];
+    raw_t raw;
+    raw_open(&raw, dir, STORE__DB_LOG);
+    size_t n = raw_get(&raw, st.doc_id, 30, v, sizeof v);
+    raw_close(&raw);
+    v[n - 1] ^= 1;
+    damage(dir, STORE__DB_LOG, st.doc_id, 30, v, n);
+    assert_int_equal(store_open(dir, NULL, &s), 0);
+    log_copy_t *c = calloc(1, sizeof *c);
+    assert_int_equal(store_log_read_rev(s, "doc", 3, UINT64_MAX, collect, c), STORE_ECORRUPT);
+    assert_int_equal(c->n, 20);
+    assert_int_equal(c->seq[19], 31);
+    log_copy_free(c);
+    c = calloc(1, sizeof *c);
+    assert_int_equal(store_log_read_rev(s, "doc", 3, 29, collect, c), 0);
+    assert_int_equal(c->n, 29);
+    log_copy_free(c);
+    assert_int_equal(store_close(s), 0);
+
+    /* A missing entry (gap) at 10 is corrupt too, after 29..11. */
+    v[n - 1] ^= 1;
+    damage(dir, STORE__DB_LOG, st.doc_id, 30, v, n);
+    damage(dir, STORE__DB_LOG, st.doc_id, 10, NULL, SIZE_MAX);
+    assert_int_equal(store_open(dir, NULL, &s), 0);
+    c = calloc(1, sizeof *c);
+    assert_int_equal(store_log_read_rev(s, "doc", 3, 29, collect, c), STORE_ECORRUPT);
+    assert_int_equal(c->n, 19);
+    log_copy_free(c);
+    /* ... and so is a log missing its first entries. */
+    damage(dir, STORE__DB_LOG, st.doc_id, 1, NULL, SIZE_MAX);
+    c = calloc(1, sizeof *c);
+    assert_int_equal(store_log_read_rev(s, "doc", 3, 9, collect, c), STORE_ECORRUPT);
+    assert_int_equal(c->n, 8);
+    log_copy_free(c);
+    assert_int_equal(store_close(s), 0);
+    log_copy_free(fwd);
+    editor_dispose(&ed);
+    editor_dispose(&other);
+    rm_dir(dir);
+}
+
+static void test_store_replica_names(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_init(&r, 0x5eed0106);
+    note_seed(__func__, 0x5eed0106);
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    store_t *s;
+    editor_t ed;
+    editor_init(&ed, 16);
+    char longname[STORE_AUTHOR_NAME_MAX + 1];
+    memset(longname, 'L', STORE_AUTHOR_NAME_MAX);
+    longname[STORE_AUTHOR_NAME_MAX] = 0;
+    struct {
+        const char *doc;
+        uint64_t replica;
+        const char *name;
+    } seq[] = {
+        {"a", 1, "ann"}, {"a", 1, "anna"},   {"a", 2, ""},    {"a", 2, "bob"},
+        {"b", 1, "zed"}, {"a", 4, longname}, {"b", 2, "bee"},
+    };
+    assert_int_equal(store_open(dir, NULL, &s), 0);
+    for (size_t i = 0; i < sizeof seq / sizeof seq[0]; i++) {
+        editor_edit(&ed, &r, 4);
+        append_ex(s, seq[i].doc, ed.upd[i], ed.len[i], seq[i].replica, seq[i].name, i, 0, NULL);
+        if (i == 2)
+            assert_int_equal(store_flush(s), 0);
+    }
+    assert_int_equal(store_close(s), 0);
+    assert_int_equal(store_open(dir, NULL, &s), 0);
+    editor_edit(&ed, &r, 4); /* after reopening: still the first name */
+    append_ex(s, "a", ed.upd[ed.n - 1], ed.len[ed.n - 1], 1, "later", 99, 0, NULL);
+    assert_int_equal(store_flush(s), 0);
+    char out[STORE_AUTHOR_NAME_MAX + 1];
+    assert_int_equal(store_replica_name(s, "a", 1, 1, out), 0);
+    assert_string_equal(out, "ann");
+    assert_int_equal(store_replica_name(s, "a", 1, 2, out), 0);
+    assert_string_equal(out, "bob"); /* empty names are not recorded */
+    assert_int_equal(store_replica_name(s, "a", 1, 4, out), 0);
+    assert_string_equal(out, longname);
+    assert_int_equal(store_replica_name(s, "b", 1, 1, out), 0);
+    assert_string_equal(out, "zed"); /* per document */
+    assert_int_equal(store_replica_name(s, "b", 1, 2, out), 0);
+    assert_string_equal(out, "bee");
+    strcpy(out, "untouched");
+    assert_int_equal(store_replica_name(s, "a", 1, 3, out), STORE_ENOTFOUND);
+    assert_int_equal(store_replica_name(s, "b", 1, 4, out), STORE_ENOTFOUND);
+    assert_int_equal(store_replica_name(s, "c", 1, 1, out), STORE_ENOTFOUND);
+    assert_int_equal(store_replica_name(s, "c/", 2, 1, out), STORE_EINVAL);
+    assert_string_equal(out, "untouched");
+    assert_int_equal(store_close(s), 0);
+    editor_dispose(&ed);
+    rm_dir(dir);
+}
+
+static void test_store_version_remove(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_init(&r, 0x5eed0107);
+    note_seed(__func__, 0x5eed0107);
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    store_t *s;
+    editor_t ed;
+    editor_init(&ed, 17);
+    assert_int_equal(store_open(dir, NULL, &s), 0);
+    append_flush(s, &ed, &r, "doc", 6);
+    assert_true(store_version_put(s, "doc", 3, 2, "two", 3, 1, 10) > 0);
+    assert_true(store_version_put(s, "doc", 3, 4, "four", 4, 1, 11) > 0);
+    assert_true(store_version_put(s, "doc", 3, 6, "six", 3, 1, 12) > 0);
+    assert_true(store_version_put(s, "doc", 3, 4, NULL, 0, 2, 13) > 0); /* removes 4 */
+    assert_true(store_version_put(s, "doc", 3, 5, NULL, 0, 2, 14) > 0); /* none at 5 */
+    assert_int_equal(store_flush(s), 0);
+    versions_t g = {0};
+    assert_int_equal(store_version_list(s, "doc", 3, collect_version, &g), 0);
+    assert_int_equal(g.n, 2);
+    assert_int_equal(g.seq[0], 2);
+    assert_int_equal(g.seq[1], 6);
+    /* Removed in one batch, named again in the next. */
+    assert_true(store_version_put(s, "doc", 3, 2, "", 0, 2, 15) > 0);
+    assert_int_equal(store_flush(s), 0);
+    assert_true(store_version_put(s, "doc", 3, 4, "again", 5, 3, 16) > 0);
+    assert_int_equal(store_close(s), 0);
+    assert_int_equal(store_open(dir, NULL, &s), 0);
+    memset(&g, 0, sizeof g);
+    assert_int_equal(store_version_list(s, "doc", 3, collect_version, &g), 0);
+    assert_int_equal(g.n, 2);
+    assert_int_equal(g.seq[0], 4);
+    assert_string_equal(g.label[0], "again");
+    assert_int_equal(g.author[0], 3);
+    assert_int_equal(g.seq[1], 6);
+    assert_int_equal(store_close(s), 0);
+    editor_dispose(&ed);
+    rm_dir(dir);
+}
+
+/* More documents than the next-seq cache keeps: evicted ones reload correctly. */
+static void test_store_seq_cache_eviction(void **state)
+{
+    (void)state;
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    store_t *s;
+    crdt_doc_t *d;
+    crdt_buf_t u = {0};
+    assert_int_equal(crdt_doc_new(18, NULL, &d), 0);
+    assert_int_equal(crdt_doc_insert(d, 0, "x", 1, &u), 0);
+    store_options_t o = {.no_sync = 1};
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    char name[32];
+    uint64_t seq;
+    for (int i = 0; i < 5000; i++) {
+        if (i == 3000)
+            assert_int_equal(store_flush(s), 0);
+        snprintf(name, sizeof name, "d%d", i);
+        append_ex(s, name, u.base, u.len, 1, NULL, 1, 0, &seq);
+        assert_int_equal(seq, 1);
+    }
+    for (int i = 0; i < 5000; i += 499) { /* evicted (durable) and cached ones */
+        snprintf(name, sizeof name, "d%d", i);
+        append_ex(s, name, u.base, u.len, 1, NULL, 2, 0, &seq);
+        assert_int_equal(seq, 2);
+    }
+    assert_int_equal(store_close(s), 0);
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    store_doc_stat_t st;
+    assert_int_equal(store_doc_stat(s, "d499", 4, &st), 0);
+    assert_int_equal(st.last_seq, 2);
+    assert_int_equal(store_doc_stat(s, "d500", 4, &st), 0);
+    assert_int_equal(st.last_seq, 1);
+    assert_int_equal(store_close(s), 0);
+    crdt_buf_dispose(&u);
+    crdt_doc_free(d);
+    rm_dir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1288,6 +1930,14 @@ int main(void)
         cmocka_unit_test(test_store_map_max_fails_cleanly),
         cmocka_unit_test(test_store_mdb_copy_live),
         cmocka_unit_test(test_store_crash_safety),
+        cmocka_unit_test(test_store_append_ex_seqs),
+        cmocka_unit_test(test_store_restore_of_round_trip),
+        cmocka_unit_test(test_store_old_format_values_read),
+        cmocka_unit_test(test_store_doc_load_at_every_seq),
+        cmocka_unit_test(test_store_log_read_rev),
+        cmocka_unit_test(test_store_replica_names),
+        cmocka_unit_test(test_store_version_remove),
+        cmocka_unit_test(test_store_seq_cache_eviction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
