@@ -53,6 +53,8 @@ void srv_config_init(srv_config_t *cfg)
     cfg->unload_after = 30;
     cfg->snapshot_every = 1000;
     cfg->map_size_mb = 64;
+    cfg->history_burst_gap_ms = 60000;
+    cfg->history_burst_max_ms = 600000;
 }
 
 void srv_config_usage(FILE *out)
@@ -78,6 +80,9 @@ void srv_config_usage(FILE *out)
           "  --snapshot-every N    log entries between two snapshots of a document\n"
           "                        (default 1000)\n"
           "  --map-size MIB        initial LMDB map size; it grows when full (default 64)\n"
+          "  --history-burst-gap MS  edits at most this far apart are listed as one\n"
+          "                        version in the history (default 60000)\n"
+          "  --history-burst-max MS  longest time one listed version spans (default 600000)\n"
           "  -h, --help            this text\n"
           "\n"
           "On start weftd prints 'weftd: listening on http://HOST:PORT' on stdout.\n"
@@ -185,6 +190,8 @@ static int parse_into(srv_config_t *cfg, int argc, char **argv, char *err, size_
         UINT_FLAG("--unload-after", unload_after, 0, 86400)
         UINT_FLAG("--snapshot-every", snapshot_every, 1, 1u << 30)
         UINT_FLAG("--map-size", map_size_mb, 1, 1u << 20)
+        UINT_FLAG("--history-burst-gap", history_burst_gap_ms, 0, 1ull << 40)
+        UINT_FLAG("--history-burst-max", history_burst_max_ms, 0, 1ull << 40)
 #undef UINT_FLAG
         if (strcmp(name, "--listen") == 0) {
             if (parse_listen(cfg, val) != 0) {

@@ -114,6 +114,7 @@ int srv__doc_open(srv_t *srv, const char *name, size_t len, srv_doc_t **out)
 {
     srv_doc_t *doc = srv__doc_find(srv, name, len);
     crdt_doc_t *crdt = NULL;
+    store_load_info_t info;
     uint64_t replica;
     int err;
 
@@ -122,7 +123,8 @@ int srv__doc_open(srv_t *srv, const char *name, size_t len, srv_doc_t **out)
         return 0;
     }
     replica = random_replica();
-    err = store_doc_load(srv->store, name, len, replica, &crdt, NULL);
+    memset(&info, 0, sizeof(info));
+    err = store_doc_load(srv->store, name, len, replica, &crdt, &info);
     if (err == STORE_ENOTFOUND)
         err = crdt_doc_new(replica, NULL, &crdt);
     if (err != 0) {
@@ -137,6 +139,7 @@ int srv__doc_open(srv_t *srv, const char *name, size_t len, srv_doc_t **out)
     memcpy(doc->name, name, len);
     doc->name_len = len;
     doc->crdt = crdt;
+    doc->last_seq = info.last_seq; /* nothing of it is queued: unloads wait for commits */
     h2o_linklist_init_anchor(&doc->sessions);
     doc->unload_timer.cb = on_unload;
     if (srv->ndocs + 1 > srv->docs_cap / 4 * 3)

@@ -4,6 +4,7 @@
  *
  *   GET /ws/<document>        WebSocket upgrade (a session: session.c)
  *   GET /api/docs/<document>  JSON: the current text and a few facts
+ *   GET|POST /api/docs/<document>/...  the history routes (history.c)
  *   GET /healthz              200 "ok"
  *   GET /metrics              Prometheus text (metrics.c)
  *   GET /...                  the web demo's static files (--web-root)
@@ -105,37 +106,34 @@ static int on_ws(h2o_handler_t *self, h2o_req_t *req)
     return 0;
 }
 
-/* Appends `len` bytes of UTF-8 as the body of a JSON string. */
-static void json_string(proto_buf_t *out, const char *s, size_t len)
+/* /api/docs/<document>/<path>: the history routes, answered by history.c.
+ * `name` is the document's name, already checked. */
+static int on_history(srv_t *srv, h2o_req_t *req, h2o_iovec_t name, const char *path,
+                      size_t path_len)
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t start = 0;
-    srv__buf_append(out, "\"", 1);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char esc[6];
-        size_t n = 0;
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            n = 2;
-        } else if (c == '\n') {
-            memcpy(esc, "\\n", 2);
-            n = 2;
-        } else if (c < 0x20 || c == 0x7f) {
-            memcpy(esc, "\\u00", 4);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            n = 6;
-        }
-        if (n) {
-            srv__buf_append(out, s + start, i - start);
-            srv__buf_append(out, esc, n);
-            start = i + 1;
-        }
+    srv_history_req_t hr;
+    proto_buf_t body = {0};
+    int status;
+
+    memset(&hr, 0, sizeof(hr));
+    if (is_get(req)) {
+        hr.method = "GET";
+        hr.method_len = 3;
+    } else {
+        hr.method = req->method.base;
+        hr.method_len = req->method.len;
     }
-    srv__buf_append(out, s + start, len - start);
-    srv__buf_append(out, "\"", 1);
+    hr.path = path;
+    hr.path_len = path_len;
+    if (req->entity.base != NULL) {
+        hr.body = req->entity.base;
+        hr.body_len = req->entity.len;
+    }
+    status = srv__history_serve(srv, name.base, name.len, &hr, &body);
+    send_text(req, status, srv__http_reason(status), "application/json; charset=utf-8",
+              (const char *)body.base, body.len);
+    proto_buf_dispose(&body);
+    return 0;
 }
 
 static int on_api_docs(h2o_handler_t *self, h2o_req_t *req)
@@ -150,6 +148,16 @@ static int on_api_docs(h2o_handler_t *self, h2o_req_t *req)
     int err;
 
     srv->metrics.http_requests++;
+    if (req->path.len >= 10 && memcmp(req->path.base, "/api/docs/", 10) == 0) {
+        const char *slash = memchr(name.base, '/', name.len);
+        if (slash != NULL && srv_docname_valid(name.base, (size_t)(slash - name.base))) {
+            /* The rest of the path, query string included. */
+            const char *rest = slash + 1;
+            size_t rest_len = req->path.len - (size_t)(rest - req->path.base);
+            name.len = (size_t)(slash - name.base);
+            return on_history(srv, req, name, rest, rest_len);
+        }
+    }
     if (req->path.len < 10 || memcmp(req->path.base, "/api/docs/", 10) != 0 ||
         !srv_docname_valid(name.base, name.len)) {
         send_json_error(req, 400, "Bad Request", "bad document name");
@@ -178,9 +186,9 @@ static int on_api_docs(h2o_handler_t *self, h2o_req_t *req)
     if (crdt_doc_text(crdt, &text) != 0)
         abort();
     srv__buf_append(&body, "{\"name\":", 8);
-    json_string(&body, name.base, name.len);
+    srv__json_string(&body, name.base, name.len);
     srv__buf_append(&body, ",\"text\":", 8);
-    json_string(&body, (const char *)text.base, text.len);
+    srv__json_string(&body, (const char *)text.base, text.len);
     srv__buf_printf(&body, ",\"length\":%zu,\"editors\":%zu,\"loaded\":%s}\n",
                     crdt_doc_length(crdt), editors, doc != NULL ? "true" : "false");
     send_text(req, 200, "OK", "application/json; charset=utf-8", (const char *)body.base, body.len);
@@ -238,6 +246,9 @@ int srv__http_register(srv_t *srv)
         h2o_config_register_host(&srv->h2o_config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     struct stat st;
 
+    /* Only the history routes take a body (4 KiB at most, 413 past it with
+     * JSON); H2O refuses far larger ones itself, before buffering them. */
+    srv->h2o_config.max_request_entity_size = 64 * 1024;
     add_handler(host, "/ws", srv, on_ws);
     add_handler(host, "/api/docs", srv, on_api_docs);
     add_handler(host, "/healthz", srv, on_healthz);

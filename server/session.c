@@ -2,8 +2,9 @@
 /*
  * session.c: one editor's WebSocket connection and its side of the protocol
  * (docs/protocol.md): HELLO and the sync handshake, UPDATE and SYNC2 applied to
- * the document and handed to the store, ACK once durable, PRESENCE, ERROR and
- * closing, pings and dead-peer detection.
+ * the document and handed to the store, ACK once durable, PRESENCE, HISTORY
+ * requests (answered by history.c), ERROR and closing, pings and dead-peer
+ * detection.
  *
  * Lifetime. A session is created when /ws/<document> is upgraded and freed when
  * H2O reports the connection closed (the message callback with arg NULL), or at
@@ -374,8 +375,18 @@ static void on_update_bytes(srv_session_t *s, proto_bytes_t u, uint64_t seq, int
     }
     srv->metrics.updates_in++;
     if (crdt_doc_change_count(doc->crdt) != before) {
-        ticket = store_append(srv->store, doc->name, doc->name_len, u.base, u.len, s->replica,
-                              s->name, strlen(s->name), srv__wall_ms());
+        store_append_t a;
+        uint64_t log_seq = 0;
+        memset(&a, 0, sizeof(a));
+        a.name = doc->name;
+        a.name_len = doc->name_len;
+        a.update = u.base;
+        a.update_len = u.len;
+        a.author = s->replica;
+        a.author_name = s->name;
+        a.author_name_len = strlen(s->name);
+        a.time_ms = srv__wall_ms();
+        ticket = store_append_ex(srv->store, &a, &log_seq);
         if (ticket == 0) {
             /* The writer thread failed meanwhile (the update is applied in
              * memory but will never be acknowledged: the client keeps it). */
@@ -389,6 +400,7 @@ static void on_update_bytes(srv_session_t *s, proto_bytes_t u, uint64_t seq, int
         }
         srv->metrics.updates_stored++;
         doc->last_ticket = ticket;
+        doc->last_seq = log_seq;
     } else {
         /* Known already: durable once everything queued before it is. */
         ticket = store_last_ticket(srv->store);
@@ -444,6 +456,47 @@ static void on_presence(srv_session_t *s, const proto_msg_t *m)
     broadcast_presence(s);
 }
 
+/* HISTORY: the REST route's answer, as HISTORY_RESULT. A restore reaches
+ * this editor too, as an UPDATE at the end of the tick. */
+static void on_history(srv_session_t *s, const proto_msg_t *m)
+{
+    srv_t *srv = s->srv;
+    srv_history_req_t hr;
+    proto_buf_t body = {0};
+    proto_msg_t out;
+    int status;
+
+    memset(&hr, 0, sizeof(hr));
+    hr.method = (const char *)m->u.history.method.base;
+    hr.method_len = m->u.history.method.len;
+    hr.path = (const char *)m->u.history.path.base;
+    hr.path_len = m->u.history.path.len;
+    hr.body = (const char *)m->u.history.body.base; /* NULL for nil */
+    hr.body_len = m->u.history.body.len;
+    hr.session = s;
+    status = srv__history_serve(srv, s->doc->name, s->doc->name_len, &hr, &body);
+
+    memset(&out, 0, sizeof(out));
+    out.type = PROTO_HISTORY_RESULT;
+    out.u.history_result.req = m->u.history.req;
+    out.u.history_result.status = (uint32_t)status;
+    out.u.history_result.body = (proto_bytes_t){body.base, body.len};
+    proto_buf_reset(&srv->scratch);
+    if (proto_encode(&out, &srv->scratch) != 0)
+        abort(); /* JSON is UTF-8 and under 4 GiB */
+    if (srv->scratch.len > srv->cfg.max_message) {
+        static const char too_big[] =
+            "{\"error\":\"the answer is larger than the message limit: use the REST route\"}\n";
+        out.u.history_result.status = 413;
+        out.u.history_result.body = (proto_bytes_t){(const uint8_t *)too_big, sizeof(too_big) - 1};
+        proto_buf_reset(&srv->scratch);
+        if (proto_encode(&out, &srv->scratch) != 0)
+            abort();
+    }
+    srv__session_send(s, srv->scratch.base, srv->scratch.len);
+    proto_buf_dispose(&body);
+}
+
 static void on_binary(srv_session_t *s, const uint8_t *data, size_t len)
 {
     proto_msg_t m;
@@ -491,6 +544,9 @@ static void on_binary(srv_session_t *s, const uint8_t *data, size_t len)
         break;
     case PROTO_PRESENCE:
         on_presence(s, &m);
+        break;
+    case PROTO_HISTORY:
+        on_history(s, &m);
         break;
     default:
         srv__session_error(s, PROTO_ERR_BAD_MESSAGE, "this message goes from server to client", 0);

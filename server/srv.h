@@ -58,6 +58,11 @@ typedef struct srv_config {
     unsigned unload_after;   /* --unload-after: seconds a document stays loaded idle */
     unsigned snapshot_every; /* --snapshot-every: log entries between snapshots */
     size_t map_size_mb;      /* --map-size: initial LMDB map size (MiB) */
+    /* --history-burst-gap / --history-burst-max: log entries at most this far
+     * apart (ms), and a burst spanning at most this long (ms), are listed as one
+     * version (docs/history.md). */
+    uint64_t history_burst_gap_ms;
+    uint64_t history_burst_max_ms;
 } srv_config_t;
 
 /* Fills *cfg with the defaults (`weftd` alone serves http://127.0.0.1:8080 with

@@ -6,6 +6,7 @@
  * completion socket and the end-of-tick work; http.c routes HTTP requests;
  * session.c is one WebSocket editor (the protocol conversation); doc.c is one
  * document in memory with its editors, its per-tick broadcast and presence;
+ * history.c serves the history routes (REST and WebSocket HISTORY messages);
  * metrics.c renders /metrics.
  *
  * Ticks. One pass of the event loop (h2o_evloop_run returning) is a tick.
@@ -122,6 +123,7 @@ struct srv_doc {
     h2o_linklist_t dirty_link;  /* in srv->dirty_docs */
 
     uint64_t last_ticket; /* store ticket of its latest logged update */
+    uint64_t last_seq;    /* log seq of its latest entry, committed or only queued */
     h2o_timeout_entry_t unload_timer;
     srv_doc_t *hash_next;
 };
@@ -224,6 +226,36 @@ void srv__ws_dispose(srv_ws_t *ws);
 
 /* http.c */
 int srv__http_register(srv_t *srv);
+
+/* history.c */
+/* Largest request body of a history route (bytes); more is 413. */
+#define SRV_HISTORY_MAX_BODY 4096
+
+/* One request to the history routes of docs/history.md, from REST or from a
+ * HISTORY message. Everything is borrowed for the call. */
+typedef struct {
+    const char *method; /* "GET" or "POST" (HEAD comes as GET); others get 405 or 404 */
+    size_t method_len;
+    const char *path; /* after "/api/docs/<document>/", query string included */
+    size_t path_len;
+    const char *body; /* NULL: no body */
+    size_t body_len;
+    srv_session_t *session; /* the WebSocket asking, or NULL for REST */
+} srv_history_req_t;
+
+/*
+ * Serves a history request for document `doc` (a valid name): writes the JSON
+ * answer (an object, or {"error": ...}) into *out, replacing what it held, and
+ * returns its HTTP status. A restore changes the live document and is
+ * broadcast at the end of the tick like any edit.
+ */
+int srv__history_serve(srv_t *srv, const char *doc, size_t doc_len, const srv_history_req_t *req,
+                       proto_buf_t *out);
+/* The reason phrase of an HTTP status weftd answers with ("OK", "Not Found", ...). */
+const char *srv__http_reason(int status);
+/* Appends `len` bytes as a JSON string (quotes included). Bytes that are not
+ * UTF-8 become U+FFFD, so the output is valid JSON whatever the input. */
+void srv__json_string(proto_buf_t *out, const char *s, size_t len);
 
 /* metrics.c */
 void srv__metrics_render(srv_t *srv, proto_buf_t *out);
