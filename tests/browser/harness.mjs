@@ -29,7 +29,8 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const require = createRequire(join(ROOT, 'web-demo', 'package.json'));
 const { chromium } = require('playwright-core');
 
-const WEFTD = join(ROOT, 'build', 'weftd');
+// WEFTD=<path> tests another weftd binary (as in tests/client).
+const WEFTD = process.env.WEFTD || join(ROOT, 'build', 'weftd');
 // WEFT_WEB_ROOT=<dir> serves an already built demo from <dir> and skips the build.
 const WEB_ROOT = process.env.WEFT_WEB_ROOT || join(ROOT, 'web-demo', 'dist');
 
