@@ -5,10 +5,11 @@
 // in the URL), loads the wasm engine from crdt.wasm next to the page, connects a
 // WeftClient (web-demo/client/) to ws(s)://<host>/ws/<doc>, and wires the page:
 // the Quill editor through QuillBinding (binding.js), the other editors' cursors
-// (cursors.js), and the header (status, offline switch, share link, your name,
-// who is here). Your name and colour live in localStorage.
+// (cursors.js), the header (status, offline switch, share link, your name,
+// who is here) and the version history (history.js). Your name and colour live
+// in localStorage.
 //
-// window.weftDemo = {quill, client, doc, me} is exposed for the browser tests
+// window.weftDemo = {quill, client, doc, me, history} is exposed for the browser tests
 // and for poking around in the console.
 
 import Quill from 'quill';
@@ -19,6 +20,7 @@ import { loadEngine } from '../client/engine.js';
 import { WeftClient } from '../client/client.js';
 import { QuillBinding, eventData } from './binding.js';
 import { CursorOverlay } from './cursors.js';
+import { HistoryPanel } from './history.js';
 import { cleanDocName, randomDocName, randomIdentity, isColour } from './names.js';
 
 const IDENTITY_KEY = 'weft.identity';
@@ -128,8 +130,23 @@ class Page {
     // Local edits move text under remote cursors too.
     this.quill.on('text-change', () => this.cursors.schedule());
 
+    this.history = new HistoryPanel({
+      doc: this.doc,
+      me: () => this.me,
+      peers: () => (this.client ? this.client.peers : new Map()),
+      neverEdited: () => this.neverEdited(),
+      onPreview: (on) => {
+        if (!on) {
+          this.quill.focus();
+          this.cursors.schedule();
+        }
+      },
+      notice: (text, sticky) => this.notice(text, sticky),
+    });
+
     this.wireHeader();
     this.renderPeers();
+    this.trackHeaderHeight();
     window.weftDemo = this.testHook();
   }
 
@@ -147,6 +164,9 @@ class Page {
       },
       get me() {
         return { ...page.me };
+      },
+      get history() {
+        return page.history;
       },
     };
   }
@@ -185,6 +205,9 @@ class Page {
     client.addEventListener('peers', () => this.onPeers(), opts);
     client.addEventListener('error', (ev) => this.onError(eventData(ev)), opts);
     client.addEventListener('ack', () => this.tick(), opts);
+    // The history changes with every edit the server logs: remote ones, and our own once acknowledged.
+    client.addEventListener('change', () => this.history.changed(), opts);
+    client.addEventListener('ack', () => this.history.changed(), opts);
     this.client = client;
     this.clientAbort = abort;
     this.binding.setClient(client);
@@ -213,8 +236,32 @@ class Page {
     el.textContent = text || STATUS_TEXT[status] || String(status);
   }
 
+  /**
+   * True while this document surely has no history on the server (synced, and no
+   * operation ever made): the panel then says so without asking (weftd would 404).
+   */
+  neverEdited() {
+    const client = this.client;
+    if (!client || client.status !== 'synced' || client.unacked > 0) return false;
+    if (!this.emptySv) {
+      const blank = this.engine.newDoc(1n);
+      this.emptySv = blank.stateVector().join();
+      blank.free();
+    }
+    return client.doc.stateVector().join() === this.emptySv;
+  }
+
+  /** The header is sticky; the history panel sits right under it. */
+  trackHeaderHeight() {
+    const bar = document.querySelector('.bar');
+    const set = () => document.documentElement.style.setProperty('--bar-h', `${bar.offsetHeight}px`);
+    set();
+    if (typeof ResizeObserver === 'function') new ResizeObserver(set).observe(bar);
+  }
+
   onPeers() {
     const peers = this.client ? this.client.peers : new Map();
+    this.history.notePeers();
     this.cursors.setPeers(peers);
     this.renderPeers(peers);
   }
