@@ -153,6 +153,16 @@ test('name a version, preview it and restore it; every editor follows', async ()
   assert.match(await restore.innerText(), /Restored “first draft”/);
   assert.match(await restore.innerText(), /Bob/);
   assert.equal(await version(b).first().getAttribute('data-seq'), await restore.getAttribute('data-seq'));
+  // The restore's preview: what it removed struck through, attributed to Bob.
+  await restore.locator('button').click();
+  await preview.waitFor();
+  assert.equal(await previewText(b), draft);
+  const del = preview.locator('.preview-text del');
+  assert.deepEqual(await del.allInnerTexts(), ['Bob was here. ', ' Ada adds more.']);
+  assert.equal(await del.first().getAttribute('title'), 'Deleted by Bob');
+  assert.equal(await del.first().evaluate((d) => getComputedStyle(d).textDecorationLine), 'line-through');
+  await b.locator('[data-testid="back-to-editor"]').click();
+  await preview.waitFor({ state: 'hidden' });
 
   // Ada's list, one version a page: "Load more" brings the older ones.
   await a.locator('[data-testid="history-toggle"]').click(); // close

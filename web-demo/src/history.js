@@ -47,7 +47,8 @@ const RELATIVE = typeof Intl !== 'undefined' && Intl.RelativeTimeFormat
 
 /** "just now", "3 minutes ago", "yesterday", ... for a time in ms since the epoch. */
 export function relativeTime(ms, now = Date.now()) {
-  const s = Math.round((ms - now) / 1000);
+  // The server's clock may run a little ahead of this one: that is "just now" too.
+  const s = Math.min(0, Math.round((ms - now) / 1000));
   const abs = Math.abs(s);
   if (abs < 45) return 'just now';
   const steps = [
@@ -396,9 +397,11 @@ export class HistoryPanel {
     const v = this.versions.find((x) => x.seq === seq);
     this.previewTitle.textContent = v && v.name ? v.name : `Version of ${absoluteTime(data.time)}`;
     this.previewTitle.classList.toggle('named', Boolean(v && v.name));
-    this.previewMeta.textContent = v
-      ? `${absoluteTime(v.end)} · ${relativeTime(v.end)}${seq === this.head ? ' · current version' : ''}`
-      : absoluteTime(data.time);
+    const meta = [];
+    if (v && v.name) meta.push(absoluteTime(v.end));
+    meta.push(relativeTime(v ? v.end : data.time));
+    if (seq === this.head) meta.push('current version');
+    this.previewMeta.textContent = meta.join(' · ');
     this.nameInput.value = v && v.name ? v.name : '';
 
     const parts = [];
