@@ -1067,6 +1067,17 @@ static void test_history_websocket_result_over_message_limit(void **state)
     j = ws_history(a, 2, "GET", "versions?limit=1", NULL, &st);
     assert_int_equal(st, 200);
     json_free(j);
+    /* A restore is done even when its text would not fit: it comes as null. */
+    assert_int_equal(wt_editor_insert(a, 0, "y", NULL), 0);
+    acked(a);
+    j = ws_history(a, 3, "POST", "restore", "{\"version\": 2}", &st);
+    assert_int_equal(st, 200);
+    assert_int_equal(jnum(j, "seq"), 4);
+    assert_true(jis_null(j, "text"));
+    json_free(j);
+    char want[2 * sizeof text];
+    snprintf(want, sizeof want, "%s%s", text, text);
+    assert_int_equal(wt_editor_wait_text(a, want, TIMEOUT), 0); /* the "y" is gone */
     wt_fixture_free(fx);
 }
 
