@@ -31,6 +31,8 @@ const REFRESH_DELAY_MS = 800;
 const CLOCK_TICK_MS = 30000;
 const NARROW = '(max-width: 640px)';
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 const $ = (testid, root = document) => root.querySelector(`[data-testid="${testid}"]`);
 
 /** An element with a class and children (strings become text). */
@@ -200,9 +202,16 @@ export class HistoryPanel {
   // ---- the list --------------------------------------------------------------
 
   async getJson(path) {
-    const res = await fetch(new URL(path, this.base), { headers: { accept: 'application/json' } });
-    if (!res.ok) throw await apiError(res, 'history');
-    return res.json();
+    for (let attempt = 0; ; attempt++) {
+      const res = await fetch(new URL(path, this.base), { headers: { accept: 'application/json' } });
+      // 503: a version the server has queued but not committed yet; it is there in a moment.
+      if (res.status === 503 && attempt < 3) {
+        await sleep(150 * (attempt + 1));
+        continue;
+      }
+      if (!res.ok) throw await apiError(res, 'history');
+      return res.json();
+    }
   }
 
   async postJson(path, body, what) {
@@ -253,6 +262,18 @@ export class HistoryPanel {
       await this.refresh();
     }
     return undefined;
+  }
+
+  /**
+   * Refreshes until `done()` holds (a name or a restore the server has queued is
+   * listed once its store commits it, a few milliseconds later), for about 2 s at most.
+   */
+  async refreshUntil(done) {
+    for (const wait of [0, 50, 100, 200, 400, 800]) {
+      if (wait) await sleep(wait);
+      await this.refresh();
+      if (done()) return;
+    }
   }
 
   async loadMore() {
@@ -451,7 +472,7 @@ export class HistoryPanel {
         this.notice(`Restored ${label}.`);
       }
       this.closePreview();
-      await this.refresh();
+      await this.refreshUntil(() => res.seq === null || res.seq === undefined || this.versions.some((v) => v.seq === res.seq));
     } catch (err) {
       this.notice(`Could not restore: ${err.message}`, true);
     } finally {
@@ -462,7 +483,7 @@ export class HistoryPanel {
   async nameVersion() {
     if (this.preview === null) return;
     const { seq } = this.preview;
-    const name = this.nameInput.value.trim();
+    const name = this.nameInput.value.replace(/[\u0000-\u001f\u007f]/g, ' ').trim();
     if (new TextEncoder().encode(name).length > 128) {
       this.notice('A version name has at most 128 bytes.');
       return;
@@ -471,7 +492,7 @@ export class HistoryPanel {
     try {
       await this.postJson(`versions/${seq}/name`, { name, by: this.me().name }, 'name');
       this.notice(name ? `Named this version “${name}”.` : 'Removed the name of this version.');
-      await this.refresh();
+      await this.refreshUntil(() => this.versions.some((v) => v.seq === seq && (v.name || '') === name));
       if (this.preview && this.preview.seq === seq) this.renderPreview();
     } catch (err) {
       this.notice(`Could not name the version: ${err.message}`, true);

@@ -136,7 +136,10 @@ class Page {
       peers: () => (this.client ? this.client.peers : new Map()),
       neverEdited: () => this.neverEdited(),
       onPreview: (on) => {
-        if (!on) {
+        // The hidden editor must not keep the keyboard; back from a preview it gets it again.
+        if (on) {
+          this.quill.blur();
+        } else {
           this.quill.focus();
           this.cursors.schedule();
         }
