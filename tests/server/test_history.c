@@ -1163,6 +1163,45 @@ static void test_history_hostile_requests(void **state)
            " \"version\": 4, \"name\": null} ");
     json_free(j);
 
+    /* Random byte mutations of a good body (fixed seed): 200 or 400, nothing else. */
+    {
+        static const char good[] = "{\"name\": \"a\\u00e9\\ud83d\\ude00 b\", \"by\": \"x\"}";
+        rng_t rng;
+        rng_init(&rng, 0xb0d1);
+        for (int i = 0; i < 300; i++) {
+            char m[sizeof good + 8];
+            size_t len = sizeof good - 1;
+            memcpy(m, good, len);
+            for (uint32_t k = 0, n = 1 + rng_below(&rng, 3); k < n; k++) {
+                uint32_t at = rng_below(&rng, (uint32_t)len);
+                switch (rng_below(&rng, 3)) {
+                case 0: /* any byte but NUL (the request helper takes a C string) */
+                    m[at] = (char)(1 + rng_below(&rng, 255));
+                    break;
+                case 1: /* drop one */
+                    memmove(m + at, m + at + 1, len - at - 1);
+                    len--;
+                    break;
+                default: /* a JSON-ish character */
+                    m[at] = "{}[]\",:\\u0 -.e"[rng_below(&rng, 15)];
+                    break;
+                }
+            }
+            m[len] = 0;
+            int status;
+            wt_http_resp_t r;
+            assert_int_equal(wt_http_request("127.0.0.1", fx->server.port, "POST",
+                                             "/api/docs/hostile/versions/2/name", NULL, m, len,
+                                             TIMEOUT, &r),
+                             0);
+            status = r.status;
+            if (status != 200 && status != 400)
+                fail_msg("mutation %d (seed 0xb0d1): HTTP %d for %s", i, status, m);
+            json_free(json_parse((const char *)r.body.data));
+            wt_http_resp_dispose(&r);
+        }
+    }
+
     /* Bad seqs and parameters. */
     static const char *const bad_paths[] = {
         "versions/abc",
