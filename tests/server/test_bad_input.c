@@ -169,7 +169,7 @@ static void test_bad_input_unknown_type_gets_unknown_type(void **state)
     bad_t *t = *state;
     wt_ws_t *ws = raw_client(t, 1);
     static const uint8_t type11[] = {0x91, 0x0b};
-    static const uint8_t history[] = {0x92, 0x10, 0x01};
+    static const uint8_t history[] = {0x92, 0x12, 0x01}; /* 18: still reserved */
     assert_int_equal(wt_ws_send(ws, WT_OP_BINARY, type11, sizeof type11), 0);
     assert_int_equal(next_error(ws, NULL), PROTO_ERR_UNKNOWN_TYPE);
     assert_int_equal(wt_ws_send(ws, WT_OP_BINARY, history, sizeof history), 0);
@@ -336,7 +336,8 @@ static void test_bad_input_bad_document_names_get_400(void **state)
         /* The REST route refuses the same names. */
         char rest[200];
         snprintf(rest, sizeof rest, "/api/docs/%s", paths[i] + 4);
-        if (paths[i][4] != 0) {
+        /* (/api/docs/a/b is document "a", history route "b": 404, in test_history.) */
+        if (paths[i][4] != 0 && strchr(paths[i] + 4, '/') == NULL) {
             wt_http_resp_t r;
             assert_int_equal(wt_http_get("127.0.0.1", t->fx->server.port, rest, TIMEOUT, &r), 0);
             if (r.status != 400)
