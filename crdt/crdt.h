@@ -118,6 +118,15 @@ void crdt_doc_free(crdt_doc_t *doc);
 /* The replica id given at creation. */
 uint64_t crdt_doc_client(const crdt_doc_t *doc);
 
+/*
+ * Makes later local edits use replica id `client` (the document's history is
+ * kept). Use a fresh random id, or one this replica used before: two replicas
+ * editing under one id at the same time break convergence. Lets one process
+ * give each person's edits their own id (weftd's restores) without reloading
+ * the document. Returns 0, CRDT_EINVAL or CRDT_ENOMEM (nothing changed).
+ */
+int crdt_doc_set_client(crdt_doc_t *doc, uint64_t client);
+
 /* Current length of the visible text in UTF-16 code units. */
 size_t crdt_doc_length(const crdt_doc_t *doc);
 

@@ -138,6 +138,22 @@ uint64_t crdt_doc_client(const crdt_doc_t *doc)
     return CLIENT(doc, doc->self).id;
 }
 
+int crdt_doc_set_client(crdt_doc_t *doc, uint64_t client)
+{
+    uint32_t c;
+    int err;
+    if (doc == NULL)
+        return CRDT_EINVAL;
+    c = crdt__client_find(doc, client);
+    if (c == CRDT__NONE) {
+        if ((err = crdt__client_reserve(doc, 1)) != 0)
+            return err;
+        c = crdt__client_add(doc, client);
+    }
+    doc->self = c;
+    return 0;
+}
+
 size_t crdt_doc_length(const crdt_doc_t *doc)
 {
     return doc->vis_len;

@@ -68,7 +68,7 @@ static void hash_remove(srv_t *srv, srv_doc_t *doc)
     srv->ndocs--;
 }
 
-static uint64_t random_replica(void)
+uint64_t srv__random_replica(void)
 {
     uint64_t r = 0;
     while (r == 0)
@@ -122,7 +122,7 @@ int srv__doc_open(srv_t *srv, const char *name, size_t len, srv_doc_t **out)
         *out = doc;
         return 0;
     }
-    replica = random_replica();
+    replica = srv__random_replica();
     memset(&info, 0, sizeof(info));
     err = store_doc_load(srv->store, name, len, replica, &crdt, &info);
     if (err == STORE_ENOTFOUND)

@@ -1150,6 +1150,11 @@ static int route_restore(hreq_t *h, const char *body, size_t body_len)
     if (!same) {
         store_append_t a;
         srv__doc_begin_change(doc, NULL);
+        /* Each restore gets a replica id of its own, so who typed the
+         * restored text (attribution, changes) names the person who asked
+         * for this restore, not whoever restored first. */
+        if (crdt_doc_set_client(doc->crdt, srv__random_replica()) != 0)
+            abort();
         err = crdt_doc_restore(doc->crdt, sv.base, sv.len, &update);
         if (err == CRDT_ENOMEM)
             abort();

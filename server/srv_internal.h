@@ -170,6 +170,8 @@ uint64_t srv__now_ms(srv_t *srv);
 uint64_t srv__wall_ms(void);
 
 /* doc.c */
+/* A random nonzero replica id (getrandom). */
+uint64_t srv__random_replica(void);
 srv_doc_t *srv__doc_find(srv_t *srv, const char *name, size_t len);
 /* Finds or loads a document (store, else empty). Returns 0 or an error:
  * a CRDT_E* / STORE_E* code when the stored document cannot be loaded. */

@@ -919,6 +919,36 @@ static void test_relpos_to_index_unaffected_by_pending(void **state)
     crdt_doc_free(b);
 }
 
+/* After crdt_doc_set_client, local edits carry the new replica id (seen in
+ * the state vector and in who typed what) and merge like anyone's. */
+static void test_set_client_switches_replica_of_local_edits(void **state)
+{
+    crdt_doc_t *a = new_doc(1), *b = new_doc(2);
+    crdt_buf_t u1, u2;
+    (void)state;
+    assert_int_equal(crdt_doc_insert(a, 0, "ab", 2, &u1), 0);
+    assert_int_equal(crdt_doc_set_client(a, 77), 0);
+    assert_int_equal(crdt_doc_client(a), 77);
+    assert_int_equal(crdt_doc_insert(a, 2, "cd", 2, &u2), 0);
+    assert_int_equal(crdt_doc_check(a), 0);
+    assert_int_equal(crdt_doc_apply_update(b, u2.base, u2.len), 0);
+    assert_true(crdt_doc_pending(b) > 0); /* "cd" by 77 follows "ab" by 1 */
+    assert_int_equal(crdt_doc_apply_update(b, u1.base, u1.len), 0);
+    assert_text(b, "abcd");
+    /* Back to an id used before: its clock continues. */
+    crdt_buf_dispose(&u1);
+    assert_int_equal(crdt_doc_set_client(a, 1), 0);
+    assert_int_equal(crdt_doc_insert(a, 4, "e", 1, &u1), 0);
+    assert_int_equal(crdt_doc_apply_update(b, u1.base, u1.len), 0);
+    assert_int_equal(crdt_doc_pending(b), 0);
+    assert_text(b, "abcde");
+    assert_int_equal(crdt_doc_set_client(NULL, 5), CRDT_EINVAL);
+    crdt_buf_dispose(&u1);
+    crdt_buf_dispose(&u2);
+    crdt_doc_free(a);
+    crdt_doc_free(b);
+}
+
 /* The change counter grows with every new operation, local or remote, held or
  * integrated, and stays put when integrated operations come again. */
 static void test_change_count_grows_only_on_change(void **state)
@@ -1115,6 +1145,7 @@ int main(void)
         cmocka_unit_test(test_relpos_to_index_unaffected_by_pending),
         cmocka_unit_test(test_relpos_to_index_tracks_typing_session),
         cmocka_unit_test(test_change_count_grows_only_on_change),
+        cmocka_unit_test(test_set_client_switches_replica_of_local_edits),
         cmocka_unit_test(test_doc_free_releases_everything),
     };
 
