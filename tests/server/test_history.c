@@ -675,6 +675,18 @@ static void test_history_changes_spell_both_texts_with_authors(void **state)
     json_free(j);
 }
 
+/* POST restore {"version": v, "name": who}; returns the answer. */
+static json_t *restore(wt_fixture_t *fx, const char *doc, uint64_t version, const char *who)
+{
+    char body[256];
+    if (who)
+        snprintf(body, sizeof body, "{\"version\": %llu, \"name\": \"%s\"}",
+                 (unsigned long long)version, who);
+    else
+        snprintf(body, sizeof body, "{\"version\":%llu}", (unsigned long long)version);
+    return ok(fx, "POST", doc, "restore", body);
+}
+
 static void test_history_attribution(void **state)
 {
     wt_fixture_t *fx = *state;
@@ -700,18 +712,26 @@ static void test_history_attribution(void **state)
     assert_string_equal(jstr(sp->items[2], "text"), "df");
     assert_string_equal(author_name(sp->items[2]), "ada");
     json_free(j);
-}
 
-/* POST restore {"version": v, "name": who}; returns the answer. */
-static json_t *restore(wt_fixture_t *fx, const char *doc, uint64_t version, const char *who)
-{
-    char body[256];
-    if (who)
-        snprintf(body, sizeof body, "{\"version\": %llu, \"name\": \"%s\"}",
-                 (unsigned long long)version, who);
-    else
-        snprintf(body, sizeof body, "{\"version\":%llu}", (unsigned long long)version);
-    return ok(fx, "POST", doc, "restore", body);
+    /* Restored text is credited to whoever asked for that restore: carol
+     * brings the text back, eve empties it, dave brings it back again. */
+    json_free(restore(fx, "attr", 3, "carol")); /* nothing to do: 3 is current */
+    json_free(restore(fx, "attr", 0, "eve"));   /* 4 */
+    assert_text(a, "");
+    wait_head(fx, "attr", 4);
+    json_free(restore(fx, "attr", 3, "carol")); /* 5 */
+    wait_head(fx, "attr", 5);
+    json_free(restore(fx, "attr", 4, "eve")); /* 6 */
+    wait_head(fx, "attr", 6);
+    json_free(restore(fx, "attr", 3, "dave")); /* 7 */
+    assert_text(b, "abcXYZdf");
+    wait_head(fx, "attr", 7);
+    j = ok(fx, "GET", "attr", "attribution", NULL);
+    sp = jarr(j, "spans");
+    assert_int_equal(sp->n, 1);
+    assert_string_equal(jstr(sp->items[0], "text"), "abcXYZdf");
+    assert_string_equal(author_name(sp->items[0]), "dave");
+    json_free(j);
 }
 
 static void test_history_restore_rest_two_editors(void **state)
