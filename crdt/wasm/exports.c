@@ -138,8 +138,8 @@ int weft_doc_restore(crdt_doc_t *doc, const uint8_t *version, size_t version_len
  * errors; CRDT_ELIMIT for a span over 2^32 - 1 units or bytes.
  */
 WEFT_EXPORT(weft_doc_compare)
-int weft_doc_compare(const crdt_doc_t *doc, const uint8_t *from, size_t from_len,
-                     const uint8_t *to, size_t to_len, crdt_buf_t *out);
+int weft_doc_compare(const crdt_doc_t *doc, const uint8_t *from, size_t from_len, const uint8_t *to,
+                     size_t to_len, crdt_buf_t *out);
 /* Size of a span record's header in weft_doc_compare's output (17 bytes). */
 WEFT_EXPORT(weft_span_header_size) size_t weft_span_header_size(void);
 
@@ -421,14 +421,13 @@ static int span_record(void *ctx, const crdt_span_t *span)
     return err;
 }
 
-int weft_doc_compare(const crdt_doc_t *doc, const uint8_t *from, size_t from_len,
-                     const uint8_t *to, size_t to_len, crdt_buf_t *out)
+int weft_doc_compare(const crdt_doc_t *doc, const uint8_t *from, size_t from_len, const uint8_t *to,
+                     size_t to_len, crdt_buf_t *out)
 {
     crdt_buf_t spans = {0};
     int err;
 
-    if (doc == NULL || out == NULL || (from == NULL && from_len > 0) ||
-        (to == NULL && to_len > 0))
+    if (doc == NULL || out == NULL || (from == NULL && from_len > 0) || (to == NULL && to_len > 0))
         return CRDT_EINVAL;
     err = crdt_doc_compare(doc, from, from_len, to, to_len, span_record, &spans);
     if (err != 0) {
