@@ -55,6 +55,7 @@ void srv_config_init(srv_config_t *cfg)
     cfg->map_size_mb = 64;
     cfg->history_burst_gap_ms = 60000;
     cfg->history_burst_max_ms = 600000;
+    cfg->max_conns_per_ip = 64;
 }
 
 void srv_config_usage(FILE *out)
@@ -83,6 +84,9 @@ void srv_config_usage(FILE *out)
           "  --history-burst-gap MS  edits at most this far apart are listed as one\n"
           "                        version in the history (default 60000)\n"
           "  --history-burst-max MS  longest time one listed version spans (default 600000)\n"
+          "  --max-connections-per-ip N  open WebSocket connections from one client\n"
+          "                        address; more upgrades get HTTP 429 (default 64;\n"
+          "                        0: no limit, e.g. behind a proxy on this host)\n"
           "  -h, --help            this text\n"
           "\n"
           "On start weftd prints 'weftd: listening on http://HOST:PORT' on stdout.\n"
@@ -192,6 +196,7 @@ static int parse_into(srv_config_t *cfg, int argc, char **argv, char *err, size_
         UINT_FLAG("--map-size", map_size_mb, 1, 1u << 20)
         UINT_FLAG("--history-burst-gap", history_burst_gap_ms, 0, 1ull << 40)
         UINT_FLAG("--history-burst-max", history_burst_max_ms, 0, 1ull << 40)
+        UINT_FLAG("--max-connections-per-ip", max_conns_per_ip, 0, 1u << 20)
 #undef UINT_FLAG
         if (strcmp(name, "--listen") == 0) {
             if (parse_listen(cfg, val) != 0) {

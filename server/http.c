@@ -12,7 +12,11 @@
  * Document names are checked before anything else (HTTP 400). Event-loop
  * thread only.
  */
+#include <assert.h>
+#include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "srv_internal.h"
@@ -58,12 +62,104 @@ static int is_get(h2o_req_t *req)
            h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
 }
 
+/* ---- sessions per client address ---------------------------------------- */
+
+/* The peer address of the request's connection; an IPv4-mapped IPv6 address
+ * counts as the IPv4 address it maps. len 0 when unknown (not a TCP peer). */
+static srv_ip_t peer_ip(h2o_req_t *req)
+{
+    struct sockaddr_storage ss;
+    srv_ip_t ip;
+    memset(&ip, 0, sizeof(ip));
+    memset(&ss, 0, sizeof(ss));
+    if (req->conn->callbacks->get_peername == NULL ||
+        req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss) == 0)
+        return ip;
+    if (ss.ss_family == AF_INET) {
+        ip.len = 4;
+        memcpy(ip.addr, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    } else if (ss.ss_family == AF_INET6) {
+        const uint8_t *a = ((struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr;
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(a, mapped, 12) == 0) {
+            ip.len = 4;
+            memcpy(ip.addr, a + 12, 4);
+        } else {
+            ip.len = 16;
+            memcpy(ip.addr, a, 16);
+        }
+    }
+    return ip;
+}
+
+static srv_ip_count_t **ip_slot(srv_t *srv, const srv_ip_t *ip)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    srv_ip_count_t **p;
+    for (size_t i = 0; i < ip->len; i++)
+        h = (h ^ ip->addr[i]) * 16777619u;
+    for (p = &srv->ips[h & (SRV_IP_BUCKETS - 1)]; *p != NULL; p = &(*p)->next)
+        if ((*p)->ip.len == ip->len && memcmp((*p)->ip.addr, ip->addr, ip->len) == 0)
+            break;
+    return p;
+}
+
+int srv__ip_acquire(srv_t *srv, const srv_ip_t *ip)
+{
+    srv_ip_count_t **p;
+    if (ip->len == 0 || srv->cfg.max_conns_per_ip == 0)
+        return 0;
+    if (srv->ips == NULL && (srv->ips = calloc(SRV_IP_BUCKETS, sizeof(*srv->ips))) == NULL)
+        abort();
+    p = ip_slot(srv, ip);
+    if (*p == NULL) {
+        if ((*p = calloc(1, sizeof(**p))) == NULL)
+            abort();
+        (*p)->ip = *ip;
+    } else if ((*p)->n >= srv->cfg.max_conns_per_ip) {
+        return -1;
+    }
+    (*p)->n++;
+    return 0;
+}
+
+void srv__ip_release(srv_t *srv, const srv_ip_t *ip)
+{
+    srv_ip_count_t **p, *e;
+    if (ip->len == 0 || srv->ips == NULL)
+        return;
+    p = ip_slot(srv, ip);
+    if ((e = *p) == NULL)
+        return;
+    assert(e->n > 0);
+    if (--e->n == 0) {
+        *p = e->next;
+        free(e);
+    }
+}
+
+void srv__ip_free_all(srv_t *srv)
+{
+    if (srv->ips == NULL)
+        return;
+    for (size_t i = 0; i < SRV_IP_BUCKETS; i++) {
+        srv_ip_count_t *e = srv->ips[i], *next;
+        for (; e != NULL; e = next) {
+            next = e->next;
+            free(e);
+        }
+    }
+    free(srv->ips);
+    srv->ips = NULL;
+}
+
 static int on_ws(h2o_handler_t *self, h2o_req_t *req)
 {
     srv_t *srv = ((handler_t *)self)->srv;
     h2o_iovec_t name = path_rest(req, strlen("/ws/"));
     const char *key;
     srv_session_t *s;
+    srv_ip_t ip;
 
     srv->metrics.http_requests++;
     if (req->path.len < 4 || memcmp(req->path.base, "/ws/", 4) != 0 ||
@@ -95,11 +191,21 @@ static int on_ws(h2o_handler_t *self, h2o_req_t *req)
         send_json_error(req, 503, "Service Unavailable", "the server is shutting down");
         return 0;
     }
+    ip = peer_ip(req);
+    if (srv__ip_acquire(srv, &ip) != 0) {
+        srv->metrics.ws_rejected++;
+        srv->metrics.limited[SRV_LIMIT_CONNS_PER_IP]++;
+        send_json_error(req, 429, "Too Many Requests",
+                        "too many connections from this address (--max-connections-per-ip)");
+        return 0;
+    }
     s = srv__session_new(srv, name.base, name.len);
     if (s == NULL) {
+        srv__ip_release(srv, &ip);
         send_json_error(req, 503, "Service Unavailable", "out of memory");
         return 0;
     }
+    s->ip = ip;
     if (srv__ws_accept(s, req, key) != 0)
         abort(); /* out of memory */
     srv__session_timer_start(s);

@@ -78,6 +78,17 @@ void srv__metrics_render(srv_t *srv, proto_buf_t *b)
     metric(b, "weft_http_requests_total", "counter", "HTTP requests to weftd's routes.",
            m->http_requests);
 
+    {
+        static const char *const limit_names[SRV_LIMIT_COUNT] = {
+            [SRV_LIMIT_CONNS_PER_IP] = "connections_per_ip",
+        };
+        srv__buf_printf(b, "# HELP weft_limited_total Requests and messages refused by a limit "
+                           "(docs/server.md, Limits).\n# TYPE weft_limited_total counter\n");
+        for (int i = 0; i < SRV_LIMIT_COUNT; i++)
+            srv__buf_printf(b, "weft_limited_total{limit=\"%s\"} %llu\n", limit_names[i],
+                            (unsigned long long)m->limited[i]);
+    }
+
     srv__buf_printf(b, "# HELP weft_errors_total ERROR messages sent, by code.\n"
                        "# TYPE weft_errors_total counter\n");
     for (uint32_t code = 1; code < sizeof(m->errors) / sizeof(m->errors[0]); code++) {

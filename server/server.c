@@ -300,6 +300,8 @@ void srv_free(srv_t *srv)
         srv->store = NULL;
     }
     proto_buf_dispose(&srv->scratch);
-    if (!leftovers)
+    if (!leftovers) {
+        srv__ip_free_all(srv); /* every session is gone, and with it every count */
         free(srv);
+    }
 }

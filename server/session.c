@@ -61,6 +61,7 @@ static void destroy(srv_session_t *s)
         h2o_linklist_unlink(&s->close_link);
     h2o_linklist_unlink(&s->all_link);
     srv->nsessions--;
+    srv__ip_release(srv, &s->ip);
     srv__ws_dispose(&s->ws);
     free(s->acks);
     free(s);

@@ -63,6 +63,9 @@ typedef struct srv_config {
      * version (docs/history.md). */
     uint64_t history_burst_gap_ms;
     uint64_t history_burst_max_ms;
+    /* --max-connections-per-ip: open WebSocket sessions of one client address;
+     * more upgrades get HTTP 429. 0: no limit (behind a proxy on this host). */
+    unsigned max_conns_per_ip;
 } srv_config_t;
 
 /* Fills *cfg with the defaults (`weftd` alone serves http://127.0.0.1:8080 with

@@ -34,6 +34,27 @@
 typedef struct srv_doc srv_doc_t;
 typedef struct srv_session srv_session_t;
 
+/* The limits of docs/server.md ("Limits"), as counted in /metrics by
+ * weft_limited_total{limit}. */
+enum srv_limit {
+    SRV_LIMIT_CONNS_PER_IP, /* an upgrade refused with HTTP 429 */
+    SRV_LIMIT_COUNT
+};
+
+/* A client address as the per-address connection count keys it: 4 bytes
+ * (IPv4, also an IPv4-mapped IPv6 address) or 16 (IPv6); len 0 when unknown. */
+typedef struct {
+    uint8_t len;
+    uint8_t addr[16];
+} srv_ip_t;
+
+/* Open WebSocket sessions of one client address (srv->ips). */
+typedef struct srv_ip_count {
+    srv_ip_t ip;
+    uint32_t n; /* > 0 while the entry exists */
+    struct srv_ip_count *next;
+} srv_ip_count_t;
+
 /* Counters for /metrics (event-loop thread only). */
 typedef struct srv_metrics {
     uint64_t connections_total;
@@ -50,8 +71,9 @@ typedef struct srv_metrics {
     uint64_t docs_loaded_total;
     uint64_t docs_unloaded_total;
     uint64_t http_requests;
-    uint64_t errors[16];  /* ERROR messages sent, by wire code (docs/protocol.md) */
-    uint64_t ws_rejected; /* upgrades refused with an HTTP error */
+    uint64_t errors[16];               /* ERROR messages sent, by wire code (docs/protocol.md) */
+    uint64_t ws_rejected;              /* upgrades refused with an HTTP error */
+    uint64_t limited[SRV_LIMIT_COUNT]; /* refusals by limit (enum srv_limit) */
 } srv_metrics_t;
 
 /* A pending acknowledgement: ACK(seq) may go once `ticket` is durable. */
@@ -75,6 +97,8 @@ struct srv_session {
     srv_doc_t *doc; /* NULL until HELLO */
     char docname[SRV_MAX_DOCNAME + 1];
     size_t docname_len;
+
+    srv_ip_t ip; /* the client's address, counted in srv->ips (len 0: not counted) */
 
     uint64_t replica;
     char name[PROTO_MAX_NAME + 1];
@@ -150,6 +174,9 @@ struct srv {
 
     h2o_linklist_t sessions; /* every WebSocket session */
     size_t nsessions;
+    /* Sessions per client address: a chained hash table of SRV_IP_BUCKETS
+     * buckets (allocated on first use); an entry goes when its count does. */
+    srv_ip_count_t **ips;
     h2o_linklist_t dirty_docs;  /* documents changed this tick */
     h2o_linklist_t ack_waiters; /* sessions with pending acks */
     h2o_linklist_t to_proceed;  /* sessions with queued output */
@@ -227,7 +254,14 @@ size_t srv__ws_queued(const srv_ws_t *ws);
 void srv__ws_dispose(srv_ws_t *ws);
 
 /* http.c */
+#define SRV_IP_BUCKETS 1024
 int srv__http_register(srv_t *srv);
+/* Counts one more session of `ip` unless that would pass
+ * --max-connections-per-ip. Returns 0 (counted) or -1 (at the limit). */
+int srv__ip_acquire(srv_t *srv, const srv_ip_t *ip);
+/* Counts one session of `ip` less (after srv__ip_acquire() returned 0). */
+void srv__ip_release(srv_t *srv, const srv_ip_t *ip);
+void srv__ip_free_all(srv_t *srv);
 
 /* history.c */
 /* Largest request body of a history route (bytes); more is 413. */

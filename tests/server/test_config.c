@@ -281,6 +281,93 @@ static void test_srv_config_parse_ranges(void **state)
     assert_int_equal(cfg.ping_timeout, 86400);
 }
 
+/* The limits of docs/server.md ("Limits"): flag, default, lowest and highest
+ * accepted, one below (NULL: none) and one above. */
+typedef struct {
+    const char *flag;
+    unsigned long long def;
+    const char *lo, *hi, *below, *above;
+} limit_flag_t;
+
+static const limit_flag_t limit_flags[] = {
+    {"--max-connections-per-ip", 64, "0", "1048576", NULL, "1048577"},
+};
+
+/* The field a limit flag sets. */
+static unsigned long long limit_value(const srv_config_t *cfg, const char *flag)
+{
+    if (strcmp(flag, "--max-connections-per-ip") == 0)
+        return cfg->max_conns_per_ip;
+    fail_msg("no field for %s", flag);
+    return 0;
+}
+
+static void test_srv_config_parse_limit_flags(void **state)
+{
+    (void)state;
+    srv_config_t cfg;
+    char err[256];
+    srv_config_init(&cfg);
+    for (size_t i = 0; i < sizeof limit_flags / sizeof limit_flags[0]; i++) {
+        const limit_flag_t *l = &limit_flags[i];
+        if (limit_value(&cfg, l->flag) != l->def)
+            fail_msg("%s defaults to %llu, want %llu", l->flag, limit_value(&cfg, l->flag), l->def);
+    }
+    for (size_t i = 0; i < sizeof limit_flags / sizeof limit_flags[0]; i++) {
+        const limit_flag_t *l = &limit_flags[i];
+        const char *vals[] = {l->lo, l->hi};
+        for (int k = 0; k < 2; k++) {
+            char eq[96];
+            snprintf(eq, sizeof eq, "%s=%s", l->flag, vals[k]);
+            const char *space_form[] = {l->flag, vals[k], NULL};
+            const char *eq_form[] = {eq, NULL};
+            unsigned long long want = strtoull(vals[k], NULL, 10);
+            int rc = parse(&cfg, err, sizeof err, space_form);
+            if (rc != 0 || limit_value(&cfg, l->flag) != want)
+                fail_msg("%s %s: rc %d (%s), value %llu", l->flag, vals[k], rc, err,
+                         limit_value(&cfg, l->flag));
+            rc = parse(&cfg, err, sizeof err, eq_form);
+            if (rc != 0 || limit_value(&cfg, l->flag) != want)
+                fail_msg("%s: rc %d (%s), value %llu", eq, rc, err, limit_value(&cfg, l->flag));
+        }
+        const char *out_of_range[] = {l->below, l->above};
+        for (int k = 0; k < 2; k++) {
+            if (out_of_range[k] == NULL)
+                continue;
+            const char *args[] = {l->flag, out_of_range[k], NULL};
+            expect_usage_error(args, l->flag);
+        }
+        static const char *const junk[] = {
+            "", "-1", "abc", "5x", "1e3", "0x10", "99999999999999999999999"};
+        for (size_t j = 0; j < sizeof junk / sizeof junk[0]; j++) {
+            const char *args[] = {l->flag, junk[j], NULL};
+            expect_usage_error(args, l->flag);
+        }
+        const char *missing[] = {l->flag, NULL};
+        expect_usage_error(missing, l->flag);
+    }
+}
+
+static void test_srv_config_usage_lists_limit_flags(void **state)
+{
+    (void)state;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    srv_config_usage(f);
+    fclose(f);
+    for (size_t i = 0; i < sizeof limit_flags / sizeof limit_flags[0]; i++) {
+        char def[48];
+        if (strstr(text, limit_flags[i].flag) == NULL)
+            fail_msg("--help does not mention %s", limit_flags[i].flag);
+        snprintf(def, sizeof def, "default %llu", limit_flags[i].def);
+        if (strstr(strstr(text, limit_flags[i].flag), def) == NULL)
+            fail_msg("--help does not give %s's default (%s)", limit_flags[i].flag, def);
+    }
+    free(text);
+}
+
 static void test_srv_config_parse_listen(void **state)
 {
     (void)state;
@@ -414,6 +501,8 @@ int main(void)
         cmocka_unit_test(test_srv_config_parse_empty_values),
         cmocka_unit_test(test_srv_config_parse_non_numeric),
         cmocka_unit_test(test_srv_config_parse_ranges),
+        cmocka_unit_test(test_srv_config_parse_limit_flags),
+        cmocka_unit_test(test_srv_config_usage_lists_limit_flags),
         cmocka_unit_test(test_srv_config_parse_listen),
         cmocka_unit_test(test_srv_config_parse_small_err_buffer),
         cmocka_unit_test(test_srv_docname_valid_lengths),
