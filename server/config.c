@@ -87,9 +87,13 @@ void srv_config_usage(FILE *out)
           "  --max-connections-per-ip N  open WebSocket connections from one client\n"
           "                        address; more upgrades get HTTP 429 (default 64;\n"
           "                        0: no limit, e.g. behind a proxy on this host)\n"
+          "  --tls-cert FILE       serve https:// and wss:// with this PEM certificate\n"
+          "                        (chain); needs --tls-key (default: plain HTTP)\n"
+          "  --tls-key FILE        the PEM private key of --tls-cert\n"
           "  -h, --help            this text\n"
           "\n"
-          "On start weftd prints 'weftd: listening on http://HOST:PORT' on stdout.\n"
+          "On start weftd prints 'weftd: listening on http://HOST:PORT' on stdout\n"
+          "(https:// with TLS). TLS is 1.2 or 1.3, with ALPN http/1.1 only.\n"
           "SIGINT or SIGTERM: stop accepting, make every received edit durable, close\n"
           "connections (code 1001) and exit 0.\n",
           out);
@@ -209,6 +213,15 @@ static int parse_into(srv_config_t *cfg, int argc, char **argv, char *err, size_
                 return SRV_EUSAGE;
             }
             cfg->data_dir = val;
+        } else if (strcmp(name, "--tls-cert") == 0 || strcmp(name, "--tls-key") == 0) {
+            if (*val == '\0') {
+                snprintf(err, errlen, "%s: empty file name", name);
+                return SRV_EUSAGE;
+            }
+            if (name[6] == 'c')
+                cfg->tls_cert = val;
+            else
+                cfg->tls_key = val;
         } else if (strcmp(name, "--web-root") == 0) {
             if (*val == '\0' || strlen(val) > PATH_MAX - 64) {
                 snprintf(err, errlen, "--web-root: bad directory");
@@ -219,6 +232,12 @@ static int parse_into(srv_config_t *cfg, int argc, char **argv, char *err, size_
             snprintf(err, errlen, "unknown option '%s' (try --help)", name);
             return SRV_EUSAGE;
         }
+    }
+    if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
+        snprintf(err, errlen, "%s needs %s as well (TLS takes both, or neither)",
+                 cfg->tls_cert ? "--tls-cert" : "--tls-key",
+                 cfg->tls_cert ? "--tls-key" : "--tls-cert");
+        return SRV_EUSAGE;
     }
     return 0;
 }

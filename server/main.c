@@ -2,7 +2,9 @@
 /*
  * main.c: the weftd executable. Parses the command line (config.c), installs
  * the signal handlers (SIGINT/SIGTERM stop the server cleanly, SIGPIPE is
- * ignored), starts the server and prints the address it listens on.
+ * ignored), starts the server and prints the address it listens on (https://
+ * with TLS). Exit codes: 0 after a clean stop, 2 for a bad command line, 1
+ * when the server cannot start (TLS files, store, address) or fails.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -57,7 +59,8 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    printf("weftd: listening on http://%s:%u\n", cfg.listen_host, (unsigned)srv_port(srv));
+    printf("weftd: listening on %s://%s:%u\n", cfg.tls_cert != NULL ? "https" : "http",
+           cfg.listen_host, (unsigned)srv_port(srv));
     fflush(stdout);
     r = srv_run(srv);
     running = NULL;

@@ -7,12 +7,19 @@
  * with queued output. The store's writer thread commits in the background and
  * wakes the loop through an eventfd when a commit is durable.
  *
+ * TLS (--tls-cert/--tls-key): one SSL_CTX, made by setup_tls() before anything
+ * else and handed to H2O through accept_ctx.ssl_ctx; H2O runs the handshakes.
+ * TLS 1.2 minimum, no compression or renegotiation, the server's cipher order,
+ * and ALPN offering http/1.1 only (H2O 2.2.5's HTTP/2 is not used).
+ *
  * Shutdown (srv_request_stop, from SIGINT/SIGTERM): the listener closes, every
  * update received is made durable and acknowledged, connections get close
  * code 1001, and srv_run() returns once they are gone (or after a grace time).
  */
 #include <errno.h>
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +71,78 @@ static void on_store_ready(h2o_socket_t *sock, const char *err)
     }
 }
 
+/* Prints the reason OpenSSL queued for the last failure, after `what`. */
+static void tls_error(const char *what, const char *file)
+{
+    char buf[256] = "";
+    unsigned long code = ERR_peek_last_error();
+    if (code != 0)
+        ERR_error_string_n(code, buf, sizeof(buf));
+    fprintf(stderr, "weftd: %s %s%s%s\n", what, file, code != 0 ? ": " : "", buf);
+    ERR_clear_error();
+}
+
+/* 0 when `file` can be opened for reading; otherwise says why on stderr. */
+static int tls_readable(const char *flag, const char *file)
+{
+    FILE *f = fopen(file, "r");
+    if (f == NULL) {
+        fprintf(stderr, "weftd: %s %s: %s\n", flag, file, strerror(errno));
+        return -1;
+    }
+    fclose(f);
+    return 0;
+}
+
+/* The ALPN protocols offered, in H2O's form (ends with an empty entry). Only
+ * HTTP/1.1: a client asking for h2 alone gets no ALPN and talks HTTP/1.1. */
+static const h2o_iovec_t alpn_protocols[] = {{H2O_STRLIT("http/1.1")}, {NULL, 0}};
+
+/* Makes the server's SSL_CTX from cfg->tls_cert and cfg->tls_key. */
+static int setup_tls(const srv_config_t *cfg, SSL_CTX **out)
+{
+    SSL_CTX *ctx;
+    *out = NULL;
+    ERR_clear_error();
+    if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
+        tls_error("cannot make a TLS context", "");
+        return SRV_ENOMEM;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* TLS 1.2: forward secrecy and AEAD only (TLS 1.3's suites all are). */
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20") != 1) {
+        tls_error("cannot configure TLS", "");
+        SSL_CTX_free(ctx);
+        return SRV_ENOMEM;
+    }
+    if (tls_readable("--tls-cert", cfg->tls_cert) != 0 ||
+        tls_readable("--tls-key", cfg->tls_key) != 0)
+        goto fail;
+    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
+        tls_error("cannot load the TLS certificate (--tls-cert)", cfg->tls_cert);
+        goto fail;
+    }
+    /* A key of another certificate fails here already (key values mismatch). */
+    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        unsigned long code = ERR_peek_last_error();
+        if (ERR_GET_LIB(code) == ERR_LIB_X509 && ERR_GET_REASON(code) == X509_R_KEY_VALUES_MISMATCH)
+            tls_error("the TLS private key (--tls-key) does not match the certificate:",
+                      cfg->tls_key);
+        else
+            tls_error("cannot load the TLS private key (--tls-key)", cfg->tls_key);
+        goto fail;
+    }
+    h2o_ssl_register_alpn_protocols(ctx, alpn_protocols);
+    *out = ctx;
+    return 0;
+fail:
+    SSL_CTX_free(ctx);
+    return SRV_ETLS;
+}
+
 static int listen_on(srv_t *srv)
 {
     struct addrinfo hints, *res = NULL;
@@ -112,6 +191,10 @@ int srv_new(const srv_config_t *cfg, srv_t **out)
     if (srv == NULL)
         return SRV_ENOMEM;
     srv->cfg = *cfg;
+    if (cfg->tls_cert != NULL && (err = setup_tls(cfg, &srv->accept_ctx.ssl_ctx)) != 0) {
+        free(srv);
+        return err;
+    }
     h2o_linklist_init_anchor(&srv->sessions);
     h2o_linklist_init_anchor(&srv->dirty_docs);
     h2o_linklist_init_anchor(&srv->ack_waiters);
@@ -124,6 +207,7 @@ int srv_new(const srv_config_t *cfg, srv_t **out)
     if ((err = store_open(cfg->data_dir, &sopts, &srv->store)) != 0) {
         fprintf(stderr, "weftd: cannot open the store in %s: %s\n", cfg->data_dir,
                 store_strerror(err));
+        SSL_CTX_free(srv->accept_ctx.ssl_ctx);
         free(srv);
         return SRV_ESTORE;
     }
@@ -133,6 +217,7 @@ int srv_new(const srv_config_t *cfg, srv_t **out)
     if (srv__http_register(srv) != 0) {
         store_close(srv->store);
         h2o_config_dispose(&srv->h2o_config);
+        SSL_CTX_free(srv->accept_ctx.ssl_ctx);
         free(srv);
         return SRV_ENOMEM;
     }
@@ -210,6 +295,8 @@ static void begin_shutdown(srv_t *srv)
      * request timeout expire at once, so idle keep-alive and silent
      * connections close at the next tick (requests in progress finish). */
     srv->ctx.http1.req_timeout.timeout = 0;
+    /* Likewise for TLS handshakes still in progress (H2O's accept timeout). */
+    srv->ctx.handshake_timeout.timeout = 0;
     if (srv->listener != NULL) {
         h2o_socket_read_stop(srv->listener);
         h2o_socket_close(srv->listener);
@@ -237,7 +324,8 @@ int srv_run(srv_t *srv)
             deadline = srv__now_ms(srv) + SHUTDOWN_GRACE_MS;
         }
         if (srv->stopping &&
-            ((srv->nsessions == 0 && h2o_linklist_is_empty(&srv->ctx.http1._conns)) ||
+            ((srv->nsessions == 0 && h2o_linklist_is_empty(&srv->ctx.http1._conns) &&
+              h2o_linklist_is_empty(&srv->ctx.handshake_timeout._entries)) ||
              srv__now_ms(srv) >= deadline))
             break;
         /* A short wait bound so a stop request is seen promptly. */
@@ -277,7 +365,8 @@ void srv_free(srv_t *srv)
      * stuck in a request (or an upgrade) at the deadline leaves the loop and
      * the server to the process exit. */
     leftovers = srv->loop != NULL &&
-                (!h2o_linklist_is_empty(&srv->ctx.http1._conns) || srv->nsessions != 0);
+                (!h2o_linklist_is_empty(&srv->ctx.http1._conns) || srv->nsessions != 0 ||
+                 !h2o_linklist_is_empty(&srv->ctx.handshake_timeout._entries));
     if (leftovers) {
         fprintf(stderr, "weftd: connections still open at exit\n");
     } else if (srv->loop != NULL) {
@@ -300,6 +389,9 @@ void srv_free(srv_t *srv)
         srv->store = NULL;
     }
     proto_buf_dispose(&srv->scratch);
+    /* TLS connections hold their own references to it. */
+    SSL_CTX_free(srv->accept_ctx.ssl_ctx);
+    srv->accept_ctx.ssl_ctx = NULL;
     if (!leftovers) {
         srv__ip_free_all(srv); /* every session is gone, and with it every count */
         free(srv);

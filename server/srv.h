@@ -2,11 +2,12 @@
 /*
  * srv.h: the public interface of weftd, weft's collaborative editing server.
  *
- * A srv_t is one running server: an H2O event loop serving HTTP/1.1 on one
- * address (the WebSocket endpoint /ws/<document>, the REST API under /api/,
- * /healthz, /metrics and the web demo's static files), the documents being
- * edited in memory, and the LMDB store (storage/store.h) whose writer thread
- * makes every update durable before it is acknowledged.
+ * A srv_t is one running server: an H2O event loop serving HTTP/1.1 (plain,
+ * or over TLS with --tls-cert/--tls-key) on one address (the WebSocket
+ * endpoint /ws/<document>, the REST API under /api/, /healthz, /metrics and
+ * the web demo's static files), the documents being edited in memory, and
+ * the LMDB store (storage/store.h) whose writer thread makes every update
+ * durable before it is acknowledged.
  *
  * Threads. Everything here runs on the thread that calls srv_run(), except
  * srv_request_stop(), which may be called from a signal handler.
@@ -25,7 +26,8 @@
     X(EUSAGE, -300, "invalid command line")                                                        \
     X(ELISTEN, -301, "cannot listen on the address")                                               \
     X(ESTORE, -302, "cannot open the data directory")                                              \
-    X(ENOMEM, -303, "out of memory")
+    X(ENOMEM, -303, "out of memory")                                                               \
+    X(ETLS, -304, "cannot load the TLS certificate or key")
 
 enum srv_errno {
 #define SRV__ERRNO_ENUM(name, value, text) SRV_##name = value,
@@ -66,6 +68,10 @@ typedef struct srv_config {
     /* --max-connections-per-ip: open WebSocket sessions of one client address;
      * more upgrades get HTTP 429. 0: no limit (behind a proxy on this host). */
     unsigned max_conns_per_ip;
+    /* --tls-cert / --tls-key: PEM certificate chain and private key; both set
+     * (weftd serves https:// and wss://) or both NULL (plain HTTP). */
+    const char *tls_cert;
+    const char *tls_key;
 } srv_config_t;
 
 /* Fills *cfg with the defaults (`weftd` alone serves http://127.0.0.1:8080 with
@@ -75,7 +81,8 @@ void srv_config_init(srv_config_t *cfg);
 /*
  * Parses weftd's command line into *cfg (which srv_config_init() filled).
  * Returns 0, 1 when --help was asked for (nothing else parsed matters), or
- * SRV_EUSAGE with a one-line reason in err[errlen].
+ * SRV_EUSAGE with a one-line reason in err[errlen] (also when only one of
+ * --tls-cert and --tls-key is given).
  */
 int srv_config_parse(srv_config_t *cfg, int argc, char **argv, char *err, size_t errlen);
 
@@ -85,9 +92,11 @@ void srv_config_usage(FILE *out);
 typedef struct srv srv_t;
 
 /*
- * Opens the store in cfg->data_dir and binds the listening socket. Returns 0
- * and sets *out, SRV_ESTORE, SRV_ELISTEN (with errno set) or SRV_ENOMEM. Errors
- * are also described on stderr.
+ * Loads the TLS certificate and key when cfg->tls_cert is set, opens the store
+ * in cfg->data_dir and binds the listening socket. Returns 0 and sets *out,
+ * SRV_ETLS (a file cannot be read, or the key does not match the certificate),
+ * SRV_ESTORE, SRV_ELISTEN (with errno set) or SRV_ENOMEM. Errors are also
+ * described on stderr.
  */
 int srv_new(const srv_config_t *cfg, srv_t **out);
 

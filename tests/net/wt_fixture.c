@@ -25,6 +25,39 @@ wt_fixture_t *wt_fixture_new(uint64_t seed, const char *const *extra_args)
     return fx;
 }
 
+wt_fixture_t *wt_fixture_new_tls(uint64_t seed, const char *const *extra_args)
+{
+    wt_fixture_t *fx = calloc(1, sizeof *fx);
+    const char *args[WT_WEFTD_MAX_ARGS];
+    size_t n = 0;
+    if (fx == NULL)
+        abort();
+    rng_init(&fx->rng, seed);
+    if (wt_weftd_make_dir(&fx->server) != 0)
+        goto fail;
+    snprintf(fx->tls_cert, sizeof fx->tls_cert, "%s/tls-cert.pem", fx->server.data_dir);
+    snprintf(fx->tls_key, sizeof fx->tls_key, "%s/tls-key.pem", fx->server.data_dir);
+    if (wt_tls_make_cert(fx->tls_cert, fx->tls_key, "localhost") != 0) {
+        fprintf(stderr, "wt_fixture: cannot make a certificate in %s\n", fx->server.data_dir);
+        goto fail;
+    }
+    fx->use_tls = 1;
+    wt_tls_config_init(&fx->tls, fx->tls_cert);
+    args[n++] = "--tls-cert";
+    args[n++] = fx->tls_cert;
+    args[n++] = "--tls-key";
+    args[n++] = fx->tls_key;
+    for (size_t i = 0; extra_args && extra_args[i] && n + 1 < WT_WEFTD_MAX_ARGS; i++)
+        args[n++] = extra_args[i];
+    args[n] = NULL;
+    if (wt_weftd_start(&fx->server, NULL, args, 10000) != 0)
+        goto fail;
+    return fx;
+fail:
+    wt_fixture_free(fx);
+    return NULL;
+}
+
 uint64_t wt_fixture_replica(wt_fixture_t *fx)
 {
     uint64_t r;
@@ -48,6 +81,8 @@ wt_editor_t *wt_fixture_editor(wt_fixture_t *fx, const char *doc, const char *na
         free(ed);
         return NULL;
     }
+    if (fx->use_tls)
+        ed->ws.tls_config = &fx->tls;
     fx->editors[fx->n_editors++] = ed;
     if (join) {
         int rc = wt_editor_join(ed, 10000);
@@ -69,6 +104,8 @@ wt_ws_t *wt_fixture_client(wt_fixture_t *fx, const char *path)
     if (ws == NULL)
         abort();
     wt_ws_init(ws, rng_next(&fx->rng));
+    if (fx->use_tls)
+        ws->tls_config = &fx->tls;
     fx->clients[fx->n_clients++] = ws;
     int rc = wt_ws_connect(ws, "127.0.0.1", fx->server.port, path, NULL, 10000);
     if (rc != 0) {
@@ -128,7 +165,8 @@ double wt_metric_sum(const char *text, const char *name)
 char *wt_fixture_metrics(wt_fixture_t *fx)
 {
     wt_http_resp_t r;
-    if (wt_http_get("127.0.0.1", fx->server.port, "/metrics", 5000, &r) != 0)
+    if (wt_http_request_tls(fx->use_tls ? &fx->tls : NULL, "127.0.0.1", fx->server.port, "GET",
+                            "/metrics", NULL, NULL, 0, 5000, &r) != 0)
         return NULL;
     char *s = r.status == 200 ? strdup((const char *)r.body.data) : NULL;
     wt_http_resp_dispose(&r);

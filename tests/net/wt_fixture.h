@@ -4,12 +4,16 @@
  * everything even when an assertion failed half-way: a weftd process (with its
  * temporary data directory), the simulated editors and raw WebSocket clients
  * the test made, and a seeded PRNG for replica ids and edits. Also a reader of
- * Prometheus text for /metrics checks. No global state.
+ * Prometheus text for /metrics checks. A TLS fixture (wt_fixture_new_tls) makes
+ * a self-signed certificate for "localhost" at start, runs weftd with it, and
+ * its editors, clients and /metrics go over TLS trusting that certificate. No
+ * global state.
  */
 #ifndef WEFT_WT_FIXTURE_H
 #define WEFT_WT_FIXTURE_H
 
 #include "wt_editor.h"
+#include "wt_tls.h"
 #include "wt_weftd.h"
 #include "wt_ws.h"
 
@@ -24,6 +28,10 @@ typedef struct {
     size_t n_editors;
     wt_ws_t *clients[WT_FIXTURE_MAX];
     size_t n_clients;
+    int use_tls;         /* 1: weftd serves https:// and wss:// */
+    wt_tls_config_t tls; /* client config of a TLS fixture (trusts tls_cert) */
+    char tls_cert[600];  /* the certificate and key files, in the data directory */
+    char tls_key[600];
 } wt_fixture_t;
 
 /*
@@ -32,6 +40,16 @@ typedef struct {
  * does not start (the reason is on stderr).
  */
 wt_fixture_t *wt_fixture_new(uint64_t seed, const char *const *extra_args);
+
+/*
+ * As wt_fixture_new(), but weftd serves TLS: a self-signed certificate for
+ * "localhost" (EC P-256) is written to tls-cert.pem and tls-key.pem in the
+ * fixture's data directory first and passed with --tls-cert/--tls-key before
+ * `extra_args`. Everything the fixture connects then goes over TLS with
+ * fx->tls. Returns NULL when the certificate cannot be made or weftd does not
+ * start.
+ */
+wt_fixture_t *wt_fixture_new_tls(uint64_t seed, const char *const *extra_args);
 
 /*
  * A new editor of `doc` with a random replica id, named `name` with a colour from

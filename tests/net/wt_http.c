@@ -7,18 +7,20 @@
 #define _GNU_SOURCE
 #include "wt_http.h"
 #include "wt_net.h"
+#include "wt_tls.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
 /* Reads more bytes into `in`; 0 on data, 1 at end of stream, or an error. */
-static int fill(int fd, wt_buf_t *in, int64_t deadline)
+static int fill(int fd, wt_tls_t *tls, wt_buf_t *in, int64_t deadline)
 {
     uint8_t *p = wt_buf_reserve(in, 16384);
-    ssize_t n = wt_read_some(fd, p, 16384, wt_ms_left(deadline));
+    ssize_t n = wt_io_read_some(fd, tls, p, 16384, wt_ms_left(deadline));
     if (n < 0)
         return (int)n;
     if (n == 0)
@@ -66,12 +68,12 @@ int wt_http_header(const wt_http_resp_t *resp, const char *name, char *out, size
     return 0;
 }
 
-static int read_chunked(int fd, wt_buf_t *in, int64_t deadline, wt_buf_t *body)
+static int read_chunked(int fd, wt_tls_t *tls, wt_buf_t *in, int64_t deadline, wt_buf_t *body)
 {
     for (;;) {
         size_t e;
         while ((e = line_end(in, 0)) == 0) {
-            int rc = fill(fd, in, deadline);
+            int rc = fill(fd, tls, in, deadline);
             if (rc != 0)
                 return rc == 1 ? WT_EPROTO : rc;
         }
@@ -84,7 +86,7 @@ static int read_chunked(int fd, wt_buf_t *in, int64_t deadline, wt_buf_t *body)
             /* Trailers, up to an empty line. */
             for (;;) {
                 while ((e = line_end(in, 0)) == 0) {
-                    int rc = fill(fd, in, deadline);
+                    int rc = fill(fd, tls, in, deadline);
                     if (rc != 0)
                         return rc == 1 ? 0 : rc;
                 }
@@ -94,7 +96,7 @@ static int read_chunked(int fd, wt_buf_t *in, int64_t deadline, wt_buf_t *body)
             }
         }
         while (in->len < size + 2) {
-            int rc = fill(fd, in, deadline);
+            int rc = fill(fd, tls, in, deadline);
             if (rc != 0)
                 return rc == 1 ? WT_EPROTO : rc;
         }
@@ -103,7 +105,8 @@ static int read_chunked(int fd, wt_buf_t *in, int64_t deadline, wt_buf_t *body)
     }
 }
 
-static int read_response(int fd, wt_buf_t *in, int head_only, int timeout_ms, wt_http_resp_t *resp)
+static int read_response(int fd, wt_tls_t *tls, wt_buf_t *in, int head_only, int timeout_ms,
+                         wt_http_resp_t *resp)
 {
     int64_t deadline = wt_now_ms() + timeout_ms;
     memset(resp, 0, sizeof *resp);
@@ -121,7 +124,7 @@ static int read_response(int fd, wt_buf_t *in, int head_only, int timeout_ms, wt
             break;
         if (in->len > 65536)
             return WT_EPROTO;
-        int rc = fill(fd, in, deadline);
+        int rc = fill(fd, tls, in, deadline);
         if (rc != 0)
             return rc == 1 ? WT_EPROTO : rc;
     }
@@ -137,11 +140,11 @@ static int read_response(int fd, wt_buf_t *in, int head_only, int timeout_ms, wt
         return 0;
     char v[64];
     if (wt_http_header(resp, "Transfer-Encoding", v, sizeof v) && strcasestr(v, "chunked"))
-        return read_chunked(fd, in, deadline, &resp->body);
+        return read_chunked(fd, tls, in, deadline, &resp->body);
     if (wt_http_header(resp, "Content-Length", v, sizeof v)) {
         size_t want = (size_t)strtoull(v, NULL, 10);
         while (in->len < want) {
-            int rc = fill(fd, in, deadline);
+            int rc = fill(fd, tls, in, deadline);
             if (rc != 0)
                 return rc == 1 ? WT_EPROTO : rc;
         }
@@ -150,7 +153,7 @@ static int read_response(int fd, wt_buf_t *in, int head_only, int timeout_ms, wt
         return 0;
     }
     for (;;) {
-        int rc = fill(fd, in, deadline);
+        int rc = fill(fd, tls, in, deadline);
         if (rc == 1)
             break;
         if (rc != 0)
@@ -163,7 +166,13 @@ static int read_response(int fd, wt_buf_t *in, int head_only, int timeout_ms, wt
 
 int wt_http_read_response(int fd, wt_buf_t *in, int head_only, int timeout_ms, wt_http_resp_t *resp)
 {
-    int rc = read_response(fd, in, head_only, timeout_ms, resp);
+    return wt_http_read_response_tls(fd, NULL, in, head_only, timeout_ms, resp);
+}
+
+int wt_http_read_response_tls(int fd, wt_tls_t *tls, wt_buf_t *in, int head_only, int timeout_ms,
+                              wt_http_resp_t *resp)
+{
+    int rc = read_response(fd, tls, in, head_only, timeout_ms, resp);
     /* Callers may use the body and headers as C strings, even when empty. */
     wt_buf_append(&resp->headers, "", 0);
     wt_buf_append(&resp->body, "", 0);
@@ -174,11 +183,31 @@ int wt_http_request(const char *host, uint16_t port, const char *method, const c
                     const char *extra_headers, const void *body, size_t body_len, int timeout_ms,
                     wt_http_resp_t *resp)
 {
+    return wt_http_request_tls(NULL, host, port, method, path, extra_headers, body, body_len,
+                               timeout_ms, resp);
+}
+
+int wt_http_request_tls(const wt_tls_config_t *tls_config, const char *host, uint16_t port,
+                        const char *method, const char *path, const char *extra_headers,
+                        const void *body, size_t body_len, int timeout_ms, wt_http_resp_t *resp)
+{
     memset(resp, 0, sizeof *resp);
     int64_t deadline = wt_now_ms() + timeout_ms;
     int fd = wt_tcp_connect(host, port, timeout_ms);
     if (fd < 0)
         return fd;
+    wt_tls_t *tls = NULL;
+    if (tls_config != NULL) {
+        char why[256];
+        int trc = wt_tls_connect(fd, tls_config, wt_ms_left(deadline), &tls, why, sizeof why);
+        if (trc != 0) {
+            if (trc == WT_ETLS)
+                fprintf(stderr, "wt_http: TLS handshake with %s:%u failed: %s\n", host,
+                        (unsigned)port, why);
+            close(fd);
+            return trc;
+        }
+    }
     wt_buf_t req = {0};
     wt_buf_printf(&req, "%s %s HTTP/1.1\r\nHost: %s:%u\r\nConnection: close\r\n", method, path,
                   host, (unsigned)port);
@@ -189,13 +218,14 @@ int wt_http_request(const char *host, uint16_t port, const char *method, const c
     wt_buf_printf(&req, "\r\n");
     if (body_len)
         wt_buf_append(&req, body, body_len);
-    int rc = wt_write_all(fd, req.data, req.len, wt_ms_left(deadline));
+    int rc = wt_io_write_all(fd, tls, req.data, req.len, wt_ms_left(deadline));
     wt_buf_dispose(&req);
     wt_buf_t in = {0};
     if (rc == 0)
-        rc =
-            wt_http_read_response(fd, &in, strcmp(method, "HEAD") == 0, wt_ms_left(deadline), resp);
+        rc = wt_http_read_response_tls(fd, tls, &in, strcmp(method, "HEAD") == 0,
+                                       wt_ms_left(deadline), resp);
     wt_buf_dispose(&in);
+    wt_tls_free(tls);
     close(fd);
     if (rc != 0)
         wt_http_resp_dispose(resp);

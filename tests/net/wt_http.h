@@ -3,12 +3,14 @@
  * wt_http.h: a tiny blocking HTTP/1.1 client for weft's integration tests
  * (/healthz, /api/docs/<doc>, /metrics) and the response reader the WebSocket
  * handshake (wt_ws.c) shares. One request per connection (Connection: close);
- * bodies by Content-Length, chunked, or up to end of stream. No global state.
+ * bodies by Content-Length, chunked, or up to end of stream. Plain or over TLS
+ * (wt_tls.h). No global state.
  */
 #ifndef WEFT_WT_HTTP_H
 #define WEFT_WT_HTTP_H
 
 #include "wt_buf.h"
+#include "wt_tls.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -32,6 +34,14 @@ int wt_http_request(const char *host, uint16_t port, const char *method, const c
                     const char *extra_headers, const void *body, size_t body_len, int timeout_ms,
                     wt_http_resp_t *resp);
 
+/*
+ * As wt_http_request(), over TLS configured by `tls_config` (NULL: plain TCP).
+ * A failed handshake returns WT_ETLS (its reason is printed on stderr).
+ */
+int wt_http_request_tls(const wt_tls_config_t *tls_config, const char *host, uint16_t port,
+                        const char *method, const char *path, const char *extra_headers,
+                        const void *body, size_t body_len, int timeout_ms, wt_http_resp_t *resp);
+
 /* GET shorthand. */
 int wt_http_get(const char *host, uint16_t port, const char *path, int timeout_ms,
                 wt_http_resp_t *resp);
@@ -43,6 +53,10 @@ int wt_http_get(const char *host, uint16_t port, const char *path, int timeout_m
  */
 int wt_http_read_response(int fd, wt_buf_t *in, int head_only, int timeout_ms,
                           wt_http_resp_t *resp);
+
+/* As wt_http_read_response(), reading through the TLS session `tls` (NULL: plain). */
+int wt_http_read_response_tls(int fd, wt_tls_t *tls, wt_buf_t *in, int head_only, int timeout_ms,
+                              wt_http_resp_t *resp);
 
 /*
  * Copies the value of header `name` (case-insensitive, first match, surrounding

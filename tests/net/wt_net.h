@@ -28,7 +28,8 @@
     X(EINVAL, -1008, "invalid argument")                                                           \
     X(ESPAWN, -1009, "cannot start or talk to weftd")                                              \
     X(EUNEXPECTED, -1010, "unexpected message")                                                    \
-    X(ESERVER, -1011, "server sent an ERROR message")
+    X(ESERVER, -1011, "server sent an ERROR message")                                              \
+    X(ETLS, -1012, "TLS handshake failed")
 
 enum wt_errno {
 #define WT__ERRNO_ENUM(name, value, text) WT_##name = value,

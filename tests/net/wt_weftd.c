@@ -135,8 +135,12 @@ static int launch(wt_weftd_t *d, int timeout_ms)
     d->pid = pid;
     char line[256];
     int n = read_line(pfd[0], line, sizeof line, deadline);
-    const char *prefix = "weftd: listening on http://";
-    char *colon = n > 0 && strncmp(line, prefix, strlen(prefix)) == 0 ? strrchr(line, ':') : NULL;
+    const char *prefix = "weftd: listening on http://",
+               *tls_prefix = "weftd: listening on https://";
+    char *colon = n > 0 && (strncmp(line, prefix, strlen(prefix)) == 0 ||
+                            strncmp(line, tls_prefix, strlen(tls_prefix)) == 0)
+                      ? strrchr(line, ':')
+                      : NULL;
     long port = colon ? strtol(colon + 1, NULL, 10) : 0;
     if (port <= 0 || port > 65535) {
         fprintf(stderr, "wt_weftd: no listening line from %s (got \"%s\")\n", argv[0],
@@ -156,6 +160,20 @@ static int launch(wt_weftd_t *d, int timeout_ms)
     return 0;
 }
 
+int wt_weftd_make_dir(wt_weftd_t *d)
+{
+    if (d->own_dir)
+        return 0;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(d->data_dir, sizeof d->data_dir, "%s/weftd-test-XXXXXX", tmp ? tmp : "/tmp");
+    if (mkdtemp(d->data_dir) == NULL) {
+        d->data_dir[0] = 0;
+        return WT_ESPAWN;
+    }
+    d->own_dir = 1;
+    return 0;
+}
+
 int wt_weftd_start(wt_weftd_t *d, const char *data_dir, const char *const *extra_args,
                    int timeout_ms)
 {
@@ -170,14 +188,8 @@ int wt_weftd_start(wt_weftd_t *d, const char *data_dir, const char *const *extra
     if (data_dir != NULL) {
         snprintf(d->data_dir, sizeof d->data_dir, "%s", data_dir);
         d->own_dir = 0;
-    } else if (!d->own_dir) {
-        const char *tmp = getenv("TMPDIR");
-        snprintf(d->data_dir, sizeof d->data_dir, "%s/weftd-test-XXXXXX", tmp ? tmp : "/tmp");
-        if (mkdtemp(d->data_dir) == NULL) {
-            d->data_dir[0] = 0;
-            return WT_ESPAWN;
-        }
-        d->own_dir = 1;
+    } else if (wt_weftd_make_dir(d) != 0) {
+        return WT_ESPAWN;
     }
     return launch(d, timeout_ms);
 }

@@ -4,11 +4,11 @@
  * the load generator. A server runs WEFTD_PATH (or an explicit binary) with
  * `--listen 127.0.0.1:0 --data DIR` plus extra arguments, on a fresh mkdtemp
  * data directory unless one is given; its port is read from the first stdout
- * line ("weftd: listening on http://127.0.0.1:<port>"); the rest of its stdout is
- * copied to stderr by a small thread and its stderr is inherited, so its logs
- * show up in test output. The child gets SIGKILL if the test process dies.
- * Stop with SIGTERM (exit status reported), kill with SIGKILL, restart on the
- * same data directory, clean up (kill + remove the temporary directory).
+ * line ("weftd: listening on http://127.0.0.1:<port>", or https:// with
+ * TLS); the rest of its stdout is copied to stderr by a small thread and its
+ * stderr is inherited, so its logs show up in test output. The child gets SIGKILL if the test
+ * process dies. Stop with SIGTERM (exit status reported), kill with SIGKILL, restart on the same
+ * data directory, clean up (kill + remove the temporary directory).
  */
 #ifndef WEFT_WT_WEFTD_H
 #define WEFT_WT_WEFTD_H
@@ -39,6 +39,13 @@ typedef struct {
  */
 int wt_weftd_start(wt_weftd_t *d, const char *data_dir, const char *const *extra_args,
                    int timeout_ms);
+
+/*
+ * Creates the temporary data directory now (d->data_dir), so a test can put
+ * files in it (certificates) before wt_weftd_start(d, NULL, ...), which then
+ * uses it. Does nothing when the struct already has one. Returns 0 or WT_ESPAWN.
+ */
+int wt_weftd_make_dir(wt_weftd_t *d);
 
 /*
  * Stops with SIGTERM and waits up to `timeout_ms` for the exit (then SIGKILL).

@@ -2,7 +2,8 @@
 /*
  * wt_ws.c: the blocking WebSocket client of tests/net (see wt_ws.h), with the
  * SHA-1 and base64 its handshake check needs (RFC 3174, RFC 4648), written
- * here so the helpers depend on nothing but libc.
+ * here so the plain helpers depend on nothing but libc. Over TLS, every read
+ * and write goes through the session (wt_tls.h).
  */
 #define _GNU_SOURCE
 #include "wt_ws.h"
@@ -122,6 +123,18 @@ int wt_ws_connect(wt_ws_t *ws, const char *host, uint16_t port, const char *path
     int fd = wt_tcp_connect(host, port, timeout_ms);
     if (fd < 0)
         return fd;
+    wt_tls_t *tls = NULL;
+    if (ws->tls_config != NULL) {
+        char why[256];
+        int trc = wt_tls_connect(fd, ws->tls_config, wt_ms_left(deadline), &tls, why, sizeof why);
+        if (trc != 0) {
+            if (trc == WT_ETLS)
+                fprintf(stderr, "wt_ws: TLS handshake with %s:%u failed: %s\n", host,
+                        (unsigned)port, why);
+            close(fd);
+            return trc;
+        }
+    }
     uint8_t key[16];
     for (int i = 0; i < 16; i += 8) {
         uint64_t r = rng_next(&ws->_rng);
@@ -135,11 +148,11 @@ int wt_ws_connect(wt_ws_t *ws, const char *host, uint16_t port, const char *path
                   "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                   "Sec-WebSocket-Version: 13\r\n%s\r\n",
                   path, host, (unsigned)port, key64, extra_headers ? extra_headers : "");
-    int rc = wt_write_all(fd, req.data, req.len, wt_ms_left(deadline));
+    int rc = wt_io_write_all(fd, tls, req.data, req.len, wt_ms_left(deadline));
     wt_buf_dispose(&req);
     wt_buf_t in = {0};
     if (rc == 0)
-        rc = wt_http_read_response(fd, &in, 0, wt_ms_left(deadline), &ws->http);
+        rc = wt_http_read_response_tls(fd, tls, &in, 0, wt_ms_left(deadline), &ws->http);
     if (rc == 0 && ws->http.status != 101)
         rc = WT_EHTTP; /* a refusal: status, headers and body are in ws->http */
     if (rc == 0) {
@@ -155,10 +168,12 @@ int wt_ws_connect(wt_ws_t *ws, const char *host, uint16_t port, const char *path
     }
     if (rc != 0) {
         wt_buf_dispose(&in);
+        wt_tls_free(tls);
         close(fd);
         return rc;
     }
     ws->fd = fd;
+    ws->tls = tls;
     if (in.len)
         wt_reader_feed(&ws->_rd, in.data, in.len);
     wt_buf_dispose(&in);
@@ -169,7 +184,7 @@ int wt_ws_send_raw(wt_ws_t *ws, const void *bytes, size_t len)
 {
     if (ws->fd < 0)
         return WT_EIO;
-    int rc = wt_write_all(ws->fd, bytes, len, 10000);
+    int rc = wt_io_write_all(ws->fd, ws->tls, bytes, len, 10000);
     if (rc == 0)
         ws->bytes_out += len;
     return rc;
@@ -196,7 +211,7 @@ wt_reader_t *wt_ws_reader(wt_ws_t *ws)
 
 int wt_ws_buffered(const wt_ws_t *ws)
 {
-    return wt_reader_buffered(&ws->_rd) > 0;
+    return wt_reader_buffered(&ws->_rd) > 0 || (ws->tls != NULL && wt_tls_pending(ws->tls) > 0);
 }
 
 int wt_ws_recv(wt_ws_t *ws, int timeout_ms, wt_ws_msg_t *msg)
@@ -240,7 +255,7 @@ int wt_ws_recv(wt_ws_t *ws, int timeout_ms, wt_ws_msg_t *msg)
             return WT_ECLOSED;
         }
         uint8_t *p = wt_reader_space(&ws->_rd, 65536);
-        ssize_t n = wt_read_some(ws->fd, p, 65536, wt_ms_left(deadline));
+        ssize_t n = wt_io_read_some(ws->fd, ws->tls, p, 65536, wt_ms_left(deadline));
         if (n == 0) {
             ws->eof = 1;
             return WT_EEOF;
@@ -288,6 +303,9 @@ int wt_ws_close(wt_ws_t *ws, int code, const char *reason, int timeout_ms)
             break;
         }
     }
+    wt_tls_shutdown(ws->tls);
+    wt_tls_free(ws->tls);
+    ws->tls = NULL;
     close(ws->fd);
     ws->fd = -1;
     return rc;
@@ -295,6 +313,8 @@ int wt_ws_close(wt_ws_t *ws, int code, const char *reason, int timeout_ms)
 
 void wt_ws_abort(wt_ws_t *ws)
 {
+    wt_tls_free(ws->tls);
+    ws->tls = NULL;
     if (ws->fd >= 0) {
         close(ws->fd);
         ws->fd = -1;

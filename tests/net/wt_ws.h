@@ -7,7 +7,7 @@
  * switched off (to play a dead peer), close frames and end of stream reported
  * apart, clean close and abrupt drop. Masks and handshake keys come from a
  * seeded splitmix64, so a run repeats exactly. One thread per client; no
- * global state.
+ * global state. Over TLS (wss://) when tls_config is set before connecting.
  */
 #ifndef WEFT_WT_WS_H
 #define WEFT_WT_WS_H
@@ -15,6 +15,7 @@
 #include "wt_buf.h"
 #include "wt_frame.h"
 #include "wt_http.h"
+#include "wt_tls.h"
 
 #include "../support/test_rng.h"
 
@@ -31,6 +32,9 @@ typedef struct {
     int eof;                /* 1 once the stream ended */
     uint64_t pings;         /* pings received */
     uint64_t bytes_in, bytes_out;
+    const wt_tls_config_t *tls_config; /* NULL (default): plain ws://; else wss:// with it
+                                          (borrowed; set after wt_ws_init, kept by reconnects) */
+    wt_tls_t *tls;                     /* the TLS session while connected over TLS, else NULL */
     wt_reader_t _rd;
     rng_t _rng;
     wt_buf_t _out;
@@ -51,7 +55,8 @@ void wt_ws_init(wt_ws_t *ws, uint64_t seed);
  * `extra_headers` are complete "Name: value\r\n" lines or NULL. Returns 0 when
  * upgraded (101 with a correct Sec-WebSocket-Accept); WT_EHTTP when the server
  * answered another status (ws->http holds it; the socket is closed); WT_EPROTO,
- * WT_ECONNECT, WT_ETIMEOUT, WT_EIO.
+ * WT_ECONNECT, WT_ETIMEOUT, WT_EIO; WT_ETLS when ws->tls_config is set and the
+ * handshake failed (the reason is printed on stderr).
  */
 int wt_ws_connect(wt_ws_t *ws, const char *host, uint16_t port, const char *path,
                   const char *extra_headers, int timeout_ms);
@@ -74,12 +79,13 @@ int wt_ws_send_raw(wt_ws_t *ws, const void *bytes, size_t len);
  */
 int wt_ws_recv(wt_ws_t *ws, int timeout_ms, wt_ws_msg_t *msg);
 
-/* The client's frame reader, for callers that take over the socket after the
- * upgrade (the load generator reads with epoll and feeds it; bytes that arrived
- * with the handshake response are already in it). */
+/* The client's frame reader, for callers that take over a plain (not TLS)
+ * socket after the upgrade (the load generator reads with epoll and feeds it;
+ * bytes that arrived with the handshake response are already in it). */
 wt_reader_t *wt_ws_reader(wt_ws_t *ws);
 
-/* 1 when received bytes wait in the client's buffer (poll() would not show them). */
+/* 1 when received bytes wait in the client's buffer or its TLS session (poll()
+ * would not show them). */
 int wt_ws_buffered(const wt_ws_t *ws);
 
 /*
