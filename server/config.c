@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "srv.h"
+#include "srv_internal.h"
 
 const char *srv_strerror(int err)
 {
@@ -90,6 +90,11 @@ void srv_config_usage(FILE *out)
           "  --tls-cert FILE       serve https:// and wss:// with this PEM certificate\n"
           "                        (chain); needs --tls-key (default: plain HTTP)\n"
           "  --tls-key FILE        the PEM private key of --tls-cert\n"
+          "  --token-secret-file FILE  require access tokens signed with the secret in\n"
+          "                        FILE (see `weftd token --help`, docs/security.md)\n"
+          "  --token-secret SECRET the same with the secret itself (visible in ps)\n"
+          "  --allow-origin ORIGIN WebSocket upgrades only from this Origin, e.g.\n"
+          "                        https://docs.example.com (repeatable; default: any)\n"
           "  -h, --help            this text\n"
           "\n"
           "On start weftd prints 'weftd: listening on http://HOST:PORT' on stdout\n"
@@ -156,6 +161,7 @@ static int parse_into(srv_config_t *cfg, int argc, char **argv, char *err, size_
         char name[32];
         const char *eq;
         unsigned long long v;
+        int auth;
         if (strcmp(flag, "-h") == 0 || strcmp(flag, "--help") == 0 ||
             strncmp(flag, "--help=", 7) == 0)
             return 1;
@@ -228,6 +234,9 @@ static int parse_into(srv_config_t *cfg, int argc, char **argv, char *err, size_
                 return SRV_EUSAGE;
             }
             cfg->web_root = val;
+        } else if ((auth = srv__auth_config_flag(cfg, name, val, err, errlen)) != 1) {
+            if (auth != 0)
+                return auth; /* --token-secret(-file), --allow-origin: auth.c */
         } else {
             snprintf(err, errlen, "unknown option '%s' (try --help)", name);
             return SRV_EUSAGE;

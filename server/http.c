@@ -186,6 +186,8 @@ static int on_ws(h2o_handler_t *self, h2o_req_t *req)
             return 0;
         }
     }
+    if (srv__auth_ws_origin(srv, req) != 0)
+        return 0; /* an Origin outside --allow-origin: 403 */
     if (srv->stopping) {
         srv->metrics.ws_rejected++;
         send_json_error(req, 503, "Service Unavailable", "the server is shutting down");
@@ -221,6 +223,8 @@ static int on_history(srv_t *srv, h2o_req_t *req, h2o_iovec_t name, const char *
     proto_buf_t body = {0};
     int status;
 
+    if (srv__auth_http(srv, req, name.base, name.len, !is_get(req)) != 0)
+        return 0; /* 401 without a valid token, 403 for a read token's POST */
     memset(&hr, 0, sizeof(hr));
     if (is_get(req)) {
         hr.method = "GET";
@@ -273,6 +277,8 @@ static int on_api_docs(h2o_handler_t *self, h2o_req_t *req)
         send_json_error(req, 405, "Method Not Allowed", "only GET");
         return 0;
     }
+    if (srv__auth_http(srv, req, name.base, name.len, 0) != 0)
+        return 0;
     doc = srv__doc_find(srv, name.base, name.len);
     if (doc != NULL) {
         crdt = doc->crdt;

@@ -38,6 +38,8 @@ int main(int argc, char **argv)
     struct sigaction sa;
     int r;
 
+    if (argc >= 2 && strcmp(argv[1], "token") == 0)
+        return srv_token_main(argc - 1, argv + 1, stdout, stderr); /* issue a token, exit */
     srv_config_init(&cfg);
     r = srv_config_parse(&cfg, argc, argv, err, sizeof(err));
     if (r == 1) {
@@ -48,6 +50,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "weftd: %s\n", err);
         return 2;
     }
+    if (cfg.token_secret_len == 0)
+        fputs("weftd: no token secret: anyone may read and edit every document\n", stderr);
     signal(SIGPIPE, SIG_IGN);
     if (srv_new(&cfg, &srv) != 0)
         return 1;

@@ -53,6 +53,7 @@ static void destroy(srv_session_t *s)
         srv__doc_leave(s->doc, s);
     if (h2o_timeout_is_linked(&s->timer))
         h2o_timeout_unlink(&s->timer);
+    srv__auth_session_dispose(s);
     if (h2o_linklist_is_linked(&s->ack_link))
         h2o_linklist_unlink(&s->ack_link);
     if (h2o_linklist_is_linked(&s->proceed_link))
@@ -304,6 +305,8 @@ static void on_hello(srv_session_t *s, const proto_msg_t *m)
         srv__session_close(s, 1001, "shutting down");
         return;
     }
+    if (srv__auth_hello(s, m) != 0)
+        return; /* no token for this document: refused before any of its data */
     if ((err = srv__doc_open(srv, s->docname, s->docname_len, &doc)) != 0) {
         srv__session_error(s, PROTO_ERR_SERVER_ERROR, "the document cannot be loaded", 0);
         srv__session_close(s, 1011, "document cannot be loaded");
@@ -320,6 +323,7 @@ static void on_hello(srv_session_t *s, const proto_msg_t *m)
     }
     s->replica = m->u.hello.replica;
     copy_str(s->name, m->u.hello.name);
+    srv__auth_hello_name(s);
     copy_str(s->color, m->u.hello.color);
 
     memset(&out, 0, sizeof(out));
@@ -532,9 +536,12 @@ static void on_binary(srv_session_t *s, const uint8_t *data, size_t len)
         on_sync1(s, &m);
         break;
     case PROTO_SYNC2:
-        on_update_bytes(s, m.u.sync2.update, 0, 0);
+        if (srv__auth_may_write(s, 0))
+            on_update_bytes(s, m.u.sync2.update, 0, 0);
         break;
     case PROTO_UPDATE:
+        if (!srv__auth_may_write(s, m.u.update.seq))
+            break;
         if (m.u.update.seq <= s->last_seq) {
             srv__session_error(s, PROTO_ERR_BAD_MESSAGE, "UPDATE seq must increase on a connection",
                                m.u.update.seq);
@@ -547,7 +554,8 @@ static void on_binary(srv_session_t *s, const uint8_t *data, size_t len)
         on_presence(s, &m);
         break;
     case PROTO_HISTORY:
-        on_history(s, &m);
+        if (srv__auth_may_history(s, &m))
+            on_history(s, &m);
         break;
     default:
         srv__session_error(s, PROTO_ERR_BAD_MESSAGE, "this message goes from server to client", 0);

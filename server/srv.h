@@ -46,6 +46,12 @@ const char *srv_strerror(int err);
  * document name, 0 otherwise. */
 int srv_docname_valid(const char *name, size_t len);
 
+/* Token secrets are SRV_MIN_TOKEN_SECRET..SRV_MAX_TOKEN_SECRET bytes; at most
+ * SRV_MAX_ORIGINS --allow-origin flags. */
+#define SRV_MIN_TOKEN_SECRET 16
+#define SRV_MAX_TOKEN_SECRET 1024
+#define SRV_MAX_ORIGINS 16
+
 /* Everything weftd can be told on its command line. Strings are borrowed from
  * argv (or static defaults) and must outlive the server. */
 typedef struct srv_config {
@@ -65,6 +71,14 @@ typedef struct srv_config {
      * version (docs/history.md). */
     uint64_t history_burst_gap_ms;
     uint64_t history_burst_max_ms;
+    /* --token-secret / --token-secret-file: the HMAC key of access tokens
+     * (docs/security.md), copied here; token_secret_len 0: no access control. */
+    char token_secret[SRV_MAX_TOKEN_SECRET];
+    size_t token_secret_len;
+    /* --allow-origin (repeatable): the Origin headers a WebSocket upgrade may
+     * carry (borrowed from argv); none: any origin. */
+    const char *allow_origin[SRV_MAX_ORIGINS];
+    size_t n_allow_origin;
     /* --max-connections-per-ip: open WebSocket sessions of one client address;
      * more upgrades get HTTP 429. 0: no limit (behind a proxy on this host). */
     unsigned max_conns_per_ip;
@@ -116,5 +130,12 @@ void srv_request_stop(srv_t *srv);
 
 /* Closes the store and frees the server. srv_free(NULL) does nothing. */
 void srv_free(srv_t *srv);
+
+/*
+ * `weftd token ...` (argv[0] is "token"): issues an access token
+ * (docs/security.md) and prints it on `out`. Returns the exit status: 0 (also
+ * for --help, printed on `out`), 2 for a bad command line (reason on `err`).
+ */
+int srv_token_main(int argc, char **argv, FILE *out, FILE *err);
 
 #endif

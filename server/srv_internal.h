@@ -129,6 +129,14 @@ struct srv_session {
     char close_reason[64];
     h2o_linklist_t close_link; /* in srv->closing while close_code != 0 */
     uint8_t dropping;          /* to be freed at the end of the tick */
+
+    /* Access (auth.c). role: SRV_ROLE_WRITE without a token secret, else
+     * what the HELLO's token grants (0 before HELLO). */
+    uint8_t role;
+    uint8_t auth_timer_used;             /* counted in srv->auth_timer_users */
+    uint64_t token_expires;              /* unix seconds; 0 without a token */
+    char token_name[PROTO_MAX_NAME + 1]; /* the token's user name */
+    h2o_timeout_entry_t auth_timer;      /* checks the expiry: close 4001 */
 };
 
 struct srv_doc {
@@ -187,6 +195,10 @@ struct srv {
     h2o_timeout_t close_timeout;
     h2o_timeout_t unload_timeout;
     h2o_timeout_t unload_retry_timeout; /* a document waiting for its commits */
+    /* Token expiry checks (auth.c): registered with the loop while
+     * auth_timer_users > 0 (sessions with a token). */
+    h2o_timeout_t auth_short_timeout, auth_long_timeout;
+    size_t auth_timer_users;
 
     proto_buf_t scratch; /* encoding buffer reused for every message */
     srv_metrics_t metrics;
@@ -292,6 +304,64 @@ const char *srv__http_reason(int status);
 /* Appends `len` bytes as a JSON string (quotes included). Bytes that are not
  * UTF-8 become U+FFFD, so the output is valid JSON whatever the input. */
 void srv__json_string(proto_buf_t *out, const char *s, size_t len);
+
+/* auth.c: access tokens, roles, Origin allow-list (docs/security.md). */
+enum { SRV_ROLE_READ = 1, SRV_ROLE_WRITE = 2 };
+/* Close code of a session whose token expired (docs/protocol.md). */
+#define SRV_CLOSE_TOKEN_EXPIRED 4001
+/* Longest token accepted (bytes). */
+#define SRV_MAX_TOKEN 512
+
+/* What a token grants. */
+typedef struct {
+    char doc[SRV_MAX_DOCNAME + 2]; /* document name, or a prefix ending in '*' */
+    char name[PROTO_MAX_NAME + 1]; /* user name: UTF-8, no control characters */
+    int role;                      /* SRV_ROLE_READ or SRV_ROLE_WRITE */
+    uint64_t expires;              /* unix seconds; valid while now < expires */
+} srv_token_t;
+
+#define SRV_TOKEN_EMALFORMED (-1)
+#define SRV_TOKEN_EBADMAC (-2)
+#define SRV_TOKEN_EEXPIRED (-3)
+#define SRV_TOKEN_EDOC (-4)
+#define SRV_TOKEN_EMISSING (-5)
+
+/* Writes the token of `claims` signed with `secret` into out[cap] (cap at
+ * least SRV_MAX_TOKEN + 1), NUL-terminated. Returns its length, or -1 when a
+ * claim is invalid. */
+int srv__token_make(const uint8_t *secret, size_t secret_len, const srv_token_t *claims, char *out,
+                    size_t cap);
+/* Verifies `token` (len bytes, any content): format, signature (constant
+ * time), then claims. Returns 0 with *out filled, SRV_TOKEN_EMALFORMED,
+ * SRV_TOKEN_EBADMAC, or SRV_TOKEN_EEXPIRED (when now >= expires; *out is
+ * filled then too). Does not look at the document. */
+int srv__token_check(const uint8_t *secret, size_t secret_len, const char *token, size_t len,
+                     uint64_t now, srv_token_t *out);
+/* 1 when a token for `pattern` (a name, or a prefix ending in '*') covers `doc`. */
+int srv__token_doc_matches(const char *pattern, size_t plen, const char *doc, size_t dlen);
+/* A static description of a SRV_TOKEN_E* code. */
+const char *srv__token_strerror(int err);
+/* config.c: handles --token-secret, --token-secret-file and --allow-origin.
+ * Returns 0, SRV_EUSAGE (reason in err), or 1 when `name` is another flag. */
+int srv__auth_config_flag(srv_config_t *cfg, const char *name, const char *val, char *err,
+                          size_t errlen);
+/* session.c, HELLO: 0 when the session may join (role, token name and expiry
+ * timer set); -1 when ERROR unauthorized and close 1008 were queued. */
+int srv__auth_hello(srv_session_t *s, const proto_msg_t *m);
+/* session.c, after HELLO's name was copied: the token's user name replaces it. */
+void srv__auth_hello_name(srv_session_t *s);
+/* 1 when the session may change the document; else queues ERROR read_only
+ * (about `seq`) and returns 0. */
+int srv__auth_may_write(srv_session_t *s, uint64_t seq);
+/* The same for a HISTORY message: GET routes are reads, others writes. */
+int srv__auth_may_history(srv_session_t *s, const proto_msg_t *m);
+/* session.c, when a session is freed: stops its expiry timer. */
+void srv__auth_session_dispose(srv_session_t *s);
+/* http.c, WebSocket upgrade: 0 when the Origin is allowed; else answers 403. */
+int srv__auth_ws_origin(srv_t *srv, h2o_req_t *req);
+/* http.c, REST about document `doc`: 0 when the request's token (Bearer or
+ * ?token=) allows it (`write`: a write token); else answers 401 or 403. */
+int srv__auth_http(srv_t *srv, h2o_req_t *req, const char *doc, size_t doc_len, int write);
 
 /* metrics.c */
 void srv__metrics_render(srv_t *srv, proto_buf_t *out);
