@@ -56,6 +56,7 @@ void srv_config_init(srv_config_t *cfg)
     cfg->history_burst_gap_ms = 60000;
     cfg->history_burst_max_ms = 600000;
     cfg->max_conns_per_ip = 64;
+    cfg->max_msgs_per_sec = 1000;
 }
 
 void srv_config_usage(FILE *out)
@@ -95,6 +96,11 @@ void srv_config_usage(FILE *out)
           "  --token-secret SECRET the same with the secret itself (visible in ps)\n"
           "  --allow-origin ORIGIN WebSocket upgrades only from this Origin, e.g.\n"
           "                        https://docs.example.com (repeatable; default: any)\n"
+          "  --max-messages-per-second N  WebSocket messages per second of one\n"
+          "                        connection, in bursts of up to N; excess messages get\n"
+          "                        ERROR rate_limited and are dropped, and more than 4*N\n"
+          "                        dropped within 10 s close the connection (1008)\n"
+          "                        (default 1000)\n"
           "  -h, --help            this text\n"
           "\n"
           "On start weftd prints 'weftd: listening on http://HOST:PORT' on stdout\n"
@@ -207,6 +213,7 @@ static int parse_into(srv_config_t *cfg, int argc, char **argv, char *err, size_
         UINT_FLAG("--history-burst-gap", history_burst_gap_ms, 0, 1ull << 40)
         UINT_FLAG("--history-burst-max", history_burst_max_ms, 0, 1ull << 40)
         UINT_FLAG("--max-connections-per-ip", max_conns_per_ip, 0, 1u << 20)
+        UINT_FLAG("--max-messages-per-second", max_msgs_per_sec, 1, 1000000)
 #undef UINT_FLAG
         if (strcmp(name, "--listen") == 0) {
             if (parse_listen(cfg, val) != 0) {

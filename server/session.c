@@ -31,6 +31,8 @@ srv_session_t *srv__session_new(srv_t *srv, const char *docname, size_t len)
     memcpy(s->docname, docname, len);
     s->docname_len = len;
     s->last_heard = srv__now_ms(srv);
+    s->tokens = (uint64_t)srv->cfg.max_msgs_per_sec * 1000;
+    s->tokens_at = s->drop_window = s->last_heard;
     s->timer.cb = on_timer;
     h2o_linklist_insert(&srv->sessions, &s->all_link);
     srv->nsessions++;
@@ -563,6 +565,51 @@ static void on_binary(srv_session_t *s, const uint8_t *data, size_t len)
     }
 }
 
+/* Takes a token from the session's bucket. Returns 1, or 0 when it is empty. */
+static int take_token(srv_session_t *s, uint64_t now)
+{
+    uint64_t rate = s->srv->cfg.max_msgs_per_sec, cap = rate * 1000;
+    if (now > s->tokens_at) {
+        uint64_t elapsed = now - s->tokens_at;
+        s->tokens = elapsed >= 1000 ? cap : s->tokens + elapsed * rate;
+        if (s->tokens > cap)
+            s->tokens = cap;
+        s->tokens_at = now;
+    }
+    if (s->tokens < 1000)
+        return 0;
+    s->tokens -= 1000;
+    return 1;
+}
+
+/* A message past the rate limit: dropped unread but for an UPDATE's seq (so
+ * the client knows which one to send again), answered with ERROR rate_limited;
+ * a connection that keeps flooding is closed. */
+static void on_rate_limited(srv_session_t *s, const struct wslay_event_on_msg_recv_arg *arg,
+                            uint64_t now)
+{
+    srv_t *srv = s->srv;
+    uint64_t seq = 0;
+    proto_msg_t m;
+    if (now - s->drop_window >= SRV_RATE_WINDOW_MS) {
+        s->drop_window = now;
+        s->drops = 0;
+    }
+    s->drops++;
+    srv->metrics.limited[SRV_LIMIT_MESSAGES]++;
+    if (s->drops > (uint64_t)SRV_RATE_CLOSE_FACTOR * srv->cfg.max_msgs_per_sec) {
+        srv->metrics.limited[SRV_LIMIT_RATE_CLOSE]++;
+        srv__session_error(s, PROTO_ERR_RATE_LIMITED, "too many messages per second: closing", 0);
+        srv__session_close(s, 1008, "rate limited");
+        return;
+    }
+    if (arg->opcode == WSLAY_BINARY_FRAME && proto_decode(arg->msg, arg->msg_length, &m) == 0 &&
+        m.type == PROTO_UPDATE)
+        seq = m.u.update.seq;
+    srv__session_error(s, PROTO_ERR_RATE_LIMITED, "too many messages per second: message dropped",
+                       seq);
+}
+
 void srv__session_on_message(srv_session_t *s, const struct wslay_event_on_msg_recv_arg *arg)
 {
     srv_t *srv = s->srv;
@@ -570,6 +617,13 @@ void srv__session_on_message(srv_session_t *s, const struct wslay_event_on_msg_r
     s->last_heard = srv__now_ms(srv);
     if (s->closing || s->dropping)
         return;
+    if ((arg->opcode == WSLAY_BINARY_FRAME || arg->opcode == WSLAY_TEXT_FRAME) &&
+        !take_token(s, s->last_heard)) {
+        srv->metrics.messages_in++;
+        srv->metrics.bytes_in += arg->msg_length;
+        on_rate_limited(s, arg, s->last_heard);
+        return;
+    }
     switch (arg->opcode) {
     case WSLAY_BINARY_FRAME:
         srv->metrics.messages_in++;

@@ -86,7 +86,14 @@ typedef struct srv_config {
      * (weftd serves https:// and wss://) or both NULL (plain HTTP). */
     const char *tls_cert;
     const char *tls_key;
+    /* --max-messages-per-second: a token bucket per connection (burst as
+     * large); excess messages get ERROR rate_limited and are dropped, more than
+     * SRV_RATE_CLOSE_FACTOR times as many within SRV_RATE_WINDOW_MS close it. */
+    unsigned max_msgs_per_sec;
 } srv_config_t;
+
+#define SRV_RATE_CLOSE_FACTOR 4
+#define SRV_RATE_WINDOW_MS 10000
 
 /* Fills *cfg with the defaults (`weftd` alone serves http://127.0.0.1:8080 with
  * data in ./data). */

@@ -38,6 +38,8 @@ typedef struct srv_session srv_session_t;
  * weft_limited_total{limit}. */
 enum srv_limit {
     SRV_LIMIT_CONNS_PER_IP, /* an upgrade refused with HTTP 429 */
+    SRV_LIMIT_MESSAGES,     /* a message dropped by the rate limit */
+    SRV_LIMIT_RATE_CLOSE,   /* a connection closed for dropping too many */
     SRV_LIMIT_COUNT
 };
 
@@ -115,6 +117,14 @@ struct srv_session {
     srv_ack_t *acks;
     size_t acks_head, acks_len, acks_cap;
     h2o_linklist_t ack_link; /* in srv->ack_waiters while acks_len > 0 */
+
+    /* Rate limit (--max-messages-per-second): a token bucket in thousandths
+     * of a message, at most max_msgs_per_sec * 1000, refilled at
+     * max_msgs_per_sec per ms; and the messages dropped since drop_window. */
+    uint64_t tokens;
+    uint64_t tokens_at; /* ms: last refill */
+    uint64_t drop_window;
+    uint64_t drops;
 
     /* Liveness. */
     uint64_t last_heard;   /* ms: last byte of any message */

@@ -291,6 +291,7 @@ typedef struct {
 
 static const limit_flag_t limit_flags[] = {
     {"--max-connections-per-ip", 64, "0", "1048576", NULL, "1048577"},
+    {"--max-messages-per-second", 1000, "1", "1000000", "0", "1000001"},
 };
 
 /* The field a limit flag sets. */
@@ -298,6 +299,8 @@ static unsigned long long limit_value(const srv_config_t *cfg, const char *flag)
 {
     if (strcmp(flag, "--max-connections-per-ip") == 0)
         return cfg->max_conns_per_ip;
+    if (strcmp(flag, "--max-messages-per-second") == 0)
+        return cfg->max_msgs_per_sec;
     fail_msg("no field for %s", flag);
     return 0;
 }

@@ -89,6 +89,35 @@ static double limited(lim_t *t, const char *limit)
     return metric(t, series);
 }
 
+static double error_count(lim_t *t, const char *code)
+{
+    char series[96];
+    snprintf(series, sizeof series, "weft_errors_total{code=\"%s\"}", code);
+    return metric(t, series);
+}
+
+/* Reads until the connection ends; returns WT_ECLOSED (ws->close_code) or WT_EEOF. */
+static int wait_end(wt_ws_t *ws)
+{
+    for (;;) {
+        wt_ws_msg_t m;
+        int rc = wt_ws_recv(ws, TIMEOUT, &m);
+        if (rc == 0)
+            continue;
+        assert_true(rc == WT_ECLOSED || rc == WT_EEOF);
+        return rc;
+    }
+}
+
+/* One-character insert update bytes from a fresh replica (dispose *up). */
+static void make_update(lim_t *t, const char *text, crdt_buf_t *up)
+{
+    crdt_doc_t *d;
+    assert_int_equal(crdt_doc_new(wt_fixture_replica(t->fx), NULL, &d), 0);
+    assert_int_equal(crdt_doc_insert(d, 0, text, strlen(text), up), 0);
+    crdt_doc_free(d);
+}
+
 /* A raw client of /ws/<doc> that said HELLO and read WELCOME. */
 static wt_ws_t *raw_client(lim_t *t, const char *doc)
 {
@@ -150,11 +179,104 @@ static void test_limits_connections_per_ip_get_429(void **state)
     assert_healthy(t);
 }
 
+/* ---- --max-messages-per-second --------------------------------------------- */
+
+static const uint8_t nil_presence[] = {0x93, 0x07, 0xc0, 0xc0};
+
+static void test_limits_messages_per_second_drop_excess(void **state)
+{
+    static const char *const args[] = {"--max-messages-per-second", "20", NULL};
+    lim_t *t = start(0x11a2, args);
+    *state = t;
+    wt_ws_t *ws = raw_client(t, "doc");
+    crdt_buf_t up = {0}, up2 = {0};
+    make_update(t, "x", &up);
+    make_update(t, "y", &up2);
+    /* A burst of 30 (the HELLO took one token): about 10 are dropped, and so is
+     * the UPDATE right behind them, with its seq in the ERROR. */
+    for (int i = 0; i < 30; i++)
+        assert_int_equal(wt_ws_send(ws, WT_OP_BINARY, nil_presence, sizeof nil_presence), 0);
+    assert_int_equal(wt_proto_send_update(ws, 7, up.base, up.len), 0);
+    int errors = 0, seq7 = 0, rc;
+    proto_msg_t m;
+    while ((rc = wt_proto_recv(ws, 500, &m)) == 0) {
+        if (m.type == PROTO_ACK)
+            fail_msg("the UPDATE past the limit was acknowledged");
+        if (m.type != PROTO_ERROR)
+            continue;
+        assert_int_equal(m.u.error.code, PROTO_ERR_RATE_LIMITED);
+        errors++;
+        if (m.u.error.seq == 7)
+            seq7 = 1;
+    }
+    assert_int_equal(rc, WT_ETIMEOUT);
+    print_message("30 presence + 1 update at 20/s: %d dropped\n", errors);
+    assert_true(errors >= 5 && errors <= 12);
+    assert_true(seq7);
+    assert_int_equal(limited(t, "messages_per_second"), errors);
+    assert_int_equal(error_count(t, "rate_limited"), errors);
+    assert_int_equal(limited(t, "messages_per_second_close"), 0);
+    assert_healthy(t);
+    /* Nothing of the dropped update reached the document. */
+    assert_null(strchr(wt_editor_text(t->a), 'x')); /* (leaks a few bytes if it fails) */
+    /* A second later the bucket is full again: the update goes through. */
+    usleep(1100 * 1000);
+    assert_int_equal(wt_proto_send_update(ws, 8, up2.base, up2.len), 0);
+    for (;;) {
+        assert_int_equal(wt_proto_recv(ws, TIMEOUT, &m), 0);
+        assert_int_not_equal(m.type, PROTO_ERROR);
+        if (m.type == PROTO_ACK) {
+            assert_int_equal(m.u.ack.seq, 8);
+            break;
+        }
+    }
+    assert_healthy(t);
+    char *text = wt_editor_text(t->b);
+    assert_non_null(strchr(text, 'y'));
+    free(text);
+    crdt_buf_dispose(&up);
+    crdt_buf_dispose(&up2);
+}
+
+static void test_limits_message_flood_closes_1008(void **state)
+{
+    static const char *const args[] = {"--max-messages-per-second", "20", NULL};
+    lim_t *t = start(0x11a3, args);
+    *state = t;
+    wt_ws_t *ws = raw_client(t, "doc");
+    /* 200 at once: well over 4 * 20 dropped within 10 s. */
+    for (int i = 0; i < 200; i++)
+        if (wt_ws_send(ws, WT_OP_BINARY, nil_presence, sizeof nil_presence) != 0)
+            break; /* the server may close before taking them all */
+    int saw_closing = 0, rc;
+    for (;;) {
+        proto_msg_t m;
+        rc = wt_proto_recv(ws, TIMEOUT, &m);
+        if (rc != 0)
+            break;
+        if (m.type == PROTO_ERROR) {
+            assert_int_equal(m.u.error.code, PROTO_ERR_RATE_LIMITED);
+            char text[PROTO_MAX_ERROR_MESSAGE + 1];
+            if (strstr(wt_proto_str(m.u.error.message, text, sizeof text), "closing") != NULL)
+                saw_closing = 1;
+        }
+    }
+    assert_int_equal(rc, WT_ECLOSED);
+    assert_int_equal(ws->close_code, 1008);
+    assert_true(saw_closing);
+    assert_int_equal(limited(t, "messages_per_second_close"), 1);
+    assert_true(limited(t, "messages_per_second") > 80);
+    assert_healthy(t);
+    (void)wait_end;
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_teardown(f, teardown)
     const struct CMUnitTest tests[] = {
         T(test_limits_connections_per_ip_get_429),
+        T(test_limits_messages_per_second_drop_excess),
+        T(test_limits_message_flood_closes_1008),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
