@@ -57,6 +57,7 @@ void srv_config_init(srv_config_t *cfg)
     cfg->history_burst_max_ms = 600000;
     cfg->max_conns_per_ip = 64;
     cfg->max_msgs_per_sec = 1000;
+    cfg->max_doc_bytes = 64u << 20;
 }
 
 void srv_config_usage(FILE *out)
@@ -101,6 +102,9 @@ void srv_config_usage(FILE *out)
           "                        ERROR rate_limited and are dropped, and more than 4*N\n"
           "                        dropped within 10 s close the connection (1008)\n"
           "                        (default 1000)\n"
+          "  --max-document-bytes N  largest text of a document in UTF-8 bytes; an\n"
+          "                        update that could pass it gets ERROR\n"
+          "                        document_too_large (default 67108864)\n"
           "  -h, --help            this text\n"
           "\n"
           "On start weftd prints 'weftd: listening on http://HOST:PORT' on stdout\n"
@@ -214,6 +218,7 @@ static int parse_into(srv_config_t *cfg, int argc, char **argv, char *err, size_
         UINT_FLAG("--history-burst-max", history_burst_max_ms, 0, 1ull << 40)
         UINT_FLAG("--max-connections-per-ip", max_conns_per_ip, 0, 1u << 20)
         UINT_FLAG("--max-messages-per-second", max_msgs_per_sec, 1, 1000000)
+        UINT_FLAG("--max-document-bytes", max_doc_bytes, 1, 1ull << 40)
 #undef UINT_FLAG
         if (strcmp(name, "--listen") == 0) {
             if (parse_listen(cfg, val) != 0) {

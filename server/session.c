@@ -361,7 +361,9 @@ static void on_update_bytes(srv_session_t *s, proto_bytes_t u, uint64_t seq, int
 {
     srv_t *srv = s->srv;
     srv_doc_t *doc = s->doc;
-    uint64_t before, ticket;
+    uint64_t before, ticket, bound = 0;
+    crdt_update_summary_t sum;
+    size_t pending;
     int err;
 
     if (srv->store_error) {
@@ -369,11 +371,30 @@ static void on_update_bytes(srv_session_t *s, proto_bytes_t u, uint64_t seq, int
         srv__session_close(s, 1011, "storage failed");
         return;
     }
+    /* --max-document-bytes, checked before applying (an apply cannot be
+     * undone): each inserted UTF-16 unit is at most 3 UTF-8 bytes, and what
+     * held operations may still reveal counts as taken. Bytes that do not
+     * decode are left to the apply to refuse. */
+    if (crdt_update_summary(u.base, u.len, NULL, &sum) == 0) {
+        bound = sum.inserted * 3;
+        if (sum.inserted > UINT64_MAX / 3 ||
+            crdt_doc_utf8_length(doc->crdt) + doc->held_bytes + bound > srv->cfg.max_doc_bytes) {
+            srv->metrics.limited[SRV_LIMIT_DOC_BYTES]++;
+            srv__session_error(s, PROTO_ERR_DOCUMENT_TOO_LARGE,
+                               "the document would pass its size limit", seq);
+            return;
+        }
+    }
+    pending = crdt_doc_pending(doc->crdt);
     before = crdt_doc_change_count(doc->crdt);
     srv__doc_begin_change(doc, s);
     err = crdt_doc_apply_update(doc->crdt, u.base, u.len);
     if (err == CRDT_ENOMEM)
         abort();
+    if (err == 0 && crdt_doc_pending(doc->crdt) == 0)
+        doc->held_bytes = 0;
+    else if (err == 0 && crdt_doc_pending(doc->crdt) > pending)
+        doc->held_bytes += bound;
     if (err != 0) {
         char text[128];
         snprintf(text, sizeof(text), "update rejected: %s", crdt_strerror(err));

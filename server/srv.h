@@ -90,6 +90,9 @@ typedef struct srv_config {
      * large); excess messages get ERROR rate_limited and are dropped, more than
      * SRV_RATE_CLOSE_FACTOR times as many within SRV_RATE_WINDOW_MS close it. */
     unsigned max_msgs_per_sec;
+    /* --max-document-bytes: largest visible text of a document (UTF-8 bytes);
+     * an update that could pass it gets ERROR document_too_large. */
+    uint64_t max_doc_bytes;
 } srv_config_t;
 
 #define SRV_RATE_CLOSE_FACTOR 4

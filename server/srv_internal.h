@@ -40,6 +40,7 @@ enum srv_limit {
     SRV_LIMIT_CONNS_PER_IP, /* an upgrade refused with HTTP 429 */
     SRV_LIMIT_MESSAGES,     /* a message dropped by the rate limit */
     SRV_LIMIT_RATE_CLOSE,   /* a connection closed for dropping too many */
+    SRV_LIMIT_DOC_BYTES,    /* an update refused: the document could pass its size */
     SRV_LIMIT_COUNT
 };
 
@@ -163,6 +164,11 @@ struct srv_doc {
     uint8_t tick_many;          /* more than one writer this tick */
     size_t tick_pending;        /* held operations when the tick began */
     h2o_linklist_t dirty_link;  /* in srv->dirty_docs */
+
+    /* Upper bound of the UTF-8 bytes held operations may still make visible
+     * (--max-document-bytes): grows by an update's bound when the update left
+     * more held runs than before, back to 0 once nothing is held. */
+    uint64_t held_bytes;
 
     uint64_t last_ticket; /* store ticket of its latest logged update */
     uint64_t last_seq;    /* log seq of its latest entry, committed or only queued */

@@ -292,6 +292,7 @@ typedef struct {
 static const limit_flag_t limit_flags[] = {
     {"--max-connections-per-ip", 64, "0", "1048576", NULL, "1048577"},
     {"--max-messages-per-second", 1000, "1", "1000000", "0", "1000001"},
+    {"--max-document-bytes", 67108864, "1", "1099511627776", "0", "1099511627777"},
 };
 
 /* The field a limit flag sets. */
@@ -301,6 +302,8 @@ static unsigned long long limit_value(const srv_config_t *cfg, const char *flag)
         return cfg->max_conns_per_ip;
     if (strcmp(flag, "--max-messages-per-second") == 0)
         return cfg->max_msgs_per_sec;
+    if (strcmp(flag, "--max-document-bytes") == 0)
+        return cfg->max_doc_bytes;
     fail_msg("no field for %s", flag);
     return 0;
 }

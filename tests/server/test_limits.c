@@ -270,6 +270,86 @@ static void test_limits_message_flood_closes_1008(void **state)
     (void)wait_end;
 }
 
+/* ---- --max-document-bytes ---------------------------------------------------- */
+
+/* Sends UPDATE(seq) inserting `n` copies of `c` at 0 from a fresh replica
+ * and returns the code of the ERROR about it, or 0 once it is acknowledged. */
+static uint32_t send_insert(lim_t *t, wt_ws_t *ws, uint64_t seq, size_t n, char c)
+{
+    char *text = malloc(n + 1);
+    crdt_buf_t up = {0};
+    memset(text, c, n);
+    text[n] = 0;
+    make_update(t, text, &up);
+    free(text);
+    assert_int_equal(wt_proto_send_update(ws, seq, up.base, up.len), 0);
+    crdt_buf_dispose(&up);
+    for (;;) {
+        proto_msg_t m;
+        assert_int_equal(wt_proto_recv(ws, TIMEOUT, &m), 0);
+        if (m.type == PROTO_ACK && m.u.ack.seq == seq)
+            return 0;
+        if (m.type == PROTO_ERROR) {
+            assert_int_equal(m.u.error.seq, seq);
+            return m.u.error.code;
+        }
+    }
+}
+
+/* The "length" of GET /api/docs/<doc>. */
+static long doc_length(lim_t *t, const char *doc)
+{
+    char path[160];
+    wt_http_resp_t r;
+    snprintf(path, sizeof path, "/api/docs/%s", doc);
+    assert_int_equal(wt_http_get("127.0.0.1", t->fx->server.port, path, TIMEOUT, &r), 0);
+    assert_int_equal(r.status, 200);
+    const char *l = strstr((const char *)r.body.data, "\"length\":");
+    assert_non_null(l);
+    long n = strtol(l + 9, NULL, 10);
+    wt_http_resp_dispose(&r);
+    return n;
+}
+
+static void test_limits_document_bytes_refuse_update(void **state)
+{
+    static const char *const args[] = {"--max-document-bytes", "1000", NULL};
+    lim_t *t = start(0x11a4, args);
+    *state = t;
+    wt_ws_t *ws = raw_client(t, "big");
+    /* 300 characters: at most 900 bytes, within 1000. */
+    assert_int_equal(send_insert(t, ws, 1, 300, 'a'), 0);
+    /* 250 more could be 750 bytes: 1050 is past the limit. */
+    assert_int_equal(send_insert(t, ws, 2, 250, 'b'), PROTO_ERR_DOCUMENT_TOO_LARGE);
+    assert_int_equal(doc_length(t, "big"), 300);
+    /* 200 fit (300 + 600), and the connection goes on. */
+    assert_int_equal(send_insert(t, ws, 3, 200, 'c'), 0);
+    assert_int_equal(doc_length(t, "big"), 500);
+    assert_int_equal(limited(t, "document_bytes"), 1);
+    assert_int_equal(error_count(t, "document_too_large"), 1);
+    /* The limit is per document: "doc" of the healthy editors is unaffected. */
+    assert_healthy(t);
+    /* A SYNC2 is held to the same limit. */
+    char text[401];
+    crdt_buf_t up = {0};
+    memset(text, 'd', 400);
+    text[400] = 0;
+    make_update(t, text, &up);
+    assert_int_equal(wt_proto_send_bytes(ws, PROTO_SYNC2, up.base, up.len), 0);
+    crdt_buf_dispose(&up);
+    for (;;) {
+        proto_msg_t m;
+        assert_int_equal(wt_proto_recv(ws, TIMEOUT, &m), 0);
+        if (m.type == PROTO_ERROR) {
+            assert_int_equal(m.u.error.code, PROTO_ERR_DOCUMENT_TOO_LARGE);
+            assert_int_equal(m.u.error.seq, 0);
+            break;
+        }
+    }
+    assert_int_equal(doc_length(t, "big"), 500);
+    assert_int_equal(limited(t, "document_bytes"), 2);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_teardown(f, teardown)
@@ -277,6 +357,7 @@ int main(void)
         T(test_limits_connections_per_ip_get_429),
         T(test_limits_messages_per_second_drop_excess),
         T(test_limits_message_flood_closes_1008),
+        T(test_limits_document_bytes_refuse_update),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
