@@ -58,6 +58,7 @@ void srv_config_init(srv_config_t *cfg)
     cfg->max_conns_per_ip = 64;
     cfg->max_msgs_per_sec = 1000;
     cfg->max_doc_bytes = 64u << 20;
+    cfg->max_documents = 10000;
 }
 
 void srv_config_usage(FILE *out)
@@ -105,6 +106,8 @@ void srv_config_usage(FILE *out)
           "  --max-document-bytes N  largest text of a document in UTF-8 bytes; an\n"
           "                        update that could pass it gets ERROR\n"
           "                        document_too_large (default 67108864)\n"
+          "  --max-documents N     documents in memory; a new one unloads an idle one\n"
+          "                        or is refused with close 1013 (default 10000)\n"
           "  -h, --help            this text\n"
           "\n"
           "On start weftd prints 'weftd: listening on http://HOST:PORT' on stdout\n"
@@ -219,6 +222,7 @@ static int parse_into(srv_config_t *cfg, int argc, char **argv, char *err, size_
         UINT_FLAG("--max-connections-per-ip", max_conns_per_ip, 0, 1u << 20)
         UINT_FLAG("--max-messages-per-second", max_msgs_per_sec, 1, 1000000)
         UINT_FLAG("--max-document-bytes", max_doc_bytes, 1, 1ull << 40)
+        UINT_FLAG("--max-documents", max_documents, 1, 1u << 24)
 #undef UINT_FLAG
         if (strcmp(name, "--listen") == 0) {
             if (parse_listen(cfg, val) != 0) {

@@ -88,6 +88,30 @@ static void doc_free(srv_doc_t *doc)
     free(doc);
 }
 
+/* Whether an editor-less document can go now: flushed, and everything it
+ * logged durable (a load reads only what is committed), and the store working
+ * (what never reached the disk stays, for /api/docs at least). */
+static int unloadable(srv_doc_t *doc)
+{
+    const srv_t *srv = doc->srv;
+    return doc->nsessions == 0 && !h2o_linklist_is_linked(&doc->dirty_link) &&
+           srv->durable >= doc->last_ticket && srv->store_error == 0;
+}
+
+/* --max-documents: unloads one idle document. Returns 1, or 0 when none can go. */
+static int unload_one_idle(srv_t *srv)
+{
+    for (size_t i = 0; i < srv->docs_cap; i++)
+        for (srv_doc_t *d = srv->docs[i]; d != NULL; d = d->hash_next)
+            if (unloadable(d)) {
+                hash_remove(srv, d);
+                srv->metrics.docs_unloaded_total++;
+                doc_free(d);
+                return 1;
+            }
+    return 0;
+}
+
 static void on_unload(h2o_timeout_entry_t *entry)
 {
     srv_doc_t *doc = H2O_STRUCT_FROM_MEMBER(srv_doc_t, unload_timer, entry);
@@ -121,6 +145,10 @@ int srv__doc_open(srv_t *srv, const char *name, size_t len, srv_doc_t **out)
     if (doc != NULL) {
         *out = doc;
         return 0;
+    }
+    if (srv->ndocs >= srv->cfg.max_documents && !unload_one_idle(srv)) {
+        srv->metrics.limited[SRV_LIMIT_DOCUMENTS]++;
+        return SRV_EBUSY;
     }
     replica = srv__random_replica();
     memset(&info, 0, sizeof(info));

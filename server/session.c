@@ -309,7 +309,12 @@ static void on_hello(srv_session_t *s, const proto_msg_t *m)
     }
     if (srv__auth_hello(s, m) != 0)
         return; /* no token for this document: refused before any of its data */
-    if ((err = srv__doc_open(srv, s->docname, s->docname_len, &doc)) != 0) {
+    if ((err = srv__doc_open(srv, s->docname, s->docname_len, &doc)) == SRV_EBUSY) {
+        srv__session_error(s, PROTO_ERR_SERVER_ERROR, "too many documents open", 0);
+        srv__session_close(s, 1013, "try again later");
+        return;
+    }
+    if (err != 0) {
         srv__session_error(s, PROTO_ERR_SERVER_ERROR, "the document cannot be loaded", 0);
         srv__session_close(s, 1011, "document cannot be loaded");
         return;

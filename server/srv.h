@@ -27,7 +27,8 @@
     X(ELISTEN, -301, "cannot listen on the address")                                               \
     X(ESTORE, -302, "cannot open the data directory")                                              \
     X(ENOMEM, -303, "out of memory")                                                               \
-    X(ETLS, -304, "cannot load the TLS certificate or key")
+    X(ETLS, -304, "cannot load the TLS certificate or key")                                        \
+    X(EBUSY, -305, "too many documents open")
 
 enum srv_errno {
 #define SRV__ERRNO_ENUM(name, value, text) SRV_##name = value,
@@ -93,6 +94,9 @@ typedef struct srv_config {
     /* --max-document-bytes: largest visible text of a document (UTF-8 bytes);
      * an update that could pass it gets ERROR document_too_large. */
     uint64_t max_doc_bytes;
+    /* --max-documents: documents in memory; a HELLO for another one unloads
+     * an idle document, or gets ERROR server_error and close 1013. */
+    size_t max_documents;
 } srv_config_t;
 
 #define SRV_RATE_CLOSE_FACTOR 4

@@ -41,6 +41,7 @@ enum srv_limit {
     SRV_LIMIT_MESSAGES,     /* a message dropped by the rate limit */
     SRV_LIMIT_RATE_CLOSE,   /* a connection closed for dropping too many */
     SRV_LIMIT_DOC_BYTES,    /* an update refused: the document could pass its size */
+    SRV_LIMIT_DOCUMENTS,    /* a document not loaded: --max-documents are, none idle */
     SRV_LIMIT_COUNT
 };
 
@@ -229,7 +230,9 @@ uint64_t srv__wall_ms(void);
 uint64_t srv__random_replica(void);
 srv_doc_t *srv__doc_find(srv_t *srv, const char *name, size_t len);
 /* Finds or loads a document (store, else empty). Returns 0 or an error:
- * a CRDT_E* / STORE_E* code when the stored document cannot be loaded. */
+ * SRV_EBUSY when --max-documents are loaded and none of them could be unloaded
+ * (each has editors or updates not yet durable), or a CRDT_E* / STORE_E* code
+ * when the stored document cannot be loaded. */
 int srv__doc_open(srv_t *srv, const char *name, size_t len, srv_doc_t **out);
 void srv__doc_join(srv_doc_t *doc, srv_session_t *s);
 void srv__doc_leave(srv_doc_t *doc, srv_session_t *s);

@@ -293,6 +293,7 @@ static const limit_flag_t limit_flags[] = {
     {"--max-connections-per-ip", 64, "0", "1048576", NULL, "1048577"},
     {"--max-messages-per-second", 1000, "1", "1000000", "0", "1000001"},
     {"--max-document-bytes", 67108864, "1", "1099511627776", "0", "1099511627777"},
+    {"--max-documents", 10000, "1", "16777216", "0", "16777217"},
 };
 
 /* The field a limit flag sets. */
@@ -304,6 +305,8 @@ static unsigned long long limit_value(const srv_config_t *cfg, const char *flag)
         return cfg->max_msgs_per_sec;
     if (strcmp(flag, "--max-document-bytes") == 0)
         return cfg->max_doc_bytes;
+    if (strcmp(flag, "--max-documents") == 0)
+        return cfg->max_documents;
     fail_msg("no field for %s", flag);
     return 0;
 }
@@ -472,9 +475,11 @@ static void test_srv_docname_valid_characters(void **state)
 static void test_srv_strerror_every_code(void **state)
 {
     (void)state;
-    static const int codes[] = {SRV_EUSAGE, SRV_ELISTEN, SRV_ESTORE, SRV_ENOMEM};
-    const char *seen[4];
-    for (size_t i = 0; i < 4; i++) {
+    static const int codes[] = {SRV_EUSAGE, SRV_ELISTEN, SRV_ESTORE,
+                                SRV_ENOMEM, SRV_ETLS,    SRV_EBUSY};
+    const size_t n = sizeof codes / sizeof codes[0];
+    const char *seen[sizeof codes / sizeof codes[0]];
+    for (size_t i = 0; i < n; i++) {
         const char *s = srv_strerror(codes[i]);
         assert_non_null(s);
         assert_true(strlen(s) > 0);
@@ -485,6 +490,7 @@ static void test_srv_strerror_every_code(void **state)
     }
     assert_int_equal(SRV_EUSAGE, -300);
     assert_int_equal(SRV_ENOMEM, -303);
+    assert_int_equal(SRV_EBUSY, -305);
     assert_string_equal(srv_strerror(0), "success");
     assert_string_equal(srv_strerror(-399), "unknown error");
     assert_string_equal(srv_strerror(-1), "unknown error");

@@ -133,6 +133,30 @@ static wt_ws_t *raw_client(lim_t *t, const char *doc)
     return ws;
 }
 
+/* Like raw_client(), but a HELLO answered with ERROR server_error is read up to
+ * the end of the connection (ws->close_code tells how it ended; 0 after WELCOME). */
+static wt_ws_t *raw_client_or_error(lim_t *t, const char *doc)
+{
+    char path[160];
+    snprintf(path, sizeof path, "/ws/%s", doc);
+    wt_ws_t *ws = wt_fixture_client(t->fx, path);
+    assert_non_null(ws);
+    assert_int_equal(
+        wt_proto_send_hello(ws, PROTO_VERSION, wt_fixture_replica(t->fx), "raw", "#000000"), 0);
+    proto_msg_t m;
+    assert_int_equal(wt_proto_recv(ws, TIMEOUT, &m), 0);
+    if (m.type == PROTO_WELCOME)
+        return ws;
+    assert_int_equal(m.type, PROTO_ERROR);
+    assert_int_equal(m.u.error.code, PROTO_ERR_SERVER_ERROR);
+    char text[PROTO_MAX_ERROR_MESSAGE + 1];
+    assert_string_equal(wt_proto_str(m.u.error.message, text, sizeof text),
+                        "too many documents open");
+    assert_int_equal(wait_end(ws), WT_ECLOSED);
+    assert_true(ws->close_code != 0);
+    return ws;
+}
+
 /* ---- --max-connections-per-ip ------------------------------------------------ */
 
 static void test_limits_connections_per_ip_get_429(void **state)
@@ -267,7 +291,6 @@ static void test_limits_message_flood_closes_1008(void **state)
     assert_int_equal(limited(t, "messages_per_second_close"), 1);
     assert_true(limited(t, "messages_per_second") > 80);
     assert_healthy(t);
-    (void)wait_end;
 }
 
 /* ---- --max-document-bytes ---------------------------------------------------- */
@@ -350,6 +373,42 @@ static void test_limits_document_bytes_refuse_update(void **state)
     assert_int_equal(limited(t, "document_bytes"), 2);
 }
 
+/* ---- --max-documents ---------------------------------------------------------- */
+
+/* Connects to /ws/<doc> and says HELLO: returns 0 after WELCOME (the client
+ * stays open in *out), or the close code after an ERROR server_error. */
+static int hello_doc(lim_t *t, const char *doc, wt_ws_t **out)
+{
+    wt_ws_t *ws = raw_client_or_error(t, doc);
+    *out = ws;
+    return ws->close_code;
+}
+
+static void test_limits_documents_unload_idle_or_refuse(void **state)
+{
+    static const char *const args[] = {"--max-documents", "2", NULL};
+    lim_t *t = start(0x11a5, args);
+    *state = t;
+    wt_ws_t *d2, *d3;
+    /* "doc" (the healthy editors') and "d2" fill the table. */
+    assert_int_equal(hello_doc(t, "d2", &d2), 0);
+    assert_int_equal(metric(t, "weft_documents_loaded"), 2);
+    /* Both have editors: "d3" is refused, try again later. */
+    assert_int_equal(hello_doc(t, "d3", &d3), 1013);
+    assert_int_equal(limited(t, "documents"), 1);
+    assert_int_equal(error_count(t, "server_error"), 1);
+    assert_healthy(t);
+    /* Once "d2" is idle, it is unloaded to make room (before --unload-after). */
+    assert_int_equal(wt_ws_close(d2, 1000, "", TIMEOUT), 0);
+    int64_t deadline = wt_now_ms() + TIMEOUT;
+    while (hello_doc(t, "d3", &d3) != 0)
+        if (wt_ms_left(deadline) <= 0)
+            fail_msg("d3 still refused after d2 was left");
+    assert_int_equal(metric(t, "weft_documents_loaded"), 2);
+    assert_true(metric(t, "weft_documents_unloaded_total") >= 1);
+    assert_healthy(t);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_teardown(f, teardown)
@@ -358,6 +417,7 @@ int main(void)
         T(test_limits_messages_per_second_drop_excess),
         T(test_limits_message_flood_closes_1008),
         T(test_limits_document_bytes_refuse_update),
+        T(test_limits_documents_unload_idle_or_refuse),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
