@@ -15,8 +15,9 @@
  *     error buffer (1..64 bytes, allocated exactly); on SRV_EUSAGE the config is
  *     untouched and the reason is a non-empty NUL-terminated string; 1 only when
  *     an argument asks for help; on 0 every field is inside the range --help
- *     states, the host is a non-empty string, the directories are non-empty and
- *     borrowed from argv or the defaults;
+ *     states, the host is a non-empty string, the directories, TLS files and
+ *     allowed origins are non-empty and borrowed from argv or the defaults, TLS
+ *     has both files or neither, a token secret has a length in its range;
  *   - an accepted config, written back as a command line (every flag, --flag
  *     VALUE), parses to the same config.
  *
@@ -71,6 +72,22 @@ static int is_help(const char *a)
     return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0 || strncmp(a, "--help=", 7) == 0;
 }
 
+/* Both NULL, or equal strings. */
+static int same_str(const char *a, const char *b)
+{
+    return a == NULL ? b == NULL : b != NULL && strcmp(a, b) == 0;
+}
+
+static int same_origins(const srv_config_t *a, const srv_config_t *b)
+{
+    if (a->n_allow_origin != b->n_allow_origin)
+        return 0;
+    for (size_t i = 0; i < a->n_allow_origin; i++)
+        if (strcmp(a->allow_origin[i], b->allow_origin[i]) != 0)
+            return 0;
+    return 1;
+}
+
 static int same_config(const srv_config_t *a, const srv_config_t *b)
 {
     return strcmp(a->listen_host, b->listen_host) == 0 && a->listen_port == b->listen_port &&
@@ -80,7 +97,12 @@ static int same_config(const srv_config_t *a, const srv_config_t *b)
            a->unload_after == b->unload_after && a->snapshot_every == b->snapshot_every &&
            a->map_size_mb == b->map_size_mb && a->history_burst_gap_ms == b->history_burst_gap_ms &&
            a->history_burst_max_ms == b->history_burst_max_ms &&
-           a->max_conns_per_ip == b->max_conns_per_ip;
+           a->max_conns_per_ip == b->max_conns_per_ip &&
+           a->max_msgs_per_sec == b->max_msgs_per_sec && a->max_doc_bytes == b->max_doc_bytes &&
+           a->token_secret_len == b->token_secret_len &&
+           memcmp(a->token_secret, b->token_secret, a->token_secret_len) == 0 &&
+           same_str(a->tls_cert, b->tls_cert) && same_str(a->tls_key, b->tls_key) &&
+           same_origins(a, b);
 }
 
 /* The ranges of srv_config_usage(). */
@@ -98,6 +120,21 @@ static void check_ranges(const srv_config_t *c, const srv_config_t *defaults, in
     must(c->history_burst_gap_ms <= 1ull << 40, "--history-burst-gap out of range");
     must(c->history_burst_max_ms <= 1ull << 40, "--history-burst-max out of range");
     must(c->max_conns_per_ip <= 1u << 20, "--max-connections-per-ip out of range");
+    must(c->max_msgs_per_sec >= 1 && c->max_msgs_per_sec <= 1000000,
+         "--max-messages-per-second out of range");
+    must(c->max_doc_bytes >= 1 && c->max_doc_bytes <= 1ull << 40,
+         "--max-document-bytes out of range");
+    must(c->token_secret_len == 0 || (c->token_secret_len >= SRV_MIN_TOKEN_SECRET &&
+                                      c->token_secret_len <= SRV_MAX_TOKEN_SECRET),
+         "token secret of a length outside its range");
+    must(c->n_allow_origin <= SRV_MAX_ORIGINS, "too many --allow-origin");
+    for (size_t i = 0; i < c->n_allow_origin; i++)
+        must(*c->allow_origin[i] != '\0' && borrowed_from(c->allow_origin[i], argc, argv),
+             "an allowed origin empty or not from argv");
+    must((c->tls_cert == NULL) == (c->tls_key == NULL), "only one of --tls-cert, --tls-key");
+    must(c->tls_cert == NULL || (*c->tls_cert != '\0' && borrowed_from(c->tls_cert, argc, argv) &&
+                                 *c->tls_key != '\0' && borrowed_from(c->tls_key, argc, argv)),
+         "a TLS file name empty or not from argv");
     must(c->data_dir != NULL && *c->data_dir != '\0', "empty data directory");
     must(c->web_root != NULL && *c->web_root != '\0', "empty web root");
     must(c->data_dir == defaults->data_dir || borrowed_from(c->data_dir, argc, argv),
@@ -109,15 +146,15 @@ static void check_ranges(const srv_config_t *c, const srv_config_t *defaults, in
 /* Writes an accepted config back as a command line and parses it again. */
 static void check_restated(const srv_config_t *c)
 {
-    char listen[80], nums[10][24];
-    char *argv[32];
+    char listen[80], nums[12][24], secret[SRV_MAX_TOKEN_SECRET + 1];
+    char *argv[80];
     int argc = 0, n = 0;
     srv_config_t again;
     char err[256];
     const struct {
         const char *flag;
         unsigned long long v;
-    } flags[10] = {
+    } flags[12] = {
         {"--max-message", c->max_message},
         {"--max-queued", c->max_queued},
         {"--ping-interval", c->ping_interval},
@@ -128,7 +165,13 @@ static void check_restated(const srv_config_t *c)
         {"--history-burst-gap", c->history_burst_gap_ms},
         {"--history-burst-max", c->history_burst_max_ms},
         {"--max-connections-per-ip", c->max_conns_per_ip},
+        {"--max-messages-per-second", c->max_msgs_per_sec},
+        {"--max-document-bytes", c->max_doc_bytes},
     };
+
+    /* A secret read from a file may hold a NUL byte: no command line says that. */
+    if (memchr(c->token_secret, '\0', c->token_secret_len) != NULL)
+        return;
 
     /* Brackets always: the parser takes them off, and the host may hold ':'. */
     snprintf(listen, sizeof listen, "[%s]:%u", c->listen_host, (unsigned)c->listen_port);
@@ -139,10 +182,26 @@ static void check_restated(const srv_config_t *c)
     argv[argc++] = (char *)c->data_dir;
     argv[argc++] = (char *)"--web-root";
     argv[argc++] = (char *)c->web_root;
-    for (n = 0; n < 10; n++) {
+    for (n = 0; n < 12; n++) {
         snprintf(nums[n], sizeof nums[n], "%llu", flags[n].v);
         argv[argc++] = (char *)flags[n].flag;
         argv[argc++] = nums[n];
+    }
+    if (c->token_secret_len > 0) {
+        memcpy(secret, c->token_secret, c->token_secret_len);
+        secret[c->token_secret_len] = '\0';
+        argv[argc++] = (char *)"--token-secret";
+        argv[argc++] = secret;
+    }
+    for (size_t i = 0; i < c->n_allow_origin; i++) {
+        argv[argc++] = (char *)"--allow-origin";
+        argv[argc++] = (char *)c->allow_origin[i];
+    }
+    if (c->tls_cert != NULL) {
+        argv[argc++] = (char *)"--tls-cert";
+        argv[argc++] = (char *)c->tls_cert;
+        argv[argc++] = (char *)"--tls-key";
+        argv[argc++] = (char *)c->tls_key;
     }
     argv[argc] = NULL;
     srv_config_init(&again);

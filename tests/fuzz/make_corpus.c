@@ -795,6 +795,24 @@ static void corpus_srv_config(void)
     ARGS("bad-after-good.txt", "--data", "d", "--nope", "--help");
     ARGS("bad-single-dash.txt", "-listen", "h:1");
     ARGS("bad-conns-above-max.txt", "--max-connections-per-ip=1048577");
+
+    /* access control, TLS, limits */
+    ARGS("ok-token-secret.txt", "--token-secret", "0123456789abcdef0123456789abcdef");
+    ARGS("ok-origins.txt", "--allow-origin", "https://docs.example.com",
+         "--allow-origin=http://localhost:8080");
+    ARGS("ok-tls.txt", "--tls-cert", "cert.pem", "--tls-key=key.pem");
+    ARGS("ok-rate-and-size.txt", "--max-messages-per-second=1000000", "--max-document-bytes",
+         "1099511627776");
+    ARGS("bad-token-secret-short.txt", "--token-secret=short");
+    ARGS("bad-token-secret-twice.txt", "--token-secret", "0123456789abcdef", "--token-secret",
+         "fedcba9876543210");
+    ARGS("bad-token-secret-file-missing.txt", "--token-secret-file", "/nonexistent/weft/secret");
+    ARGS("bad-token-secret-file-dir.txt", "--token-secret-file=/");
+    ARGS("bad-origin-path.txt", "--allow-origin", "https://docs.example.com/path");
+    ARGS("bad-origin-no-scheme.txt", "--allow-origin", "docs.example.com");
+    ARGS("bad-tls-cert-alone.txt", "--tls-cert", "cert.pem");
+    ARGS("bad-rate-zero.txt", "--max-messages-per-second=0");
+    ARGS("bad-document-bytes-zero.txt", "--max-document-bytes", "0");
 }
 
 int main(int argc, char **argv)
