@@ -59,6 +59,7 @@ void srv_config_init(srv_config_t *cfg)
     cfg->max_msgs_per_sec = 1000;
     cfg->max_doc_bytes = 64u << 20;
     cfg->max_documents = 10000;
+    cfg->max_pending = 10000;
 }
 
 void srv_config_usage(FILE *out)
@@ -108,6 +109,9 @@ void srv_config_usage(FILE *out)
           "                        document_too_large (default 67108864)\n"
           "  --max-documents N     documents in memory; a new one unloads an idle one\n"
           "                        or is refused with close 1013 (default 10000)\n"
+          "  --max-pending N       runs of operations a document holds for missing\n"
+          "                        dependencies; past it, connections that added some\n"
+          "                        get ERROR bad_update for their updates (default 10000)\n"
           "  -h, --help            this text\n"
           "\n"
           "On start weftd prints 'weftd: listening on http://HOST:PORT' on stdout\n"
@@ -223,6 +227,7 @@ static int parse_into(srv_config_t *cfg, int argc, char **argv, char *err, size_
         UINT_FLAG("--max-messages-per-second", max_msgs_per_sec, 1, 1000000)
         UINT_FLAG("--max-document-bytes", max_doc_bytes, 1, 1ull << 40)
         UINT_FLAG("--max-documents", max_documents, 1, 1u << 24)
+        UINT_FLAG("--max-pending", max_pending, 1, 1u << 24)
 #undef UINT_FLAG
         if (strcmp(name, "--listen") == 0) {
             if (parse_listen(cfg, val) != 0) {

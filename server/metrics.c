@@ -85,6 +85,7 @@ void srv__metrics_render(srv_t *srv, proto_buf_t *b)
             [SRV_LIMIT_RATE_CLOSE] = "messages_per_second_close",
             [SRV_LIMIT_DOC_BYTES] = "document_bytes",
             [SRV_LIMIT_DOCUMENTS] = "documents",
+            [SRV_LIMIT_PENDING] = "pending",
         };
         srv__buf_printf(b, "# HELP weft_limited_total Requests and messages refused by a limit "
                            "(docs/server.md, Limits).\n# TYPE weft_limited_total counter\n");

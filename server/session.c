@@ -390,7 +390,20 @@ static void on_update_bytes(srv_session_t *s, proto_bytes_t u, uint64_t seq, int
             return;
         }
     }
+    /* --max-pending. Whether an update would be held cannot be known before
+     * applying it, and an apply cannot be undone; editors that send whole
+     * histories never add held operations. So once the document holds the
+     * limit, only connections that have added held runs are refused: the
+     * others, whose updates may be the missing dependencies, go on. */
     pending = crdt_doc_pending(doc->crdt);
+    if (pending >= srv->cfg.max_pending && s->added_held) {
+        srv->metrics.limited[SRV_LIMIT_PENDING]++;
+        srv__session_error(s, PROTO_ERR_BAD_UPDATE,
+                           "update refused: the document holds too many operations waiting "
+                           "for missing ones",
+                           seq);
+        return;
+    }
     before = crdt_doc_change_count(doc->crdt);
     srv__doc_begin_change(doc, s);
     err = crdt_doc_apply_update(doc->crdt, u.base, u.len);
@@ -398,8 +411,10 @@ static void on_update_bytes(srv_session_t *s, proto_bytes_t u, uint64_t seq, int
         abort();
     if (err == 0 && crdt_doc_pending(doc->crdt) == 0)
         doc->held_bytes = 0;
-    else if (err == 0 && crdt_doc_pending(doc->crdt) > pending)
+    else if (err == 0 && crdt_doc_pending(doc->crdt) > pending) {
         doc->held_bytes += bound;
+        s->added_held = 1;
+    }
     if (err != 0) {
         char text[128];
         snprintf(text, sizeof(text), "update rejected: %s", crdt_strerror(err));

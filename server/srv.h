@@ -97,6 +97,10 @@ typedef struct srv_config {
     /* --max-documents: documents in memory; a HELLO for another one unloads
      * an idle document, or gets ERROR server_error and close 1013. */
     size_t max_documents;
+    /* --max-pending: held runs of operations per document; once a document
+     * holds this many, updates from connections that added held runs are
+     * refused with ERROR bad_update. */
+    size_t max_pending;
 } srv_config_t;
 
 #define SRV_RATE_CLOSE_FACTOR 4

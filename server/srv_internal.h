@@ -42,6 +42,7 @@ enum srv_limit {
     SRV_LIMIT_RATE_CLOSE,   /* a connection closed for dropping too many */
     SRV_LIMIT_DOC_BYTES,    /* an update refused: the document could pass its size */
     SRV_LIMIT_DOCUMENTS,    /* a document not loaded: --max-documents are, none idle */
+    SRV_LIMIT_PENDING,      /* an update refused: the document holds --max-pending runs */
     SRV_LIMIT_COUNT
 };
 
@@ -107,7 +108,8 @@ struct srv_session {
     uint64_t replica;
     char name[PROTO_MAX_NAME + 1];
     char color[PROTO_MAX_COLOR + 1];
-    uint64_t last_seq; /* highest UPDATE seq received */
+    uint64_t last_seq;  /* highest UPDATE seq received */
+    uint8_t added_held; /* 1 once an update of this connection grew crdt_doc_pending */
 
     /* Presence: the selection as encoded relative positions. */
     uint8_t anchor[PROTO_MAX_RELPOS], head[PROTO_MAX_RELPOS];

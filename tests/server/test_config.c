@@ -294,6 +294,7 @@ static const limit_flag_t limit_flags[] = {
     {"--max-messages-per-second", 1000, "1", "1000000", "0", "1000001"},
     {"--max-document-bytes", 67108864, "1", "1099511627776", "0", "1099511627777"},
     {"--max-documents", 10000, "1", "16777216", "0", "16777217"},
+    {"--max-pending", 10000, "1", "16777216", "0", "16777217"},
 };
 
 /* The field a limit flag sets. */
@@ -307,6 +308,8 @@ static unsigned long long limit_value(const srv_config_t *cfg, const char *flag)
         return cfg->max_doc_bytes;
     if (strcmp(flag, "--max-documents") == 0)
         return cfg->max_documents;
+    if (strcmp(flag, "--max-pending") == 0)
+        return cfg->max_pending;
     fail_msg("no field for %s", flag);
     return 0;
 }

@@ -409,6 +409,80 @@ static void test_limits_documents_unload_idle_or_refuse(void **state)
     assert_healthy(t);
 }
 
+/* ---- --max-pending ------------------------------------------------------------ */
+
+/* Two updates of a fresh replica: *first inserts `a`, *second `b` after it,
+ * so *second alone waits for *first (one held run). */
+static void make_pair(lim_t *t, char a, char b, crdt_buf_t *first, crdt_buf_t *second)
+{
+    crdt_doc_t *d;
+    assert_int_equal(crdt_doc_new(wt_fixture_replica(t->fx), NULL, &d), 0);
+    assert_int_equal(crdt_doc_insert(d, 0, &a, 1, first), 0);
+    assert_int_equal(crdt_doc_insert(d, 1, &b, 1, second), 0);
+    crdt_doc_free(d);
+}
+
+/* Sends UPDATE(seq) and returns the code of the ERROR about it, or 0 once it
+ * is acknowledged (held operations are acknowledged too: they are stored). */
+static uint32_t send_update(wt_ws_t *ws, uint64_t seq, const crdt_buf_t *up)
+{
+    assert_int_equal(wt_proto_send_update(ws, seq, up->base, up->len), 0);
+    for (;;) {
+        proto_msg_t m;
+        assert_int_equal(wt_proto_recv(ws, TIMEOUT, &m), 0);
+        if (m.type == PROTO_ACK && m.u.ack.seq == seq)
+            return 0;
+        if (m.type == PROTO_ERROR) {
+            assert_int_equal(m.u.error.seq, seq);
+            return m.u.error.code;
+        }
+    }
+}
+
+static void test_limits_pending_refuses_who_adds_held(void **state)
+{
+    static const char *const args[] = {"--max-pending", "3", NULL};
+    lim_t *t = start(0x11a6, args);
+    *state = t;
+    crdt_buf_t first[5], second[5];
+    memset(first, 0, sizeof first);
+    memset(second, 0, sizeof second);
+    for (int i = 0; i < 5; i++)
+        make_pair(t, (char)('p' + i), (char)('P' + i), &first[i], &second[i]);
+    /* A client on the healthy editors' own document sends only second halves:
+     * three held runs reach the limit, the fourth is refused. */
+    wt_ws_t *bad = raw_client(t, "doc");
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(send_update(bad, (uint64_t)i + 1, &second[i]), 0);
+    assert_int_equal(send_update(bad, 4, &second[3]), PROTO_ERR_BAD_UPDATE);
+    assert_int_equal(limited(t, "pending"), 1);
+    assert_int_equal(error_count(t, "bad_update"), 1);
+    /* The editors of that document add nothing held: they go on. */
+    assert_healthy(t);
+    /* Another connection may send what is missing: "p" and "P" appear, and
+     * the document is below its limit again. */
+    wt_ws_t *good = raw_client(t, "doc");
+    assert_int_equal(send_update(good, 1, &first[0]), 0);
+    int64_t deadline = wt_now_ms() + TIMEOUT;
+    for (;;) {
+        wt_editor_pump(t->a, 50);
+        char *text = wt_editor_text(t->a);
+        int seen = strstr(text, "pP") != NULL;
+        free(text);
+        if (seen)
+            break;
+        if (wt_ms_left(deadline) <= 0)
+            fail_msg("the released operations never reached the editors");
+    }
+    assert_int_equal(send_update(bad, 5, &second[4]), 0);
+    assert_int_equal(limited(t, "pending"), 1);
+    assert_healthy(t);
+    for (int i = 0; i < 5; i++) {
+        crdt_buf_dispose(&first[i]);
+        crdt_buf_dispose(&second[i]);
+    }
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_teardown(f, teardown)
@@ -418,6 +492,7 @@ int main(void)
         T(test_limits_message_flood_closes_1008),
         T(test_limits_document_bytes_refuse_update),
         T(test_limits_documents_unload_idle_or_refuse),
+        T(test_limits_pending_refuses_who_adds_held),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
