@@ -813,6 +813,8 @@ static void corpus_srv_config(void)
     ARGS("bad-tls-cert-alone.txt", "--tls-cert", "cert.pem");
     ARGS("bad-rate-zero.txt", "--max-messages-per-second=0");
     ARGS("bad-document-bytes-zero.txt", "--max-document-bytes", "0");
+    ARGS("ok-max-documents.txt", "--max-documents=16777216");
+    ARGS("bad-max-documents-zero.txt", "--max-documents", "0");
 }
 
 int main(int argc, char **argv)
