@@ -9,6 +9,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -242,7 +243,10 @@ static void test_limits_messages_per_second_drop_excess(void **state)
     assert_int_equal(limited(t, "messages_per_second_close"), 0);
     assert_healthy(t);
     /* Nothing of the dropped update reached the document. */
-    assert_null(strchr(wt_editor_text(t->a), 'x')); /* (leaks a few bytes if it fails) */
+    char *before = wt_editor_text(t->a);
+    bool has_x = strchr(before, 'x') != NULL;
+    free(before);
+    assert_false(has_x);
     /* A second later the bucket is full again: the update goes through. */
     usleep(1100 * 1000);
     assert_int_equal(wt_proto_send_update(ws, 8, up2.base, up2.len), 0);
