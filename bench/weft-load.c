@@ -459,7 +459,9 @@ int main(int argc, char **argv)
     rng_init(&rng, opt.seed);
     wt_weftd_t server = {0};
     if (opt.spawn) {
-        if (wt_weftd_start(&server, NULL, NULL, 10000) != 0) {
+        /* Every simulated editor comes from 127.0.0.1: lift the per-IP cap. */
+        static const char *const args[] = {"--max-connections-per-ip", "0", NULL};
+        if (wt_weftd_start(&server, NULL, args, 10000) != 0) {
             fprintf(stderr, "weft-load: cannot start weftd\n");
             return 1;
         }
