@@ -42,6 +42,8 @@ declare -A corpus=(
     [fuzz_lz]=lz
     [fuzz_proto]=proto
     [fuzz_srv_config]=srv_config
+    [fuzz_token]=token
+    [fuzz_http]=http
 )
 declare -A seed=(
     [fuzz_apply_update]=1001
@@ -49,6 +51,8 @@ declare -A seed=(
     [fuzz_lz]=1003
     [fuzz_proto]=1004
     [fuzz_srv_config]=1005
+    [fuzz_token]=1006
+    [fuzz_http]=1007
 )
 
 build=build-fuzz

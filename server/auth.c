@@ -576,15 +576,12 @@ int srv__auth_ws_origin(srv_t *srv, h2o_req_t *req)
     return -1;
 }
 
-/* The token of a REST request: "Authorization: Bearer <token>", else the
- * `token` query parameter (the first one). Returns 0 and sets *tok, or -1. */
-static int request_token(h2o_req_t *req, h2o_iovec_t *tok)
+int srv__token_from_request(const char *authz, size_t authz_len, const char *path, size_t len,
+                            size_t query_at, h2o_iovec_t *tok)
 {
-    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
-    if (i >= 0) {
-        h2o_iovec_t v = req->headers.entries[i].value;
-        if (v.len > 7 && h2o_lcstris(v.base, 7, H2O_STRLIT("bearer "))) {
-            *tok = h2o_iovec_init(v.base + 7, v.len - 7);
+    if (authz != NULL) {
+        if (authz_len > 7 && h2o_lcstris(authz, 7, H2O_STRLIT("bearer "))) {
+            *tok = h2o_iovec_init(authz + 7, authz_len - 7);
             while (tok->len > 0 && tok->base[0] == ' ') {
                 tok->base++;
                 tok->len--;
@@ -595,8 +592,8 @@ static int request_token(h2o_req_t *req, h2o_iovec_t *tok)
         }
         return -1;
     }
-    if (req->query_at != SIZE_MAX) {
-        const char *p = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    if (query_at < len) {
+        const char *p = path + query_at + 1, *end = path + len;
         while (p < end) {
             const char *amp = memchr(p, '&', (size_t)(end - p));
             const char *stop = amp != NULL ? amp : end;
@@ -608,6 +605,18 @@ static int request_token(h2o_req_t *req, h2o_iovec_t *tok)
         }
     }
     return -1;
+}
+
+/* The token of a REST request (srv__token_from_request). */
+static int request_token(h2o_req_t *req, h2o_iovec_t *tok)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (i >= 0) {
+        h2o_iovec_t v = req->headers.entries[i].value;
+        return srv__token_from_request(v.base != NULL ? v.base : "", v.len, req->path.base,
+                                       req->path.len, req->query_at, tok);
+    }
+    return srv__token_from_request(NULL, 0, req->path.base, req->path.len, req->query_at, tok);
 }
 
 int srv__auth_http(srv_t *srv, h2o_req_t *req, const char *doc, size_t doc_len, int write)

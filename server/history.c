@@ -16,7 +16,8 @@
  * Everything here runs on the event-loop thread; store reads are short LMDB
  * read transactions. Every request parameter and body is hostile until
  * checked: numbers, paths and the small JSON bodies are parsed by bounded
- * code of our own.
+ * code of our own (the srv__history_parse_* and srv__history_route functions:
+ * pure, declared in srv_internal.h for tests/fuzz/fuzz_http.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -268,8 +269,7 @@ static const label_t *label_at(const hreq_t *h, uint64_t seq)
 
 /* ---- parsing parameters ----------------------------------------------------- */
 
-/* An unsigned decimal of 1..20 digits that fits in 64 bits. */
-static int parse_u64(const char *s, size_t n, uint64_t *out)
+int srv__history_parse_u64(const char *s, size_t n, uint64_t *out)
 {
     uint64_t v = 0;
     if (n == 0 || n > 20)
@@ -284,16 +284,8 @@ static int parse_u64(const char *s, size_t n, uint64_t *out)
     return 0;
 }
 
-typedef struct {
-    const char *key;
-    uint64_t value;
-    int given;
-} param_t;
-
-/* Reads a query string of key=value pairs into the known `params`; unknown
- * keys are ignored (cache busters), a known key twice or with a value that is
- * not a number is an error. Returns 0 or the status of the answer written. */
-static int parse_query(hreq_t *h, const char *q, size_t n, param_t *params, size_t nparams)
+int srv__history_parse_query(const char *q, size_t n, srv_hparam_t *params, size_t nparams,
+                             size_t *bad)
 {
     size_t i = 0;
     while (i < n) {
@@ -306,16 +298,27 @@ static int parse_query(hreq_t *h, const char *q, size_t n, param_t *params, size
             if (strlen(params[k].key) != eq - i || memcmp(params[k].key, q + i, eq - i) != 0)
                 continue;
             if (params[k].given || eq == end ||
-                parse_u64(q + eq + 1, end - eq - 1, &params[k].value) != 0) {
-                char msg[64];
-                snprintf(msg, sizeof(msg), "bad parameter '%s': a number expected", params[k].key);
-                return fail(h, 400, msg);
+                srv__history_parse_u64(q + eq + 1, end - eq - 1, &params[k].value) != 0) {
+                *bad = k;
+                return -1;
             }
             params[k].given = 1;
         }
         i = end + 1;
     }
     return 0;
+}
+
+/* srv__history_parse_query(), answering 400 about the parameter at fault.
+ * Returns 0 or the status of the answer written. */
+static int parse_query(hreq_t *h, const char *q, size_t n, srv_hparam_t *params, size_t nparams)
+{
+    size_t bad = 0;
+    char msg[64];
+    if (srv__history_parse_query(q, n, params, nparams, &bad) == 0)
+        return 0;
+    snprintf(msg, sizeof(msg), "bad parameter '%s': a number expected", params[bad].key);
+    return fail(h, 400, msg);
 }
 
 /* ---- parsing JSON bodies -------------------------------------------------------- */
@@ -328,18 +331,6 @@ static int parse_query(hreq_t *h, const char *q, size_t n, param_t *params, size
  * (escapes, \u with surrogate pairs) into UTF-8 and must be valid UTF-8 in the
  * body. Unknown members are skipped; a known one given twice is refused.
  */
-enum { JF_UINT, JF_STR };
-
-typedef struct {
-    const char *key;
-    int kind;
-    size_t max; /* JF_STR: longest value in bytes */
-    int given;  /* 1 once a value (not null) was read */
-    uint64_t num;
-    char *str; /* JF_STR: caller's buffer of max bytes */
-    size_t len;
-} jfield_t;
-
 typedef struct {
     const unsigned char *p, *end;
     const char *err;
@@ -494,7 +485,7 @@ static int jp_uint(jparser_t *j, uint64_t *out)
         return -1;
     }
     if ((j->p - start > 1 && *start == '0') ||
-        parse_u64((const char *)start, (size_t)(j->p - start), out) != 0) {
+        srv__history_parse_u64((const char *)start, (size_t)(j->p - start), out) != 0) {
         j->err = "bad number";
         return -1;
     }
@@ -512,22 +503,29 @@ static int jp_literal(jparser_t *j, const char *word)
     return 0;
 }
 
-/* Parses body[0 .. len) into `fields`. Returns 0 or the status of the answer
- * written (400). */
-static int parse_body(hreq_t *h, const char *body, size_t len, jfield_t *fields, size_t nfields)
+int srv__history_parse_body(const char *body, size_t len, srv_jfield_t *fields, size_t nfields,
+                            const char **err)
 {
-    jparser_t j = {(const unsigned char *)body, (const unsigned char *)body + len, NULL};
+    jparser_t j;
     char key[32];
     int first = 1;
 
-    if (body == NULL)
-        return fail(h, 400, "a JSON object body is expected");
+    /* Before any arithmetic on `body`: NULL + 0 is undefined too (UBSan). */
+    if (body == NULL) {
+        *err = "a JSON object body is expected";
+        return -1;
+    }
+    j.p = (const unsigned char *)body;
+    j.end = j.p + len;
+    j.err = NULL;
     jp_ws(&j);
-    if (j.p >= j.end || *j.p != '{')
-        return fail(h, 400, "a JSON object body is expected");
+    if (j.p >= j.end || *j.p != '{') {
+        *err = "a JSON object body is expected";
+        return -1;
+    }
     j.p++;
     for (;;) {
-        jfield_t *f = NULL;
+        srv_jfield_t *f = NULL;
         size_t klen, vlen;
         jp_ws(&j);
         if (j.p < j.end && *j.p == '}' && first) {
@@ -561,10 +559,10 @@ static int parse_body(hreq_t *h, const char *body, size_t len, jfield_t *fields,
         switch (*j.p) {
         case '"':
             /* (An unknown member's string is checked, not stored.) */
-            if (jp_string(&j, f && f->kind == JF_STR ? f->str : NULL,
-                          f && f->kind == JF_STR ? f->max : 0, &vlen) != 0)
+            if (jp_string(&j, f && f->kind == SRV_JF_STR ? f->str : NULL,
+                          f && f->kind == SRV_JF_STR ? f->max : 0, &vlen) != 0)
                 goto Fail;
-            if (f != NULL && f->kind != JF_STR) {
+            if (f != NULL && f->kind != SRV_JF_STR) {
                 j.err = "a member has the wrong type";
                 goto Fail;
             }
@@ -602,7 +600,7 @@ static int parse_body(hreq_t *h, const char *body, size_t len, jfield_t *fields,
                 j.err = "body is not JSON";
                 goto Fail;
             }
-            if (f != NULL && f->kind != JF_UINT) {
+            if (f != NULL && f->kind != SRV_JF_UINT) {
                 j.err = "a member has the wrong type";
                 goto Fail;
             }
@@ -632,7 +630,18 @@ static int parse_body(hreq_t *h, const char *body, size_t len, jfield_t *fields,
     }
     return 0;
 Fail:
-    return fail(h, 400, j.err);
+    *err = j.err;
+    return -1;
+}
+
+/* srv__history_parse_body(), answering 400 with the reason. Returns 0 or the
+ * status of the answer written. */
+static int parse_body(hreq_t *h, const char *body, size_t len, srv_jfield_t *fields, size_t nfields)
+{
+    const char *err = NULL;
+    if (srv__history_parse_body(body, len, fields, nfields, &err) == 0)
+        return 0;
+    return fail(h, 400, err);
 }
 
 /* Names and labels: no control characters (they would only confuse lists). */
@@ -854,7 +863,7 @@ static int by_first_seq(const void *a, const void *b)
 
 static int route_list(hreq_t *h, const char *q, size_t qlen)
 {
-    param_t params[] = {{"before", 0, 0}, {"limit", LIST_LIMIT_DEFAULT, 0}};
+    srv_hparam_t params[] = {{"before", 0, 0}, {"limit", LIST_LIMIT_DEFAULT, 0}};
     listwalk_t l;
     detailwalk_t d;
     uint64_t head, top;
@@ -996,7 +1005,7 @@ static int on_span(void *ctx, const crdt_span_t *sp)
 
 static int route_version(hreq_t *h, uint64_t seq, const char *q, size_t qlen)
 {
-    param_t params[] = {{"from", 0, 0}};
+    srv_hparam_t params[] = {{"from", 0, 0}};
     crdt_doc_t *hi = NULL, *lo = NULL;
     crdt_buf_t sv_lo = {0}, sv_hi = {0}, text = {0};
     uint64_t head, from, first = 0, time = 0;
@@ -1104,8 +1113,8 @@ static int route_restore(hreq_t *h, const char *body, size_t body_len)
 {
     srv_t *srv = h->srv;
     char name[STORE_AUTHOR_NAME_MAX];
-    jfield_t fields[] = {{"version", JF_UINT, 0, 0, 0, NULL, 0},
-                         {"name", JF_STR, sizeof(name), 0, 0, name, 0}};
+    srv_jfield_t fields[] = {{"version", SRV_JF_UINT, 0, 0, 0, NULL, 0},
+                             {"name", SRV_JF_STR, sizeof(name), 0, 0, name, 0}};
     crdt_doc_t *version = NULL;
     crdt_buf_t sv = {0}, now = {0}, then = {0}, update = {0};
     srv_doc_t *doc;
@@ -1224,8 +1233,8 @@ Exit:
 static int route_name(hreq_t *h, uint64_t seq, const char *body, size_t body_len)
 {
     char label[STORE_LABEL_MAX], by[STORE_AUTHOR_NAME_MAX];
-    jfield_t fields[] = {{"name", JF_STR, sizeof(label), 0, 0, label, 0},
-                         {"by", JF_STR, sizeof(by), 0, 0, by, 0}};
+    srv_jfield_t fields[] = {{"name", SRV_JF_STR, sizeof(label), 0, 0, label, 0},
+                             {"by", SRV_JF_STR, sizeof(by), 0, 0, by, 0}};
     uint64_t head;
     int status;
 
@@ -1265,15 +1274,46 @@ static int is(const char *s, size_t n, const char *lit)
     return n == strlen(lit) && memcmp(s, lit, n) == 0;
 }
 
+void srv__history_route(const char *path, size_t len, srv_hroute_t *out)
+{
+    const char *slash, *mark = memchr(path, '?', len);
+
+    memset(out, 0, sizeof(*out));
+    if (mark != NULL) {
+        out->query = mark + 1;
+        out->query_len = len - (size_t)(out->query - path);
+        len = (size_t)(mark - path);
+    }
+    if (is(path, len, "versions")) {
+        out->kind = SRV_HROUTE_LIST;
+    } else if (is(path, len, "attribution")) {
+        out->kind = SRV_HROUTE_ATTRIBUTION;
+    } else if (is(path, len, "restore")) {
+        out->kind = SRV_HROUTE_RESTORE;
+    } else if (len > 9 && memcmp(path, "versions/", 9) == 0) {
+        const char *num = path + 9;
+        size_t numlen = len - 9;
+        slash = memchr(num, '/', numlen);
+        if (slash != NULL)
+            numlen = (size_t)(slash - num);
+        if (slash != NULL && !is(slash, len - (size_t)(slash - path), "/name"))
+            out->kind = SRV_HROUTE_NONE;
+        else if (srv__history_parse_u64(num, numlen, &out->seq) != 0)
+            out->kind = SRV_HROUTE_BAD_SEQ;
+        else
+            out->kind = slash == NULL ? SRV_HROUTE_VERSION : SRV_HROUTE_NAME;
+    } else {
+        out->kind = SRV_HROUTE_NONE;
+    }
+}
+
 int srv__history_serve(srv_t *srv, const char *doc, size_t doc_len, const srv_history_req_t *req,
                        proto_buf_t *out)
 {
     hreq_t h;
-    const char *path = req->path, *q = NULL, *slash;
-    size_t plen = req->path_len, qlen = 0;
+    srv_hroute_t r;
     int get = is(req->method, req->method_len, "GET");
     int post = is(req->method, req->method_len, "POST");
-    uint64_t seq = 0;
     int status;
 
     memset(&h, 0, sizeof(h));
@@ -1283,42 +1323,34 @@ int srv__history_serve(srv_t *srv, const char *doc, size_t doc_len, const srv_hi
     h.session = req->session;
     h.out = out;
 
-    {
-        const char *mark = memchr(path, '?', plen);
-        if (mark != NULL) {
-            q = mark + 1;
-            qlen = plen - (size_t)(q - path);
-            plen = (size_t)(mark - path);
-        }
-    }
     if (req->body != NULL && req->body_len > SRV_HISTORY_MAX_BODY) {
         status = fail(&h, 413, "the body is larger than 4096 bytes");
         goto Exit;
     }
-    if (is(path, plen, "versions")) {
-        status = get ? route_list(&h, q, qlen) : fail(&h, 405, "only GET");
-    } else if (is(path, plen, "attribution")) {
+    srv__history_route(req->path, req->path_len, &r);
+    switch (r.kind) {
+    case SRV_HROUTE_LIST:
+        status = get ? route_list(&h, r.query, r.query_len) : fail(&h, 405, "only GET");
+        break;
+    case SRV_HROUTE_ATTRIBUTION:
         status = get ? route_attribution(&h) : fail(&h, 405, "only GET");
-    } else if (is(path, plen, "restore")) {
+        break;
+    case SRV_HROUTE_RESTORE:
         status = post ? route_restore(&h, req->body, req->body_len) : fail(&h, 405, "only POST");
-    } else if (plen > 9 && memcmp(path, "versions/", 9) == 0) {
-        const char *num = path + 9;
-        size_t numlen = plen - 9;
-        slash = memchr(num, '/', numlen);
-        if (slash != NULL)
-            numlen = (size_t)(slash - num);
-        if (slash != NULL && !is(slash, plen - (size_t)(slash - path), "/name")) {
-            status = fail(&h, 404, "no such route");
-        } else if (parse_u64(num, numlen, &seq) != 0) {
-            status = fail(&h, 400, "bad version: a seq (a number) expected");
-        } else if (slash == NULL) {
-            status = get ? route_version(&h, seq, q, qlen) : fail(&h, 405, "only GET");
-        } else {
-            status =
-                post ? route_name(&h, seq, req->body, req->body_len) : fail(&h, 405, "only POST");
-        }
-    } else {
+        break;
+    case SRV_HROUTE_BAD_SEQ:
+        status = fail(&h, 400, "bad version: a seq (a number) expected");
+        break;
+    case SRV_HROUTE_VERSION:
+        status = get ? route_version(&h, r.seq, r.query, r.query_len) : fail(&h, 405, "only GET");
+        break;
+    case SRV_HROUTE_NAME:
+        status =
+            post ? route_name(&h, r.seq, req->body, req->body_len) : fail(&h, 405, "only POST");
+        break;
+    default:
         status = fail(&h, 404, "no such route");
+        break;
     }
 Exit:
     free(h.names);

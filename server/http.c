@@ -44,16 +44,31 @@ static void send_json_error(h2o_req_t *req, int status, const char *reason, cons
     send_text(req, status, reason, "application/json", body, (size_t)n);
 }
 
-/* The part of the request path after `prefix` (which it starts with), up to
- * the query string. */
-static h2o_iovec_t path_rest(h2o_req_t *req, size_t prefix_len)
+int srv__http_route(const char *path, size_t len, size_t query_at, srv_route_t *out)
 {
-    size_t end = req->path.len;
-    if (req->query_at != SIZE_MAX && req->query_at < end)
-        end = req->query_at;
-    if (end < prefix_len)
-        return h2o_iovec_init(NULL, 0);
-    return h2o_iovec_init(req->path.base + prefix_len, end - prefix_len);
+    size_t end = len;
+    memset(out, 0, sizeof(*out));
+    if (query_at < end)
+        end = query_at;
+    if (end >= 4 && memcmp(path, "/ws/", 4) == 0 && srv_docname_valid(path + 4, end - 4)) {
+        out->kind = SRV_ROUTE_WS;
+        out->doc = path + 4;
+        out->doc_len = end - 4;
+    } else if (end >= 10 && memcmp(path, "/api/docs/", 10) == 0) {
+        const char *name = path + 10, *slash = memchr(name, '/', end - 10);
+        if (slash != NULL && srv_docname_valid(name, (size_t)(slash - name))) {
+            out->kind = SRV_ROUTE_HISTORY;
+            out->doc = name;
+            out->doc_len = (size_t)(slash - name);
+            out->rest = slash + 1; /* the rest of the path, query string included */
+            out->rest_len = len - (size_t)(out->rest - path);
+        } else if (srv_docname_valid(name, end - 10)) {
+            out->kind = SRV_ROUTE_DOC;
+            out->doc = name;
+            out->doc_len = end - 10;
+        }
+    }
+    return out->kind;
 }
 
 static int is_get(h2o_req_t *req)
@@ -156,19 +171,20 @@ void srv__ip_free_all(srv_t *srv)
 static int on_ws(h2o_handler_t *self, h2o_req_t *req)
 {
     srv_t *srv = ((handler_t *)self)->srv;
-    h2o_iovec_t name = path_rest(req, strlen("/ws/"));
+    srv_route_t route;
+    h2o_iovec_t name;
     const char *key;
     srv_session_t *s;
     srv_ip_t ip;
 
     srv->metrics.http_requests++;
-    if (req->path.len < 4 || memcmp(req->path.base, "/ws/", 4) != 0 ||
-        !srv_docname_valid(name.base, name.len)) {
+    if (srv__http_route(req->path.base, req->path.len, req->query_at, &route) != SRV_ROUTE_WS) {
         srv->metrics.ws_rejected++;
         send_json_error(req, 400, "Bad Request",
                         "bad document name: 1 to 128 characters of A-Z a-z 0-9 . _ ~ -");
         return 0;
     }
+    name = h2o_iovec_init(route.doc, route.doc_len);
     if (req->version >= 0x200 || h2o_is_websocket_handshake(req, &key) != 0 || key == NULL) {
         srv->metrics.ws_rejected++;
         send_json_error(req, 400, "Bad Request", "expected a WebSocket upgrade (HTTP/1.1)");
@@ -249,7 +265,8 @@ static int on_history(srv_t *srv, h2o_req_t *req, h2o_iovec_t name, const char *
 static int on_api_docs(h2o_handler_t *self, h2o_req_t *req)
 {
     srv_t *srv = ((handler_t *)self)->srv;
-    h2o_iovec_t name = path_rest(req, strlen("/api/docs/"));
+    srv_route_t route;
+    h2o_iovec_t name;
     srv_doc_t *doc;
     crdt_doc_t *crdt = NULL, *tmp = NULL;
     crdt_buf_t text = {0};
@@ -258,18 +275,14 @@ static int on_api_docs(h2o_handler_t *self, h2o_req_t *req)
     int err;
 
     srv->metrics.http_requests++;
-    if (req->path.len >= 10 && memcmp(req->path.base, "/api/docs/", 10) == 0) {
-        const char *slash = memchr(name.base, '/', name.len);
-        if (slash != NULL && srv_docname_valid(name.base, (size_t)(slash - name.base))) {
-            /* The rest of the path, query string included. */
-            const char *rest = slash + 1;
-            size_t rest_len = req->path.len - (size_t)(rest - req->path.base);
-            name.len = (size_t)(slash - name.base);
-            return on_history(srv, req, name, rest, rest_len);
-        }
-    }
-    if (req->path.len < 10 || memcmp(req->path.base, "/api/docs/", 10) != 0 ||
-        !srv_docname_valid(name.base, name.len)) {
+    switch (srv__http_route(req->path.base, req->path.len, req->query_at, &route)) {
+    case SRV_ROUTE_HISTORY:
+        return on_history(srv, req, h2o_iovec_init(route.doc, route.doc_len), route.rest,
+                          route.rest_len);
+    case SRV_ROUTE_DOC:
+        name = h2o_iovec_init(route.doc, route.doc_len);
+        break;
+    default:
         send_json_error(req, 400, "Bad Request", "bad document name");
         return 0;
     }

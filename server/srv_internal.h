@@ -289,6 +289,25 @@ void srv__ws_dispose(srv_ws_t *ws);
 /* http.c */
 #define SRV_IP_BUCKETS 1024
 int srv__http_register(srv_t *srv);
+/* What a request path names under the routes /ws/ and /api/docs/. */
+enum srv_route_kind {
+    SRV_ROUTE_BAD,    /* neither, or a bad document name (400) */
+    SRV_ROUTE_WS,     /* /ws/<document> */
+    SRV_ROUTE_DOC,    /* /api/docs/<document> */
+    SRV_ROUTE_HISTORY /* /api/docs/<document>/<rest>: history.c */
+};
+typedef struct {
+    enum srv_route_kind kind;
+    const char *doc; /* a valid document name (not SRV_ROUTE_BAD); borrowed from path */
+    size_t doc_len;
+    const char *rest; /* SRV_ROUTE_HISTORY: after "<document>/", query string included */
+    size_t rest_len;
+} srv_route_t;
+/* Routes the raw request path path[0 .. len) whose query string starts at
+ * query_at (its '?'; SIZE_MAX: none), as h2o_req_t gives them: the name ends
+ * at the query string or, for history, at the first '/' after it. Fills *out
+ * and returns out->kind. Pure (the handlers of http.c call it first). */
+int srv__http_route(const char *path, size_t len, size_t query_at, srv_route_t *out);
 /* Counts one more session of `ip` unless that would pass
  * --max-connections-per-ip. Returns 0 (counted) or -1 (at the limit). */
 int srv__ip_acquire(srv_t *srv, const srv_ip_t *ip);
@@ -326,6 +345,65 @@ const char *srv__http_reason(int status);
  * UTF-8 become U+FFFD, so the output is valid JSON whatever the input. */
 void srv__json_string(proto_buf_t *out, const char *s, size_t len);
 
+/* The parsers of history.c under srv__history_serve(): pure (no server, no
+ * clock), shared only so tests/fuzz/fuzz_http.c can reach them. */
+/* An unsigned decimal of 1..20 digits (nothing else) that fits in 64 bits:
+ * 0 with *out set, or -1 with *out untouched. */
+int srv__history_parse_u64(const char *s, size_t n, uint64_t *out);
+/* A known query parameter: `key`, its value (set the default before the
+ * call) and whether it was given. */
+typedef struct {
+    const char *key;
+    uint64_t value;
+    int given;
+} srv_hparam_t;
+/* Reads a query string q[0 .. n) (after '?'; q may be NULL when n is 0) of
+ * key=value pairs separated by '&' into the known `params`; unknown keys are
+ * ignored (cache busters). Returns 0, or -1 with *bad the index of a known
+ * key given twice or with a value that is not a decimal (srv__history_parse_u64);
+ * on -1 the params before the error may have been set. */
+int srv__history_parse_query(const char *q, size_t n, srv_hparam_t *params, size_t nparams,
+                             size_t *bad);
+/* A member of a JSON body that a route knows. */
+enum { SRV_JF_UINT, SRV_JF_STR };
+typedef struct {
+    const char *key;
+    int kind;
+    size_t max; /* SRV_JF_STR: longest value in bytes */
+    int given;  /* 1 once a value (not null) was read */
+    uint64_t num;
+    char *str; /* SRV_JF_STR: caller's buffer of max bytes */
+    size_t len;
+} srv_jfield_t;
+/* Parses the body body[0 .. len) (NULL: no body) of a history route: one flat
+ * JSON object (RFC 8259) whose members are strings, non-negative integers,
+ * true, false or null; a nested object or array, a fraction, an exponent or a
+ * negative number is refused. Strings are decoded (escapes, \u with surrogate
+ * pairs) into UTF-8 and must be valid UTF-8 in the body. Known members are
+ * stored in `fields` (null counts as absent; the wrong type, a string longer
+ * than max, or a member given twice is refused); unknown ones are checked and
+ * skipped. Returns 0, or -1 with *err a static reason (fields may have been
+ * partly set). */
+int srv__history_parse_body(const char *body, size_t len, srv_jfield_t *fields, size_t nfields,
+                            const char **err);
+/* The route of a history path (srv_history_req_t.path) regardless of method. */
+enum srv_hroute_kind {
+    SRV_HROUTE_NONE,        /* no such route (404) */
+    SRV_HROUTE_BAD_SEQ,     /* versions/<not a number>[/name] (400) */
+    SRV_HROUTE_LIST,        /* versions */
+    SRV_HROUTE_ATTRIBUTION, /* attribution */
+    SRV_HROUTE_RESTORE,     /* restore */
+    SRV_HROUTE_VERSION,     /* versions/<seq> */
+    SRV_HROUTE_NAME         /* versions/<seq>/name */
+};
+typedef struct {
+    enum srv_hroute_kind kind;
+    uint64_t seq;      /* SRV_HROUTE_VERSION, SRV_HROUTE_NAME */
+    const char *query; /* after the first '?', or NULL without one; borrowed from path */
+    size_t query_len;
+} srv_hroute_t;
+void srv__history_route(const char *path, size_t len, srv_hroute_t *out);
+
 /* auth.c: access tokens, roles, Origin allow-list (docs/security.md). */
 enum { SRV_ROLE_READ = 1, SRV_ROLE_WRITE = 2 };
 /* Close code of a session whose token expired (docs/protocol.md). */
@@ -360,6 +438,14 @@ int srv__token_check(const uint8_t *secret, size_t secret_len, const char *token
                      uint64_t now, srv_token_t *out);
 /* 1 when a token for `pattern` (a name, or a prefix ending in '*') covers `doc`. */
 int srv__token_doc_matches(const char *pattern, size_t plen, const char *doc, size_t dlen);
+/* The token of a REST request (http.c, srv__auth_http): with an
+ * Authorization header (authz[0 .. authz_len), authz not NULL) "Bearer
+ * <token>" (the scheme in any case, spaces around the token removed), else
+ * nothing; without one, the value of the first `token=` parameter of the
+ * query string path(query_at .. len) (query_at: the '?'; SIZE_MAX: none).
+ * Returns 0 with *tok set (borrowed from authz or path; maybe empty), or -1. */
+int srv__token_from_request(const char *authz, size_t authz_len, const char *path, size_t len,
+                            size_t query_at, h2o_iovec_t *tok);
 /* A static description of a SRV_TOKEN_E* code. */
 const char *srv__token_strerror(int err);
 /* config.c: handles --token-secret, --token-secret-file and --allow-origin.

@@ -101,7 +101,8 @@ static int same_config(const srv_config_t *a, const srv_config_t *b)
            a->history_burst_max_ms == b->history_burst_max_ms &&
            a->max_conns_per_ip == b->max_conns_per_ip &&
            a->max_msgs_per_sec == b->max_msgs_per_sec && a->max_doc_bytes == b->max_doc_bytes &&
-           a->max_documents == b->max_documents && a->token_secret_len == b->token_secret_len &&
+           a->max_documents == b->max_documents && a->max_pending == b->max_pending &&
+           a->token_secret_len == b->token_secret_len &&
            memcmp(a->token_secret, b->token_secret, a->token_secret_len) == 0 &&
            same_str(a->tls_cert, b->tls_cert) && same_str(a->tls_key, b->tls_key) &&
            same_origins(a, b);
@@ -127,6 +128,7 @@ static void check_ranges(const srv_config_t *c, const srv_config_t *defaults, in
     must(c->max_doc_bytes >= 1 && c->max_doc_bytes <= 1ull << 40,
          "--max-document-bytes out of range");
     must(c->max_documents >= 1 && c->max_documents <= 1u << 24, "--max-documents out of range");
+    must(c->max_pending >= 1 && c->max_pending <= 1u << 24, "--max-pending out of range");
     must(c->token_secret_len == 0 || (c->token_secret_len >= SRV_MIN_TOKEN_SECRET &&
                                       c->token_secret_len <= SRV_MAX_TOKEN_SECRET),
          "token secret of a length outside its range");
@@ -149,7 +151,7 @@ static void check_ranges(const srv_config_t *c, const srv_config_t *defaults, in
 /* Writes an accepted config back as a command line and parses it again. */
 static void check_restated(const srv_config_t *c)
 {
-    char listen[80], nums[13][24], secret[SRV_MAX_TOKEN_SECRET + 1];
+    char listen[80], nums[14][24], secret[SRV_MAX_TOKEN_SECRET + 1];
     char *argv[80];
     int argc = 0, n = 0;
     srv_config_t again;
@@ -157,7 +159,7 @@ static void check_restated(const srv_config_t *c)
     const struct {
         const char *flag;
         unsigned long long v;
-    } flags[13] = {
+    } flags[14] = {
         {"--max-message", c->max_message},
         {"--max-queued", c->max_queued},
         {"--ping-interval", c->ping_interval},
@@ -171,6 +173,7 @@ static void check_restated(const srv_config_t *c)
         {"--max-messages-per-second", c->max_msgs_per_sec},
         {"--max-document-bytes", c->max_doc_bytes},
         {"--max-documents", c->max_documents},
+        {"--max-pending", c->max_pending},
     };
 
     /* A secret read from a file may hold a NUL byte: no command line says that. */
@@ -186,7 +189,7 @@ static void check_restated(const srv_config_t *c)
     argv[argc++] = (char *)c->data_dir;
     argv[argc++] = (char *)"--web-root";
     argv[argc++] = (char *)c->web_root;
-    for (n = 0; n < 13; n++) {
+    for (n = 0; n < 14; n++) {
         snprintf(nums[n], sizeof nums[n], "%llu", flags[n].v);
         argv[argc++] = (char *)flags[n].flag;
         argv[argc++] = nums[n];
