@@ -10,6 +10,7 @@
 #include "wt_weftd.h"
 #include "wt_net.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -281,6 +282,38 @@ long wt_proc_rss_kb(pid_t pid)
             kb = strtol(line + 6, NULL, 10);
     fclose(f);
     return kb;
+}
+
+long wt_proc_status_kb(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = strlen(field);
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, field, n) == 0)
+            kb = strtol(line + n, NULL, 10);
+    fclose(f);
+    return kb;
+}
+
+int wt_proc_fd_count(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *dir = opendir(path);
+    if (dir == NULL)
+        return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(dir)) != NULL)
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(dir);
+    return n;
 }
 
 int wt_run_capture(const char *binary, const char *const *args, char **output, int timeout_ms)

@@ -74,6 +74,12 @@ void wt_weftd_cleanup(wt_weftd_t *d);
 /* Resident set size of a process in KiB (VmRSS from /proc/<pid>/status), or -1. */
 long wt_proc_rss_kb(pid_t pid);
 
+/* A "Name:" field of /proc/<pid>/status in KiB (e.g. "RssAnon:"), or -1. */
+long wt_proc_status_kb(pid_t pid, const char *field);
+
+/* Number of open file descriptors of a process (entries of /proc/<pid>/fd), or -1. */
+int wt_proc_fd_count(pid_t pid);
+
 /*
  * Runs `binary` (WEFTD_PATH when NULL) with `args` (NULL-terminated, without
  * argv[0]) to completion, collecting its stdout+stderr into a malloc'd string
