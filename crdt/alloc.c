@@ -157,15 +157,6 @@ void crdt_buf_dispose(crdt_buf_t *buf)
     memset(buf, 0, sizeof(*buf));
 }
 
-uint8_t crdt__get_u8(crdt__reader_t *r)
-{
-    if (r->err || r->p >= r->end) {
-        r->err = CRDT_EMALFORMED;
-        return 0;
-    }
-    return *r->p++;
-}
-
 uint64_t crdt__get_varint_slow(crdt__reader_t *r)
 {
     uint64_t v = 0;
@@ -194,19 +185,6 @@ uint32_t crdt__get_u32v_slow(crdt__reader_t *r)
         return 0;
     }
     return (uint32_t)v;
-}
-
-uint64_t crdt__get_u64(crdt__reader_t *r)
-{
-    uint64_t v = 0;
-    if (r->err || crdt__reader_left(r) < 8) {
-        r->err = CRDT_EMALFORMED;
-        return 0;
-    }
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)r->p[i] << (8 * i);
-    r->p += 8;
-    return v;
 }
 
 const char *crdt_strerror(int err)

@@ -121,6 +121,7 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op)
                 x->text_bytes += op->text_bytes;
                 x->u16len += op->u16len;
                 crdt__seq_adjust_vis(doc, pred, op->u16len);
+                CLIENT(doc, op->client).hint = pred;
                 doc->vis_len += op->u16len;
                 doc->utf8_len += op->text_bytes;
                 return;
@@ -143,6 +144,7 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op)
     }
     crdt__seq_insert_before(doc, dest, y);
     crdt__idx_insert(doc, op->client, op->clock, y);
+    CLIENT(doc, op->client).hint = y;
     doc->vis_len += op->u16len;
     doc->utf8_len += op->text_bytes;
 }
@@ -232,8 +234,12 @@ static int deps_inserted(const plan_t *p, uint32_t c, uint32_t lo, uint32_t n)
         return DEP_MISSING;
     /* Part held by the document. */
     if (lo < doc_sv) {
-        uint32_t start, v = crdt__idx_find_le(doc, c, lo, &start), cc, ck;
+        uint32_t start, v = crdt__hint_find(doc, c, lo), cc, ck;
         uint32_t end = hi < doc_sv ? hi : doc_sv;
+        if (v != CRDT__NONE)
+            start = ITEM(doc, v).clock;
+        else
+            v = crdt__idx_find_le(doc, c, lo, &start);
         crdt__idx_iter_t it;
         if (v == CRDT__NONE || (v & CRDT__IDX_DEL))
             return DEP_INVALID;
@@ -278,6 +284,18 @@ static int deps_inserted(const plan_t *p, uint32_t c, uint32_t lo, uint32_t n)
     return DEP_OK;
 }
 
+/* Is `id` the right origin of a live item of the document? Then it names an
+ * inserted character: every item's origins were inserted characters when it
+ * was integrated (loads check the same), and stay so. Typing in one place
+ * keeps one right origin, so the hint of the typing client usually has it. */
+static bool known_right(const crdt_doc_t *doc, uint32_t client, crdt__id_t id)
+{
+    uint32_t h;
+    if (client >= doc->clients.len || (h = CLIENT(doc, client).hint) >= doc->items.len)
+        return false;
+    return ITEM(doc, h).len > 0 && crdt__id_eq(ITEM(doc, h).right, id);
+}
+
 static int deps_of(const plan_t *p, const crdt__op_t *op)
 {
     int r;
@@ -285,7 +303,7 @@ static int deps_of(const plan_t *p, const crdt__op_t *op)
         return deps_inserted(p, op->tclient, op->tlo, op->len);
     if (op->left.client != CRDT__NONE && (r = deps_inserted(p, op->left.client, op->left.clock, 1)))
         return r;
-    if (op->right.client != CRDT__NONE)
+    if (op->right.client != CRDT__NONE && !known_right(p->doc, op->client, op->right))
         return deps_inserted(p, op->right.client, op->right.clock, 1);
     return DEP_OK;
 }
@@ -678,7 +696,11 @@ Exit:
     crdt__tmp_free(a, tmpclients, ntmpclients * sizeof(crdt__client_t));
     if (s.size)
         crdt__tmp_free(a, s.block, s.size);
-    crdt__decoded_dispose(a, &dp);
-    crdt__decoded_dispose(a, &dn);
+    /* Small updates (a keystroke) own no memory: skip the calls. */
+    if (dp.ops != NULL || dp.ids != NULL || dp.owned != NULL)
+        crdt__decoded_dispose(a, &dp);
+    if ((dn.ops != NULL && dn.ops != dn.small_ops) || (dn.ids != NULL && dn.ids != dn.small_ids) ||
+        dn.owned != NULL)
+        crdt__decoded_dispose(a, &dn);
     return err;
 }

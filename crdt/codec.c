@@ -159,6 +159,13 @@ Exit:
 
 void crdt__decoded_dispose(const crdt_alloc_t *alloc, crdt__decoded_t *d)
 {
+    if ((d->ops == NULL || d->ops == d->small_ops) && (d->ids == NULL || d->ids == d->small_ids) &&
+        d->owned == NULL) {
+        d->ops = NULL;
+        d->ids = NULL;
+        d->nops = d->opcap = d->nids = d->owned_len = 0;
+        return; /* nothing allocated (a small update) */
+    }
     if (d->ops != d->small_ops)
         crdt__tmp_free(alloc, d->ops, d->opcap * sizeof(crdt__op_t));
     if (d->ids != d->small_ids)

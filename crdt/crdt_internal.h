@@ -100,7 +100,10 @@ typedef struct {
     uint64_t id;
     uint32_t next_clock;  /* state vector entry */
     uint32_t last_delrec; /* this client's newest delete record, or NONE */
-    crdt__pool_t text;    /* uint8_t: UTF-8 of every insertion, in clock order */
+    /* An item of this client, usually the one it typed into last, or NONE: a
+     * lookup hint only (crdt__hint_find() checks it), so it may be stale. */
+    uint32_t hint;
+    crdt__pool_t text; /* uint8_t: UTF-8 of every insertion, in clock order */
 } crdt__client_t;
 
 /* Sequence tree nodes. Inner nodes keep, per child, the visible UTF-16 length
@@ -128,6 +131,7 @@ typedef struct {
 #define CRDT__IDX_LEAF 32
 #define CRDT__IDX_FAN 32
 #define CRDT__IDX_DEL 0x80000000u
+#define CRDT__IDX_MAX_HEIGHT 16
 typedef struct {
     uint32_t n, next;
     uint64_t keys[CRDT__IDX_LEAF];
@@ -246,26 +250,60 @@ typedef struct {
     int err;
 } crdt__reader_t;
 uint64_t crdt__get_varint_slow(crdt__reader_t *r);
+/* A byte (else CRDT_EMALFORMED). */
+static inline uint8_t crdt__get_u8(crdt__reader_t *r)
+{
+    if (r->err || r->p >= r->end) {
+        r->err = CRDT_EMALFORMED;
+        return 0;
+    }
+    return *r->p++;
+}
 uint32_t crdt__get_u32v_slow(crdt__reader_t *r);
-/* One-byte varints (most of them) are read inline. */
+/* One- and two-byte varints (most of them) are read inline. */
 static inline uint64_t crdt__get_varint(crdt__reader_t *r)
 {
-    if (!r->err && r->p < r->end && *r->p < 0x80)
-        return *r->p++;
+    if (!r->err && r->end - r->p >= 2) {
+        if (r->p[0] < 0x80)
+            return *r->p++;
+        if (r->p[1] < 0x80) {
+            uint64_t v = (uint64_t)(r->p[0] & 0x7f) | (uint64_t)r->p[1] << 7;
+            r->p += 2;
+            return v;
+        }
+    }
     return crdt__get_varint_slow(r);
 }
 /* A varint that must fit 32 bits (else CRDT_ELIMIT). */
 static inline uint32_t crdt__get_u32v(crdt__reader_t *r)
 {
-    if (!r->err && r->p < r->end && *r->p < 0x80)
-        return *r->p++;
+    if (!r->err && r->end - r->p >= 2) {
+        if (r->p[0] < 0x80)
+            return *r->p++;
+        if (r->p[1] < 0x80) {
+            uint32_t v = (uint32_t)(r->p[0] & 0x7f) | (uint32_t)r->p[1] << 7;
+            r->p += 2;
+            return v;
+        }
+    }
     return crdt__get_u32v_slow(r);
 }
-uint64_t crdt__get_u64(crdt__reader_t *r);
-uint8_t crdt__get_u8(crdt__reader_t *r);
 static inline size_t crdt__reader_left(const crdt__reader_t *r)
 {
     return (size_t)(r->end - r->p);
+}
+/* A little-endian 64-bit value (else CRDT_EMALFORMED). */
+static inline uint64_t crdt__get_u64(crdt__reader_t *r)
+{
+    const uint8_t *p = r->p;
+    if (r->err || crdt__reader_left(r) < 8) {
+        r->err = CRDT_EMALFORMED;
+        return 0;
+    }
+    r->p += 8;
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
+           (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
+           (uint64_t)p[7] << 56;
 }
 
 /* utf.c */
@@ -337,6 +375,18 @@ bool crdt__idx_next(const crdt_doc_t *doc, crdt__idx_iter_t *it, uint32_t *clien
                     uint32_t *val);
 int crdt__idx_check(const crdt_doc_t *doc);
 
+/* The item of client `c` holding `clock` if it is the client's hint, else
+ * NONE. Cheap; never wrong, as items of one client never share a clock and
+ * dead items have len 0. */
+static inline uint32_t crdt__hint_find(const crdt_doc_t *doc, uint32_t c, uint32_t clock)
+{
+    uint32_t h = CLIENT(doc, c).hint;
+    const crdt__item_t *x;
+    if (h >= doc->items.len)
+        return CRDT__NONE;
+    x = &ITEM(doc, h);
+    return x->client == c && clock >= x->clock && clock - x->clock < x->len ? h : CRDT__NONE;
+}
 /* Item holding character id, with the offset of the character in it; or NONE
  * (the id is unknown or names a delete). */
 uint32_t crdt__item_find(const crdt_doc_t *doc, crdt__id_t id, uint32_t *off);
@@ -345,7 +395,26 @@ uint32_t crdt__item_find(const crdt_doc_t *doc, crdt__id_t id, uint32_t *off);
  * reserved item, sequence and index slot. */
 uint32_t crdt__item_split(crdt_doc_t *doc, uint32_t it, uint32_t off);
 /* Reserves room for `items` new items and `delrecs` delete records. */
-int crdt__reserve(crdt_doc_t *doc, size_t items, size_t delrecs);
+int crdt__reserve_slow(crdt_doc_t *doc, size_t items, size_t delrecs);
+/* The same; inline for the usual case, a keystroke with room everywhere:
+ * these are the conditions under which crdt__seq_reserve(),
+ * crdt__idx_reserve() and the pools have nothing to do. */
+static inline int crdt__reserve(crdt_doc_t *doc, size_t items, size_t delrecs)
+{
+    size_t keys = items + delrecs;
+    if (doc->items.cap - doc->items.len >= items &&
+        doc->delrecs.cap - doc->delrecs.len >= delrecs &&
+        doc->seq_leaves.cap - doc->seq_leaves.len >= items &&
+        doc->seq_inners.cap >=
+            (doc->seq_leaves.len + items) / (CRDT__SEQ_FAN / 2 - 1) + doc->seq_height + 3 &&
+        doc->idx_leaves.cap - doc->idx_leaves.len >= keys &&
+        doc->idx_inners.cap >=
+            (doc->idx_leaves.len + keys) / (CRDT__IDX_FAN / 2 - 1) + doc->idx_height + 3 &&
+        doc->idx_height + 2 < CRDT__IDX_MAX_HEIGHT && doc->items.len + items < CRDT__IDX_DEL &&
+        doc->delrecs.len + delrecs < CRDT__IDX_DEL)
+        return 0;
+    return crdt__reserve_slow(doc, items, delrecs);
+}
 /* Reserves `bytes` more text in client `c`'s arena. */
 int crdt__text_reserve(crdt_doc_t *doc, uint32_t c, size_t bytes);
 /* Appends text to client `c`'s arena (reserved); returns its offset. */

@@ -76,6 +76,7 @@ uint32_t crdt__client_add(crdt_doc_t *doc, uint64_t id)
     CLIENT(doc, c).id = id;
     CLIENT(doc, c).next_clock = 0;
     CLIENT(doc, c).last_delrec = CRDT__NONE;
+    CLIENT(doc, c).hint = CRDT__NONE;
     memset(&CLIENT(doc, c).text, 0, sizeof(crdt__pool_t));
     hash_put(doc->client_hash, doc->client_hash_cap, id, c);
     return c;
@@ -189,6 +190,10 @@ uint32_t crdt__item_find(const crdt_doc_t *doc, crdt__id_t id, uint32_t *off)
     uint32_t start, v;
     if (id.client == CRDT__NONE)
         return CRDT__NONE;
+    if ((v = crdt__hint_find(doc, id.client, id.clock)) != CRDT__NONE) {
+        *off = id.clock - ITEM(doc, v).clock;
+        return v;
+    }
     v = crdt__idx_find_le(doc, id.client, id.clock, &start);
     if (v == CRDT__NONE || (v & CRDT__IDX_DEL) || id.clock - start >= ITEM(doc, v).len)
         return CRDT__NONE;
@@ -295,7 +300,7 @@ uint32_t crdt__text_append(crdt_doc_t *doc, uint32_t c, const uint8_t *text, uin
     return off;
 }
 
-int crdt__reserve(crdt_doc_t *doc, size_t items, size_t delrecs)
+int crdt__reserve_slow(crdt_doc_t *doc, size_t items, size_t delrecs)
 {
     int err;
     if (doc->items.cap - doc->items.len >= items &&
@@ -438,6 +443,7 @@ int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len,
             x->text_bytes += op.text_bytes;
             x->u16len += op.u16len;
             crdt__seq_adjust_vis(doc, left_it, op.u16len);
+            CLIENT(doc, doc->self).hint = left_it;
             goto Done;
         }
     }
@@ -459,6 +465,7 @@ int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len,
     }
     crdt__seq_insert_after(doc, left_it, y);
     crdt__idx_insert(doc, doc->self, op.clock, y);
+    CLIENT(doc, doc->self).hint = y;
 Done:
     doc->vis_len += op.u16len;
     doc->utf8_len += len;

@@ -1075,6 +1075,19 @@ int crdt__lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_l
             uint32_t e, len, dist, x;
             REFILL();
             e = lt[BITS(MAXBITS)];
+            if (!(e & E_MATCH) && blk_end - out >= 4) {
+                /* Up to four literals from one refill (4 x 12 <= 56 bits). */
+                DROP(e & 15);
+                *out++ = (uint8_t)(e >> E_VALUE_SHIFT);
+                for (int j = 0; j < 3; j++) {
+                    e = lt[BITS(MAXBITS)];
+                    if (e & E_MATCH)
+                        break;
+                    DROP(e & 15);
+                    *out++ = (uint8_t)(e >> E_VALUE_SHIFT);
+                }
+                continue;
+            }
             DROP(e & 15);
             if (!(e & E_MATCH)) {
                 *out++ = (uint8_t)(e >> E_VALUE_SHIFT);

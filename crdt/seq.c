@@ -50,8 +50,9 @@ int crdt__seq_reserve(crdt_doc_t *doc, size_t items)
     size_t new_leaves = items;
     size_t inner_total;
     int err;
+    /* Nothing to do when the pools already hold what the code below asks. */
     if (doc->seq_leaves.cap - leaves >= items &&
-        doc->seq_inners.cap - doc->seq_inners.len >= items * (doc->seq_height + 1))
+        doc->seq_inners.cap >= (leaves + items) / (HALF_FAN - 1) + doc->seq_height + 3)
         return 0;
     err = crdt__pool_reserve(doc, &doc->seq_leaves, sizeof(crdt__seq_leaf_t), new_leaves);
     if (err)

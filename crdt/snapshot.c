@@ -346,68 +346,53 @@ void crdt__snapshot_dispose(const crdt_alloc_t *a, crdt__snap_t *s)
     crdt__tmp_free(a, s, sizeof(*s));
 }
 
-/* Sorts item indexes by (client, clock) with an LSD radix sort (linear). */
-static void sort_by_id(crdt__snap_t *s, uint32_t *tmp)
-{
-    uint32_t *src = s->by_id, *dst = tmp, max_clock = 0;
-    for (uint32_t i = 0; i < s->nitems; i++) {
-        src[i] = i;
-        if (s->items[i].clock > max_clock)
-            max_clock = s->items[i].clock;
-    }
-    for (unsigned pass = 0; pass < 8; pass++) {
-        uint32_t count[257];
-        bool client = pass >= 4;
-        unsigned shift = (pass % 4) * 8;
-        uint32_t max = client ? s->nclients - 1 : max_clock;
-        if (shift > 0 && (max >> shift) == 0)
-            continue;
-        memset(count, 0, sizeof(count));
-        for (uint32_t i = 0; i < s->nitems; i++) {
-            const snap_item_t *x = &s->items[src[i]];
-            count[(((client ? x->client : x->clock) >> shift) & 0xff) + 1]++;
-        }
-        for (unsigned k = 0; k < 256; k++)
-            count[k + 1] += count[k];
-        for (uint32_t i = 0; i < s->nitems; i++) {
-            const snap_item_t *x = &s->items[src[i]];
-            dst[count[((client ? x->client : x->clock) >> shift) & 0xff]++] = src[i];
-        }
-        {
-            uint32_t *t = src;
-            src = dst;
-            dst = t;
-        }
-    }
-    if (src != s->by_id)
-        memcpy(s->by_id, src, s->nitems * sizeof(uint32_t));
-}
-
 typedef struct {
     uint64_t key;
     uint64_t val;
 } kv_t;
 
-/* LSD radix sort of (key, value) pairs over the key bytes that vary. */
+/* Index of the lowest set bit at or above `from` in `v`, or 64 if none. */
+static unsigned next_bit(uint64_t v, unsigned from)
+{
+    unsigned b = from;
+    if (from >= 64)
+        return 64;
+    v >>= from;
+    if (v == 0)
+        return 64;
+    while (!(v & 1)) {
+        v >>= 1;
+        b++;
+    }
+    return b;
+}
+
+/*
+ * LSD radix sort of (key, value) pairs, stable. It sorts only on key bits
+ * that vary, in digits of up to 11 bits (8 for short arrays, whose count
+ * table must stay cheap to clear) starting at a varying bit, so a document of
+ * one client with 260,000 clocks takes two passes.
+ */
 static void sort_kv(kv_t *a, kv_t *tmp, size_t n)
 {
-    uint64_t all_or = 0, all_and = ~(uint64_t)0;
+    uint64_t all_or = 0, all_and = ~(uint64_t)0, vary;
+    unsigned dbits = n >= 4096 ? 11 : 8;
     kv_t *src = a, *dst = tmp;
+    size_t count[(1u << 11) + 1];
     for (size_t i = 0; i < n; i++) {
         all_or |= a[i].key;
         all_and &= a[i].key;
     }
-    for (unsigned shift = 0; shift < 64; shift += 8) {
-        size_t count[257];
-        if ((((all_or ^ all_and) >> shift) & 0xff) == 0)
-            continue; /* this byte is the same everywhere */
-        memset(count, 0, sizeof(count));
+    vary = all_or ^ all_and;
+    for (unsigned shift = next_bit(vary, 0); shift < 64; shift = next_bit(vary, shift + dbits)) {
+        size_t nb = (size_t)1 << dbits, mask = nb - 1;
+        memset(count, 0, (nb + 1) * sizeof(count[0]));
         for (size_t i = 0; i < n; i++)
-            count[((src[i].key >> shift) & 0xff) + 1]++;
-        for (unsigned k = 0; k < 256; k++)
+            count[((src[i].key >> shift) & mask) + 1]++;
+        for (size_t k = 0; k < nb; k++)
             count[k + 1] += count[k];
         for (size_t i = 0; i < n; i++)
-            dst[count[(src[i].key >> shift) & 0xff]++] = src[i];
+            dst[count[(src[i].key >> shift) & mask]++] = src[i];
         {
             kv_t *t = src;
             src = dst;
@@ -416,6 +401,23 @@ static void sort_kv(kv_t *a, kv_t *tmp, size_t n)
     }
     if (src != a)
         memcpy(a, src, n * sizeof(kv_t));
+}
+
+/* Sorts item indexes by (client, clock) (linear: sort_kv() on packed keys). */
+static int sort_by_id(const crdt_alloc_t *a, crdt__snap_t *s)
+{
+    kv_t *kv = crdt__tmp_alloc(a, 2 * (size_t)s->nitems * sizeof(kv_t));
+    if (kv == NULL)
+        return CRDT_ENOMEM;
+    for (uint32_t i = 0; i < s->nitems; i++) {
+        kv[i].key = (uint64_t)s->items[i].client << 32 | s->items[i].clock;
+        kv[i].val = i;
+    }
+    sort_kv(kv, kv + s->nitems, s->nitems);
+    for (uint32_t i = 0; i < s->nitems; i++)
+        s->by_id[i] = (uint32_t)kv[i].val;
+    crdt__tmp_free(a, kv, 2 * (size_t)s->nitems * sizeof(kv_t));
+    return 0;
 }
 
 /*
@@ -714,13 +716,29 @@ static int measure_text(const uint8_t *t, size_t left, uint32_t len, size_t *byt
 static int place_text(const crdt_alloc_t *a, crdt__snap_t *s, const uint8_t *text, size_t total,
                       uint32_t *used)
 {
-    size_t pos = 0, off = 0;
+    size_t pos = 0, off = 0, i8 = 0;
+    bool ascii;
     int err;
+    /* Text that is all ASCII (the usual case) needs no per-item scan. */
+    for (; i8 + 8 <= total; i8 += 8) {
+        uint64_t w;
+        memcpy(&w, text + i8, 8);
+        if (w & 0x8080808080808080ULL)
+            break;
+    }
+    for (; i8 < total && text[i8] < 0x80; i8++)
+        ;
+    ascii = i8 == total;
     for (uint32_t i = 0; i < s->nitems; i++) {
         snap_item_t *x = &s->items[i];
         size_t bytes, u16;
-        if ((err = measure_text(text + pos, total - pos, x->len, &bytes, &u16)) != 0)
+        if (ascii) {
+            if (x->len > total - pos)
+                return CRDT_EMALFORMED;
+            bytes = u16 = x->len;
+        } else if ((err = measure_text(text + pos, total - pos, x->len, &bytes, &u16)) != 0) {
             return err;
+        }
         x->text_off = (uint32_t)pos;
         x->text_bytes = (uint32_t)bytes;
         x->u16len = (uint32_t)u16;
@@ -830,14 +848,18 @@ static int parse_dels(crdt__reader_t *col, crdt__snap_t *s, uint32_t *fill, uint
  */
 static int check_causal(const crdt_alloc_t *a, const crdt__snap_t *s)
 {
-    uint32_t nc = s->nclients;
-    uint32_t *front = crdt__tmp_alloc(a, nc * sizeof(uint32_t));
-    uint32_t *icur = crdt__tmp_alloc(a, nc * sizeof(uint32_t));
-    uint32_t *dcur = crdt__tmp_alloc(a, (nc + 1) * sizeof(uint32_t));
-    uint32_t *dend = crdt__tmp_alloc(a, nc * sizeof(uint32_t));
-    uint32_t *dorder = crdt__tmp_alloc(a, s->ndel * sizeof(uint32_t));
+    uint32_t nc = s->nclients, *front, *icur, *dcur, *dend, *dorder;
     int err = 0;
     bool progress = true;
+    /* With one client, parse_items() and parse_dels() already made every
+     * reference name an earlier clock, and the clocks tile: it holds. */
+    if (nc <= 1)
+        return 0;
+    front = crdt__tmp_alloc(a, nc * sizeof(uint32_t));
+    icur = crdt__tmp_alloc(a, nc * sizeof(uint32_t));
+    dcur = crdt__tmp_alloc(a, (nc + 1) * sizeof(uint32_t));
+    dend = crdt__tmp_alloc(a, nc * sizeof(uint32_t));
+    dorder = crdt__tmp_alloc(a, s->ndel * sizeof(uint32_t));
     if (!front || !icur || !dcur || !dend || !dorder) {
         err = CRDT_ENOMEM;
         goto Exit;
@@ -1048,7 +1070,8 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
         err = err ? err : CRDT_EMALFORMED;
         goto Fail;
     }
-    sort_by_id(s, tmp);
+    if ((err = sort_by_id(a, s)) != 0)
+        goto Fail;
     if ((err = place_text(a, s, doc_text, total_text, aux)) != 0)
         goto Fail;
 
