@@ -62,7 +62,17 @@ static int send_unacked(wt_editor_t *ed, wt_unacked_t *u)
 
 static int handle_sync1(wt_editor_t *ed, const proto_msg_t *msg)
 {
-    (void)msg;
+    if (ed->send_sync2) {
+        proto_bytes_t b = msg->u.sync1.sv;
+        uint8_t *copy = malloc(b.len ? b.len : 1);
+        if (copy == NULL)
+            return CRDT_ENOMEM;
+        if (b.len)
+            memcpy(copy, b.base, b.len);
+        free(ed->_server_sv);
+        ed->_server_sv = copy;
+        ed->_server_sv_len = b.len;
+    }
     crdt_buf_t sv = {0};
     int rc = crdt_doc_state_vector(ed->doc, &sv);
     if (rc == 0)
@@ -222,6 +232,9 @@ int wt_editor_join(wt_editor_t *ed, int timeout_ms)
     ed->acked = 0;
     for (size_t i = 0; i < ed->n_unacked; i++)
         ed->unacked[i].seq = 0;
+    free(ed->_server_sv); /* none yet on this connection: a diff from nothing */
+    ed->_server_sv = NULL;
+    ed->_server_sv_len = 0;
     size_t errors_before = ed->n_errors;
     ed->state = WT_ED_JOINING;
     rc = wt_proto_send_hello(&ed->ws, PROTO_VERSION, ed->replica, ed->name, ed->color);
@@ -241,6 +254,15 @@ int wt_editor_join(wt_editor_t *ed, int timeout_ms)
     }
     if (ed->state != WT_ED_SYNCED)
         return ed->end_rc ? ed->end_rc : WT_EEOF;
+    if (ed->send_sync2) {
+        crdt_buf_t missing = {0};
+        rc = crdt_doc_diff(ed->doc, ed->_server_sv, ed->_server_sv_len, &missing);
+        if (rc == 0)
+            rc = wt_proto_send_bytes(&ed->ws, PROTO_SYNC2, missing.base, missing.len);
+        crdt_buf_dispose(&missing);
+        if (rc != 0)
+            return rc;
+    }
     for (size_t i = 0; i < ed->n_unacked; i++) {
         rc = send_unacked(ed, &ed->unacked[i]);
         if (rc != 0)
@@ -480,6 +502,7 @@ void wt_editor_dispose(wt_editor_t *ed)
     free(ed->unacked);
     free(ed->peers);
     free(ed->errors);
+    free(ed->_server_sv);
     memset(ed, 0, sizeof *ed);
     ed->ws.fd = -1;
 }

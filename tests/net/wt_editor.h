@@ -80,6 +80,12 @@ typedef struct {
     int apply_failures; /* remote updates the local engine rejected (should stay 0) */
     int last_apply_error;
     uint64_t _seed;
+    /* 1: on each join, after the server's SYNC2, send SYNC2 with what the server
+     * lacks (the diff from the state vector of its SYNC1) before resending the
+     * unacknowledged updates, as the web client does. 0 (default): no SYNC2. */
+    int send_sync2;
+    uint8_t *_server_sv; /* the state vector of the server's last SYNC1 (send_sync2) */
+    size_t _server_sv_len;
 } wt_editor_t;
 
 /*
