@@ -7,9 +7,10 @@
  * every edit acknowledged before any kill so far is in its document, exactly
  * once and unbroken, both in GET /api/docs/<doc> and in what a joining editor
  * receives. Two editors live through all rounds: they reconnect after each
- * restart and resend what was not acknowledged, as clients do (so at the end
- * every edit they made must be there, once). The other two are new in every
- * round; their unacknowledged edits may or may not survive. After each restart the
+ * restart, send SYNC2 with what the server lacks and resend what was not
+ * acknowledged, as the web client does (so at the end every edit they made
+ * must be there, once). The other two are new in every round; their
+ * unacknowledged edits may or may not survive. After each restart the
  * store must not be failed and the server must acknowledge new edits. Snapshots
  * are taken every 50 log entries so some kills land around them.
  *
