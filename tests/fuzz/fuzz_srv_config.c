@@ -2,8 +2,8 @@
 /*
  * fuzz_srv_config.c: libFuzzer target for the input checks of weftd that run
  * without its event loop (server/srv.h): srv_docname_valid() and
- * srv_config_parse(). (The JSON body parser of the history routes is static in
- * server/history.c and only reachable through a running server.)
+ * srv_config_parse(). (Tokens, request paths, query strings and the JSON
+ * bodies of the history routes have fuzz_token.c and fuzz_http.c.)
  *
  * The input is split at NUL bytes into command-line arguments that follow
  * "weftd" (an empty input is no argument); each argument is a heap block of its
