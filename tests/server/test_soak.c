@@ -20,6 +20,10 @@
  * weft_connections_total; the store has not failed; a clean SIGTERM stop exits
  * 0 (under the sanitizer build that includes LeakSanitizer's report at exit).
  *
+ * A second test does the same over TLS for 300 waves (150 under
+ * AddressSanitizer; WEFT_SOAK_TLS_WAVES overrides); its plain TCP clients send
+ * part of a TLS record holding a ClientHello instead.
+ *
  * The seed is printed; WEFT_SEED=<n> repeats the choices. WEFT_SOAK_WEFTD
  * runs another program as weftd (below).
  */
@@ -81,6 +85,7 @@ typedef struct {
     int live[WAVE];
     wt_ws_t raw[WAVE];
     int raw_live[WAVE];
+    int tls;           /* 1: weftd serves TLS, every client speaks it */
     uint64_t wave;     /* waves started */
     uint64_t upgrades; /* successful WebSocket upgrades made */
     uint64_t ends[END_KINDS];
@@ -94,15 +99,17 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
     return strtoull(s, NULL, 0);
 }
 
-static int setup(void **state)
+static int setup_common(void **state, int tls)
 {
     uint64_t seed = env_u64("WEFT_SEED", DEFAULT_SEED);
-    print_message("test_soak: seed %" PRIu64 " (WEFT_SEED=%" PRIu64 " repeats it)\n", seed, seed);
+    print_message("test_soak%s: seed %" PRIu64 " (WEFT_SEED=%" PRIu64 " repeats it)\n",
+                  tls ? " (TLS)" : "", seed, seed);
     static const char *const args[] = {"--unload-after", "1", NULL};
     soak_t *s = calloc(1, sizeof *s);
     if (s == NULL)
         return -1;
-    s->fx = wt_fixture_new(seed, args);
+    s->tls = tls;
+    s->fx = tls ? wt_fixture_new_tls(seed, args) : wt_fixture_new(seed, args);
     if (s->fx == NULL) {
         free(s);
         return -1;
@@ -122,6 +129,16 @@ static int setup(void **state)
     }
     *state = s;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_common(state, 0);
+}
+
+static int setup_tls(void **state)
+{
+    return setup_common(state, 1);
 }
 
 static void release_all(soak_t *s)
@@ -184,6 +201,8 @@ static void start_editor(soak_t *s, size_t i)
     assert_int_equal(wt_editor_init(ed, "127.0.0.1", s->fx->server.port, doc,
                                     wt_fixture_replica(s->fx), who, "#aa3377", rng_next(&s->rng)),
                      0);
+    if (s->tls)
+        ed->ws.tls_config = &s->fx->tls;
     s->live[i] = 1;
     int rc = wt_editor_join(ed, TIMEOUT);
     if (rc != 0)
@@ -207,6 +226,8 @@ static void start_raw(soak_t *s, size_t i, int kind)
     snprintf(path, sizeof path, "/ws/%s", doc);
     wt_ws_t *ws = &s->raw[i];
     wt_ws_init(ws, rng_next(&s->rng));
+    if (s->tls)
+        ws->tls_config = &s->fx->tls;
     s->raw_live[i] = 1;
     int rc = wt_ws_connect(ws, "127.0.0.1", s->fx->server.port, path, NULL, TIMEOUT);
     if (rc != 0)
@@ -226,6 +247,13 @@ static void half_request(soak_t *s)
                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                      "Sec-WebSocket-Version: 13\r\n\r\n",
                      doc);
+    if (s->tls) {
+        /* The start of a TLS record holding a ClientHello, then nothing. */
+        static const uint8_t hello[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03,
+                                        0x03, 0x5e, 0x1f, 0x42, 0x77, 0x08, 0x99, 0xa0, 0x3c, 0x61};
+        memcpy(req, hello, sizeof hello);
+        n = (int)sizeof hello;
+    }
     int fd = wt_tcp_connect("127.0.0.1", s->fx->server.port, TIMEOUT);
     assert_true(fd >= 0);
     size_t part = 1 + rng_below(&s->rng, (uint32_t)n - 1);
@@ -379,10 +407,8 @@ static int quiesce(soak_t *s, int want)
     return fds;
 }
 
-static void test_soak_churning_connections(void **state)
+static void soak(soak_t *s, uint64_t waves)
 {
-    soak_t *s = *state;
-    uint64_t waves = env_u64("WEFT_SOAK_WAVES", WT_ASAN ? 1000 : 2000);
     pid_t pid = s->fx->server.pid;
     int fds_start = wt_proc_fd_count(pid);
     assert_true(fds_start > 0);
@@ -392,9 +418,9 @@ static void test_soak_churning_connections(void **state)
         wave(s);
     int fds_warm = quiesce(s, -1);
     long anon_warm = wt_proc_status_kb(pid, "RssAnon:"), rss_warm = wt_proc_rss_kb(pid);
-    print_message("test_soak: fds %d at start, %d after %d warm-up waves; RssAnon %ld KiB, VmRSS "
+    print_message("test_soak%s: fds %d at start, %d after %d warm-up waves; RssAnon %ld KiB, VmRSS "
                   "%ld KiB\n",
-                  fds_start, fds_warm, WARMUP_WAVES, anon_warm, rss_warm);
+                  s->tls ? " (TLS)" : "", fds_start, fds_warm, WARMUP_WAVES, anon_warm, rss_warm);
 
     int64_t t0 = wt_now_ms();
     for (uint64_t w = 0; w < waves; w++)
@@ -403,16 +429,17 @@ static void test_soak_churning_connections(void **state)
     int fds_end = quiesce(s, fds_warm);
     long anon_end = wt_proc_status_kb(pid, "RssAnon:"), rss_end = wt_proc_rss_kb(pid);
     double conns_total = metric(s, "weft_connections_total") - conns_total0;
-    print_message("test_soak: %" PRIu64 " waves in %.1f s, %" PRIu64 " upgrades (close %" PRIu64
+    print_message("test_soak%s: %" PRIu64 " waves in %.1f s, %" PRIu64 " upgrades (close %" PRIu64
                   ", drop acked %" PRIu64 ", drop in flight %" PRIu64 ", mid-frame %" PRIu64
                   ", mid-message %" PRIu64 ", mid-join %" PRIu64 ", after upgrade %" PRIu64
                   "; half requests %" PRIu64 ")\n",
-                  waves, (double)ms / 1000, s->upgrades, s->ends[END_CLOSE],
+                  s->tls ? " (TLS)" : "", waves, (double)ms / 1000, s->upgrades, s->ends[END_CLOSE],
                   s->ends[END_DROP_ACKED], s->ends[END_DROP_INFLIGHT], s->ends[END_MID_FRAME],
                   s->ends[END_MID_MESSAGE], s->ends[END_MID_JOIN], s->ends[END_AFTER_UPGRADE],
                   s->ends[END_HALF_REQUEST]);
-    print_message("test_soak: at the end fds %d, RssAnon %ld KiB (%+ld), VmRSS %ld KiB (%+ld)\n",
-                  fds_end, anon_end, anon_end - anon_warm, rss_end, rss_end - rss_warm);
+    print_message("test_soak%s: at the end fds %d, RssAnon %ld KiB (%+ld), VmRSS %ld KiB (%+ld)\n",
+                  s->tls ? " (TLS)" : "", fds_end, anon_end, anon_end - anon_warm, rss_end,
+                  rss_end - rss_warm);
 
     assert_int_equal(fds_end, fds_warm);
     assert_true(conns_total == (double)s->upgrades);
@@ -426,10 +453,22 @@ static void test_soak_churning_connections(void **state)
     assert_int_equal(wt_weftd_stop(&s->fx->server, 3 * TIMEOUT), 0);
 }
 
+static void test_soak_churning_connections(void **state)
+{
+    soak(*state, env_u64("WEFT_SOAK_WAVES", WT_ASAN ? 1000 : 2000));
+}
+
+/* The same over TLS: handshakes, wss:// drops and half ClientHellos. */
+static void test_soak_churning_tls_connections(void **state)
+{
+    soak(*state, env_u64("WEFT_SOAK_TLS_WAVES", WT_ASAN ? 150 : 300));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_soak_churning_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_soak_churning_tls_connections, setup_tls, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
