@@ -64,10 +64,10 @@ typedef struct {
 static struct {
     int connections, docs, idle, spawn, verbose;
     double rate, duration;
-    const char *host;
+    const char *host, *weftd;
     int port;
     uint64_t seed;
-} opt = {100, 10, 0, 0, 0, 2.0, 10.0, "127.0.0.1", 0, 0x10ad};
+} opt = {100, 10, 0, 0, 0, 2.0, 10.0, "127.0.0.1", NULL, 0, 0x10ad};
 
 static editor_t *eds;
 static int ep;
@@ -86,14 +86,18 @@ static void usage(FILE *f)
                "  --duration T      seconds of measurement, default 10\n"
                "  --host H --port P weftd to load (default host 127.0.0.1)\n"
                "  --spawn           start a weftd (WEFTD_PATH) on a temporary data directory\n"
-               "                    and report its RSS\n"
+               "                    and report its RSS and CPU\n"
+               "  --weftd PATH      the weftd binary --spawn starts (default: this build's)\n"
                "  --idle            hold the connections without editing (memory per idle editor)\n"
                "  --seed S          PRNG seed (replica ids, positions, masks)\n"
                "  --verbose         progress on stderr\n"
                "  --help            this text\n"
                "Prints one JSON line: connections, docs, edits_per_s, deliveries_per_s,\n"
                "latency_p50_ms/p99_ms (edit sent -> received by the other editors),\n"
-               "ack_p50_ms/p99_ms (edit sent -> durable ACK), server_rss_mb, errors, cpu_s.\n");
+               "ack_p50_ms/p99_ms (edit sent -> durable ACK), server_rss_mb, errors, cpu_s\n"
+               "(this generator's CPU over the window and the 2 s tail), and with --spawn\n"
+               "server_cpu_s and server_cpu_us_per_edit (weftd's utime+stime, all threads,\n"
+               "over the same span; null without --spawn).\n");
 }
 
 static void sample_add(samples_t *s, int64_t us)
@@ -383,6 +387,28 @@ static void run_loop(int64_t until_us, int editing)
     }
 }
 
+/* utime + stime of every thread of process `pid` in seconds (fields 14 and 15
+ * of /proc/<pid>/stat, which count all threads), or -1. */
+static double proc_cpu_s(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* The command name (field 2) may hold spaces: start after its ')'. */
+    char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return -1;
+    unsigned long long utime = 0, stime = 0;
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
+        return -1;
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
 static void raise_nofile(void)
 {
     struct rlimit rl;
@@ -402,6 +428,7 @@ int main(int argc, char **argv)
         {"host", required_argument, 0, 'H'},
         {"port", required_argument, 0, 'p'},
         {"spawn", no_argument, 0, 's'},
+        {"weftd", required_argument, 0, 'w'},
         {"idle", no_argument, 0, 'i'},
         {"seed", required_argument, 0, 'S'},
         {"verbose", no_argument, 0, 'v'},
@@ -432,6 +459,9 @@ int main(int argc, char **argv)
         case 's':
             opt.spawn = 1;
             break;
+        case 'w':
+            opt.weftd = optarg;
+            break;
         case 'i':
             opt.idle = 1;
             break;
@@ -458,6 +488,7 @@ int main(int argc, char **argv)
     raise_nofile();
     rng_init(&rng, opt.seed);
     wt_weftd_t server = {0};
+    server.binary = opt.weftd;
     if (opt.spawn) {
         /* Every simulated editor comes from 127.0.0.1: lift the per-IP cap. */
         static const char *const args[] = {"--max-connections-per-ip", "0", NULL};
@@ -497,9 +528,19 @@ int main(int argc, char **argv)
         e->fd = e->ws.fd;
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = e};
         epoll_ctl(ep, EPOLL_CTL_ADD, e->fd, &ev);
+    }
+    /* HELLOs only once every connection is open: the joins then come in a
+     * burst the server takes many at a time (one write per editor per tick
+     * for the presence of all the newcomers), not one join per tick while
+     * the blocking connects of later editors wait: with thousands of editors
+     * of one document that made joining take about a minute. */
+    for (int i = 0; i < opt.connections; i++) {
+        editor_t *e = &eds[i];
+        if (e->dead)
+            continue;
         proto_msg_t h = {.type = PROTO_HELLO};
         h.u.hello.version = PROTO_VERSION;
-        h.u.hello.replica = replica;
+        h.u.hello.replica = crdt_doc_client(e->crdt);
         char name[32];
         snprintf(name, sizeof name, "load%d", i);
         h.u.hello.name = (proto_bytes_t){(const uint8_t *)name, strlen(name)};
@@ -527,6 +568,7 @@ int main(int argc, char **argv)
 
     struct rusage ru0, ru1;
     getrusage(RUSAGE_SELF, &ru0);
+    double srv_cpu0 = opt.spawn ? proc_cpu_s(server.pid) : -1;
     measuring = 1;
     t_start = wt_now_us();
     run_loop(t_start + (int64_t)(opt.duration * 1e6), !opt.idle);
@@ -535,6 +577,15 @@ int main(int argc, char **argv)
     long rss_kb = opt.spawn ? wt_proc_rss_kb(server.pid) : -1;
     /* Collect what is still in flight (deliveries and ACKs of edits made in the window). */
     run_loop(t_end + 2000000, 0);
+    /* The server's CPU over the window and the tail that serves its edits
+     * (the tail is idle but for them). */
+    double srv_cpu1 = opt.spawn ? proc_cpu_s(server.pid) : -1;
+    char srv_cpu[32] = "null", srv_us[32] = "null";
+    if (srv_cpu0 >= 0 && srv_cpu1 >= 0) {
+        snprintf(srv_cpu, sizeof srv_cpu, "%.2f", srv_cpu1 - srv_cpu0);
+        if (edits > 0)
+            snprintf(srv_us, sizeof srv_us, "%.1f", (srv_cpu1 - srv_cpu0) * 1e6 / (double)edits);
+    }
     getrusage(RUSAGE_SELF, &ru1);
     double cpu_s = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) +
                    (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / 1e6 +
@@ -556,12 +607,12 @@ int main(int argc, char **argv)
            "\"deliveries\":%llu,\"deliveries_per_s\":%.1f,\"expected_deliveries_per_s\":%.1f,"
            "\"latency_p50_ms\":%.2f,\"latency_p99_ms\":%.2f,\"latency_max_ms\":%.2f,"
            "\"ack_p50_ms\":%.2f,\"ack_p99_ms\":%.2f,\"server_rss_mb\":%s,"
-           "\"errors\":%llu,\"cpu_s\":%.2f}\n",
+           "\"errors\":%llu,\"cpu_s\":%.2f,\"server_cpu_s\":%s,\"server_cpu_us_per_edit\":%s}\n",
            opt.connections, opt.docs, opt.rate, secs, opt.idle ? "true" : "false", live, connect_s,
            (unsigned long long)edits, (double)edits / secs, (unsigned long long)deliveries,
            (double)deliveries / secs, (double)edits / secs * peers, pct_ms(&lat, 0.50),
            pct_ms(&lat, 0.99), lat.n ? lat.v[lat.n - 1] / 1000.0 : -1, pct_ms(&ack_lat, 0.50),
-           pct_ms(&ack_lat, 0.99), rss, (unsigned long long)errors, cpu_s);
+           pct_ms(&ack_lat, 0.99), rss, (unsigned long long)errors, cpu_s, srv_cpu, srv_us);
     fflush(stdout);
     for (int i = 0; i < opt.connections; i++) {
         wt_ws_dispose(&eds[i].ws);

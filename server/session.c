@@ -72,8 +72,8 @@ static void destroy(srv_session_t *s)
 
 void srv__session_closed(srv_session_t *s)
 {
-    /* wslay refuses an oversized message with close 1009 on its own. */
-    if (s->ws.ctx != NULL && wslay_event_get_status_code_sent(s->ws.ctx) == 1009)
+    /* ws.c refuses an oversized message with close 1009 on its own. */
+    if (srv__ws_close_code_sent(&s->ws) == 1009)
         s->srv->metrics.errors[PROTO_ERR_TOO_LARGE]++;
     destroy(s);
 }
@@ -97,7 +97,6 @@ void srv__session_drop(srv_session_t *s)
 
 int srv__session_send(srv_session_t *s, const uint8_t *msg, size_t len)
 {
-    struct wslay_event_msg m;
     if (s->ws.sock == NULL || s->closing || s->dropping)
         return -1;
     if (srv__ws_over_bound(s, len)) {
@@ -106,13 +105,8 @@ int srv__session_send(srv_session_t *s, const uint8_t *msg, size_t len)
         srv__session_drop(s);
         return -1;
     }
-    m.opcode = WSLAY_BINARY_FRAME;
-    m.msg = msg;
-    m.msg_length = len;
-    if (wslay_event_queue_msg(s->ws.ctx, &m) != 0) {
-        srv__session_drop(s);
-        return -1;
-    }
+    if (srv__ws_send_binary(s, msg, len) != 0)
+        return -1; /* the close handshake is under way: it ends the connection */
     s->srv->metrics.bytes_out += len;
     mark_proceed(s);
     return 0;
@@ -166,13 +160,9 @@ void srv__session_close_owed(srv_t *srv)
         next = l->next;
         if (s->ws.sock == NULL || s->dropping)
             continue;
-        /* wslay sends control frames before queued messages: wait until the
-         * messages (the ERROR) have been handed to the socket. */
-        if (wslay_event_get_queued_msg_count(s->ws.ctx) != 0)
-            continue;
+        /* The close frame goes after the messages already queued (the ERROR). */
         h2o_linklist_unlink(&s->close_link);
-        wslay_event_queue_close(s->ws.ctx, s->close_code, (const uint8_t *)s->close_reason,
-                                strlen(s->close_reason));
+        srv__ws_close(s, s->close_code, s->close_reason);
         s->close_code = 0;
         mark_proceed(s);
     }
@@ -201,8 +191,7 @@ static void on_timer(h2o_timeout_entry_t *entry)
     }
     s->ping_sent_at = 0;
     if (s->ws.sock != NULL && now - s->last_heard + 50 >= (uint64_t)srv->cfg.ping_interval * 1000) {
-        struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"weft", 4};
-        if (wslay_event_queue_msg(s->ws.ctx, &m) == 0) {
+        if (srv__ws_send_ping(s, (const uint8_t *)"weft", 4) == 0) {
             s->ping_sent_at = now;
             mark_proceed(s);
             h2o_timeout_link(srv->loop, &srv->ping_answer_timeout, &s->timer);
@@ -256,7 +245,8 @@ void srv__session_ack_durable(srv_session_t *s, uint64_t durable)
 
 /* ---- messages -------------------------------------------------------------- */
 
-static void send_presence_of(srv_session_t *to, const srv_session_t *of)
+/* Encodes the PRESENCE_STATE of `of` into the server's scratch buffer. */
+static void encode_presence_of(const srv_session_t *of)
 {
     proto_msg_t m;
     memset(&m, 0, sizeof(m));
@@ -268,18 +258,22 @@ static void send_presence_of(srv_session_t *to, const srv_session_t *of)
         m.u.presence_state.anchor = (proto_bytes_t){of->anchor, of->anchor_len};
         m.u.presence_state.head = (proto_bytes_t){of->head, of->head_len};
     }
-    send_msg(to, &m);
+    proto_buf_reset(&of->srv->scratch);
+    if (proto_encode(&m, &of->srv->scratch) != 0)
+        abort(); /* names, colours and positions were checked when received */
 }
 
-/* Tells every other editor of the document where `s` is. */
+static void send_presence_of(srv_session_t *to, const srv_session_t *of)
+{
+    encode_presence_of(of);
+    srv__session_send(to, to->srv->scratch.base, to->srv->scratch.len);
+}
+
+/* Tells every other editor of the document where `s` is (encoded once). */
 static void broadcast_presence(srv_session_t *s)
 {
-    srv_doc_t *doc = s->doc;
-    for (h2o_linklist_t *l = doc->sessions.next; l != &doc->sessions; l = l->next) {
-        srv_session_t *o = H2O_STRUCT_FROM_MEMBER(srv_session_t, doc_link, l);
-        if (o != s)
-            send_presence_of(o, s);
-    }
+    encode_presence_of(s);
+    srv__doc_broadcast(s->doc, s, s->srv->scratch.base, s->srv->scratch.len);
 }
 
 static void copy_str(char *dst, proto_bytes_t src)
@@ -677,7 +671,7 @@ void srv__session_on_message(srv_session_t *s, const struct wslay_event_on_msg_r
         srv__session_error(s, PROTO_ERR_BAD_MESSAGE, "text frames are not part of the protocol", 0);
         srv__session_close(s, 1003, "binary messages only");
         break;
-    default: /* ping (wslay answers it), pong, close (wslay replies) */
+    default: /* ping (ws.c answers it), pong, close (ws.c replies) */
         break;
     }
 }

@@ -87,13 +87,20 @@ typedef struct {
     uint64_t seq;
 } srv_ack_t;
 
-/* A session's WebSocket transport (ws.c). */
+/* A session's WebSocket transport (ws.c: its own RFC 6455 framing; only
+ * wslay's message struct is used, as srv__session_on_message's argument). */
 typedef struct srv_ws {
-    h2o_socket_t *sock;          /* NULL until the upgrade completes */
-    wslay_event_context_ptr ctx; /* framing; its queue holds messages not yet written */
-    proto_buf_t out;             /* frames wslay produced, for the next write */
-    proto_buf_t writing;         /* frames of the write in flight */
-    uint8_t upgrading;           /* the 101 response is still being sent */
+    h2o_socket_t *sock;     /* NULL until the upgrade completes */
+    proto_buf_t out;        /* frames for the next write (freed when idle) */
+    proto_buf_t writing;    /* frames of the write in flight */
+    proto_buf_t msg;        /* a fragmented message being gathered */
+    uint32_t out_frames;    /* frames in out */
+    uint16_t close_code_sent;
+    uint8_t msg_opcode;     /* opcode of the message in msg, 0 when none */
+    uint8_t close_sent;     /* a close frame was queued: nothing is sent after it */
+    uint8_t close_received; /* the peer's close frame arrived */
+    uint8_t read_done;      /* nothing more is read (close received, protocol error) */
+    uint8_t upgrading;      /* the 101 response is still being sent */
 } srv_ws_t;
 
 struct srv_session {
@@ -280,7 +287,16 @@ void srv__session_proceed(srv_session_t *s);
 int srv__ws_over_bound(const srv_session_t *s, size_t extra);
 /* Answers the upgrade request with 101 and takes the socket over. */
 int srv__ws_accept(srv_session_t *s, h2o_req_t *req, const char *client_key);
-/* Hands wslay's queued frames to the socket in one write, if none is in flight. */
+/* Frames one binary message into the connection's output buffer. Returns
+ * 0, or -1 when no more messages may go (a close frame was received or sent). */
+int srv__ws_send_binary(srv_session_t *s, const uint8_t *msg, size_t len);
+/* The same for a ping (payload at most 125 bytes). */
+int srv__ws_send_ping(srv_session_t *s, const uint8_t *payload, size_t len);
+/* Queues a close frame after everything queued (reason at most 123 bytes). */
+void srv__ws_close(srv_session_t *s, uint16_t code, const char *reason);
+/* The code of the close frame sent (0: none, or one without a code). */
+uint16_t srv__ws_close_code_sent(const srv_ws_t *ws);
+/* Hands the queued frames to the socket in one write, if none is in flight. */
 void srv__ws_flush(srv_session_t *s);
 /* Bytes queued and not yet handed to the socket. */
 size_t srv__ws_queued(const srv_ws_t *ws);

@@ -1,18 +1,31 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * ws.c: the WebSocket transport of a session: H2O's socket after the HTTP/1.1
- * upgrade, with wslay doing the framing (RFC 6455: masking, fragmentation,
- * control frames, close handshake, UTF-8 of text frames and close reasons).
+ * upgrade, and the RFC 6455 framing of the server's side: masked client
+ * frames, fragmentation, control frames between fragments, the close
+ * handshake, UTF-8 of text messages and close reasons, the message size limit.
  *
  * Why not H2O's own websocket.c: in 2.2.5 it writes each frame's header and
  * payload as separate socket writes and toggles read interest around every
- * write. Here wslay's output for a tick goes into one buffer and out in ONE
- * write per connection; while that write is in flight, further messages wait
- * in wslay's queue (which is what --max-queued bounds). Reading stays on.
+ * write. Why not wslay (used until 2026-11): its context is 9.4 KB per
+ * connection (two 4 KiB buffers), most of the memory of an idle editor, and
+ * it copies every message twice on the way out.
  *
- * A connection ends (srv__session_closed) on a socket error or EOF, when wslay
- * gives up, or when the close handshake is over (nothing left to read or
- * write). Event-loop thread only.
+ * Input. Frames are parsed in H2O's input buffer and unmasked in place; a
+ * message in one frame (nearly all) goes to the session straight from there;
+ * only fragmented messages are gathered (ws->msg, freed after each). Once the
+ * input is consumed the buffer goes back to H2O, so an idle connection holds
+ * no buffer at all.
+ *
+ * Output. A tick's frames go into one buffer (ws->out) and out in ONE write
+ * per connection; while that write is in flight further frames gather in
+ * ws->out, which is what --max-queued bounds. Once written and with nothing
+ * more to send the buffers are freed. Reading stays on.
+ *
+ * A connection ends (srv__session_closed) on a socket error or EOF, or when
+ * the close handshake is over: a close frame sent and the peer's received (or
+ * a protocol error answered with a close frame), and everything written.
+ * Event-loop thread only.
  */
 #include <openssl/evp.h>
 #include <stdlib.h>
@@ -20,58 +33,261 @@
 
 #include "srv_internal.h"
 
-/* Write buffers larger than this are released once written (idle
- * connections keep no big buffer). */
-#define KEEP_BUFFER 16384
-
-static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
-                             void *user_data)
-{
-    srv_session_t *s = user_data;
-    h2o_buffer_t *in = s->ws.sock->input;
-    (void)flags;
-    if (in->size == 0) {
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
-    if (len > in->size)
-        len = in->size;
-    memcpy(buf, in->bytes, len);
-    h2o_buffer_consume(&s->ws.sock->input, len);
-    return (ssize_t)len;
-}
-
-static ssize_t on_wslay_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
-                             int flags, void *user_data)
-{
-    srv_session_t *s = user_data;
-    (void)ctx;
-    (void)flags;
-    srv__buf_append(&s->ws.out, data, len);
-    return (ssize_t)len;
-}
-
-static void on_wslay_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
-                         void *user_data)
-{
-    (void)ctx;
-    srv__session_on_message(user_data, arg);
-}
-
-static const struct wslay_event_callbacks wslay_callbacks = {
-    .recv_callback = on_wslay_recv,
-    .send_callback = on_wslay_send,
-    .on_msg_recv_callback = on_wslay_msg,
+/* Opcodes (RFC 6455 section 5.2). */
+enum {
+    OP_CONT = 0x0,
+    OP_TEXT = 0x1,
+    OP_BINARY = 0x2,
+    OP_CLOSE = 0x8,
+    OP_PING = 0x9,
+    OP_PONG = 0xa
 };
+
+/* 1 when data[0 .. len) is well-formed UTF-8 (no overlong forms, no
+ * surrogates, nothing past U+10FFFF). */
+static int utf8_valid(const uint8_t *p, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint8_t c = p[i];
+        size_t n;
+        uint32_t cp, min;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if ((c & 0xe0) == 0xc0) {
+            n = 1, cp = c & 0x1f, min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2, cp = c & 0x0f, min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3, cp = c & 0x07, min = 0x10000;
+        } else {
+            return 0;
+        }
+        if (len - i <= n)
+            return 0;
+        for (size_t k = 1; k <= n; k++) {
+            if ((p[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (p[i + k] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}
+
+/* Close codes a peer may send (RFC 6455 section 7.4). */
+static int close_code_valid(unsigned code)
+{
+    return (code >= 1000 && code <= 1011 && code != 1004 && code != 1005 && code != 1006) ||
+           (code >= 3000 && code <= 4999);
+}
+
+/* Appends one unmasked frame (FIN set) to the output buffer. */
+static void put_frame(srv_ws_t *ws, unsigned opcode, const uint8_t *payload, size_t len)
+{
+    uint8_t hdr[10];
+    size_t n = 2;
+    hdr[0] = (uint8_t)(0x80 | opcode);
+    if (len < 126) {
+        hdr[1] = (uint8_t)len;
+    } else if (len <= 0xffff) {
+        hdr[1] = 126;
+        hdr[2] = (uint8_t)(len >> 8);
+        hdr[3] = (uint8_t)len;
+        n = 4;
+    } else {
+        hdr[1] = 127;
+        for (int i = 0; i < 8; i++)
+            hdr[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+        n = 10;
+    }
+    if (proto_buf_reserve(&ws->out, n + len) != 0)
+        abort();
+    memcpy(ws->out.base + ws->out.len, hdr, n);
+    if (len != 0)
+        memcpy(ws->out.base + ws->out.len + n, payload, len);
+    ws->out.len += n + len;
+    ws->out_frames++;
+}
+
+/* Queues a close frame (code 0: without a code); nothing is sent after it. */
+static void put_close(srv_ws_t *ws, unsigned code, const char *reason, size_t reason_len)
+{
+    uint8_t p[125];
+    size_t n = 0;
+    if (ws->close_sent)
+        return;
+    if (code != 0) {
+        p[0] = (uint8_t)(code >> 8);
+        p[1] = (uint8_t)code;
+        n = 2;
+        if (reason_len > sizeof(p) - 2)
+            reason_len = sizeof(p) - 2;
+        if (reason_len != 0)
+            memcpy(p + 2, reason, reason_len);
+        n += reason_len;
+    }
+    put_frame(ws, OP_CLOSE, p, n);
+    ws->close_sent = 1;
+    ws->close_code_sent = (uint16_t)code;
+}
+
+/* A protocol violation: close frame with `code`, and nothing more is read. */
+static void fail(srv_ws_t *ws, unsigned code)
+{
+    put_close(ws, code, NULL, 0);
+    ws->read_done = 1;
+}
+
+static void deliver(srv_session_t *s, unsigned opcode, const uint8_t *p, size_t len,
+                    uint16_t status)
+{
+    struct wslay_event_on_msg_recv_arg arg;
+    memset(&arg, 0, sizeof(arg));
+    arg.opcode = (uint8_t)opcode;
+    arg.msg = p;
+    arg.msg_length = len;
+    arg.status_code = status;
+    srv__session_on_message(s, &arg);
+}
+
+/* A whole control frame. */
+static void on_control(srv_session_t *s, unsigned opcode, const uint8_t *p, size_t len)
+{
+    srv_ws_t *ws = &s->ws;
+    uint16_t code = 0;
+    if (opcode == OP_PING) {
+        if (!ws->close_sent)
+            put_frame(ws, OP_PONG, p, len);
+        deliver(s, opcode, p, len, 0);
+        return;
+    }
+    if (opcode == OP_PONG) {
+        deliver(s, opcode, p, len, 0);
+        return;
+    }
+    /* Close. */
+    if (len == 1) {
+        fail(ws, 1002);
+        return;
+    }
+    if (len >= 2) {
+        code = (uint16_t)(p[0] << 8 | p[1]);
+        if (!close_code_valid(code)) {
+            fail(ws, 1002);
+            return;
+        }
+        if (!utf8_valid(p + 2, len - 2)) {
+            fail(ws, 1007);
+            return;
+        }
+    }
+    ws->close_received = 1;
+    ws->read_done = 1;
+    deliver(s, opcode, p, len, code);
+    put_close(ws, code, NULL, 0); /* the echo (unless we had closed first) */
+}
+
+/* A whole data message. */
+static void on_data(srv_session_t *s, unsigned opcode, const uint8_t *p, size_t len)
+{
+    if (opcode == OP_TEXT && !utf8_valid(p, len)) {
+        fail(&s->ws, 1007);
+        return;
+    }
+    deliver(s, opcode, p, len, 0);
+}
+
+/*
+ * Parses every whole frame in the socket's input. Returns 0; the input left
+ * over is an incomplete frame. Stops at a protocol error (close frame queued).
+ */
+static void parse_input(srv_session_t *s)
+{
+    srv_ws_t *ws = &s->ws;
+    h2o_buffer_t *in;
+    while (!ws->read_done && !s->dropping && (in = ws->sock->input)->size >= 2) {
+        uint8_t *b = (uint8_t *)in->bytes;
+        size_t avail = in->size, hlen = 2;
+        unsigned fin = b[0] >> 7, rsv = (b[0] >> 4) & 7, opcode = b[0] & 0xf;
+        unsigned masked = b[1] >> 7;
+        uint64_t len = b[1] & 0x7f;
+        if (rsv != 0 || (opcode > OP_BINARY && opcode < OP_CLOSE) || opcode > OP_PONG || !masked) {
+            fail(ws, 1002);
+            break;
+        }
+        if (len == 126) {
+            if (avail < 4)
+                break;
+            len = (uint64_t)b[2] << 8 | b[3];
+            hlen = 4;
+        } else if (len == 127) {
+            if (avail < 10)
+                break;
+            len = 0;
+            for (int i = 0; i < 8; i++)
+                len = len << 8 | b[2 + i];
+            hlen = 10;
+            if (len >> 63) {
+                fail(ws, 1002);
+                break;
+            }
+        }
+        if (opcode >= OP_CLOSE) {
+            if (!fin || len > 125) {
+                fail(ws, 1002);
+                break;
+            }
+        } else {
+            if ((opcode == OP_CONT) != (ws->msg_opcode != 0)) {
+                fail(ws, 1002); /* a continuation without a start, or a start inside one */
+                break;
+            }
+            if (len > s->srv->cfg.max_message ||
+                ws->msg.len + len > (uint64_t)s->srv->cfg.max_message) {
+                fail(ws, 1009);
+                break;
+            }
+        }
+        hlen += 4; /* the masking key */
+        if (avail < hlen || avail - hlen < len)
+            break; /* wait for the whole frame */
+        {
+            uint8_t *p = b + hlen, *key = b + hlen - 4;
+            for (uint64_t i = 0; i < len; i++)
+                p[i] ^= key[i & 3];
+            if (opcode >= OP_CLOSE) {
+                on_control(s, opcode, p, (size_t)len);
+            } else if (opcode != OP_CONT && fin) {
+                on_data(s, opcode, p, (size_t)len); /* from the input buffer: no copy */
+            } else {
+                if (opcode != OP_CONT)
+                    ws->msg_opcode = (uint8_t)opcode;
+                srv__buf_append(&ws->msg, p, (size_t)len);
+                if (fin) {
+                    unsigned op = ws->msg_opcode;
+                    ws->msg_opcode = 0;
+                    on_data(s, op, ws->msg.base, ws->msg.len);
+                    proto_buf_dispose(&ws->msg);
+                }
+            }
+        }
+        h2o_buffer_consume(&ws->sock->input, hlen + (size_t)len);
+    }
+}
 
 static void on_write_done(h2o_socket_t *sock, const char *err);
 
 /* True when the connection has nothing more to do: the close handshake is
- * over, or wslay stopped after an error it reported with a close frame. */
+ * over (or a protocol error was answered with a close frame) and written. */
 static int finished(srv_session_t *s)
 {
-    return !wslay_event_want_read(s->ws.ctx) && !wslay_event_want_write(s->ws.ctx) &&
-           s->ws.out.len == 0 && !h2o_socket_is_writing(s->ws.sock);
+    return s->ws.close_sent && (s->ws.close_received || s->ws.read_done) && s->ws.out.len == 0 &&
+           !h2o_socket_is_writing(s->ws.sock);
 }
 
 void srv__ws_flush(srv_session_t *s)
@@ -81,10 +297,6 @@ void srv__ws_flush(srv_session_t *s)
     proto_buf_t t;
     if (ws->sock == NULL || h2o_socket_is_writing(ws->sock))
         return;
-    if (wslay_event_want_write(ws->ctx) && wslay_event_send(ws->ctx) != 0) {
-        srv__session_drop(s);
-        return;
-    }
     if (ws->out.len == 0) {
         if (finished(s))
             srv__session_drop(s);
@@ -95,6 +307,7 @@ void srv__ws_flush(srv_session_t *s)
     ws->writing = ws->out;
     ws->out = t;
     ws->out.len = 0;
+    ws->out_frames = 0;
     iov = h2o_iovec_init(ws->writing.base, ws->writing.len);
     h2o_socket_write(ws->sock, &iov, 1, on_write_done);
 }
@@ -106,10 +319,22 @@ static void on_write_done(h2o_socket_t *sock, const char *err)
         srv__session_closed(s);
         return;
     }
-    s->ws.writing.len = 0;
-    if (s->ws.writing.cap > KEEP_BUFFER)
-        proto_buf_dispose(&s->ws.writing);
+    /* Idle connections keep no buffer (a malloc per write burst is cheap). */
+    proto_buf_dispose(&s->ws.writing);
+    if (s->ws.out.len == 0)
+        proto_buf_dispose(&s->ws.out);
     srv__ws_flush(s);
+}
+
+/* An idle connection keeps no input buffer: H2O allocates one of 8 KiB (and
+ * keeps it) on the first read; once everything read is consumed it goes back
+ * to H2O's recycling allocator and the next read takes one again. */
+static void release_input(h2o_socket_t *sock)
+{
+    if (sock->input->size == 0 && sock->input->bytes != NULL) {
+        h2o_buffer_dispose(&sock->input);
+        h2o_buffer_init(&sock->input, &h2o_socket_buffer_prototype);
+    }
 }
 
 static void on_read(h2o_socket_t *sock, const char *err)
@@ -119,20 +344,18 @@ static void on_read(h2o_socket_t *sock, const char *err)
         srv__session_closed(s);
         return;
     }
-    if (wslay_event_want_read(s->ws.ctx) && wslay_event_recv(s->ws.ctx) != 0) {
-        srv__session_closed(s);
-        return;
-    }
-    if (!wslay_event_want_read(s->ws.ctx))
+    parse_input(s);
+    if (s->ws.read_done)
         h2o_buffer_consume(&sock->input, sock->input->size); /* after a close: ignored */
-    /* wslay answers every ping with a pong of its own: a peer that pings and
-     * never reads would grow the queue without end. */
+    /* Every ping is answered with a pong: a peer that pings and never reads
+     * would grow the output without end. */
     if (srv__ws_over_bound(s, 0)) {
         s->srv->metrics.slow_consumers++;
         s->srv->metrics.errors[PROTO_ERR_SLOW_CONSUMER]++;
         srv__session_drop(s);
         return;
     }
+    release_input(sock);
     srv__ws_flush(s);
 }
 
@@ -154,6 +377,8 @@ static void on_upgraded(void *user_data, h2o_socket_t *sock, size_t reqsize)
     h2o_socket_read_start(sock, on_read);
     if (sock->input->size != 0)
         on_read(sock, NULL);
+    else
+        release_input(sock);
 }
 
 /* Sec-WebSocket-Accept: base64(SHA-1(key + the RFC 6455 GUID)). (H2O 2.2.5
@@ -174,9 +399,6 @@ static void accept_key(char dst[29], const char *client_key)
 int srv__ws_accept(srv_session_t *s, h2o_req_t *req, const char *client_key)
 {
     char accept[29];
-    if (wslay_event_context_server_init(&s->ws.ctx, &wslay_callbacks, s) != 0)
-        return -1;
-    wslay_event_config_set_max_recv_msg_length(s->ws.ctx, s->srv->cfg.max_message);
     accept_key(accept, client_key);
     req->res.status = 101;
     req->res.reason = "Switching Protocols";
@@ -188,15 +410,42 @@ int srv__ws_accept(srv_session_t *s, h2o_req_t *req, const char *client_key)
     return 0;
 }
 
+int srv__ws_send_binary(srv_session_t *s, const uint8_t *msg, size_t len)
+{
+    /* No messages once a close frame was received or sent. */
+    if (s->ws.close_sent || s->ws.close_received || s->ws.read_done)
+        return -1;
+    put_frame(&s->ws, OP_BINARY, msg, len);
+    return 0;
+}
+
+int srv__ws_send_ping(srv_session_t *s, const uint8_t *payload, size_t len)
+{
+    if (s->ws.close_sent || s->ws.close_received || s->ws.read_done || len > 125)
+        return -1;
+    put_frame(&s->ws, OP_PING, payload, len);
+    return 0;
+}
+
+void srv__ws_close(srv_session_t *s, uint16_t code, const char *reason)
+{
+    put_close(&s->ws, code, reason, strlen(reason));
+}
+
+uint16_t srv__ws_close_code_sent(const srv_ws_t *ws)
+{
+    return ws->close_sent ? ws->close_code_sent : 0;
+}
+
 size_t srv__ws_queued(const srv_ws_t *ws)
 {
-    return wslay_event_get_queued_msg_length(ws->ctx) + ws->out.len;
+    return ws->out.len;
 }
 
 int srv__ws_over_bound(const srv_session_t *s, size_t extra)
 {
     return srv__ws_queued(&s->ws) + extra > s->srv->cfg.max_queued ||
-           wslay_event_get_queued_msg_count(s->ws.ctx) >= SRV_MAX_QUEUED_MSGS;
+           s->ws.out_frames >= SRV_MAX_QUEUED_MSGS;
 }
 
 void srv__ws_dispose(srv_ws_t *ws)
@@ -205,10 +454,7 @@ void srv__ws_dispose(srv_ws_t *ws)
         h2o_socket_close(ws->sock);
         ws->sock = NULL;
     }
-    if (ws->ctx != NULL) {
-        wslay_event_context_free(ws->ctx);
-        ws->ctx = NULL;
-    }
     proto_buf_dispose(&ws->out);
     proto_buf_dispose(&ws->writing);
+    proto_buf_dispose(&ws->msg);
 }
