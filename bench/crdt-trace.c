@@ -2,7 +2,7 @@
 /*
  * crdt-trace: benchmarks the crdt/ engine on real editing traces.
  *
- *     crdt-trace [--runs N] FILE.json.gz...
+ *     crdt-trace [--runs N] FILE.json.gz...    (options may also follow the files)
  *
  * Each trace is replayed with tests/support/replay.c (the same replay the trace
  * tests use) and one JSON object is printed per trace, on one line:
@@ -30,6 +30,14 @@
  *                     states from anywhere
  *   mem_bytes         crdt_doc_mem_bytes() of the final document right after replay
  *                     (for concurrent traces the merge replica)
+ *   merge_ms          concurrent traces only: the merge alone. The update bytes of
+ *                     one replay (every agent's transactions as it made them) are
+ *                     kept, untimed; then a fresh replica applies all of them as
+ *                     remote updates, in transaction order, one crdt_doc_apply_update()
+ *                     per edit, and must end with endContent (else final_ok is
+ *                     false). What a server or a newly joining replica does with the
+ *                     history; apply_ms adds making the edits on one replica per
+ *                     agent and delivering them to every other agent.
  *   runs              number of runs; every *_ms field is the median over them
  *   error             only when something failed: what failed
  *
@@ -52,7 +60,7 @@
 
 typedef struct {
     int final_ok, load_ok;
-    double apply_ms, apply_updates_ms, load_ms, load_verified_ms;
+    double apply_ms, apply_updates_ms, load_ms, load_verified_ms, merge_ms;
     size_t update_bytes, encode_bytes, mem_bytes;
     char error[320];
 } result_t;
@@ -142,6 +150,46 @@ static int time_replays(const trace_t *t, int want_updates, int runs, double *sa
     return 0;
 }
 
+/* Times `runs` merges of one replay's updates into a fresh replica and checks
+ * the first one's text. */
+static int time_merges(const trace_t *t, int runs, double *samples, result_t *r)
+{
+    replay_result_t res;
+    crdt_doc_t *doc;
+    char msg[256];
+    int i, rc;
+
+    if ((rc = replay_trace(t, NULL, 1, &res)) != 0) {
+        r->final_ok = 0;
+        snprintf(r->error, sizeof r->error, "replay for the merge: %s", res.msg);
+        replay_result_dispose(&res);
+        return -1;
+    }
+    for (i = 0; i < runs; i++) {
+        double t0 = now_ms();
+        rc = replay_merge(&res, (uint64_t)t->num_agents + 3, &doc);
+        samples[i] = now_ms() - t0;
+        if (rc != 0) {
+            r->final_ok = 0;
+            snprintf(r->error, sizeof r->error, "merge: %s", res.msg);
+            replay_result_dispose(&res);
+            return -1;
+        }
+        if (i == 0) {
+            rc = replay_check_text(t, doc, msg, sizeof msg);
+            if (rc != 1) {
+                r->final_ok = 0;
+                if (r->error[0] == '\0')
+                    snprintf(r->error, sizeof r->error, "merge: %s",
+                             rc < 0 ? crdt_strerror(rc) : msg);
+            }
+        }
+        crdt_doc_free(doc);
+    }
+    replay_result_dispose(&res);
+    return 0;
+}
+
 typedef int (*load_fn)(uint64_t, const crdt_alloc_t *, const uint8_t *, size_t, crdt_doc_t **);
 
 /* Times `runs` loads of the encoded state and checks the first one's text. */
@@ -182,9 +230,11 @@ static int bench_trace(const trace_t *t, int runs, double *samples, result_t *r)
     r->final_ok = 1;
     if (time_replays(t, 0, runs, samples, r, &state) == 0) {
         r->apply_ms = median(samples, runs);
-        if (t->concurrent)
+        if (t->concurrent) {
             r->apply_updates_ms = r->apply_ms;
-        else if (time_replays(t, 1, runs, samples, r, NULL) == 0)
+            if (time_merges(t, runs, samples, r) == 0)
+                r->merge_ms = median(samples, runs);
+        } else if (time_replays(t, 1, runs, samples, r, NULL) == 0)
             r->apply_updates_ms = median(samples, runs);
         r->load_ok = 1;
         if (state.base != NULL &&
@@ -209,6 +259,8 @@ static void print_result(const trace_t *t, int runs, const result_t *r)
            r->final_ok ? "true" : "false", r->load_ok ? "true" : "false", r->apply_ms,
            r->apply_updates_ms, r->update_bytes, r->encode_bytes, r->load_ms, r->load_verified_ms,
            r->mem_bytes, runs);
+    if (t->concurrent)
+        printf(",\"merge_ms\":%.3f", r->merge_ms);
     if (r->error[0] != '\0') {
         printf(",\"error\":");
         print_json_string(r->error);
@@ -225,27 +277,33 @@ static int usage(void)
 
 int main(int argc, char **argv)
 {
-    int runs = DEFAULT_RUNS, status = 0, first = 1, i;
+    int runs = DEFAULT_RUNS, status = 0, first = 1, nfiles = 1, i;
     double *samples;
 
-    while (first < argc && strncmp(argv[first], "--", 2) == 0) {
-        if (strcmp(argv[first], "--") == 0) {
-            first++;
+    /* Options may come before or after the files; "--" ends them. */
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            for (i++; i < argc; i++)
+                argv[nfiles++] = argv[i];
             break;
         }
-        if (strcmp(argv[first], "--runs") == 0 && first + 1 < argc) {
+        if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
             char *end;
-            long n = strtol(argv[first + 1], &end, 10);
-            if (*argv[first + 1] == '\0' || *end != '\0' || n < 1 || n > 1000000)
+            long n = strtol(argv[i + 1], &end, 10);
+            if (*argv[i + 1] == '\0' || *end != '\0' || n < 1 || n > 1000000)
                 return usage();
             runs = (int)n;
-            first += 2;
-        } else {
+            i++;
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0 ||
+                   strncmp(argv[i], "--", 2) == 0) {
             return usage();
+        } else {
+            argv[nfiles++] = argv[i];
         }
     }
-    if (first >= argc)
+    if (nfiles == first)
         return usage();
+    argc = nfiles;
     samples = malloc((size_t)runs * sizeof *samples);
     if (samples == NULL) {
         fprintf(stderr, "crdt-trace: out of memory\n");

@@ -177,8 +177,8 @@ void crdt__decoded_dispose(const crdt_alloc_t *alloc, crdt__decoded_t *d)
     d->nops = d->opcap = d->nids = d->owned_len = 0;
 }
 
-static crdt__id_t get_origin(crdt__reader_t *r, bool same, uint32_t own, uint32_t clock,
-                             size_t nids)
+static inline crdt__id_t get_origin(crdt__reader_t *r, bool same, uint32_t own, uint32_t clock,
+                                    size_t nids)
 {
     crdt__id_t o = CRDT__NOID;
     if (same) {
@@ -318,7 +318,13 @@ int crdt__decode_update(const crdt_alloc_t *alloc, const uint8_t *data, size_t l
                     break;
                 }
                 op->text = r.p;
-                if (crdt__utf8_scan(r.p, op->text_bytes, &cps, &u16) != 0 || cps != op->len) {
+                if (op->text_bytes == 1 && r.p[0] < 0x80) {
+                    cps = u16 = 1; /* a typed ASCII character */
+                } else if (crdt__utf8_scan(r.p, op->text_bytes, &cps, &u16) != 0) {
+                    r.err = CRDT_EMALFORMED;
+                    break;
+                }
+                if (cps != op->len) {
                     r.err = CRDT_EMALFORMED;
                     break;
                 }

@@ -577,8 +577,12 @@ static void delete_range(crdt_doc_t *doc, uint32_t c, uint32_t lo, uint32_t len,
             lo += k;
             continue;
         }
-        if (off > 0)
+        if (off > 0) {
+            /* The part left of the deletion is where a run of backspaces
+             * goes next: the client's hint. */
+            CLIENT(doc, c).hint = it;
             it = crdt__item_split(doc, it, off);
+        }
         if (ITEM(doc, it).len > k)
             crdt__item_split(doc, it, k);
         x = &ITEM(doc, it);

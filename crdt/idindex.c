@@ -58,34 +58,32 @@ int crdt__idx_reserve(crdt_doc_t *doc, size_t keys)
     return err;
 }
 
-/* Number of keys < k (strict) or <= k in a sorted array: a binary search
- * without data-dependent branches (the compiler makes the step a
- * conditional move), as the keys' order is unpredictable. */
-static inline uint32_t count_below(const uint64_t *keys, uint32_t n, uint64_t k, bool strict)
-{
-    uint32_t base = 0;
-    if (n == 0)
-        return 0;
-    while (n > 1) {
-        uint32_t half = n / 2;
-        uint64_t v = keys[base + half - 1];
-        base += (strict ? v < k : v <= k) ? half : 0;
-        n -= half;
-    }
-    return base + (strict ? keys[base] < k : keys[base] <= k);
-}
-
 /* Index of the last key <= k in a sorted array, or 0 if none. */
 static inline uint32_t child_for(const uint64_t *keys, uint32_t n, uint64_t k)
 {
-    uint32_t lo = count_below(keys, n, k, false); /* first index with keys[i] > k */
+    uint32_t lo = 0, hi = n; /* first index with keys[i] > k */
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (keys[mid] <= k)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return lo ? lo - 1 : 0;
 }
 
 /* First index with keys[i] >= k. */
 static inline uint32_t lower_bound(const uint64_t *keys, uint32_t n, uint64_t k)
 {
-    return count_below(keys, n, k, true);
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (keys[mid] < k)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
 }
 
 void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t val)
