@@ -97,7 +97,7 @@ static void usage(FILE *f)
                "ack_p50_ms/p99_ms (edit sent -> durable ACK), server_rss_mb, errors, cpu_s\n"
                "(this generator's CPU over the window and the 2 s tail), and with --spawn\n"
                "server_cpu_s and server_cpu_us_per_edit (weftd's utime+stime, all threads,\n"
-               "over the same span; null without --spawn).\n");
+               "over the same span; null without --spawn), server_sys_s (its stime part).\n");
 }
 
 static void sample_add(samples_t *s, int64_t us)
@@ -389,7 +389,7 @@ static void run_loop(int64_t until_us, int editing)
 
 /* utime + stime of every thread of process `pid` in seconds (fields 14 and 15
  * of /proc/<pid>/stat, which count all threads), or -1. */
-static double proc_cpu_s(pid_t pid)
+static double proc_cpu_s(pid_t pid, double *sys_s)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -406,6 +406,7 @@ static double proc_cpu_s(pid_t pid)
     unsigned long long utime = 0, stime = 0;
     if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
         return -1;
+    *sys_s = (double)stime / (double)sysconf(_SC_CLK_TCK);
     return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
@@ -568,7 +569,8 @@ int main(int argc, char **argv)
 
     struct rusage ru0, ru1;
     getrusage(RUSAGE_SELF, &ru0);
-    double srv_cpu0 = opt.spawn ? proc_cpu_s(server.pid) : -1;
+    double srv_sys0 = 0, srv_sys1 = 0;
+    double srv_cpu0 = opt.spawn ? proc_cpu_s(server.pid, &srv_sys0) : -1;
     measuring = 1;
     t_start = wt_now_us();
     run_loop(t_start + (int64_t)(opt.duration * 1e6), !opt.idle);
@@ -579,10 +581,11 @@ int main(int argc, char **argv)
     run_loop(t_end + 2000000, 0);
     /* The server's CPU over the window and the tail that serves its edits
      * (the tail is idle but for them). */
-    double srv_cpu1 = opt.spawn ? proc_cpu_s(server.pid) : -1;
-    char srv_cpu[32] = "null", srv_us[32] = "null";
+    double srv_cpu1 = opt.spawn ? proc_cpu_s(server.pid, &srv_sys1) : -1;
+    char srv_cpu[32] = "null", srv_us[32] = "null", srv_sys[32] = "null";
     if (srv_cpu0 >= 0 && srv_cpu1 >= 0) {
         snprintf(srv_cpu, sizeof srv_cpu, "%.2f", srv_cpu1 - srv_cpu0);
+        snprintf(srv_sys, sizeof srv_sys, "%.2f", srv_sys1 - srv_sys0);
         if (edits > 0)
             snprintf(srv_us, sizeof srv_us, "%.1f", (srv_cpu1 - srv_cpu0) * 1e6 / (double)edits);
     }
@@ -607,12 +610,14 @@ int main(int argc, char **argv)
            "\"deliveries\":%llu,\"deliveries_per_s\":%.1f,\"expected_deliveries_per_s\":%.1f,"
            "\"latency_p50_ms\":%.2f,\"latency_p99_ms\":%.2f,\"latency_max_ms\":%.2f,"
            "\"ack_p50_ms\":%.2f,\"ack_p99_ms\":%.2f,\"server_rss_mb\":%s,"
-           "\"errors\":%llu,\"cpu_s\":%.2f,\"server_cpu_s\":%s,\"server_cpu_us_per_edit\":%s}\n",
+           "\"errors\":%llu,\"cpu_s\":%.2f,\"server_cpu_s\":%s,\"server_cpu_us_per_edit\":%s,"
+           "\"server_sys_s\":%s}\n",
            opt.connections, opt.docs, opt.rate, secs, opt.idle ? "true" : "false", live, connect_s,
            (unsigned long long)edits, (double)edits / secs, (unsigned long long)deliveries,
            (double)deliveries / secs, (double)edits / secs * peers, pct_ms(&lat, 0.50),
            pct_ms(&lat, 0.99), lat.n ? lat.v[lat.n - 1] / 1000.0 : -1, pct_ms(&ack_lat, 0.50),
-           pct_ms(&ack_lat, 0.99), rss, (unsigned long long)errors, cpu_s, srv_cpu, srv_us);
+           pct_ms(&ack_lat, 0.99), rss, (unsigned long long)errors, cpu_s, srv_cpu, srv_us,
+           srv_sys);
     fflush(stdout);
     for (int i = 0; i < opt.connections; i++) {
         wt_ws_dispose(&eds[i].ws);
