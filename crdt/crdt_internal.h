@@ -380,9 +380,9 @@ int crdt__idx_check(const crdt_doc_t *doc);
  * dead items have len 0. */
 static inline uint32_t crdt__hint_find(const crdt_doc_t *doc, uint32_t c, uint32_t clock)
 {
-    uint32_t h = CLIENT(doc, c).hint;
+    uint32_t h;
     const crdt__item_t *x;
-    if (h >= doc->items.len)
+    if (c >= doc->clients.len || (h = CLIENT(doc, c).hint) >= doc->items.len)
         return CRDT__NONE;
     x = &ITEM(doc, h);
     return x->client == c && clock >= x->clock && clock - x->clock < x->len ? h : CRDT__NONE;
