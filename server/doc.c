@@ -8,7 +8,9 @@
  * at the end of the tick the difference against it (crdt_doc_diff) is ONE
  * update holding every operation of the tick, framed once and queued to every
  * editor. The only writer of a tick is skipped (it has all of it already),
- * unless held operations may have been released by its update.
+ * unless held operations may have been released by its update. A tick with
+ * one update that was applied whole (nothing held before or after) sends that
+ * update on as received, without the diff.
  *
  * Event-loop thread only.
  */
@@ -84,6 +86,7 @@ static void doc_free(srv_doc_t *doc)
     if (h2o_linklist_is_linked(&doc->dirty_link))
         h2o_linklist_unlink(&doc->dirty_link);
     crdt_buf_dispose(&doc->tick_sv);
+    proto_buf_dispose(&doc->relay);
     crdt_doc_free(doc->crdt);
     free(doc);
 }
@@ -228,9 +231,13 @@ int srv__doc_begin_change(srv_doc_t *doc, srv_session_t *s)
         doc->tick_pending = crdt_doc_pending(doc->crdt);
         doc->tick_author = s;
         doc->tick_many = s == NULL;
+        doc->tick_changes = 1;
+        doc->relay.len = 0;
         h2o_linklist_insert(&srv->dirty_docs, &doc->dirty_link);
-    } else if (doc->tick_author != s) {
-        doc->tick_many = 1;
+    } else {
+        doc->tick_changes++;
+        if (doc->tick_author != s)
+            doc->tick_many = 1;
     }
     return 0;
 }
@@ -251,6 +258,18 @@ void srv__doc_flush_tick(srv_doc_t *doc)
     srv_session_t *skip = NULL;
 
     h2o_linklist_unlink(&doc->dirty_link);
+    if (doc->relay.len > 0 && doc->tick_changes == 1 && doc->tick_pending == 0 &&
+        crdt_doc_pending(doc->crdt) == 0) {
+        /* One update from one editor, wholly applied, nothing held before or
+         * after: it is the tick's news. Sent on as received (operations the
+         * document knew already are harmless to the others), without the
+         * state vector and diff of the general case. */
+        proto_buf_reset(&srv->scratch);
+        if (proto_encode_update(&srv->scratch, 0, doc->relay.base, doc->relay.len) != 0)
+            abort();
+        skip = doc->tick_author;
+        goto Send;
+    }
     if (crdt_doc_state_vector(doc->crdt, &sv) != 0)
         abort();
     if (sv.len == doc->tick_sv.len && memcmp(sv.base, doc->tick_sv.base, sv.len) == 0)
@@ -262,6 +281,7 @@ void srv__doc_flush_tick(srv_doc_t *doc)
     proto_buf_reset(&srv->scratch);
     if (proto_encode_update(&srv->scratch, 0, diff.base, diff.len) != 0)
         abort();
+Send:
     for (h2o_linklist_t *l = doc->sessions.next; l != &doc->sessions; l = l->next) {
         srv_session_t *s = H2O_STRUCT_FROM_MEMBER(srv_session_t, doc_link, l);
         if (s != skip && srv__session_send(s, srv->scratch.base, srv->scratch.len) == 0)
@@ -272,6 +292,8 @@ Exit:
     crdt_buf_dispose(&diff);
     doc->tick_author = NULL;
     doc->tick_many = 0;
+    doc->tick_changes = 0;
+    doc->relay.len = 0;
 }
 
 void srv__doc_free_all(srv_t *srv)

@@ -443,6 +443,10 @@ static void on_update_bytes(srv_session_t *s, proto_bytes_t u, uint64_t seq, int
         srv->metrics.updates_stored++;
         doc->last_ticket = ticket;
         doc->last_seq = log_seq;
+        /* The tick's only change, wholly applied: srv__doc_flush_tick sends
+         * it on as it is. */
+        if (doc->tick_changes == 1 && doc->tick_pending == 0 && crdt_doc_pending(doc->crdt) == 0)
+            srv__buf_append(&doc->relay, u.base, u.len);
     } else {
         /* Known already: durable once everything queued before it is. */
         ticket = store_last_ticket(srv->store);

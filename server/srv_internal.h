@@ -173,6 +173,8 @@ struct srv_doc {
     srv_session_t *tick_author; /* the only writer this tick, or NULL */
     uint8_t tick_many;          /* more than one writer this tick */
     size_t tick_pending;        /* held operations when the tick began */
+    uint32_t tick_changes;      /* srv__doc_begin_change calls this tick */
+    proto_buf_t relay;          /* the tick's only update, sent on as is (len 0: none) */
     h2o_linklist_t dirty_link;  /* in srv->dirty_docs */
 
     /* Upper bound of the UTF-8 bytes held operations may still make visible
