@@ -260,33 +260,35 @@ static inline uint8_t crdt__get_u8(crdt__reader_t *r)
     return *r->p++;
 }
 uint32_t crdt__get_u32v_slow(crdt__reader_t *r);
-/* One- and two-byte varints (most of them) are read inline. */
-static inline uint64_t crdt__get_varint(crdt__reader_t *r)
-{
-    if (!r->err && r->end - r->p >= 2) {
-        if (r->p[0] < 0x80)
-            return *r->p++;
-        if (r->p[1] < 0x80) {
-            uint64_t v = (uint64_t)(r->p[0] & 0x7f) | (uint64_t)r->p[1] << 7;
-            r->p += 2;
-            return v;
-        }
-    }
-    return crdt__get_varint_slow(r);
-}
-/* A varint that must fit 32 bits (else CRDT_ELIMIT). */
+/* Varints of up to three bytes (clocks below 2^21: nearly all) are read
+ * inline. */
 static inline uint32_t crdt__get_u32v(crdt__reader_t *r)
 {
-    if (!r->err && r->end - r->p >= 2) {
-        if (r->p[0] < 0x80)
-            return *r->p++;
-        if (r->p[1] < 0x80) {
-            uint32_t v = (uint32_t)(r->p[0] & 0x7f) | (uint32_t)r->p[1] << 7;
-            r->p += 2;
-            return v;
+    if (!r->err && r->end - r->p >= 3) {
+        const uint8_t *p = r->p;
+        if (p[0] < 0x80) {
+            r->p += 1;
+            return p[0];
         }
+        if (p[1] < 0x80) {
+            r->p += 2;
+            return (uint32_t)(p[0] & 0x7f) | (uint32_t)p[1] << 7;
+        }
+        if (p[2] < 0x80) {
+            r->p += 3;
+            return (uint32_t)(p[0] & 0x7f) | (uint32_t)(p[1] & 0x7f) << 7 | (uint32_t)p[2] << 14;
+        }
+    } else if (!r->err && r->p < r->end && *r->p < 0x80) {
+        return *r->p++;
     }
     return crdt__get_u32v_slow(r);
+}
+/* Any varint of up to 64 bits. */
+static inline uint64_t crdt__get_varint(crdt__reader_t *r)
+{
+    if (!r->err && r->end - r->p >= 3 && (r->p[0] < 0x80 || r->p[1] < 0x80 || r->p[2] < 0x80))
+        return crdt__get_u32v(r);
+    return crdt__get_varint_slow(r);
 }
 static inline size_t crdt__reader_left(const crdt__reader_t *r)
 {

@@ -294,7 +294,9 @@ uint32_t crdt__text_append(crdt_doc_t *doc, uint32_t c, const uint8_t *text, uin
     crdt__pool_t *p = &CLIENT(doc, c).text;
     uint32_t off = p->len;
     assert((uint64_t)p->len + bytes <= p->cap);
-    if (bytes)
+    if (bytes == 1)
+        ((uint8_t *)p->base)[off] = text[0]; /* a keystroke: no call */
+    else if (bytes)
         memcpy((uint8_t *)p->base + off, text, bytes);
     p->len += bytes;
     return off;
