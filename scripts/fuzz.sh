@@ -44,6 +44,7 @@ declare -A corpus=(
     [fuzz_srv_config]=srv_config
     [fuzz_token]=token
     [fuzz_http]=http
+    [fuzz_ws]=ws
 )
 declare -A seed=(
     [fuzz_apply_update]=1001
@@ -53,6 +54,7 @@ declare -A seed=(
     [fuzz_srv_config]=1005
     [fuzz_token]=1006
     [fuzz_http]=1007
+    [fuzz_ws]=1008
 )
 
 build=build-fuzz

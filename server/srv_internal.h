@@ -30,6 +30,7 @@
 #include "proto.h"
 #include "srv.h"
 #include "store.h"
+#include "ws_frame.h"
 
 typedef struct srv_doc srv_doc_t;
 typedef struct srv_session srv_session_t;
@@ -90,13 +91,12 @@ typedef struct {
 /* A session's WebSocket transport (ws.c: its own RFC 6455 framing; only
  * wslay's message struct is used, as srv__session_on_message's argument). */
 typedef struct srv_ws {
-    h2o_socket_t *sock;     /* NULL until the upgrade completes */
-    proto_buf_t out;        /* frames for the next write (freed when idle) */
-    proto_buf_t writing;    /* frames of the write in flight */
-    proto_buf_t msg;        /* a fragmented message being gathered */
-    uint32_t out_frames;    /* frames in out */
+    h2o_socket_t *sock;  /* NULL until the upgrade completes */
+    proto_buf_t out;     /* frames for the next write (freed when idle) */
+    proto_buf_t writing; /* frames of the write in flight */
+    srv_wsf_parser_t rx; /* the framing of the input (ws_frame.h) */
+    uint32_t out_frames; /* frames in out */
     uint16_t close_code_sent;
-    uint8_t msg_opcode;     /* opcode of the message in msg, 0 when none */
     uint8_t close_sent;     /* a close frame was queued: nothing is sent after it */
     uint8_t close_received; /* the peer's close frame arrived */
     uint8_t read_done;      /* nothing more is read (close received, protocol error) */

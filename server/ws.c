@@ -11,11 +11,12 @@
  * connection (two 4 KiB buffers), most of the memory of an idle editor, and
  * it copies every message twice on the way out.
  *
- * Input. Frames are parsed in H2O's input buffer and unmasked in place; a
- * message in one frame (nearly all) goes to the session straight from there;
- * only fragmented messages are gathered (ws->msg, freed after each). Once the
- * input is consumed the buffer goes back to H2O, so an idle connection holds
- * no buffer at all.
+ * Input. Frames are parsed in H2O's input buffer and unmasked in place by
+ * srv__wsf_next() (the byte level, no socket: ws_frame.h, fuzzed by
+ * tests/fuzz/fuzz_ws.c); a message in one frame (nearly all) goes to the
+ * session straight from there; only fragmented messages are gathered
+ * (ws->rx.msg, freed after each). Once the input is consumed the buffer goes
+ * back to H2O, so an idle connection holds no buffer at all.
  *
  * Output. A tick's frames go into one buffer (ws->out) and out in ONE write
  * per connection; while that write is in flight further frames gather in
@@ -33,14 +34,13 @@
 
 #include "srv_internal.h"
 
-/* Opcodes (RFC 6455 section 5.2). */
 enum {
-    OP_CONT = 0x0,
-    OP_TEXT = 0x1,
-    OP_BINARY = 0x2,
-    OP_CLOSE = 0x8,
-    OP_PING = 0x9,
-    OP_PONG = 0xa
+    OP_CONT = SRV_WS_OP_CONT,
+    OP_TEXT = SRV_WS_OP_TEXT,
+    OP_BINARY = SRV_WS_OP_BINARY,
+    OP_CLOSE = SRV_WS_OP_CLOSE,
+    OP_PING = SRV_WS_OP_PING,
+    OP_PONG = SRV_WS_OP_PONG
 };
 
 /* 1 when data[0 .. len) is well-formed UTF-8 (no overlong forms, no
@@ -155,128 +155,157 @@ static void deliver(srv_session_t *s, unsigned opcode, const uint8_t *p, size_t 
     srv__session_on_message(s, &arg);
 }
 
-/* A whole control frame. */
-static void on_control(srv_session_t *s, unsigned opcode, const uint8_t *p, size_t len)
+/* The error of a frame: a close frame with `code` follows, nothing more. */
+static srv_wsf_kind_t wsf_error(srv_wsf_parser_t *p, unsigned code, srv_wsf_event_t *ev)
+{
+    proto_buf_dispose(&p->msg);
+    p->msg_opcode = 0;
+    p->done = 1;
+    ev->code = (uint16_t)code;
+    return SRV_WSF_ERROR;
+}
+
+srv_wsf_kind_t srv__wsf_next(srv_wsf_parser_t *p, uint8_t *in, size_t avail, size_t max_message,
+                             srv_wsf_event_t *ev)
+{
+    size_t hlen = 2;
+    unsigned fin, rsv, opcode, masked;
+    uint64_t len;
+    uint8_t *pl, *key;
+    memset(ev, 0, sizeof(*ev));
+    if (p->msg_opcode == 0)
+        proto_buf_dispose(&p->msg); /* the message delivered last time */
+    if (p->done || avail < 2)
+        return SRV_WSF_MORE;
+    fin = in[0] >> 7, rsv = (in[0] >> 4) & 7, opcode = in[0] & 0xf;
+    masked = in[1] >> 7;
+    len = in[1] & 0x7f;
+    if (rsv != 0 || (opcode > OP_BINARY && opcode < OP_CLOSE) || opcode > OP_PONG || !masked)
+        return wsf_error(p, 1002, ev);
+    if (len == 126) {
+        if (avail < 4)
+            return SRV_WSF_MORE;
+        len = (uint64_t)in[2] << 8 | in[3];
+        hlen = 4;
+    } else if (len == 127) {
+        if (avail < 10)
+            return SRV_WSF_MORE;
+        len = 0;
+        for (int i = 0; i < 8; i++)
+            len = len << 8 | in[2 + i];
+        hlen = 10;
+        if (len >> 63)
+            return wsf_error(p, 1002, ev);
+    }
+    if (opcode >= OP_CLOSE) {
+        if (!fin || len > 125)
+            return wsf_error(p, 1002, ev);
+    } else {
+        if ((opcode == OP_CONT) != (p->msg_opcode != 0))
+            return wsf_error(p, 1002,
+                             ev); /* a continuation without a start, or a start inside one */
+        if (len > max_message || p->msg.len + len > (uint64_t)max_message)
+            return wsf_error(p, 1009, ev);
+    }
+    hlen += 4; /* the masking key */
+    if (avail < hlen || avail - hlen < len)
+        return SRV_WSF_MORE; /* wait for the whole frame */
+    pl = in + hlen, key = in + hlen - 4;
+    for (uint64_t i = 0; i < len; i++)
+        pl[i] ^= key[i & 3];
+    ev->consumed = hlen + (size_t)len;
+    ev->opcode = opcode;
+    ev->data = pl;
+    ev->len = (size_t)len;
+    if (opcode >= OP_CLOSE) {
+        if (opcode != OP_CLOSE)
+            return SRV_WSF_CONTROL;
+        if (len == 1)
+            return wsf_error(p, 1002, ev);
+        if (len >= 2) {
+            ev->code = (uint16_t)(pl[0] << 8 | pl[1]);
+            if (!close_code_valid(ev->code))
+                return wsf_error(p, 1002, ev);
+            if (!utf8_valid(pl + 2, (size_t)len - 2))
+                return wsf_error(p, 1007, ev);
+        }
+        proto_buf_dispose(&p->msg);
+        p->msg_opcode = 0;
+        p->done = 1;
+        return SRV_WSF_CONTROL;
+    }
+    if (opcode != OP_CONT && fin) {
+        /* A message in one frame: from the input buffer, no copy. */
+    } else {
+        if (opcode != OP_CONT)
+            p->msg_opcode = (uint8_t)opcode;
+        srv__buf_append(&p->msg, pl, (size_t)len);
+        if (!fin)
+            return SRV_WSF_FRAGMENT;
+        ev->opcode = p->msg_opcode;
+        ev->data = p->msg.base;
+        ev->len = p->msg.len;
+        p->msg_opcode = 0; /* p->msg is freed on the next call */
+    }
+    if (ev->opcode == OP_TEXT && !utf8_valid(ev->data, ev->len))
+        return wsf_error(p, 1007, ev);
+    return SRV_WSF_MESSAGE;
+}
+
+void srv__wsf_dispose(srv_wsf_parser_t *p)
+{
+    proto_buf_dispose(&p->msg);
+    p->msg_opcode = 0;
+}
+
+/* A whole control frame (a close frame's code and reason are checked). */
+static void on_control(srv_session_t *s, const srv_wsf_event_t *ev)
 {
     srv_ws_t *ws = &s->ws;
-    uint16_t code = 0;
-    if (opcode == OP_PING) {
+    if (ev->opcode == OP_PING) {
         if (!ws->close_sent)
-            put_frame(ws, OP_PONG, p, len);
-        deliver(s, opcode, p, len, 0);
+            put_frame(ws, OP_PONG, ev->data, ev->len);
+        deliver(s, ev->opcode, ev->data, ev->len, 0);
         return;
     }
-    if (opcode == OP_PONG) {
-        deliver(s, opcode, p, len, 0);
+    if (ev->opcode == OP_PONG) {
+        deliver(s, ev->opcode, ev->data, ev->len, 0);
         return;
     }
     /* Close. */
-    if (len == 1) {
-        fail(ws, 1002);
-        return;
-    }
-    if (len >= 2) {
-        code = (uint16_t)(p[0] << 8 | p[1]);
-        if (!close_code_valid(code)) {
-            fail(ws, 1002);
-            return;
-        }
-        if (!utf8_valid(p + 2, len - 2)) {
-            fail(ws, 1007);
-            return;
-        }
-    }
     ws->close_received = 1;
     ws->read_done = 1;
-    deliver(s, opcode, p, len, code);
-    put_close(ws, code, NULL, 0); /* the echo (unless we had closed first) */
-}
-
-/* A whole data message. */
-static void on_data(srv_session_t *s, unsigned opcode, const uint8_t *p, size_t len)
-{
-    if (opcode == OP_TEXT && !utf8_valid(p, len)) {
-        fail(&s->ws, 1007);
-        return;
-    }
-    deliver(s, opcode, p, len, 0);
+    deliver(s, ev->opcode, ev->data, ev->len, ev->code);
+    put_close(ws, ev->code, NULL, 0); /* the echo (unless we had closed first) */
 }
 
 /*
- * Parses every whole frame in the socket's input. Returns 0; the input left
- * over is an incomplete frame. Stops at a protocol error (close frame queued).
+ * Handles every whole frame in the socket's input; the input left over is an
+ * incomplete frame. Stops at a protocol error (close frame queued).
  */
 static void parse_input(srv_session_t *s)
 {
     srv_ws_t *ws = &s->ws;
-    h2o_buffer_t *in;
-    while (!ws->read_done && !s->dropping && (in = ws->sock->input)->size >= 2) {
-        uint8_t *b = (uint8_t *)in->bytes;
-        size_t avail = in->size, hlen = 2;
-        unsigned fin = b[0] >> 7, rsv = (b[0] >> 4) & 7, opcode = b[0] & 0xf;
-        unsigned masked = b[1] >> 7;
-        uint64_t len = b[1] & 0x7f;
-        if (rsv != 0 || (opcode > OP_BINARY && opcode < OP_CLOSE) || opcode > OP_PONG || !masked) {
-            fail(ws, 1002);
+    srv_wsf_event_t ev;
+    while (!ws->read_done && !s->dropping) {
+        h2o_buffer_t *in = ws->sock->input;
+        switch (
+            srv__wsf_next(&ws->rx, (uint8_t *)in->bytes, in->size, s->srv->cfg.max_message, &ev)) {
+        case SRV_WSF_MORE:
+            return;
+        case SRV_WSF_ERROR:
+            fail(ws, ev.code);
+            return;
+        case SRV_WSF_FRAGMENT:
+            break;
+        case SRV_WSF_MESSAGE:
+            deliver(s, ev.opcode, ev.data, ev.len, 0);
+            break;
+        case SRV_WSF_CONTROL:
+            on_control(s, &ev);
             break;
         }
-        if (len == 126) {
-            if (avail < 4)
-                break;
-            len = (uint64_t)b[2] << 8 | b[3];
-            hlen = 4;
-        } else if (len == 127) {
-            if (avail < 10)
-                break;
-            len = 0;
-            for (int i = 0; i < 8; i++)
-                len = len << 8 | b[2 + i];
-            hlen = 10;
-            if (len >> 63) {
-                fail(ws, 1002);
-                break;
-            }
-        }
-        if (opcode >= OP_CLOSE) {
-            if (!fin || len > 125) {
-                fail(ws, 1002);
-                break;
-            }
-        } else {
-            if ((opcode == OP_CONT) != (ws->msg_opcode != 0)) {
-                fail(ws, 1002); /* a continuation without a start, or a start inside one */
-                break;
-            }
-            if (len > s->srv->cfg.max_message ||
-                ws->msg.len + len > (uint64_t)s->srv->cfg.max_message) {
-                fail(ws, 1009);
-                break;
-            }
-        }
-        hlen += 4; /* the masking key */
-        if (avail < hlen || avail - hlen < len)
-            break; /* wait for the whole frame */
-        {
-            uint8_t *p = b + hlen, *key = b + hlen - 4;
-            for (uint64_t i = 0; i < len; i++)
-                p[i] ^= key[i & 3];
-            if (opcode >= OP_CLOSE) {
-                on_control(s, opcode, p, (size_t)len);
-            } else if (opcode != OP_CONT && fin) {
-                on_data(s, opcode, p, (size_t)len); /* from the input buffer: no copy */
-            } else {
-                if (opcode != OP_CONT)
-                    ws->msg_opcode = (uint8_t)opcode;
-                srv__buf_append(&ws->msg, p, (size_t)len);
-                if (fin) {
-                    unsigned op = ws->msg_opcode;
-                    ws->msg_opcode = 0;
-                    on_data(s, op, ws->msg.base, ws->msg.len);
-                    proto_buf_dispose(&ws->msg);
-                }
-            }
-        }
-        h2o_buffer_consume(&ws->sock->input, hlen + (size_t)len);
+        h2o_buffer_consume(&ws->sock->input, ev.consumed);
     }
 }
 
@@ -456,5 +485,5 @@ void srv__ws_dispose(srv_ws_t *ws)
     }
     proto_buf_dispose(&ws->out);
     proto_buf_dispose(&ws->writing);
-    proto_buf_dispose(&ws->msg);
+    srv__wsf_dispose(&ws->rx);
 }
