@@ -5,7 +5,11 @@
  * replica has seen. That set is always closed under ancestry (a replica only ever
  * receives whole ancestor closures), so finding what an agent lacks before its next
  * transaction is a search from the transaction's parents that stops at seen
- * transactions: each transaction is visited at most once per agent.
+ * transactions: each transaction is visited at most once per agent. The search marks
+ * what it finds in a scratch bitmap, which is then read (and cleared) word by word
+ * from the lowest index found, so the updates go out in index order without a sort.
+ * The update array is sized once from the trace (one update per delete and per
+ * insert of each patch), so keeping an update is a store.
  */
 #include "replay.h"
 
@@ -33,10 +37,27 @@ static int PRINTF_LIKE(3, 4) fail(replay_result_t *res, int rc, const char *fmt,
     return rc;
 }
 
+/*
+ * Sizes res->updates for every update the trace's edits can make: at most one per
+ * delete and one per insert of each patch, plus startContent (pages never written
+ * are never touched). Returns 0 or CRDT_ENOMEM.
+ */
+static int size_updates(replay_result_t *res)
+{
+    size_t n = res->_trace->npatches;
+
+    n = n > (SIZE_MAX / sizeof *res->updates - 1) / 2 ? SIZE_MAX : 2 * n + 1;
+    res->updates = n == SIZE_MAX ? NULL : malloc(n * sizeof *res->updates);
+    if (res->updates == NULL)
+        return fail(res, CRDT_ENOMEM, "replay: room for %zu updates", n);
+    res->_cap = n;
+    return 0;
+}
+
 /* Takes ownership of `buf` (disposing of it if it cannot be stored). */
 static int keep_update(replay_result_t *res, crdt_buf_t *buf)
 {
-    if (res->nupdates == res->_cap) {
+    if (res->nupdates == res->_cap) { /* not after size_updates(); kept as a safety net */
         size_t cap = res->_cap ? res->_cap * 2 : 1024;
         crdt_buf_t *p = cap > SIZE_MAX / sizeof *p ? NULL : realloc(res->updates, cap * sizeof *p);
         if (p == NULL) {
@@ -134,22 +155,32 @@ static int replay_sequential(replay_result_t *res, int keep)
     return 0;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-    return (x > y) - (x < y);
-}
-
 #define BIT_TEST(bits, i) ((bits)[(i) >> 3] & (1u << ((i)&7)))
 #define BIT_SET(bits, i) ((bits)[(i) >> 3] |= (unsigned char)(1u << ((i)&7)))
+
+/* Index of the lowest set bit of x (x != 0). */
+static int ctz64(uint64_t x)
+{
+#if defined(__GNUC__)
+    return __builtin_ctzll(x);
+#else
+    int n = 0;
+
+    while (!(x & 1)) {
+        x >>= 1;
+        n++;
+    }
+    return n;
+#endif
+}
 
 static int replay_concurrent(replay_result_t *res)
 {
     const trace_t *t = res->_trace;
-    size_t stride = (t->ntxns + 7) / 8, i, k, n, sp;
+    size_t stride = (t->ntxns + 7) / 8, i, k, sp, lo, w;
     unsigned char *seen = NULL;
-    uint32_t *stack = NULL, *list = NULL;
+    uint64_t *want = NULL; /* scratch: the ancestors to send; all zero between txns */
+    uint32_t *stack = NULL;
     int rc;
 
     res->nagents = t->num_agents;
@@ -161,10 +192,10 @@ static int replay_concurrent(replay_result_t *res)
     }
     if (t->ntxns > 0) {
         stack = malloc(t->ntxns * sizeof *stack);
-        list = malloc(t->ntxns * sizeof *list);
+        want = calloc((t->ntxns + 63) / 64, sizeof *want);
     }
     if ((t->num_agents > 0 && (res->agents == NULL || seen == NULL)) ||
-        (t->ntxns > 0 && (stack == NULL || list == NULL))) {
+        (t->ntxns > 0 && (stack == NULL || want == NULL))) {
         rc = fail(res, CRDT_ENOMEM, "replay: bookkeeping for %zu txns", t->ntxns);
         goto exit;
     }
@@ -181,8 +212,10 @@ static int replay_concurrent(replay_result_t *res)
                 goto exit;
             }
         }
-        /* Collect the ancestors agent `a` has not seen; mark them seen on the way. */
-        n = sp = 0;
+        /* Find the ancestors agent `a` has not seen (all below i); mark them seen in
+         * `bits` and wanted in `want`, and note the lowest. */
+        sp = 0;
+        lo = i;
         for (k = 0; k < txn->nparents; k++) {
             if (!BIT_TEST(bits, txn->parents[k])) {
                 BIT_SET(bits, txn->parents[k]);
@@ -190,8 +223,12 @@ static int replay_concurrent(replay_result_t *res)
             }
         }
         while (sp > 0) {
-            const trace_txn_t *anc = &t->txns[stack[--sp]];
-            list[n++] = stack[sp];
+            uint32_t x = stack[--sp];
+            const trace_txn_t *anc = &t->txns[x];
+
+            want[x >> 6] |= (uint64_t)1 << (x & 63);
+            if (x < lo)
+                lo = x;
             for (k = 0; k < anc->nparents; k++) {
                 if (!BIT_TEST(bits, anc->parents[k])) {
                     BIT_SET(bits, anc->parents[k]);
@@ -199,10 +236,16 @@ static int replay_concurrent(replay_result_t *res)
                 }
             }
         }
-        qsort(list, n, sizeof *list, cmp_u32);
-        for (k = 0; k < n; k++)
-            if ((rc = apply_txn_remote(res, res->agents[a], list[k], "agent", a)) < 0)
-                goto exit;
+        /* Send them in index order, clearing `want` on the way. */
+        for (w = lo >> 6; lo < i && w <= (i - 1) >> 6; w++) {
+            while (want[w] != 0) {
+                size_t x = w * 64 + (size_t)ctz64(want[w]);
+
+                want[w] &= want[w] - 1;
+                if ((rc = apply_txn_remote(res, res->agents[a], x, "agent", a)) < 0)
+                    goto exit;
+            }
+        }
         if ((rc = apply_txn_local(res, res->agents[a], i, 1)) < 0)
             goto exit;
         BIT_SET(bits, i);
@@ -219,7 +262,7 @@ static int replay_concurrent(replay_result_t *res)
 exit:
     free(seen);
     free(stack);
-    free(list);
+    free(want);
     return rc;
 }
 
@@ -240,6 +283,8 @@ int replay_trace(const trace_t *t, const crdt_alloc_t *alloc, int want_updates,
         res->txn_updates = calloc(t->ntxns + 1, sizeof *res->txn_updates);
         if (res->txn_updates == NULL)
             return fail(res, CRDT_ENOMEM, "replay: bookkeeping for %zu txns", t->ntxns);
+        if (size_updates(res) < 0)
+            return CRDT_ENOMEM;
     }
     return t->concurrent ? replay_concurrent(res) : replay_sequential(res, keep);
 }
