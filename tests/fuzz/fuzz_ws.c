@@ -144,6 +144,22 @@ static int close_code_ok(unsigned c)
     return c >= 3000 && c < 5000;
 }
 
+/* a[0 .. na) then b[0 .. nb) in a buffer of exactly that size, so that
+ * ASan sees a read past it (NULL when empty, as H2O's buffer may be). */
+static uint8_t *joined(const uint8_t *a, size_t na, const uint8_t *b, size_t nb)
+{
+    uint8_t *p;
+    if (na + nb == 0)
+        return NULL;
+    p = malloc(na + nb);
+    must(p != NULL, "out of memory");
+    if (na != 0)
+        memcpy(p, a, na);
+    if (nb != 0)
+        memcpy(p + na, b, nb);
+    return p;
+}
+
 /* The parser over a stream given in pieces (cuts: ascending offsets), each
  * call on an exact-size copy of the bytes not yet consumed. Logs every event
  * but MORE; returns the log. */
@@ -158,12 +174,7 @@ static bytes_t run(const uint8_t *stream, size_t len, const size_t *cuts, size_t
     memset(&p, 0, sizeof(p));
     for (size_t c = 0; c <= ncuts; c++) {
         size_t to = c < ncuts ? cuts[c] : len;
-        uint8_t *nb = malloc(have + (to - pos) + 1);
-        must(nb != NULL, "out of memory");
-        if (have != 0)
-            memcpy(nb, buf, have);
-        if (to > pos)
-            memcpy(nb + have, stream + pos, to - pos);
+        uint8_t *nb = joined(buf, have, to > pos ? stream + pos : NULL, to - pos);
         free(buf);
         buf = nb;
         have += to - pos;
@@ -218,9 +229,7 @@ static bytes_t run(const uint8_t *stream, size_t len, const size_t *cuts, size_t
             if (k == SRV_WSF_ERROR)
                 break; /* nothing more is read (ws.c drops the rest) */
             /* Drop what was consumed: a new exact-size buffer. */
-            nb = malloc(have - ev.consumed + 1);
-            must(nb != NULL, "out of memory");
-            memcpy(nb, buf + ev.consumed, have - ev.consumed);
+            nb = joined(buf + ev.consumed, have - ev.consumed, NULL, 0);
             free(buf);
             buf = nb;
             have -= ev.consumed;
