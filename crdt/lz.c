@@ -130,12 +130,17 @@ static inline unsigned ctz64(uint64_t v)
 #endif
 }
 
+/* The low `len` bits of `code` reversed (len <= 16): the low 16 bits swapped
+ * in halves, then the top `len` of them. */
 static inline uint32_t bitrev(uint32_t code, unsigned len)
 {
-    uint32_t r = 0;
-    for (unsigned i = 0; i < len; i++, code >>= 1)
-        r = (r << 1) | (code & 1);
-    return r;
+    uint32_t x = code & 0xffff;
+    assert(len <= 16);
+    x = (x & 0x5555) << 1 | (x >> 1 & 0x5555);
+    x = (x & 0x3333) << 2 | (x >> 2 & 0x3333);
+    x = (x & 0x0f0f) << 4 | (x >> 4 & 0x0f0f);
+    x = (x & 0x00ff) << 8 | x >> 8;
+    return x >> (16 - len);
 }
 
 /* Length symbol (0..59) of v = length - 3, and its extra bits. */

@@ -371,19 +371,15 @@ static unsigned next_bit(uint64_t v, unsigned from)
  * LSD radix sort of (key, value) pairs, stable. It sorts only on key bits
  * that vary, in digits of up to 11 bits (8 for short arrays, whose count
  * table must stay cheap to clear) starting at a varying bit, so a document of
- * one client with 260,000 clocks takes two passes.
+ * one client with 260,000 clocks takes two passes. `vary` has (at least) the
+ * bits in which some two keys differ: the OR of the keys XOR their AND, which
+ * the callers gather while they fill the array.
  */
-static void sort_kv(kv_t *a, kv_t *tmp, size_t n)
+static void sort_kv(kv_t *a, kv_t *tmp, size_t n, uint64_t vary)
 {
-    uint64_t all_or = 0, all_and = ~(uint64_t)0, vary;
     unsigned dbits = n >= 4096 ? 11 : 8;
     kv_t *src = a, *dst = tmp;
     size_t count[(1u << 11) + 1];
-    for (size_t i = 0; i < n; i++) {
-        all_or |= a[i].key;
-        all_and &= a[i].key;
-    }
-    vary = all_or ^ all_and;
     for (unsigned shift = next_bit(vary, 0); shift < 64; shift = next_bit(vary, shift + dbits)) {
         size_t nb = (size_t)1 << dbits, mask = nb - 1;
         memset(count, 0, (nb + 1) * sizeof(count[0]));
@@ -407,13 +403,17 @@ static void sort_kv(kv_t *a, kv_t *tmp, size_t n)
 static int sort_by_id(const crdt_alloc_t *a, crdt__snap_t *s)
 {
     kv_t *kv = crdt__tmp_alloc(a, 2 * (size_t)s->nitems * sizeof(kv_t));
+    uint64_t all_or = 0, all_and = ~(uint64_t)0;
     if (kv == NULL)
         return CRDT_ENOMEM;
     for (uint32_t i = 0; i < s->nitems; i++) {
-        kv[i].key = (uint64_t)s->items[i].client << 32 | s->items[i].clock;
+        uint64_t key = (uint64_t)s->items[i].client << 32 | s->items[i].clock;
+        kv[i].key = key;
         kv[i].val = i;
+        all_or |= key;
+        all_and &= key;
     }
-    sort_kv(kv, kv + s->nitems, s->nitems);
+    sort_kv(kv, kv + s->nitems, s->nitems, all_or ^ all_and);
     for (uint32_t i = 0; i < s->nitems; i++)
         s->by_id[i] = (uint32_t)kv[i].val;
     crdt__tmp_free(a, kv, 2 * (size_t)s->nitems * sizeof(kv_t));
@@ -493,10 +493,11 @@ static int check_deleted(const crdt__snap_t *s, const kv_t *q, size_t nq)
 
 static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
 {
-    size_t nq = 0, cap = s->ndel;
+    /* At most two written-out origins per item (pages past the ones used are
+     * never touched). */
+    size_t nq = 0, cap = 2 * (size_t)s->nitems + s->ndel;
+    uint64_t all_or = 0, all_and = ~(uint64_t)0;
     kv_t *q, *tmp;
-    for (uint32_t i = 0; i < s->nitems; i++)
-        cap += (s->items[i].leaf & 1) + (s->items[i].leaf >> 1);
     q = crdt__tmp_alloc(a, cap * sizeof(kv_t));
     tmp = crdt__tmp_alloc(a, cap * sizeof(kv_t));
     uint32_t *cover = crdt__tmp_alloc(a, s->nitems * sizeof(uint32_t));
@@ -508,17 +509,26 @@ static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
     for (uint32_t i = 0; i < s->nitems; i++) {
         const snap_item_t *x = &s->items[i];
         if (x->leaf & 1) {
-            q[nq].key = (uint64_t)x->left.client << 32 | x->left.clock;
+            uint64_t key = (uint64_t)x->left.client << 32 | x->left.clock;
+            q[nq].key = key;
             q[nq++].val = Q_LEFT | i;
+            all_or |= key;
+            all_and &= key;
         }
         if (x->leaf & 2) {
-            q[nq].key = (uint64_t)x->right.client << 32 | x->right.clock;
+            uint64_t key = (uint64_t)x->right.client << 32 | x->right.clock;
+            q[nq].key = key;
             q[nq++].val = Q_RIGHT | i;
+            all_or |= key;
+            all_and &= key;
         }
     }
     for (uint32_t i = 0; i < s->ndel; i++) {
-        q[nq].key = (uint64_t)s->dels[i].tclient << 32 | s->dels[i].tlo;
+        uint64_t key = (uint64_t)s->dels[i].tclient << 32 | s->dels[i].tlo;
+        q[nq].key = key;
         q[nq++].val = Q_TARGET | (s->dels[i].tlo + s->dels[i].len);
+        all_or |= key;
+        all_and &= key;
     }
     for (uint32_t k = s->nitems; k-- > 0;) {
         const snap_item_t *x = &s->items[s->by_id[k]];
@@ -526,7 +536,7 @@ static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
         cover[k] = y && y->client == x->client && y->clock == x->clock + x->len ? cover[k + 1]
                                                                                 : x->clock + x->len;
     }
-    sort_kv(q, tmp, nq);
+    sort_kv(q, tmp, nq, all_or ^ all_and);
     if ((err = check_deleted(s, q, nq)) != 0)
         goto Exit;
     {
@@ -772,6 +782,28 @@ static int place_text(const crdt_alloc_t *a, crdt__snap_t *s, const uint8_t *tex
     return 0;
 }
 
+/* Moves client c's fill point (*fill) past the items that start exactly there,
+ * *next being the by_id position of the client's next item. Returns that next
+ * item if it is still client c's, else NULL. */
+static inline const snap_item_t *skip_items(const crdt__snap_t *s, uint32_t c, uint32_t *fill,
+                                            uint32_t *next)
+{
+    const snap_item_t *items = s->items;
+    const uint32_t *by_id = s->by_id;
+    uint32_t f = *fill, k = *next, n = s->nitems;
+    const snap_item_t *x = NULL;
+    for (; k < n; k++) {
+        x = &items[by_id[k]];
+        if (x->client != c || x->clock != f)
+            break;
+        f += x->len;
+        x = NULL;
+    }
+    *fill = f;
+    *next = k;
+    return x && x->client == c ? x : NULL;
+}
+
 /* Reads the delete records. Their clocks fill, per client and in order, the
  * clocks no item holds; afterwards every client's clocks must be covered. */
 static int parse_dels(crdt__reader_t *col, crdt__snap_t *s, uint32_t *fill, uint32_t *next)
@@ -782,14 +814,6 @@ static int parse_dels(crdt__reader_t *col, crdt__snap_t *s, uint32_t *fill, uint
             k++;
         next[c] = k; /* by_id position of the client's next item */
         fill[c] = 0;
-    }
-#define SKIP_ITEMS(c)                                                                              \
-    for (;;) {                                                                                     \
-        const snap_item_t *x_ = next[c] < s->nitems ? &s->items[s->by_id[next[c]]] : NULL;         \
-        if (!x_ || x_->client != (c) || x_->clock != fill[c])                                      \
-            break;                                                                                 \
-        fill[c] += x_->len;                                                                        \
-        next[c]++;                                                                                 \
     }
     for (uint32_t i = 0; i < s->ndel; i++) {
         snap_del_t *d = &s->dels[i];
@@ -805,9 +829,8 @@ static int parse_dels(crdt__reader_t *col, crdt__snap_t *s, uint32_t *fill, uint
         d->client = client;
         d->backward = head & D_BACKWARD;
         d->len = (head & D_LEN1) ? 1 : crdt__get_u32v(&col[D_LENC]);
-        SKIP_ITEMS(client);
-        x = next[client] < s->nitems ? &s->items[s->by_id[next[client]]] : NULL;
-        gap_end = x && x->client == client ? x->clock : s->clients[client].next_clock;
+        x = skip_items(s, client, &fill[client], &next[client]);
+        gap_end = x ? x->clock : s->clients[client].next_clock;
         d->clock = fill[client];
         if (col[D_LENC].err || d->len == 0 || d->len > gap_end - d->clock)
             return CRDT_EMALFORMED;
@@ -830,11 +853,10 @@ static int parse_dels(crdt__reader_t *col, crdt__snap_t *s, uint32_t *fill, uint
         }
     }
     for (uint32_t c = 0; c < s->nclients; c++) {
-        SKIP_ITEMS(c);
+        skip_items(s, c, &fill[c], &next[c]);
         if (fill[c] != s->clients[c].next_clock)
             return CRDT_EMALFORMED;
     }
-#undef SKIP_ITEMS
     return 0;
 }
 
@@ -1410,16 +1432,23 @@ int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
         if (sorted) {
             build_idx(doc, s, NULL, nkeys);
         } else {
+            uint64_t all_or = 0, all_and = ~(uint64_t)0;
             for (uint32_t i = 0; i < s->nitems; i++) {
                 const crdt__item_t *x = &ITEM(doc, s->by_id[i]);
-                kv[i].key = (uint64_t)x->client << 32 | x->clock;
+                uint64_t key = (uint64_t)x->client << 32 | x->clock;
+                kv[i].key = key;
                 kv[i].val = s->by_id[i];
+                all_or |= key;
+                all_and &= key;
             }
             for (uint32_t i = 0; i < s->ndel; i++) {
-                kv[s->nitems + i].key = (uint64_t)s->dels[i].client << 32 | s->dels[i].clock;
+                uint64_t key = (uint64_t)s->dels[i].client << 32 | s->dels[i].clock;
+                kv[s->nitems + i].key = key;
                 kv[s->nitems + i].val = i | CRDT__IDX_DEL;
+                all_or |= key;
+                all_and &= key;
             }
-            sort_kv(kv, tmp, nkeys);
+            sort_kv(kv, tmp, nkeys, all_or ^ all_and);
             build_idx(doc, s, kv, nkeys);
         }
     }
