@@ -498,6 +498,9 @@ static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
     size_t nq = 0, cap = 2 * (size_t)s->nitems + s->ndel;
     uint64_t all_or = 0, all_and = ~(uint64_t)0;
     kv_t *q, *tmp;
+    /* Only reachable on 32-bit targets (wasm32): sizes that would wrap. */
+    if (2 * (uint64_t)s->nitems + s->ndel > SIZE_MAX / sizeof(kv_t))
+        return CRDT_ENOMEM;
     q = crdt__tmp_alloc(a, cap * sizeof(kv_t));
     tmp = crdt__tmp_alloc(a, cap * sizeof(kv_t));
     uint32_t *cover = crdt__tmp_alloc(a, s->nitems * sizeof(uint32_t));
