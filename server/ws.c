@@ -161,6 +161,7 @@ static srv_wsf_kind_t wsf_error(srv_wsf_parser_t *p, unsigned code, srv_wsf_even
     proto_buf_dispose(&p->msg);
     p->msg_opcode = 0;
     p->done = 1;
+    memset(ev, 0, sizeof(*ev)); /* nothing but the code */
     ev->code = (uint16_t)code;
     return SRV_WSF_ERROR;
 }

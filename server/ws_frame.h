@@ -19,8 +19,9 @@
  *                     (1002 framing, 1007 UTF-8, 1009 too big); the parser is
  *                     done
  *
- * ev->consumed is the frame's size: the caller drops that many bytes from the
- * front of its input after handling the event. A frame's payload is unmasked
+ * ev->consumed is the frame's size (0 with MORE and ERROR, which set nothing
+ * but the code): the caller drops that many bytes from the front of its input
+ * after handling the event. A frame's payload is unmasked
  * in place in `in` (so it must not be parsed twice); ev->data points there or,
  * for a message gathered from fragments, into the parser (valid until the
  * next call). Once done (close or error) every call returns SRV_WSF_MORE
