@@ -46,6 +46,7 @@
 #include <string.h>
 
 #include "srv_internal.h"
+#include "fuzz_rules.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -65,19 +66,6 @@ static int starts(const char *s, size_t n, const char *lit)
 static int equals(const char *s, size_t n, const char *lit)
 {
     return n == strlen(lit) && memcmp(s, lit, n) == 0;
-}
-
-/* The document-name rule of srv.h, written out independently. */
-static int docname_rule(const char *p, size_t n)
-{
-    static const char allowed[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                  "0123456789._~-";
-    if (n < 1 || n > SRV_MAX_DOCNAME)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (p[i] == '\0' || strchr(allowed, p[i]) == NULL)
-            return 0;
-    return 1;
 }
 
 /* 1..20 decimal digits at most 18446744073709551615: the value, else -1. */
@@ -159,13 +147,13 @@ static void check_route(const char *path, size_t len, size_t query_at)
     const char *slash = NULL;
 
     must(kind == (int)r.kind, "srv__http_route returned another kind than it stored");
-    if (starts(path, end, "/ws/") && docname_rule(path + 4, end - 4)) {
+    if (starts(path, end, "/ws/") && fuzz_docname_rule(path + 4, end - 4)) {
         want = SRV_ROUTE_WS;
     } else if (starts(path, end, "/api/docs/")) {
         slash = memchr(path + 10, '/', end - 10);
-        if (slash != NULL && docname_rule(path + 10, (size_t)(slash - path - 10)))
+        if (slash != NULL && fuzz_docname_rule(path + 10, (size_t)(slash - path - 10)))
             want = SRV_ROUTE_HISTORY;
-        else if (docname_rule(path + 10, end - 10))
+        else if (fuzz_docname_rule(path + 10, end - 10))
             want = SRV_ROUTE_DOC;
     }
     must(r.kind == want, "srv__http_route disagrees with the rule");

@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "srv.h"
+#include "fuzz_rules.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -42,19 +43,6 @@ static void must(int ok, const char *what)
         fprintf(stderr, "fuzz_srv_config: %s\n", what);
         abort();
     }
-}
-
-/* The document-name rule of srv.h, written out independently. */
-static int docname_rule(const uint8_t *p, size_t n)
-{
-    static const char allowed[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                  "0123456789._~-";
-    if (n < 1 || n > SRV_MAX_DOCNAME)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (p[i] == '\0' || strchr(allowed, p[i]) == NULL)
-            return 0;
-    return 1;
 }
 
 /* True if `s` points into one of the arguments argv[1 .. argc). */
@@ -230,7 +218,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *name = malloc(size ? size : 1);
         must(name != NULL, "out of memory");
         memcpy(name, data, size);
-        must(srv_docname_valid(name, size) == docname_rule(data, size),
+        must(srv_docname_valid(name, size) == fuzz_docname_rule((const char *)data, size),
              "srv_docname_valid disagrees with the rule of srv.h (whole input)");
         free(name);
     }
@@ -250,7 +238,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             must(argv[k] != NULL, "out of memory");
             memcpy(argv[k], data + start, n);
             argv[k][n] = '\0';
-            must(srv_docname_valid(argv[k], n) == docname_rule(data + start, n),
+            must(srv_docname_valid(argv[k], n) == fuzz_docname_rule((const char *)data + start, n),
                  "srv_docname_valid disagrees with the rule of srv.h (an argument)");
             help |= is_help(argv[k]);
             k++;

@@ -45,6 +45,7 @@
 #include <openssl/hmac.h>
 
 #include "srv_internal.h"
+#include "fuzz_rules.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -117,25 +118,12 @@ static int mac_is_right(const char *secret, const char *token, size_t len)
            memcmp(want, dot + 1, strlen(want)) == 0;
 }
 
-/* The document-name rule of srv.h, written out independently. */
-static int docname_rule(const char *p, size_t n)
-{
-    static const char allowed[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                  "0123456789._~-";
-    if (n < 1 || n > SRV_MAX_DOCNAME)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (p[i] == '\0' || strchr(allowed, p[i]) == NULL)
-            return 0;
-    return 1;
-}
-
 /* A document name, or a (possibly empty) prefix of one followed by '*'. */
 static int pattern_rule(const char *p, size_t n)
 {
     if (n >= 1 && p[n - 1] == '*')
-        return n == 1 || docname_rule(p, n - 1);
-    return docname_rule(p, n);
+        return n == 1 || fuzz_docname_rule(p, n - 1);
+    return fuzz_docname_rule(p, n);
 }
 
 /* A user name: 1..PROTO_MAX_NAME bytes of UTF-8 (shortest forms, no

@@ -36,16 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define WT_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define WT_ASAN 1
-#endif
-#endif
-#ifndef WT_ASAN
-#define WT_ASAN 0
-#endif
+#include "wt_asan.h"
 
 #define TIMEOUT 10000
 #define N_EDITORS 4

@@ -24,16 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define WT_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define WT_ASAN 1
-#endif
-#endif
-#ifndef WT_ASAN
-#define WT_ASAN 0
-#endif
+#include "wt_asan.h"
 
 #define TIMEOUT 10000
 #define SEED 0xf4a3e5ull
