@@ -4,7 +4,8 @@
  * the other suites do not reach: frames that arrive a byte at a time or cut
  * inside their header, 16- and 64-bit payload lengths, a message in fragments
  * with a ping between them written in one piece, a close reason that is not
- * UTF-8 (1007), and the memory an idle editor keeps.
+ * UTF-8 (1007), text frames (1003, or 1007 when not UTF-8, also across
+ * fragments), and the memory an idle editor keeps.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -230,6 +231,48 @@ static void test_ws_framing_close_reason_not_utf8_gets_1007(void **state)
     assert_int_equal(ok->close_code, 4000);
 }
 
+/* Sends `frames` of one message (the first TEXT, the rest continuations) and
+ * returns the close code weftd ends the connection with (0 if it only dropped
+ * the connection). */
+static int text_message_close_code(wt_fixture_t *fx, const char *const *frames, int n)
+{
+    wt_ws_t *ws = wt_fixture_client(fx, "/ws/doc");
+    assert_non_null(ws);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(wt_ws_send_frame(ws, i == 0 ? WT_OP_TEXT : WT_OP_CONT, frames[i],
+                                          strlen(frames[i]), i + 1 < n ? WT_FRAME_NOFIN : 0),
+                         0);
+    int rc;
+    wt_ws_msg_t m;
+    while ((rc = wt_ws_recv(ws, TIMEOUT, &m)) == 0)
+        ;
+    if (rc != WT_ECLOSED && rc != WT_EEOF)
+        fail_msg("the connection did not end: %s", wt_strerror(rc));
+    return rc == WT_ECLOSED ? ws->close_code : 0;
+}
+
+/* Text frames: weftd speaks binary msgpack only, so valid UTF-8 text ends the
+ * connection with 1003 (unsupported data); text that is not UTF-8, whole or
+ * split across fragments (also inside one character), with 1007. */
+static void test_ws_framing_text_frames_utf8(void **state)
+{
+    fr_t *t = *state;
+    static const char *const good[] = {"h\xc3\xa9llo"};
+    static const char *const good_split[] = {"h\xc3", "\xa9l", "lo"};
+    static const char *const bad[] = {"h\xc3\x28llo"};
+    static const char *const bad_split[] = {"ok", "\xe2\x82", "\x28"};
+    static const char *const overlong[] = {"\xc0\xaf"};
+    static const char *const surrogate[] = {"a\xed\xa0\x80"};
+    assert_int_equal(text_message_close_code(t->fx, good, 1), 1003);
+    assert_int_equal(text_message_close_code(t->fx, good_split, 3), 1003);
+    assert_int_equal(text_message_close_code(t->fx, bad, 1), 1007);
+    assert_int_equal(text_message_close_code(t->fx, bad_split, 3), 1007);
+    assert_int_equal(text_message_close_code(t->fx, overlong, 1), 1007);
+    assert_int_equal(text_message_close_code(t->fx, surrogate, 1), 1007);
+    /* The editor of the document was not disturbed. */
+    assert_int_equal(t->a->n_errors, 0);
+}
+
 /* Idle editors keep no buffers: their memory is a few KB each (it was about
  * 11 KB with wslay). Not under ASan, whose allocator says nothing here. */
 static void test_ws_framing_idle_editors_are_small(void **state)
@@ -274,6 +317,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ws_framing_frames_cut_anywhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ws_framing_close_reason_not_utf8_gets_1007, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_ws_framing_text_frames_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ws_framing_idle_editors_are_small, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
