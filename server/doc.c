@@ -258,10 +258,10 @@ void srv__doc_flush_tick(srv_doc_t *doc)
     srv_session_t *skip = NULL;
 
     h2o_linklist_unlink(&doc->dirty_link);
-    if (doc->relay.len > 0 && doc->tick_changes == 1 && doc->tick_pending == 0 &&
-        crdt_doc_pending(doc->crdt) == 0) {
+    if (doc->relay.len > 0 && doc->tick_changes == 1) {
         /* One update from one editor, wholly applied, nothing held before or
-         * after: it is the tick's news. Sent on as received (operations the
+         * after (on_update_bytes kept it only then, and no other change came
+         * since): it is the tick's news. Sent on as received (operations the
          * document knew already are harmless to the others), without the
          * state vector and diff of the general case. */
         proto_buf_reset(&srv->scratch);

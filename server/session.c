@@ -624,7 +624,7 @@ static int take_token(srv_session_t *s, uint64_t now)
 /* A message past the rate limit: dropped unread but for an UPDATE's seq (so
  * the client knows which one to send again), answered with ERROR rate_limited;
  * a connection that keeps flooding is closed. */
-static void on_rate_limited(srv_session_t *s, const struct wslay_event_on_msg_recv_arg *arg,
+static void on_rate_limited(srv_session_t *s, unsigned opcode, const uint8_t *msg, size_t len,
                             uint64_t now)
 {
     srv_t *srv = s->srv;
@@ -642,36 +642,34 @@ static void on_rate_limited(srv_session_t *s, const struct wslay_event_on_msg_re
         srv__session_close(s, 1008, "rate limited");
         return;
     }
-    if (arg->opcode == WSLAY_BINARY_FRAME && proto_decode(arg->msg, arg->msg_length, &m) == 0 &&
-        m.type == PROTO_UPDATE)
+    if (opcode == SRV_WS_OP_BINARY && proto_decode(msg, len, &m) == 0 && m.type == PROTO_UPDATE)
         seq = m.u.update.seq;
     srv__session_error(s, PROTO_ERR_RATE_LIMITED, "too many messages per second: message dropped",
                        seq);
 }
 
-void srv__session_on_message(srv_session_t *s, const struct wslay_event_on_msg_recv_arg *arg)
+void srv__session_on_message(srv_session_t *s, unsigned opcode, const uint8_t *msg, size_t len)
 {
     srv_t *srv = s->srv;
 
     s->last_heard = srv__now_ms(srv);
     if (s->closing || s->dropping)
         return;
-    if ((arg->opcode == WSLAY_BINARY_FRAME || arg->opcode == WSLAY_TEXT_FRAME) &&
-        !take_token(s, s->last_heard)) {
+    if ((opcode == SRV_WS_OP_BINARY || opcode == SRV_WS_OP_TEXT) && !take_token(s, s->last_heard)) {
         srv->metrics.messages_in++;
-        srv->metrics.bytes_in += arg->msg_length;
-        on_rate_limited(s, arg, s->last_heard);
+        srv->metrics.bytes_in += len;
+        on_rate_limited(s, opcode, msg, len, s->last_heard);
         return;
     }
-    switch (arg->opcode) {
-    case WSLAY_BINARY_FRAME:
+    switch (opcode) {
+    case SRV_WS_OP_BINARY:
         srv->metrics.messages_in++;
-        srv->metrics.bytes_in += arg->msg_length;
-        on_binary(s, arg->msg, arg->msg_length);
+        srv->metrics.bytes_in += len;
+        on_binary(s, msg, len);
         break;
-    case WSLAY_TEXT_FRAME:
+    case SRV_WS_OP_TEXT:
         srv->metrics.messages_in++;
-        srv->metrics.bytes_in += arg->msg_length;
+        srv->metrics.bytes_in += len;
         srv__session_error(s, PROTO_ERR_BAD_MESSAGE, "text frames are not part of the protocol", 0);
         srv__session_close(s, 1003, "binary messages only");
         break;

@@ -24,7 +24,6 @@
 #include <h2o.h>
 #include <h2o/http1.h>
 #include <h2o/websocket.h>
-#include <wslay/wslay.h>
 
 #include "crdt.h"
 #include "proto.h"
@@ -88,8 +87,7 @@ typedef struct {
     uint64_t seq;
 } srv_ack_t;
 
-/* A session's WebSocket transport (ws.c: its own RFC 6455 framing; only
- * wslay's message struct is used, as srv__session_on_message's argument). */
+/* A session's WebSocket transport (ws.c: its own RFC 6455 framing). */
 typedef struct srv_ws {
     h2o_socket_t *sock;  /* NULL until the upgrade completes */
     proto_buf_t out;     /* frames for the next write (freed when idle) */
@@ -256,8 +254,9 @@ void srv__doc_free_all(srv_t *srv);
 
 /* session.c */
 srv_session_t *srv__session_new(srv_t *srv, const char *docname, size_t len);
-/* A whole message (or control frame) received on the session. */
-void srv__session_on_message(srv_session_t *s, const struct wslay_event_on_msg_recv_arg *arg);
+/* A whole message (or control frame) received on the session: its opcode
+ * (SRV_WS_OP_*, ws_frame.h) and unmasked payload. */
+void srv__session_on_message(srv_session_t *s, unsigned opcode, const uint8_t *msg, size_t len);
 /* The connection ended (socket error, EOF, handshake over): frees the session.
  * Only from the transport's socket callbacks. */
 void srv__session_closed(srv_session_t *s);
@@ -268,7 +267,7 @@ int srv__session_send(srv_session_t *s, const uint8_t *msg, size_t len);
 /* Queues ERROR(code, text, seq) and counts it. */
 void srv__session_error(srv_session_t *s, uint32_t code, const char *text, uint64_t seq);
 /* Closes the connection with a close frame, sent after the messages already
- * queued (an ERROR first; wslay alone would put the control frame ahead). */
+ * queued (an ERROR first, then the close frame). */
 void srv__session_close(srv_session_t *s, uint16_t code, const char *reason);
 /* End of tick: queues owed close frames whose session's output has gone out. */
 void srv__session_close_owed(srv_t *srv);

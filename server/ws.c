@@ -143,18 +143,6 @@ static void fail(srv_ws_t *ws, unsigned code)
     ws->read_done = 1;
 }
 
-static void deliver(srv_session_t *s, unsigned opcode, const uint8_t *p, size_t len,
-                    uint16_t status)
-{
-    struct wslay_event_on_msg_recv_arg arg;
-    memset(&arg, 0, sizeof(arg));
-    arg.opcode = (uint8_t)opcode;
-    arg.msg = p;
-    arg.msg_length = len;
-    arg.status_code = status;
-    srv__session_on_message(s, &arg);
-}
-
 /* The error of a frame: a close frame with `code` follows, nothing more. */
 static srv_wsf_kind_t wsf_error(srv_wsf_parser_t *p, unsigned code, srv_wsf_event_t *ev)
 {
@@ -266,17 +254,17 @@ static void on_control(srv_session_t *s, const srv_wsf_event_t *ev)
     if (ev->opcode == OP_PING) {
         if (!ws->close_sent)
             put_frame(ws, OP_PONG, ev->data, ev->len);
-        deliver(s, ev->opcode, ev->data, ev->len, 0);
+        srv__session_on_message(s, ev->opcode, ev->data, ev->len);
         return;
     }
     if (ev->opcode == OP_PONG) {
-        deliver(s, ev->opcode, ev->data, ev->len, 0);
+        srv__session_on_message(s, ev->opcode, ev->data, ev->len);
         return;
     }
     /* Close. */
     ws->close_received = 1;
     ws->read_done = 1;
-    deliver(s, ev->opcode, ev->data, ev->len, ev->code);
+    srv__session_on_message(s, ev->opcode, ev->data, ev->len);
     put_close(ws, ev->code, NULL, 0); /* the echo (unless we had closed first) */
 }
 
@@ -300,7 +288,7 @@ static void parse_input(srv_session_t *s)
         case SRV_WSF_FRAGMENT:
             break;
         case SRV_WSF_MESSAGE:
-            deliver(s, ev.opcode, ev.data, ev.len, 0);
+            srv__session_on_message(s, ev.opcode, ev.data, ev.len);
             break;
         case SRV_WSF_CONTROL:
             on_control(s, &ev);
