@@ -376,6 +376,7 @@ static int apply_one(crdt_doc_t *doc, const crdt__decoded_t *dn, plan_t *p)
         crdt__integrate_delete(doc, &op, CRDT__NONE);
     }
     CLIENT(doc, c).next_clock = op.clock + op.len;
+    doc->changes++;
     return 0;
 }
 
@@ -685,7 +686,7 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
     doc->pending = new_pending;
     doc->pending_len = nleft > 0 ? pend.len : 0;
     doc->pending_ops = nleft;
-    doc->applies++;
+    doc->changes++;
     if (nitems > 64)
         crdt__shrink(doc);
 Exit:

@@ -174,8 +174,7 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len);
  * that integrated or held anything new. An apply whose operations are all
  * integrated already leaves it as it was, so a caller can tell a duplicate update
  * from a new one by reading it before and after (operations held again, while
- * their dependencies are still missing, may count as a change). O(number of
- * clients).
+ * their dependencies are still missing, may count as a change). O(1).
  */
 uint64_t crdt_doc_change_count(const crdt_doc_t *doc);
 

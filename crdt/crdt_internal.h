@@ -181,7 +181,8 @@ struct crdt_doc {
     uint8_t *pending; /* held operations, encoded as an update */
     size_t pending_len;
     size_t pending_ops;
-    uint64_t applies; /* applies that changed something (crdt_doc_change_count) */
+    /* crdt_doc_change_count(): local edits plus applies that changed something. */
+    uint64_t changes;
 };
 
 /* Pool element access. */

@@ -172,10 +172,7 @@ size_t crdt_doc_mem_bytes(const crdt_doc_t *doc)
 
 uint64_t crdt_doc_change_count(const crdt_doc_t *doc)
 {
-    uint64_t n = doc->applies;
-    for (uint32_t i = 0; i < doc->clients.len; i++)
-        n += CLIENT(doc, i).next_clock;
-    return n;
+    return doc->changes;
 }
 
 size_t crdt_doc_pending(const crdt_doc_t *doc)
@@ -472,6 +469,7 @@ Done:
     doc->vis_len += op.u16len;
     doc->utf8_len += len;
     CLIENT(doc, doc->self).next_clock += op.len;
+    doc->changes++;
     if (update)
         *update = buf;
     return 0;
@@ -734,6 +732,7 @@ int crdt_doc_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *updat
     for (i = 0; i < nops; i++)
         crdt__integrate_delete(doc, &ops[i], i == 0 ? first_it : CRDT__NONE);
     CLIENT(doc, doc->self).next_clock = clock;
+    doc->changes++;
     if (update) {
         *update = buf;
         buf.base = NULL;
