@@ -177,6 +177,7 @@ struct crdt_doc {
     uint32_t idx_root;
     uint32_t idx_height;
     uint32_t idx_count;
+    uint32_t idx_finger; /* leaf of the last change: a hint (idindex.c) */
 
     uint8_t *pending; /* held operations, encoded as an update */
     size_t pending_len;

@@ -376,6 +376,71 @@ static int empty_update(const crdt_doc_t *doc, crdt_buf_t *update)
 
 /* ---- local insert --------------------------------------------------------- */
 
+#define CRDT__SLOW 1 /* typing_insert(): take the general path */
+
+/*
+ * The common case of typing: inserting right after the last character of the
+ * finger item (seq.c keeps it and the visible units before it exact), which
+ * is the run this replica typed last, still open (its clocks end at the
+ * replica's next clock and its text at the end of the arena) and still
+ * followed by its right origin. The general path would find the same left
+ * and right origins and extend the run; this skips the searches. Returns 0,
+ * an error, or CRDT__SLOW when the general path must decide.
+ */
+static int typing_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len, size_t cps,
+                         size_t u16, crdt_buf_t *update)
+{
+    uint32_t f = doc->finger_item, next;
+    crdt__item_t *x = &ITEM(doc, f);
+    crdt__client_t *me = &CLIENT(doc, doc->self);
+    crdt__op_t op;
+    crdt_buf_t buf = {0};
+    int err;
+
+    if (x->deleted || index != (size_t)doc->finger_item_vis + x->u16len || x->client != doc->self ||
+        x->clock + x->len != me->next_clock || x->text_off + x->text_bytes != me->text.len)
+        return CRDT__SLOW;
+    next = crdt__seq_next(doc, f);
+    if (next == CRDT__NONE
+            ? x->right.client != CRDT__NONE
+            : !crdt__id_eq(x->right, crdt__id(ITEM(doc, next).client, ITEM(doc, next).clock)))
+        return CRDT__SLOW;
+    if (update) {
+        memset(&op, 0, sizeof(op));
+        op.kind = CRDT__OP_INSERT;
+        op.client = doc->self;
+        op.clock = me->next_clock;
+        op.len = (uint32_t)cps;
+        op.text = (const uint8_t *)text;
+        op.text_bytes = (uint32_t)len;
+        op.u16len = (uint32_t)u16;
+        op.left = crdt__id(doc->self, me->next_clock - 1);
+        op.right = x->right;
+        if ((err = crdt__encode_ops(doc->out_alloc, &CLIENT(doc, 0), doc->clients.len, &op, 1,
+                                    &buf)) != 0)
+            return err;
+    }
+    if (me->text.cap - me->text.len < len && (err = crdt__text_reserve(doc, doc->self, len)) != 0) {
+        crdt_buf_dispose(&buf);
+        return err;
+    }
+    me = &CLIENT(doc, doc->self);
+    x = &ITEM(doc, f);
+    crdt__text_append(doc, doc->self, (const uint8_t *)text, (uint32_t)len);
+    x->len += (uint32_t)cps;
+    x->text_bytes += (uint32_t)len;
+    x->u16len += (uint32_t)u16;
+    crdt__seq_adjust_vis(doc, f, (int64_t)u16);
+    me->hint = f;
+    me->next_clock += (uint32_t)cps;
+    doc->vis_len += (uint32_t)u16;
+    doc->utf8_len += len;
+    doc->changes++;
+    if (update)
+        *update = buf;
+    return 0;
+}
+
 int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len, crdt_buf_t *update)
 {
     crdt__client_t *me;
@@ -389,14 +454,21 @@ int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len,
         return CRDT_EINVAL;
     if (index > doc->vis_len)
         return CRDT_EINDEX;
-    if ((err = crdt__utf8_scan((const uint8_t *)text, len, &cps, &u16)) != 0)
-        return err;
-    if (cps == 0)
-        return empty_update(doc, update);
+    if (len == 1 && (uint8_t)text[0] < 0x80) {
+        cps = u16 = 1; /* a keystroke */
+    } else {
+        if ((err = crdt__utf8_scan((const uint8_t *)text, len, &cps, &u16)) != 0)
+            return err;
+        if (cps == 0)
+            return empty_update(doc, update);
+    }
     me = &CLIENT(doc, doc->self);
     if (len >= UINT32_MAX || (uint64_t)me->next_clock + cps >= UINT32_MAX ||
         (uint64_t)doc->vis_len + u16 >= UINT32_MAX)
         return CRDT_ELIMIT;
+    if (index > 0 && doc->finger_item != CRDT__NONE &&
+        (err = typing_insert(doc, index, text, len, cps, u16, update)) != CRDT__SLOW)
+        return err;
 
     memset(&op, 0, sizeof(op));
     op.kind = CRDT__OP_INSERT;
@@ -465,6 +537,9 @@ int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len,
     crdt__seq_insert_after(doc, left_it, y);
     crdt__idx_insert(doc, doc->self, op.clock, y);
     CLIENT(doc, doc->self).hint = y;
+    /* The next keystroke extends y: let typing_insert() find it. */
+    doc->finger_item = y;
+    doc->finger_item_vis = (uint32_t)index;
 Done:
     doc->vis_len += op.u16len;
     doc->utf8_len += len;

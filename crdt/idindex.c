@@ -30,6 +30,7 @@ int crdt__idx_init(crdt_doc_t *doc)
     IDX_LEAF(doc, l).n = 0;
     IDX_LEAF(doc, l).next = CRDT__NONE;
     doc->idx_root = l;
+    doc->idx_finger = l;
     doc->idx_height = 0;
     doc->idx_count = 0;
     return 0;
@@ -86,14 +87,46 @@ static inline uint32_t lower_bound(const uint64_t *keys, uint32_t n, uint64_t k)
     return lo;
 }
 
+/*
+ * The finger: the leaf of the last change (doc->idx_finger). Every leaf of the
+ * pool is in the tree and leaves never empty, so it needs no invalidation: a
+ * key strictly inside its key range has its greatest key <= k in it, and a
+ * change at a slot other than 0 leaves the inner nodes as they were. Typing
+ * and backspacing keep hitting the same leaf, which skips the descent.
+ */
+static inline crdt__idx_leaf_t *finger_holding(const crdt_doc_t *doc, uint64_t k)
+{
+    const crdt__idx_leaf_t *leaf;
+    if (doc->idx_finger >= doc->idx_leaves.len)
+        return NULL;
+    leaf = &IDX_LEAF(doc, doc->idx_finger);
+    if (leaf->n == 0 || k <= leaf->keys[0])
+        return NULL;
+    if (k <= leaf->keys[leaf->n - 1] || leaf->next == CRDT__NONE ||
+        k < IDX_LEAF(doc, leaf->next).keys[0])
+        return (crdt__idx_leaf_t *)leaf;
+    return NULL;
+}
+
 void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t val)
 {
     uint64_t k = key_of(client, clock);
     uint32_t path[MAX_HEIGHT], slots[MAX_HEIGHT];
     uint32_t node = doc->idx_root, h, s, sib;
     uint64_t sib_key;
-    crdt__idx_leaf_t *leaf;
+    crdt__idx_leaf_t *leaf = finger_holding(doc, k);
 
+    if (leaf && leaf->n < CRDT__IDX_LEAF) {
+        s = lower_bound(leaf->keys, leaf->n, k);
+        assert(s > 0 && (s == leaf->n || leaf->keys[s] != k));
+        memmove(&leaf->keys[s + 1], &leaf->keys[s], (leaf->n - s) * sizeof(uint64_t));
+        memmove(&leaf->vals[s + 1], &leaf->vals[s], (leaf->n - s) * sizeof(uint32_t));
+        leaf->keys[s] = k;
+        leaf->vals[s] = val;
+        leaf->n++;
+        doc->idx_count++;
+        return;
+    }
     for (h = doc->idx_height; h > 0; h--) {
         crdt__idx_inner_t *in = &IDX_INNER(doc, node);
         uint32_t i = child_for(in->keys, in->n, k);
@@ -104,6 +137,7 @@ void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t
         node = in->child[i];
     }
     doc->idx_count++;
+    doc->idx_finger = node;
     leaf = &IDX_LEAF(doc, node);
     s = lower_bound(leaf->keys, leaf->n, k);
     assert(s == leaf->n || leaf->keys[s] != k);
@@ -218,6 +252,7 @@ void crdt__idx_remove(crdt_doc_t *doc, uint32_t client, uint32_t clock)
     uint32_t path[MAX_HEIGHT], slots[MAX_HEIGHT];
     uint32_t node = descend(doc, k, path, slots), s;
     crdt__idx_leaf_t *leaf = &IDX_LEAF(doc, node);
+    doc->idx_finger = node;
     s = lower_bound(leaf->keys, leaf->n, k);
     assert(s < leaf->n && leaf->keys[s] == k && leaf->n >= 2);
     memmove(&leaf->keys[s], &leaf->keys[s + 1], (leaf->n - s - 1) * sizeof(uint64_t));
@@ -237,8 +272,15 @@ void crdt__idx_rekey(crdt_doc_t *doc, uint32_t client, uint32_t from, uint32_t t
 {
     uint64_t k = key_of(client, from);
     uint32_t path[MAX_HEIGHT], slots[MAX_HEIGHT];
-    uint32_t node = descend(doc, k, path, slots), s;
-    crdt__idx_leaf_t *leaf = &IDX_LEAF(doc, node);
+    uint32_t node, s;
+    crdt__idx_leaf_t *leaf = finger_holding(doc, k);
+    if (leaf && (s = lower_bound(leaf->keys, leaf->n, k)) < leaf->n && leaf->keys[s] == k) {
+        leaf->keys[s] = key_of(client, to);
+        return;
+    }
+    node = descend(doc, k, path, slots);
+    doc->idx_finger = node;
+    leaf = &IDX_LEAF(doc, node);
     s = lower_bound(leaf->keys, leaf->n, k);
     assert(s < leaf->n && leaf->keys[s] == k);
     leaf->keys[s] = key_of(client, to);
@@ -256,12 +298,14 @@ uint32_t crdt__idx_find_le(const crdt_doc_t *doc, uint32_t client, uint32_t cloc
 {
     uint64_t k = key_of(client, clock);
     uint32_t node = doc->idx_root, i;
-    const crdt__idx_leaf_t *leaf;
-    for (uint32_t h = doc->idx_height; h > 0; h--) {
-        const crdt__idx_inner_t *in = &IDX_INNER(doc, node);
-        node = in->child[child_for(in->keys, in->n, k)];
+    const crdt__idx_leaf_t *leaf = finger_holding(doc, k);
+    if (leaf == NULL) {
+        for (uint32_t h = doc->idx_height; h > 0; h--) {
+            const crdt__idx_inner_t *in = &IDX_INNER(doc, node);
+            node = in->child[child_for(in->keys, in->n, k)];
+        }
+        leaf = &IDX_LEAF(doc, node);
     }
-    leaf = &IDX_LEAF(doc, node);
     i = lower_bound(leaf->keys, leaf->n, k + 1); /* first key > k */
     if (i == 0)
         return CRDT__NONE;
