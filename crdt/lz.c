@@ -891,11 +891,23 @@ static inline uint32_t table_entry(int kind, unsigned sym)
 /*
  * Fills the 2^tbits-entry table for code lengths lens[0..n) (each 0..tbits).
  * Returns 0, or CRDT_EMALFORMED unless the code is complete.
+ *
+ * The table is grown by doubling: once every code of length l is in place
+ * (its bit-reversed code is an index below 2^l), the first 2^l entries are
+ * copied to the next 2^l, since an index of l + 1 bits whose low l bits are
+ * those of a code decodes to that code. The codes of length l + 1 then take
+ * their own entries; a prefix code never puts one where a shorter code is.
+ * So each symbol is stored once and the rest is memcpy. Entries not yet
+ * reached by any code while the table is small are copied but always
+ * overwritten later, as the code is complete.
  */
 static int build_table(uint32_t *table, unsigned tbits, const uint8_t *lens, unsigned n, int kind)
 {
-    uint32_t count[16] = {0}, next[16], code = 0;
+    uint32_t count[16] = {0}, offs[16], code = 0;
+    uint16_t sorted[NLITLEN];
     int32_t left = 1;
+    size_t size = 1;
+    unsigned k = 0;
 
     for (unsigned s = 0; s < n; s++)
         count[lens[s]]++;
@@ -906,20 +918,20 @@ static int build_table(uint32_t *table, unsigned tbits, const uint8_t *lens, uns
     }
     if (left != 0)
         return CRDT_EMALFORMED;
-    count[0] = 0;
+    /* Symbols in canonical order: by length, then by value. */
+    offs[1] = 0;
+    for (unsigned l = 1; l < tbits; l++)
+        offs[l + 1] = offs[l] + count[l];
+    for (unsigned s = 0; s < n; s++)
+        if (lens[s])
+            sorted[offs[lens[s]]++] = (uint16_t)s;
+    table[0] = 0;
     for (unsigned l = 1; l <= tbits; l++) {
-        code = (code + count[l - 1]) << 1;
-        next[l] = code;
-    }
-    for (unsigned s = 0; s < n; s++) {
-        unsigned l = lens[s];
-        uint32_t entry, step, r;
-        if (l == 0)
-            continue;
-        entry = table_entry(kind, s) | l;
-        step = (uint32_t)1 << l;
-        for (r = bitrev(next[l]++, l); r < (1u << tbits); r += step)
-            table[r] = entry;
+        memcpy(table + size, table, size * sizeof(uint32_t));
+        size *= 2;
+        for (uint32_t c = 0; c < count[l]; c++, k++, code++)
+            table[bitrev(code, l)] = table_entry(kind, sorted[k]) | l;
+        code <<= 1;
     }
     return 0;
 }
