@@ -716,6 +716,59 @@ void crdt__integrate_delete(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint
     add_delrec(doc, op, op->tlo, op->len);
 }
 
+/*
+ * The common case of backspace and delete: a range inside the finger item
+ * (seq.c keeps the visible units before it exact), which the general path
+ * would turn into the same single operation. Returns 0, an error, or
+ * CRDT__SLOW when the general path must decide.
+ */
+static int typing_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *update)
+{
+    uint32_t f = doc->finger_item, off, end, rel;
+    const crdt__item_t *x = &ITEM(doc, f);
+    crdt__op_t op;
+    crdt_buf_t buf = {0};
+    int err;
+
+    if (x->deleted || index < doc->finger_item_vis ||
+        index + len > (size_t)doc->finger_item_vis + x->u16len)
+        return CRDT__SLOW;
+    rel = (uint32_t)(index - doc->finger_item_vis);
+    if (x->text_bytes == x->len) { /* ASCII: units are characters */
+        off = rel;
+        end = rel + (uint32_t)len;
+    } else {
+        bool exact_off, exact_end;
+        const uint8_t *text = item_text(doc, x);
+        off = crdt__utf8_cp_of_u16(text, x->text_bytes, x->len, rel, &exact_off);
+        end = crdt__utf8_cp_of_u16(text, x->text_bytes, x->len, rel + (uint32_t)len, &exact_end);
+        if (!exact_off || !exact_end)
+            return CRDT_EINDEX;
+    }
+    if ((uint64_t)CLIENT(doc, doc->self).next_clock + (end - off) >= UINT32_MAX)
+        return CRDT_ELIMIT;
+    memset(&op, 0, sizeof(op));
+    op.kind = CRDT__OP_DELETE;
+    op.client = doc->self;
+    op.clock = CLIENT(doc, doc->self).next_clock;
+    op.len = end - off;
+    op.tclient = x->client;
+    op.tlo = x->clock + off;
+    if (update && (err = crdt__encode_ops(doc->out_alloc, &CLIENT(doc, 0), doc->clients.len, &op, 1,
+                                          &buf)) != 0)
+        return err;
+    if ((err = crdt__reserve(doc, 2, 1)) != 0) {
+        crdt_buf_dispose(&buf);
+        return err;
+    }
+    crdt__integrate_delete(doc, &op, f);
+    CLIENT(doc, doc->self).next_clock += op.len;
+    doc->changes++;
+    if (update)
+        *update = buf;
+    return 0;
+}
+
 int crdt_doc_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *update)
 {
     crdt__op_t local[4], *ops = local;
@@ -730,6 +783,9 @@ int crdt_doc_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *updat
         return CRDT_EINDEX;
     if (len == 0)
         return empty_update(doc, update);
+    if (doc->finger_item != CRDT__NONE &&
+        (err = typing_delete(doc, index, len, update)) != CRDT__SLOW)
+        return err;
     if ((err = char_at(doc, index, &it, &off, doc)) != 0)
         return err;
     clock = CLIENT(doc, doc->self).next_clock;
