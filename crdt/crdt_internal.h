@@ -233,8 +233,14 @@ static inline void crdt__put_varint(crdt_buf_t *b, uint64_t v)
 }
 static inline void crdt__put_u64(crdt_buf_t *b, uint64_t v)
 {
+    assert(b->len + 8 <= b->_cap);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(b->base + b->len, &v, 8); /* one store */
+    b->len += 8;
+#else
     for (int i = 0; i < 8; i++)
         crdt__put_u8(b, (uint8_t)(v >> (8 * i)));
+#endif
 }
 static inline void crdt__put_bytes(crdt_buf_t *b, const void *p, size_t n)
 {
@@ -305,9 +311,17 @@ static inline uint64_t crdt__get_u64(crdt__reader_t *r)
         return 0;
     }
     r->p += 8;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    {
+        uint64_t v;
+        memcpy(&v, p, 8); /* one load */
+        return v;
+    }
+#else
     return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
            (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
            (uint64_t)p[7] << 56;
+#endif
 }
 
 /* utf.c */
