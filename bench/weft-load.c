@@ -62,12 +62,12 @@ typedef struct {
 } samples_t;
 
 static struct {
-    int connections, docs, idle, spawn, verbose;
+    int connections, docs, idle, spawn, verbose, anywhere;
     double rate, duration;
     const char *host, *weftd;
     int port;
     uint64_t seed;
-} opt = {100, 10, 0, 0, 0, 2.0, 10.0, "127.0.0.1", NULL, 0, 0x10ad};
+} opt = {100, 10, 0, 0, 0, 0, 2.0, 10.0, "127.0.0.1", NULL, 0, 0x10ad};
 
 static editor_t *eds;
 static int ep;
@@ -89,6 +89,9 @@ static void usage(FILE *f)
                "                    and report its RSS and CPU\n"
                "  --weftd PATH      the weftd binary --spawn starts (default: this build's)\n"
                "  --idle            hold the connections without editing (memory per idle editor)\n"
+               "  --anywhere        inserts anywhere in the editor's own text, its start included\n"
+               "                    (default: never before its first marker, typed before the\n"
+               "                    window)\n"
                "  --seed S          PRNG seed (replica ids, positions, masks)\n"
                "  --verbose         progress on stderr\n"
                "  --help            this text\n"
@@ -193,7 +196,13 @@ static void edit(editor_t *e)
     uint64_t seq = e->seq + 1;
     snprintf(marker, sizeof marker, "<%06x%08x>", e->index & 0xffffff, (unsigned)seq);
     crdt_buf_t up = {0};
-    size_t at = (size_t)MARKER_LEN * rng_below(&rng, e->markers + 1);
+    /* Within the editor's own text. By default never at its start once it
+     * has a marker: an insert there has no left origin, like typing at the
+     * very start of the document, and with every editor doing so the engine's
+     * integration walks all their concurrent inserts there (--anywhere). */
+    size_t at = opt.anywhere || e->markers == 0
+                    ? (size_t)MARKER_LEN * rng_below(&rng, e->markers + 1)
+                    : (size_t)MARKER_LEN * (1 + rng_below(&rng, e->markers));
     if (crdt_doc_insert(e->crdt, at, marker, MARKER_LEN, &up) != 0)
         abort();
     e->markers++;
@@ -431,6 +440,7 @@ int main(int argc, char **argv)
         {"spawn", no_argument, 0, 's'},
         {"weftd", required_argument, 0, 'w'},
         {"idle", no_argument, 0, 'i'},
+        {"anywhere", no_argument, 0, 'a'},
         {"seed", required_argument, 0, 'S'},
         {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},
@@ -465,6 +475,9 @@ int main(int argc, char **argv)
             break;
         case 'i':
             opt.idle = 1;
+            break;
+        case 'a':
+            opt.anywhere = 1;
             break;
         case 'S':
             opt.seed = strtoull(optarg, NULL, 0);
@@ -562,6 +575,30 @@ int main(int argc, char **argv)
             break;
         }
         run_loop(wt_now_us() + 10000, 0);
+    }
+    /* Warm-up (not measured): every editor types its first marker, which has
+     * no origins (all of them land at the document's start together), and
+     * waits for its ACK. */
+    if (!opt.idle && !opt.anywhere) {
+        for (int i = 0; i < opt.connections; i++) {
+            if (eds[i].ready && !eds[i].dead)
+                edit(&eds[i]);
+            if ((i & 255) == 255)
+                run_loop(wt_now_us(), 0);
+        }
+        int64_t warm_deadline = wt_now_us() + 30000000;
+        for (;;) {
+            int pending = 0;
+            for (int i = 0; i < opt.connections; i++)
+                pending += !eds[i].dead && eds[i].ready && eds[i].acked < 1;
+            if (pending == 0 || wt_now_us() > warm_deadline) {
+                if (pending)
+                    fprintf(stderr, "weft-load: %d editors got no ACK of their first edit\n",
+                            pending);
+                break;
+            }
+            run_loop(wt_now_us() + 10000, 0);
+        }
     }
     double connect_s = (double)(wt_now_us() - t0) / 1e6;
     if (opt.verbose)

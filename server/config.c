@@ -60,6 +60,7 @@ void srv_config_init(srv_config_t *cfg)
     cfg->max_doc_bytes = 64u << 20;
     cfg->max_documents = 10000;
     cfg->max_pending = 10000;
+    cfg->broadcast_pace_us = 25;
 }
 
 void srv_config_usage(FILE *out)
@@ -112,6 +113,9 @@ void srv_config_usage(FILE *out)
           "  --max-pending N       runs of operations a document holds for missing\n"
           "                        dependencies; past it, connections that added some\n"
           "                        get ERROR bad_update for their updates (default 10000)\n"
+          "  --broadcast-pace US   a document's updates go to its editors at most once\n"
+          "                        per US microseconds times its editors, at most every\n"
+          "                        50 ms; 0: every tick (default 25)\n"
           "  -h, --help            this text\n"
           "\n"
           "On start weftd prints 'weftd: listening on http://HOST:PORT' on stdout\n"
@@ -228,6 +232,7 @@ static int parse_into(srv_config_t *cfg, int argc, char **argv, char *err, size_
         UINT_FLAG("--max-document-bytes", max_doc_bytes, 1, 1ull << 40)
         UINT_FLAG("--max-documents", max_documents, 1, 1u << 24)
         UINT_FLAG("--max-pending", max_pending, 1, 1u << 24)
+        UINT_FLAG("--broadcast-pace", broadcast_pace_us, 0, 50000)
 #undef UINT_FLAG
         if (strcmp(name, "--listen") == 0) {
             if (parse_listen(cfg, val) != 0) {

@@ -244,11 +244,24 @@ int srv__doc_begin_change(srv_doc_t *doc, srv_session_t *s)
 
 void srv__doc_broadcast(srv_doc_t *doc, srv_session_t *except, const uint8_t *msg, size_t len)
 {
+    srv_shared_t *sh = doc->nsessions >= SRV_SHARE_MIN ? srv__shared_new(msg, len) : NULL;
     for (h2o_linklist_t *l = doc->sessions.next; l != &doc->sessions; l = l->next) {
         srv_session_t *s = H2O_STRUCT_FROM_MEMBER(srv_session_t, doc_link, l);
-        if (s != except)
-            srv__session_send(s, msg, len);
+        if (s != except) {
+            if (sh != NULL)
+                srv__session_send_shared(s, sh, len);
+            else
+                srv__session_send(s, msg, len);
+        }
     }
+    if (sh != NULL)
+        srv__shared_release(sh);
+}
+
+uint64_t srv__doc_pace_ms(const srv_doc_t *doc)
+{
+    uint64_t us = (uint64_t)doc->nsessions * doc->srv->cfg.broadcast_pace_us;
+    return us >= SRV_PACE_MAX_MS * 1000 ? SRV_PACE_MAX_MS : us / 1000;
 }
 
 void srv__doc_flush_tick(srv_doc_t *doc)
@@ -256,6 +269,8 @@ void srv__doc_flush_tick(srv_doc_t *doc)
     srv_t *srv = doc->srv;
     crdt_buf_t sv = {0}, diff = {0};
     srv_session_t *skip = NULL;
+    srv_shared_t *sh = NULL;
+    int waited = doc->pace_due != 0; /* editors may hold ACKs for this broadcast */
 
     h2o_linklist_unlink(&doc->dirty_link);
     if (doc->relay.len > 0 && doc->tick_changes == 1) {
@@ -282,12 +297,33 @@ void srv__doc_flush_tick(srv_doc_t *doc)
     if (proto_encode_update(&srv->scratch, 0, diff.base, diff.len) != 0)
         abort();
 Send:
+    /* Many recipients share one copy of the frame. */
+    if (doc->nsessions >= SRV_SHARE_MIN)
+        sh = srv__shared_new(srv->scratch.base, srv->scratch.len);
     for (h2o_linklist_t *l = doc->sessions.next; l != &doc->sessions; l = l->next) {
         srv_session_t *s = H2O_STRUCT_FROM_MEMBER(srv_session_t, doc_link, l);
-        if (s != skip && srv__session_send(s, srv->scratch.base, srv->scratch.len) == 0)
+        if (s == skip) {
+            if (waited && srv__ws_queued(&s->ws) != 0)
+                srv__session_mark_proceed(s);
+            continue;
+        }
+        if ((sh != NULL ? srv__session_send_shared(s, sh, srv->scratch.len)
+                        : srv__session_send(s, srv->scratch.base, srv->scratch.len)) == 0)
             srv->metrics.updates_out++;
     }
+    if (sh != NULL)
+        srv__shared_release(sh);
+    waited = 0;
 Exit:
+    /* ACKs held for this broadcast (srv__session_ack_durable) go out now. */
+    if (waited)
+        for (h2o_linklist_t *l = doc->sessions.next; l != &doc->sessions; l = l->next) {
+            srv_session_t *s = H2O_STRUCT_FROM_MEMBER(srv_session_t, doc_link, l);
+            if (srv__ws_queued(&s->ws) != 0)
+                srv__session_mark_proceed(s);
+        }
+    doc->flushed_at = srv__now_ms(srv);
+    doc->pace_due = 0;
     crdt_buf_dispose(&sv);
     crdt_buf_dispose(&diff);
     doc->tick_author = NULL;

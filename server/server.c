@@ -267,10 +267,34 @@ static void ack_durable(srv_t *srv)
     }
 }
 
-static void tick_end(srv_t *srv)
+/* Broadcasts the changed documents whose pace allows (all when `force`);
+ * the others stay dirty until their pace_due. Returns the earliest pace_due
+ * left, or 0. */
+static uint64_t flush_docs(srv_t *srv, int force)
 {
-    while (!h2o_linklist_is_empty(&srv->dirty_docs))
-        srv__doc_flush_tick(H2O_STRUCT_FROM_MEMBER(srv_doc_t, dirty_link, srv->dirty_docs.next));
+    uint64_t now = srv__now_ms(srv), next_due = 0;
+    h2o_linklist_t *l, *next;
+    for (l = srv->dirty_docs.next; l != &srv->dirty_docs; l = next) {
+        srv_doc_t *doc = H2O_STRUCT_FROM_MEMBER(srv_doc_t, dirty_link, l);
+        uint64_t due = doc->flushed_at + srv__doc_pace_ms(doc);
+        next = l->next; /* flushing unlinks only this document */
+        if (!force && due > now) {
+            doc->pace_due = due;
+            if (next_due == 0 || due < next_due)
+                next_due = due;
+            continue;
+        }
+        srv__doc_flush_tick(doc);
+    }
+    return next_due;
+}
+
+/* The end of a tick; returns the earliest time a paced broadcast is due, or 0. */
+static uint64_t tick_end_ex(srv_t *srv, int force)
+{
+    uint64_t next_due = 0;
+    if (!h2o_linklist_is_empty(&srv->dirty_docs))
+        next_due = flush_docs(srv, force);
     if (!h2o_linklist_is_empty(&srv->ack_waiters))
         ack_durable(srv);
     do {
@@ -286,6 +310,12 @@ static void tick_end(srv_t *srv)
         if (!h2o_linklist_is_empty(&srv->closing))
             srv__session_close_owed(srv);
     } while (!h2o_linklist_is_empty(&srv->to_proceed));
+    return next_due;
+}
+
+static void tick_end(srv_t *srv)
+{
+    tick_end_ex(srv, 1);
 }
 
 static void begin_shutdown(srv_t *srv)
@@ -317,8 +347,9 @@ static void begin_shutdown(srv_t *srv)
 
 int srv_run(srv_t *srv)
 {
-    uint64_t deadline = 0;
+    uint64_t deadline = 0, next_due = 0;
     for (;;) {
+        int32_t wait = srv->stopping ? 50 : 500;
         if (srv->stop_requested && !srv->stopping) {
             begin_shutdown(srv);
             deadline = srv__now_ms(srv) + SHUTDOWN_GRACE_MS;
@@ -328,12 +359,19 @@ int srv_run(srv_t *srv)
               h2o_linklist_is_empty(&srv->ctx.handshake_timeout._entries)) ||
              srv__now_ms(srv) >= deadline))
             break;
-        /* A short wait bound so a stop request is seen promptly. */
-        if (h2o_evloop_run(srv->loop, srv->stopping ? 50 : 500) != 0 && errno != EINTR) {
+        /* A short wait bound so a stop request is seen promptly, and none
+         * past the next paced broadcast. */
+        if (next_due != 0) {
+            uint64_t now = srv__now_ms(srv);
+            wait = next_due <= now                   ? 0
+                   : next_due - now < (uint64_t)wait ? (int32_t)(next_due - now)
+                                                     : wait;
+        }
+        if (h2o_evloop_run(srv->loop, wait) != 0 && errno != EINTR) {
             perror("weftd: event loop");
             return -1;
         }
-        tick_end(srv);
+        next_due = tick_end_ex(srv, srv->stopping);
     }
     /* Whoever is left did not finish the close handshake: cut them off
      * (but for upgrades still in H2O's hands, which end with the loop). */
@@ -389,6 +427,7 @@ void srv_free(srv_t *srv)
         srv->store = NULL;
     }
     proto_buf_dispose(&srv->scratch);
+    free(srv->iov);
     /* TLS connections hold their own references to it. */
     SSL_CTX_free(srv->accept_ctx.ssl_ctx);
     srv->accept_ctx.ssl_ctx = NULL;

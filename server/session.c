@@ -46,6 +46,11 @@ static void mark_proceed(srv_session_t *s)
         h2o_linklist_insert(&s->srv->to_proceed, &s->proceed_link);
 }
 
+void srv__session_mark_proceed(srv_session_t *s)
+{
+    mark_proceed(s);
+}
+
 /* Unlinks the session from everything and frees it; closes the socket when
  * `close_ws`. */
 static void destroy(srv_session_t *s)
@@ -95,21 +100,34 @@ void srv__session_drop(srv_session_t *s)
     mark_proceed(s);
 }
 
-int srv__session_send(srv_session_t *s, const uint8_t *msg, size_t len)
+/* Queues a message (or, with sh, a shared frame holding it); a write follows
+ * at the end of the tick unless `hold`. */
+static int queue_out(srv_session_t *s, const uint8_t *msg, size_t len, srv_shared_t *sh, int hold)
 {
     if (s->ws.sock == NULL || s->closing || s->dropping)
         return -1;
-    if (srv__ws_over_bound(s, len)) {
+    if (srv__ws_over_bound(s, sh != NULL ? sh->len : len)) {
         s->srv->metrics.slow_consumers++;
         s->srv->metrics.errors[PROTO_ERR_SLOW_CONSUMER]++;
         srv__session_drop(s);
         return -1;
     }
-    if (srv__ws_send_binary(s, msg, len) != 0)
+    if ((sh != NULL ? srv__ws_send_shared(s, sh) : srv__ws_send_binary(s, msg, len)) != 0)
         return -1; /* the close handshake is under way: it ends the connection */
     s->srv->metrics.bytes_out += len;
-    mark_proceed(s);
+    if (!hold)
+        mark_proceed(s);
     return 0;
+}
+
+int srv__session_send(srv_session_t *s, const uint8_t *msg, size_t len)
+{
+    return queue_out(s, msg, len, NULL, 0);
+}
+
+int srv__session_send_shared(srv_session_t *s, srv_shared_t *sh, size_t msg_len)
+{
+    return queue_out(s, NULL, msg_len, sh, 0);
 }
 
 /* Encodes `m` into the server's scratch buffer and queues it. */
@@ -235,11 +253,17 @@ void srv__session_ack_durable(srv_session_t *s, uint64_t durable)
         h2o_linklist_unlink(&s->ack_link);
     if (seq != 0) {
         proto_msg_t m;
+        proto_buf_t *buf = &s->srv->scratch;
         memset(&m, 0, sizeof(m));
         m.type = PROTO_ACK;
         m.u.ack.seq = seq;
         s->srv->metrics.acks_out++;
-        send_msg(s, &m);
+        proto_buf_reset(buf);
+        if (proto_encode(&m, buf) != 0)
+            abort();
+        /* A paced document's broadcast is coming (srv__doc_flush_tick): the
+         * ACK waits for it and goes out in the same write. */
+        queue_out(s, buf->base, buf->len, NULL, s->doc != NULL && s->doc->pace_due != 0);
     }
 }
 

@@ -101,6 +101,9 @@ typedef struct srv_config {
      * holds this many, updates from connections that added held runs are
      * refused with ERROR bad_update. */
     size_t max_pending;
+    /* --broadcast-pace: microseconds per editor between two broadcasts of a
+     * document's updates (at most SRV_PACE_MAX_MS ms in all; 0: every tick). */
+    uint32_t broadcast_pace_us;
 } srv_config_t;
 
 #define SRV_RATE_CLOSE_FACTOR 4

@@ -87,13 +87,36 @@ typedef struct {
     uint64_t seq;
 } srv_ack_t;
 
+/* A server frame (header and payload) queued on several connections at once:
+ * one document's broadcast. Reference-counted: each connection holding it in
+ * its output has a reference, and so has whoever made it until it lets go. */
+typedef struct srv_shared {
+    uint32_t refs; /* > 0 */
+    size_t len;
+    uint8_t bytes[];
+} srv_shared_t;
+
+/* A piece of a connection's output: a shared frame, or bytes of its own
+ * buffer (sh NULL: out.base[off .. off + len), or writing.base[...]). */
+typedef struct {
+    srv_shared_t *sh;
+    size_t off, len;
+} srv_wseg_t;
+
 /* A session's WebSocket transport (ws.c: its own RFC 6455 framing). */
 typedef struct srv_ws {
     h2o_socket_t *sock;  /* NULL until the upgrade completes */
-    proto_buf_t out;     /* frames for the next write (freed when idle) */
-    proto_buf_t writing; /* frames of the write in flight */
+    proto_buf_t out;     /* own frames for the next write (freed when idle) */
+    proto_buf_t writing; /* own frames of the write in flight */
+    /* When shared frames are queued, the output in order: segs[0 .. nsegs)
+     * then out.base[out_open .. out.len); without any, just out. The same
+     * for the write in flight: wsegs and writing (wsegs_n 0: writing alone). */
+    srv_wseg_t *segs, *wsegs;
+    uint32_t nsegs, segs_cap, wsegs_n, wsegs_cap;
+    size_t out_open;
+    size_t out_shared;   /* bytes of the shared frames in segs */
     srv_wsf_parser_t rx; /* the framing of the input (ws_frame.h) */
-    uint32_t out_frames; /* frames in out */
+    uint32_t out_frames; /* frames in out and segs */
     uint16_t close_code_sent;
     uint8_t close_sent;     /* a close frame was queued: nothing is sent after it */
     uint8_t close_received; /* the peer's close frame arrived */
@@ -174,6 +197,10 @@ struct srv_doc {
     uint32_t tick_changes;      /* srv__doc_begin_change calls this tick */
     proto_buf_t relay;          /* the tick's only update, sent on as is (len 0: none) */
     h2o_linklist_t dirty_link;  /* in srv->dirty_docs */
+    /* Pacing (--broadcast-pace): the time of the last broadcast, and while
+     * the document is dirty but its next broadcast must wait, when it is due
+     * (else 0). "The tick" above is then every tick until that broadcast. */
+    uint64_t flushed_at, pace_due;
 
     /* Upper bound of the UTF-8 bytes held operations may still make visible
      * (--max-document-bytes): grows by an update's bound when the update left
@@ -227,6 +254,8 @@ struct srv {
     size_t auth_timer_users;
 
     proto_buf_t scratch; /* encoding buffer reused for every message */
+    h2o_iovec_t *iov;    /* scratch of srv__ws_flush */
+    size_t iov_cap;
     srv_metrics_t metrics;
 };
 
@@ -247,7 +276,15 @@ void srv__doc_join(srv_doc_t *doc, srv_session_t *s);
 void srv__doc_leave(srv_doc_t *doc, srv_session_t *s);
 /* Called before a change to the document from session `s` (NULL: the server). */
 int srv__doc_begin_change(srv_doc_t *doc, srv_session_t *s);
-/* Queues the tick's update frame to the document's editors. */
+/* Longest wait of a document's broadcast (--broadcast-pace). */
+#define SRV_PACE_MAX_MS 50
+/* Recipients from which a broadcast frame is shared, not copied. */
+#define SRV_SHARE_MIN 8
+/* The broadcast interval of the document (ms): --broadcast-pace per editor,
+ * at most SRV_PACE_MAX_MS. */
+uint64_t srv__doc_pace_ms(const srv_doc_t *doc);
+/* Queues the tick's update frame to the document's editors (and gives every
+ * editor with output held for it, srv__session_ack_durable, its write). */
 void srv__doc_flush_tick(srv_doc_t *doc);
 void srv__doc_broadcast(srv_doc_t *doc, srv_session_t *except, const uint8_t *msg, size_t len);
 void srv__doc_free_all(srv_t *srv);
@@ -264,6 +301,10 @@ void srv__session_closed(srv_session_t *s);
  * Returns 0, or -1 when the session was closed (it stays allocated until the
  * end of the tick only if it is in a list; do not use it after -1). */
 int srv__session_send(srv_session_t *s, const uint8_t *msg, size_t len);
+/* The same for a shared frame holding a message of msg_len bytes. */
+int srv__session_send_shared(srv_session_t *s, srv_shared_t *sh, size_t msg_len);
+/* Gives the session a write at the end of the tick (its output was held). */
+void srv__session_mark_proceed(srv_session_t *s);
 /* Queues ERROR(code, text, seq) and counts it. */
 void srv__session_error(srv_session_t *s, uint32_t code, const char *text, uint64_t seq);
 /* Closes the connection with a close frame, sent after the messages already
@@ -291,6 +332,11 @@ int srv__ws_accept(srv_session_t *s, h2o_req_t *req, const char *client_key);
 /* Frames one binary message into the connection's output buffer. Returns
  * 0, or -1 when no more messages may go (a close frame was received or sent). */
 int srv__ws_send_binary(srv_session_t *s, const uint8_t *msg, size_t len);
+/* A shared frame of a binary message (refs 1: the caller's). */
+srv_shared_t *srv__shared_new(const uint8_t *msg, size_t len);
+void srv__shared_release(srv_shared_t *sh);
+/* Queues a reference to a shared frame (srv__ws_send_binary's rules). */
+int srv__ws_send_shared(srv_session_t *s, srv_shared_t *sh);
 /* The same for a ping (payload at most 125 bytes). */
 int srv__ws_send_ping(srv_session_t *s, const uint8_t *payload, size_t len);
 /* Queues a close frame after everything queued (reason at most 123 bytes). */

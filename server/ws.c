@@ -28,6 +28,7 @@
  * a protocol error answered with a close frame), and everything written.
  * Event-loop thread only.
  */
+#include <assert.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,25 +87,13 @@ static int close_code_valid(unsigned code)
            (code >= 3000 && code <= 4999);
 }
 
+static size_t frame_header(uint8_t hdr[10], unsigned opcode, size_t len);
+
 /* Appends one unmasked frame (FIN set) to the output buffer. */
 static void put_frame(srv_ws_t *ws, unsigned opcode, const uint8_t *payload, size_t len)
 {
     uint8_t hdr[10];
-    size_t n = 2;
-    hdr[0] = (uint8_t)(0x80 | opcode);
-    if (len < 126) {
-        hdr[1] = (uint8_t)len;
-    } else if (len <= 0xffff) {
-        hdr[1] = 126;
-        hdr[2] = (uint8_t)(len >> 8);
-        hdr[3] = (uint8_t)len;
-        n = 4;
-    } else {
-        hdr[1] = 127;
-        for (int i = 0; i < 8; i++)
-            hdr[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
-        n = 10;
-    }
+    size_t n = frame_header(hdr, opcode, len);
     if (proto_buf_reserve(&ws->out, n + len) != 0)
         abort();
     memcpy(ws->out.base + ws->out.len, hdr, n);
@@ -304,43 +293,109 @@ static void on_write_done(h2o_socket_t *sock, const char *err);
  * over (or a protocol error was answered with a close frame) and written. */
 static int finished(srv_session_t *s)
 {
-    return s->ws.close_sent && (s->ws.close_received || s->ws.read_done) && s->ws.out.len == 0 &&
-           !h2o_socket_is_writing(s->ws.sock);
+    return s->ws.close_sent && (s->ws.close_received || s->ws.read_done) &&
+           srv__ws_queued(&s->ws) == 0 && !h2o_socket_is_writing(s->ws.sock);
+}
+
+static void release_segs(srv_wseg_t *segs, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (segs[i].sh != NULL)
+            srv__shared_release(segs[i].sh);
+}
+
+static void push_seg(srv_ws_t *ws, srv_shared_t *sh, size_t off, size_t len)
+{
+    if (ws->nsegs == ws->segs_cap) {
+        uint32_t cap = ws->segs_cap ? ws->segs_cap * 2 : 4;
+        srv_wseg_t *n = realloc(ws->segs, cap * sizeof(*n));
+        if (n == NULL)
+            abort();
+        ws->segs = n;
+        ws->segs_cap = cap;
+    }
+    ws->segs[ws->nsegs++] = (srv_wseg_t){sh, off, len};
+}
+
+/* Room for n iovecs in the server's scratch array (H2O copies the array of
+ * a write it cannot finish at once; the bytes must stay until it is done). */
+static h2o_iovec_t *iov_reserve(srv_t *srv, size_t n)
+{
+    if (n > srv->iov_cap) {
+        size_t cap = srv->iov_cap ? srv->iov_cap : 16;
+        while (cap < n)
+            cap *= 2;
+        free(srv->iov);
+        if ((srv->iov = malloc(cap * sizeof(*srv->iov))) == NULL)
+            abort();
+        srv->iov_cap = cap;
+    }
+    return srv->iov;
 }
 
 void srv__ws_flush(srv_session_t *s)
 {
     srv_ws_t *ws = &s->ws;
-    h2o_iovec_t iov;
+    h2o_iovec_t *iov;
+    size_t n = 0, open;
     proto_buf_t t;
+    srv_wseg_t *ts;
+    uint32_t tcap;
     if (ws->sock == NULL || h2o_socket_is_writing(ws->sock))
         return;
-    if (ws->out.len == 0) {
+    if (srv__ws_queued(ws) == 0) {
         if (finished(s))
             srv__session_drop(s);
         return;
     }
-    /* The buffer being written must stay put: swap in the other one. */
+    /* What is being written must stay put: swap in the other buffer (and
+     * list of pieces; the one swapped in is empty, its frames released). */
     t = ws->writing;
     ws->writing = ws->out;
     ws->out = t;
     ws->out.len = 0;
+    ts = ws->wsegs;
+    tcap = ws->wsegs_cap;
+    ws->wsegs = ws->segs;
+    ws->wsegs_cap = ws->segs_cap;
+    ws->wsegs_n = ws->nsegs;
+    ws->segs = ts;
+    ws->segs_cap = tcap;
+    ws->nsegs = 0;
+    open = ws->out_open;
+    ws->out_open = 0;
+    ws->out_shared = 0;
     ws->out_frames = 0;
-    iov = h2o_iovec_init(ws->writing.base, ws->writing.len);
-    h2o_socket_write(ws->sock, &iov, 1, on_write_done);
+    iov = iov_reserve(s->srv, ws->wsegs_n + 1);
+    for (uint32_t i = 0; i < ws->wsegs_n; i++) {
+        const srv_wseg_t *g = &ws->wsegs[i];
+        iov[n++] = g->sh != NULL ? h2o_iovec_init(g->sh->bytes, g->sh->len)
+                                 : h2o_iovec_init(ws->writing.base + g->off, g->len);
+    }
+    if (ws->writing.len > open)
+        iov[n++] = h2o_iovec_init(ws->writing.base + open, ws->writing.len - open);
+    h2o_socket_write(ws->sock, iov, n, on_write_done);
 }
 
 static void on_write_done(h2o_socket_t *sock, const char *err)
 {
     srv_session_t *s = sock->data;
+    srv_ws_t *ws = &s->ws;
+    release_segs(ws->wsegs, ws->wsegs_n);
+    ws->wsegs_n = 0;
     if (err != NULL) {
         srv__session_closed(s);
         return;
     }
     /* Idle connections keep no buffer (a malloc per write burst is cheap). */
-    proto_buf_dispose(&s->ws.writing);
-    if (s->ws.out.len == 0)
-        proto_buf_dispose(&s->ws.out);
+    proto_buf_dispose(&ws->writing);
+    if (srv__ws_queued(ws) == 0) {
+        proto_buf_dispose(&ws->out);
+        free(ws->segs);
+        free(ws->wsegs);
+        ws->segs = ws->wsegs = NULL;
+        ws->segs_cap = ws->wsegs_cap = 0;
+    }
     srv__ws_flush(s);
 }
 
@@ -437,6 +492,63 @@ int srv__ws_send_binary(srv_session_t *s, const uint8_t *msg, size_t len)
     return 0;
 }
 
+/* The header of an unmasked frame with FIN set; returns its length. */
+static size_t frame_header(uint8_t hdr[10], unsigned opcode, size_t len)
+{
+    hdr[0] = (uint8_t)(0x80 | opcode);
+    if (len < 126) {
+        hdr[1] = (uint8_t)len;
+        return 2;
+    }
+    if (len <= 0xffff) {
+        hdr[1] = 126;
+        hdr[2] = (uint8_t)(len >> 8);
+        hdr[3] = (uint8_t)len;
+        return 4;
+    }
+    hdr[1] = 127;
+    for (int i = 0; i < 8; i++)
+        hdr[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+    return 10;
+}
+
+srv_shared_t *srv__shared_new(const uint8_t *msg, size_t len)
+{
+    uint8_t hdr[10];
+    size_t n = frame_header(hdr, OP_BINARY, len);
+    srv_shared_t *sh = malloc(sizeof(*sh) + n + len);
+    if (sh == NULL)
+        abort();
+    sh->refs = 1;
+    sh->len = n + len;
+    memcpy(sh->bytes, hdr, n);
+    if (len != 0)
+        memcpy(sh->bytes + n, msg, len);
+    return sh;
+}
+
+void srv__shared_release(srv_shared_t *sh)
+{
+    assert(sh->refs > 0);
+    if (--sh->refs == 0)
+        free(sh);
+}
+
+int srv__ws_send_shared(srv_session_t *s, srv_shared_t *sh)
+{
+    srv_ws_t *ws = &s->ws;
+    if (ws->close_sent || ws->close_received || ws->read_done)
+        return -1;
+    if (ws->out.len > ws->out_open)
+        push_seg(ws, NULL, ws->out_open, ws->out.len - ws->out_open);
+    push_seg(ws, sh, 0, sh->len);
+    ws->out_open = ws->out.len;
+    ws->out_shared += sh->len;
+    ws->out_frames++;
+    sh->refs++;
+    return 0;
+}
+
 int srv__ws_send_ping(srv_session_t *s, const uint8_t *payload, size_t len)
 {
     if (s->ws.close_sent || s->ws.close_received || s->ws.read_done || len > 125)
@@ -457,7 +569,7 @@ uint16_t srv__ws_close_code_sent(const srv_ws_t *ws)
 
 size_t srv__ws_queued(const srv_ws_t *ws)
 {
-    return ws->out.len;
+    return ws->out.len + ws->out_shared;
 }
 
 int srv__ws_over_bound(const srv_session_t *s, size_t extra)
@@ -474,5 +586,12 @@ void srv__ws_dispose(srv_ws_t *ws)
     }
     proto_buf_dispose(&ws->out);
     proto_buf_dispose(&ws->writing);
+    release_segs(ws->segs, ws->nsegs);
+    release_segs(ws->wsegs, ws->wsegs_n);
+    free(ws->segs);
+    free(ws->wsegs);
+    ws->segs = ws->wsegs = NULL;
+    ws->nsegs = ws->wsegs_n = ws->segs_cap = ws->wsegs_cap = 0;
+    ws->out_open = ws->out_shared = 0;
     srv__wsf_dispose(&ws->rx);
 }

@@ -295,6 +295,7 @@ static const limit_flag_t limit_flags[] = {
     {"--max-document-bytes", 67108864, "1", "1099511627776", "0", "1099511627777"},
     {"--max-documents", 10000, "1", "16777216", "0", "16777217"},
     {"--max-pending", 10000, "1", "16777216", "0", "16777217"},
+    {"--broadcast-pace", 25, "0", "50000", NULL, "50001"},
 };
 
 /* The field a limit flag sets. */
@@ -310,6 +311,8 @@ static unsigned long long limit_value(const srv_config_t *cfg, const char *flag)
         return cfg->max_documents;
     if (strcmp(flag, "--max-pending") == 0)
         return cfg->max_pending;
+    if (strcmp(flag, "--broadcast-pace") == 0)
+        return cfg->broadcast_pace_us;
     fail_msg("no field for %s", flag);
     return 0;
 }

@@ -303,6 +303,87 @@ static void test_sync_every_seq_acked(void **state)
     assert_int_equal(crdt_doc_length(b->doc), 200);
 }
 
+/* weftd with a broadcast pace of 5 ms per editor: a document of 12 editors
+ * broadcasts at most every 50 ms (the cap), in frames shared by its editors,
+ * and its ACKs wait for those broadcasts. */
+static int setup_paced(void **state)
+{
+    static const char *const args[] = {"--broadcast-pace", "5000", NULL};
+    wt_fixture_t *fx = wt_fixture_new(0x5eed0002, args);
+    if (fx == NULL)
+        return -1;
+    *state = fx;
+    return 0;
+}
+
+/* Under pacing nothing is lost: every edit reaches every editor, every one is
+ * acknowledged (in order: `acked` never goes back), presence and leaves reach
+ * everyone. */
+static void test_sync_paced_document_many_editors(void **state)
+{
+    enum { N = 12 };
+    wt_fixture_t *fx = *state;
+    const uint64_t seed = 0x9ace;
+    rng_t rng;
+    rng_init(&rng, seed);
+    wt_editor_t *eds[N];
+    uint64_t acked[N] = {0};
+    for (size_t i = 0; i < N; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "ed%zu", i);
+        eds[i] = wt_fixture_editor(fx, "paced", name, 1);
+        assert_non_null(eds[i]);
+    }
+    for (size_t i = 0; i < N; i++)
+        for (size_t j = 0; j < N; j++)
+            if (i != j)
+                assert_int_equal(wt_editor_wait_presence(eds[i], eds[j]->replica, 1, TIMEOUT), 0);
+    for (int round = 0; round < 40; round++) {
+        for (size_t i = 0; i < N; i++)
+            if (rng_below(&rng, 2))
+                random_edit(eds[i], &rng);
+        wt_editors_pump(eds, N, (int)rng_below(&rng, 8));
+        for (size_t i = 0; i < N; i++) {
+            if (eds[i]->acked < acked[i])
+                fail_msg("editor %zu: ACK %llu after %llu (seed 0x%llx)", i,
+                         (unsigned long long)eds[i]->acked, (unsigned long long)acked[i],
+                         (unsigned long long)seed);
+            acked[i] = eds[i]->acked;
+        }
+    }
+    assert_converged(eds, N, seed);
+    for (size_t i = 0; i < N; i++) {
+        assert_int_equal(eds[i]->n_errors, 0);
+        assert_int_equal(eds[i]->acked, eds[i]->next_seq - 1);
+    }
+    /* A lone writer is left out of the broadcasts of its own edits: its held
+     * ACKs must still go out with them. */
+    for (int k = 0; k < 5; k++) {
+        uint64_t seq;
+        assert_int_equal(wt_editor_insert(eds[1], 0, "ab", &seq), 0);
+        assert_true(wt_editor_pump(eds[1], 2) >= 0);
+        assert_int_equal(wt_editor_insert(eds[1], 1, "c", &seq), 0);
+        assert_int_equal(wt_editor_wait_ack(eds[1], seq, TIMEOUT), 0);
+    }
+    assert_converged(eds, N, seed);
+    /* A cursor and a leave reach every other editor. */
+    assert_int_equal(wt_editor_set_presence(eds[0], 1, 1), 0);
+    for (size_t i = 1; i < N; i++) {
+        for (int k = 0; k < 100; k++) {
+            const wt_peer_t *p = wt_editor_peer(eds[i], eds[0]->replica);
+            if (p != NULL && p->has_selection)
+                break;
+            wt_editor_pump(eds[i], 100);
+        }
+        const wt_peer_t *p = wt_editor_peer(eds[i], eds[0]->replica);
+        assert_non_null(p);
+        assert_true(p->has_selection);
+    }
+    assert_int_equal(wt_editor_close(eds[N - 1], TIMEOUT), 0);
+    for (size_t i = 0; i < N - 1; i++)
+        assert_int_equal(wt_editor_wait_presence(eds[i], eds[N - 1]->replica, 0, TIMEOUT), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -315,6 +396,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sync_reconnect_offline_edits_converge, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_sync_every_seq_acked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sync_paced_document_many_editors, setup_paced,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
