@@ -321,11 +321,22 @@ typedef struct {
     const uint8_t *text; /* into `arenas` */
 } snap_client_t;
 
+/* An item as the id-order checks need it, packed: the items sorted by
+ * (client, clock) are an array of these, read in order or looked up. */
+typedef struct {
+    uint32_t client, clock, end; /* its clocks are clock .. end-1 */
+    uint32_t idx;                /* its index in document order */
+    /* Clocks of the client before this item that no item holds: two items of
+     * a client have no gap between them exactly when these are equal. */
+    uint32_t gap;
+    uint32_t deleted; /* the item's flag (set by place_text()) */
+} snap_bid_t;
+
 struct crdt__snap {
     uint32_t nclients, nitems, ndel;
     snap_client_t *clients;
     snap_item_t *items; /* document order */
-    uint32_t *by_id;    /* item indexes sorted by (client, clock) */
+    snap_bid_t *bid;    /* the items sorted by (client, clock) */
     snap_del_t *dels;   /* per client in clock order */
     uint8_t *owned;     /* the decompressed body */
     size_t owned_len;
@@ -339,7 +350,7 @@ void crdt__snapshot_dispose(const crdt_alloc_t *a, crdt__snap_t *s)
         return;
     crdt__tmp_free(a, s->clients, s->nclients * sizeof(snap_client_t));
     crdt__tmp_free(a, s->items, s->nitems * sizeof(snap_item_t));
-    crdt__tmp_free(a, s->by_id, s->nitems * sizeof(uint32_t));
+    crdt__tmp_free(a, s->bid, s->nitems * sizeof(snap_bid_t));
     crdt__tmp_free(a, s->dels, s->ndel * sizeof(snap_del_t));
     crdt__tmp_free(a, s->owned, s->owned_len);
     crdt__tmp_free(a, s->arenas, s->arenas_len);
@@ -399,7 +410,8 @@ static void sort_kv(kv_t *a, kv_t *tmp, size_t n, uint64_t vary)
         memcpy(a, src, n * sizeof(kv_t));
 }
 
-/* Sorts item indexes by (client, clock) (linear: sort_kv() on packed keys). */
+/* Sorts the items by (client, clock) into s->bid (linear: sort_kv() on
+ * packed keys, each item's length riding along with its index). */
 static int sort_by_id(const crdt_alloc_t *a, crdt__snap_t *s)
 {
     kv_t *kv = crdt__tmp_alloc(a, 2 * (size_t)s->nitems * sizeof(kv_t));
@@ -409,171 +421,251 @@ static int sort_by_id(const crdt_alloc_t *a, crdt__snap_t *s)
     for (uint32_t i = 0; i < s->nitems; i++) {
         uint64_t key = (uint64_t)s->items[i].client << 32 | s->items[i].clock;
         kv[i].key = key;
-        kv[i].val = i;
+        kv[i].val = (uint64_t)s->items[i].len << 32 | i;
         all_or |= key;
         all_and &= key;
     }
     sort_kv(kv, kv + s->nitems, s->nitems, all_or ^ all_and);
-    for (uint32_t i = 0; i < s->nitems; i++)
-        s->by_id[i] = (uint32_t)kv[i].val;
+    {
+        uint32_t client = CRDT__NONE, end = 0, gap = 0;
+        for (uint32_t k = 0; k < s->nitems; k++) {
+            snap_bid_t *b = &s->bid[k];
+            b->client = (uint32_t)(kv[k].key >> 32);
+            b->clock = (uint32_t)kv[k].key;
+            if (b->client != client) {
+                client = b->client;
+                end = gap = 0;
+            }
+            /* Overlapping items (refused by place_text()) make this wrap,
+             * which does no harm before then. */
+            gap += b->clock - end;
+            b->gap = gap;
+            b->end = end = b->clock + (uint32_t)(kv[k].val >> 32); /* bounded by parse_items() */
+            b->idx = (uint32_t)kv[k].val;
+        }
+    }
     crdt__tmp_free(a, kv, 2 * (size_t)s->nitems * sizeof(kv_t));
     return 0;
 }
 
 /*
- * Checks that every origin and every delete target names inserted
- * characters, in linear time: the references are sorted and walked together
- * with the items in id order, and cover[k] is where the run of items with
- * consecutive clocks starting at by_id[k] ends.
+ * Finds items by id in constant time (typically): the clocks of client c are
+ * cut into buckets of 2^shift clocks, with at most about twice as many
+ * buckets as the client has items (so the table stays of the size of the
+ * item array whatever clocks the header declares), and tab[base + b] is the
+ * by-id position of the client's first item ending after bucket b starts;
+ * tab[base + nb] is the position after the client's last item. It needs the
+ * items sorted by id and not overlapping (place_text() checked that).
  */
-/*
- * An item's deleted flag must say what the delete records say: all of its
- * characters deleted, or none. `q` holds, sorted, the delete targets (with
- * bit 63 of the value clear) among other references; the union of the targets
- * is walked together with the items in id order.
- */
-static int check_deleted(const crdt__snap_t *s, const kv_t *q, size_t nq)
+typedef struct {
+    uint32_t next_clock, shift, base, stop; /* stop: after the client's last item */
+} idmap_client_t;
+
+typedef struct {
+    uint32_t *tab;
+    idmap_client_t *cl;
+    size_t ntab;
+} idmap_t;
+
+static void idmap_dispose(const crdt_alloc_t *a, idmap_t *m, uint32_t nclients)
 {
-    uint32_t k = 0;
-    size_t i = 0;
-    uint64_t cur_lo = 0, cur_hi = 0; /* current union range, as (client << 32 | clock) */
-    bool have = false;
-    for (k = 0; k < s->nitems; k++) {
-        const snap_item_t *x = &s->items[s->by_id[k]];
-        uint64_t lo = (uint64_t)x->client << 32 | x->clock, hi = lo + x->len, covered = 0;
-        /* Advance the union range until it ends after lo. */
-        while (!have || cur_hi <= lo) {
-            uint64_t rlo, rhi;
-            while (i < nq && !(q[i].val & ((uint64_t)1 << 32)))
-                i++;
-            if (i == nq) {
-                have = false;
-                break;
-            }
-            rlo = q[i].key;
-            rhi = (q[i].key & ~(uint64_t)UINT32_MAX) | (uint32_t)q[i].val;
-            i++;
-            if (have && rlo <= cur_hi) {
-                if (rhi > cur_hi)
-                    cur_hi = rhi;
-            } else {
-                cur_lo = rlo;
-                cur_hi = rhi;
-                have = true;
-            }
-        }
-        /* Extend it over ranges that touch it, as far as this item needs. */
-        while (have && cur_hi < hi) {
-            while (i < nq && !(q[i].val & ((uint64_t)1 << 32)))
-                i++;
-            if (i == nq || q[i].key > cur_hi)
-                break;
-            {
-                uint64_t rhi = (q[i].key & ~(uint64_t)UINT32_MAX) | (uint32_t)q[i].val;
-                if (rhi > cur_hi)
-                    cur_hi = rhi;
-            }
-            i++;
-        }
-        if (have && cur_lo < hi) {
-            uint64_t a0 = cur_lo > lo ? cur_lo : lo, b0 = cur_hi < hi ? cur_hi : hi;
-            covered = b0 > a0 ? b0 - a0 : 0;
-        }
-        if (x->deleted ? covered != x->len : covered != 0)
-            return CRDT_EMALFORMED;
+    crdt__tmp_free(a, m->tab, m->ntab * sizeof(uint32_t));
+    crdt__tmp_free(a, m->cl, nclients * sizeof(idmap_client_t));
+}
+
+static int idmap_init(const crdt_alloc_t *a, idmap_t *m, const crdt__snap_t *s)
+{
+    uint32_t nc = s->nclients, k = 0;
+    size_t total = 0;
+    memset(m, 0, sizeof(*m));
+    if ((m->cl = crdt__tmp_alloc(a, nc * sizeof(idmap_client_t))) == NULL)
+        return CRDT_ENOMEM;
+    for (uint32_t c = 0; c < nc; c++) {
+        idmap_client_t *mc = &m->cl[c];
+        uint32_t first = k, sh = 0;
+        uint64_t last = s->clients[c].next_clock - 1;
+        while (k < s->nitems && s->bid[k].client == c)
+            k++;
+        /* At most 2 * items + 1 buckets. */
+        while ((last >> sh) > 2 * (uint64_t)(k - first))
+            sh++;
+        mc->next_clock = s->clients[c].next_clock;
+        mc->shift = sh;
+        mc->base = (uint32_t)total;
+        mc->stop = k;
+        total += (size_t)(last >> sh) + 2;
+    }
+    m->ntab = total;
+    if ((m->tab = crdt__tmp_alloc(a, total * sizeof(uint32_t))) == NULL)
+        return CRDT_ENOMEM;
+    k = 0;
+    for (uint32_t c = 0; c < nc; c++) {
+        const idmap_client_t *mc = &m->cl[c];
+        uint32_t *t = m->tab + mc->base, sh = mc->shift;
+        uint64_t nb = ((uint64_t)(mc->next_clock - 1) >> sh) + 1, b = 0,
+                 mask = ((uint64_t)1 << sh) - 1;
+        /* Item k is the first ending after the starts of buckets b with
+         * end(k - 1) <= b << sh < end(k). */
+        for (; k < mc->stop; k++)
+            for (uint64_t bend = ((uint64_t)s->bid[k].end + mask) >> sh; b < bend; b++)
+                t[b] = k;
+        for (; b <= nb; b++)
+            t[b] = k;
     }
     return 0;
 }
 
-/* What a reference query is (kv_t.val): a delete target (low bits: the end
- * clock) or an item's written-out origin (low bits: the item's index). */
-#define Q_TARGET ((uint64_t)1 << 32)
-#define Q_LEFT ((uint64_t)1 << 33)
-#define Q_RIGHT ((uint64_t)1 << 34) /* checked for existence only */
+/* By-id position of the item of client c holding clock x, or CRDT__NONE. */
+static inline uint32_t idmap_find(const idmap_t *m, const snap_bid_t *bid, uint32_t c, uint32_t x)
+{
+    const idmap_client_t *mc = &m->cl[c];
+    const uint32_t *t;
+    uint32_t lo, hi;
+    if (x >= mc->next_clock)
+        return CRDT__NONE;
+    t = m->tab + mc->base + (uint32_t)((uint64_t)x >> mc->shift);
+    /* The item is the first in [lo, hi] ending after x (hi may be the
+     * client's stop: then there is none). */
+    lo = t[0];
+    if (lo < mc->stop && bid[lo].end > x)
+        return bid[lo].clock <= x ? lo : CRDT__NONE;
+    hi = t[1];
+    while (hi - lo > 8) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (bid[mid].end > x)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    while (lo < hi && bid[lo].end <= x)
+        lo++;
+    return lo < mc->stop && bid[lo].clock <= x ? lo : CRDT__NONE;
+}
 
+/*
+ * Checks that every written-out origin and every delete target names inserted
+ * characters (a target's characters must be consecutive items' with no gap
+ * between them), that an item comes after its left origin in document order,
+ * and that an item's deleted flag says what the delete records say: all of its
+ * characters deleted, or none. For the last, each target adds one to the items
+ * it covers whole (a difference array over by-id positions) and notes the
+ * parts of items it covers in part; those (rare) parts are sorted and their
+ * union checked per item. Linear time but for that sort.
+ */
 static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
 {
-    /* At most two written-out origins per item (pages past the ones used are
-     * never touched). */
-    size_t nq = 0, cap = 2 * (size_t)s->nitems + s->ndel;
-    uint64_t all_or = 0, all_and = ~(uint64_t)0;
-    kv_t *q, *tmp;
-    /* Only reachable on 32-bit targets (wasm32): sizes that would wrap. */
-    if (2 * (uint64_t)s->nitems + s->ndel > SIZE_MAX / sizeof(kv_t))
-        return CRDT_ENOMEM;
-    q = crdt__tmp_alloc(a, cap * sizeof(kv_t));
-    tmp = crdt__tmp_alloc(a, cap * sizeof(kv_t));
-    uint32_t *cover = crdt__tmp_alloc(a, s->nitems * sizeof(uint32_t));
-    int err = 0;
-    if (!q || !tmp || !cover) {
+    uint32_t n = s->nitems, *diff = NULL;
+    const snap_bid_t *bid = s->bid;
+    kv_t *part = NULL;
+    size_t npart = 0, part_cap = 0;
+    idmap_t m;
+    int err;
+    if ((err = idmap_init(a, &m, s)) != 0)
+        goto Exit;
+    if ((diff = crdt__tmp_alloc(a, ((size_t)n + 1) * sizeof(uint32_t))) == NULL) {
         err = CRDT_ENOMEM;
         goto Exit;
     }
-    for (uint32_t i = 0; i < s->nitems; i++) {
+    memset(diff, 0, ((size_t)n + 1) * sizeof(uint32_t));
+    err = CRDT_EMALFORMED;
+    for (uint32_t i = 0; i < n; i++) {
         const snap_item_t *x = &s->items[i];
         if (x->leaf & 1) {
-            uint64_t key = (uint64_t)x->left.client << 32 | x->left.clock;
-            q[nq].key = key;
-            q[nq++].val = Q_LEFT | i;
-            all_or |= key;
-            all_and &= key;
+            /* An item comes after its left origin in document order: the
+             * integration of any insert puts it there. (Not so for the
+             * right origin: an insert whose right origin lies before its
+             * left one is integrated after the left one.) */
+            uint32_t k = idmap_find(&m, bid, x->left.client, x->left.clock);
+            if (k == CRDT__NONE || bid[k].idx >= i)
+                goto Exit;
         }
-        if (x->leaf & 2) {
-            uint64_t key = (uint64_t)x->right.client << 32 | x->right.clock;
-            q[nq].key = key;
-            q[nq++].val = Q_RIGHT | i;
-            all_or |= key;
-            all_and &= key;
+        if ((x->leaf & 2) && idmap_find(&m, bid, x->right.client, x->right.clock) == CRDT__NONE)
+            goto Exit;
+    }
+    for (uint32_t j = 0; j < s->ndel; j++) {
+        const snap_del_t *d = &s->dels[j];
+        uint32_t lo = d->tlo, hi = d->tlo + d->len; /* parse_dels() bounded it */
+        uint32_t klo = idmap_find(&m, bid, d->tclient, lo), khi = klo, a0, b0;
+        if (klo == CRDT__NONE)
+            goto Exit;
+        if (hi > bid[klo].end) {
+            /* Across items: to the one holding hi - 1, with no gap. */
+            khi = idmap_find(&m, bid, d->tclient, hi - 1);
+            if (khi == CRDT__NONE || bid[khi].gap != bid[klo].gap)
+                goto Exit;
+        }
+        /* Items covered whole: a0 .. b0 - 1. */
+        a0 = klo + (lo != bid[klo].clock);
+        b0 = khi + (hi == bid[khi].end);
+        if (a0 < b0) {
+            diff[a0]++;
+            diff[b0]--;
+        }
+        if (lo != bid[klo].clock || hi != bid[khi].end) {
+            if (part == NULL) {
+                /* At most two parts per target, and room to sort them. */
+                part_cap = 2 * (size_t)s->ndel;
+                if (2 * (uint64_t)part_cap > SIZE_MAX / sizeof(kv_t) ||
+                    (part = crdt__tmp_alloc(a, 2 * part_cap * sizeof(kv_t))) == NULL) {
+                    part_cap = 0;
+                    err = CRDT_ENOMEM;
+                    goto Exit;
+                }
+            }
+            if (lo != bid[klo].clock) {
+                part[npart].key = (uint64_t)klo << 32 | lo;
+                part[npart++].val = hi < bid[klo].end ? hi : bid[klo].end;
+            }
+            if (hi != bid[khi].end && (khi != klo || lo == bid[klo].clock)) {
+                part[npart].key = (uint64_t)khi << 32 | (khi != klo ? bid[khi].clock : lo);
+                part[npart++].val = hi;
+            }
         }
     }
-    for (uint32_t i = 0; i < s->ndel; i++) {
-        uint64_t key = (uint64_t)s->dels[i].tclient << 32 | s->dels[i].tlo;
-        q[nq].key = key;
-        q[nq++].val = Q_TARGET | (s->dels[i].tlo + s->dels[i].len);
-        all_or |= key;
-        all_and &= key;
+    if (npart > 0) {
+        uint64_t all_or = 0, all_and = ~(uint64_t)0;
+        for (size_t p = 0; p < npart; p++) {
+            all_or |= part[p].key;
+            all_and &= part[p].key;
+        }
+        sort_kv(part, part + part_cap, npart, all_or ^ all_and);
     }
-    for (uint32_t k = s->nitems; k-- > 0;) {
-        const snap_item_t *x = &s->items[s->by_id[k]];
-        const snap_item_t *y = k + 1 < s->nitems ? &s->items[s->by_id[k + 1]] : NULL;
-        cover[k] = y && y->client == x->client && y->clock == x->clock + x->len ? cover[k + 1]
-                                                                                : x->clock + x->len;
-    }
-    sort_kv(q, tmp, nq, all_or ^ all_and);
-    if ((err = check_deleted(s, q, nq)) != 0)
-        goto Exit;
     {
-        uint32_t k = 0;
-        for (size_t i = 0; i < nq; i++) {
-            uint32_t c = (uint32_t)(q[i].key >> 32), lo = (uint32_t)q[i].key;
-            uint32_t hi = (q[i].val & Q_TARGET) ? (uint32_t)q[i].val : lo + 1;
-            const snap_item_t *x = NULL;
-            /* Advance to the first item of client c ending after lo. */
-            while (k < s->nitems) {
-                x = &s->items[s->by_id[k]];
-                if (x->client > c || (x->client == c && x->clock + x->len > lo))
-                    break;
-                k++;
+        uint32_t whole = 0, pk = npart > 0 ? (uint32_t)(part[0].key >> 32) : CRDT__NONE;
+        size_t p = 0;
+        for (uint32_t k = 0; k < n; k++) {
+            whole += diff[k];
+            if (k != pk) {
+                /* Deleted whole, or nothing deleted. */
+                if ((whole != 0) != (bid[k].deleted != 0))
+                    goto Exit;
+                continue;
             }
-            if (k == s->nitems || x->client != c || x->clock > lo || cover[k] < hi) {
-                err = CRDT_EMALFORMED;
+            if (!bid[k].deleted)
                 goto Exit;
+            if (whole != 0) {
+                while (p < npart && (uint32_t)(part[p].key >> 32) == k)
+                    p++;
+            } else {
+                /* Deleted, so its parts must cover it. */
+                uint32_t at = bid[k].clock;
+                for (; p < npart && (uint32_t)(part[p].key >> 32) == k; p++) {
+                    if ((uint32_t)part[p].key > at)
+                        goto Exit;
+                    if (part[p].val > at)
+                        at = (uint32_t)part[p].val;
+                }
+                if (at != bid[k].end)
+                    goto Exit;
             }
-            /* An item comes after its left origin in document order (items
-             * are in document order, so indexes compare positions): the
-             * integration of any insert puts it there. (Not so for the right
-             * origin: an insert whose right origin lies before its left one
-             * is integrated after the left one.) */
-            if ((q[i].val & Q_LEFT) && s->by_id[k] >= (uint32_t)q[i].val) {
-                err = CRDT_EMALFORMED;
-                goto Exit;
-            }
+            pk = p < npart ? (uint32_t)(part[p].key >> 32) : CRDT__NONE;
         }
     }
+    err = 0;
 Exit:
-    crdt__tmp_free(a, q, cap * sizeof(kv_t));
-    crdt__tmp_free(a, tmp, cap * sizeof(kv_t));
-    crdt__tmp_free(a, cover, s->nitems * sizeof(uint32_t));
+    idmap_dispose(a, &m, s->nclients);
+    crdt__tmp_free(a, diff, ((size_t)n + 1) * sizeof(uint32_t));
+    crdt__tmp_free(a, part, 2 * part_cap * sizeof(kv_t));
     return err;
 }
 
@@ -730,6 +822,7 @@ static int place_text(const crdt_alloc_t *a, crdt__snap_t *s, const uint8_t *tex
                       uint32_t *used)
 {
     size_t pos = 0, off = 0, i8 = 0;
+    const uint8_t *arena_end;
     bool ascii;
     int err;
     /* Text that is all ASCII (the usual case) needs no per-item scan. */
@@ -767,15 +860,23 @@ static int place_text(const crdt_alloc_t *a, crdt__snap_t *s, const uint8_t *tex
         off += s->clients[c].text_len;
         used[c] = 0;
     }
+    arena_end = s->arenas + total;
     for (uint32_t k = 0; k < s->nitems; k++) {
-        snap_item_t *x = &s->items[s->by_id[k]];
-        const snap_item_t *p = k ? &s->items[s->by_id[k - 1]] : NULL;
+        snap_item_t *x = &s->items[s->bid[k].idx];
+        uint8_t *dst;
         snap_client_t *sc = &s->clients[x->client];
-        if (p && p->client == x->client && p->clock + p->len > x->clock)
+        if (k > 0 && s->bid[k - 1].client == x->client && s->bid[k - 1].end > x->clock)
             return CRDT_EMALFORMED;
+        s->bid[k].deleted = x->deleted;
         if (x->text_bytes > sc->text_len - used[x->client])
             return CRDT_EMALFORMED;
-        memcpy((uint8_t *)sc->text + used[x->client], text + x->text_off, x->text_bytes);
+        dst = (uint8_t *)sc->text + used[x->client];
+        if (x->text_bytes <= 16 && total - x->text_off >= 16 && arena_end - dst >= 16)
+            /* Items are copied in arena order, so what this writes past
+             * the item's text is overwritten by the items after it. */
+            memcpy(dst, text + x->text_off, 16);
+        else
+            memcpy(dst, text + x->text_off, x->text_bytes);
         x->text_off = used[x->client];
         used[x->client] += x->text_bytes;
     }
@@ -786,25 +887,18 @@ static int place_text(const crdt_alloc_t *a, crdt__snap_t *s, const uint8_t *tex
 }
 
 /* Moves client c's fill point (*fill) past the items that start exactly there,
- * *next being the by_id position of the client's next item. Returns that next
+ * *next being the by-id position of the client's next item. Returns that next
  * item if it is still client c's, else NULL. */
-static inline const snap_item_t *skip_items(const crdt__snap_t *s, uint32_t c, uint32_t *fill,
-                                            uint32_t *next)
+static inline const snap_bid_t *skip_items(const crdt__snap_t *s, uint32_t c, uint32_t *fill,
+                                           uint32_t *next)
 {
-    const snap_item_t *items = s->items;
-    const uint32_t *by_id = s->by_id;
+    const snap_bid_t *bid = s->bid;
     uint32_t f = *fill, k = *next, n = s->nitems;
-    const snap_item_t *x = NULL;
-    for (; k < n; k++) {
-        x = &items[by_id[k]];
-        if (x->client != c || x->clock != f)
-            break;
-        f += x->len;
-        x = NULL;
-    }
+    for (; k < n && bid[k].client == c && bid[k].clock == f; k++)
+        f = bid[k].end;
     *fill = f;
     *next = k;
-    return x && x->client == c ? x : NULL;
+    return k < n && bid[k].client == c ? &bid[k] : NULL;
 }
 
 /* Reads the delete records. Their clocks fill, per client and in order, the
@@ -813,15 +907,15 @@ static int parse_dels(crdt__reader_t *col, crdt__snap_t *s, uint32_t *fill, uint
 {
     uint32_t client = CRDT__NONE, k = 0;
     for (uint32_t c = 0; c < s->nclients; c++) {
-        while (k < s->nitems && s->items[s->by_id[k]].client < c)
+        while (k < s->nitems && s->bid[k].client < c)
             k++;
-        next[c] = k; /* by_id position of the client's next item */
+        next[c] = k; /* by-id position of the client's next item */
         fill[c] = 0;
     }
     for (uint32_t i = 0; i < s->ndel; i++) {
         snap_del_t *d = &s->dels[i];
         uint8_t head = crdt__get_u8(&col[D_HEADC]);
-        const snap_item_t *x;
+        const snap_bid_t *x;
         uint32_t gap_end;
         if (col[D_HEADC].err || (head & ~D_MASK))
             return CRDT_EMALFORMED;
@@ -902,14 +996,14 @@ static int check_causal(const crdt_alloc_t *a, const crdt__snap_t *s)
     for (uint32_t c = 0, k = 0; c < nc; c++) {
         front[c] = 0;
         icur[c] = k;
-        while (k < s->nitems && s->items[s->by_id[k]].client == c)
+        while (k < s->nitems && s->bid[k].client == c)
             k++;
     }
     while (progress) {
         progress = false;
         for (uint32_t c = 0; c < nc; c++) {
             for (;;) {
-                const snap_item_t *x = icur[c] < s->nitems ? &s->items[s->by_id[icur[c]]] : NULL;
+                const snap_item_t *x = icur[c] < s->nitems ? &s->items[s->bid[icur[c]].idx] : NULL;
                 if (x && x->client == c && x->clock == front[c]) {
                     if ((x->left.client != CRDT__NONE && x->left.clock >= front[x->left.client]) ||
                         (x->right.client != CRDT__NONE && x->right.clock >= front[x->right.client]))
@@ -1085,7 +1179,7 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
     if ((s->items = alloc_array(a, (size_t)n, sizeof(snap_item_t), &err)) == NULL)
         goto Fail;
     s->nitems = (uint32_t)n;
-    if ((s->by_id = alloc_array(a, (size_t)n, sizeof(uint32_t), &err)) == NULL)
+    if ((s->bid = alloc_array(a, (size_t)n, sizeof(snap_bid_t), &err)) == NULL)
         goto Fail;
     if ((tmp = alloc_array(a, s->nitems > s->nclients ? s->nitems : s->nclients, sizeof(uint32_t),
                            &err)) == NULL ||
@@ -1153,7 +1247,7 @@ int crdt__snapshot_to_ops(const crdt_alloc_t *a, crdt__snap_t *s, crdt__decoded_
     for (uint32_t c = 0; c < s->nclients; c++)
         d->ids[c] = s->clients[c].id;
     for (uint32_t i = 0; i < s->nitems; i++) {
-        const snap_item_t *x = &s->items[s->by_id[i]];
+        const snap_item_t *x = &s->items[s->bid[i].idx];
         crdt__op_t *op = &d->ops[k++];
         memset(op, 0, sizeof(*op));
         op->kind = CRDT__OP_INSERT;
@@ -1285,13 +1379,13 @@ static void build_idx(crdt_doc_t *doc, const crdt__snap_t *s, const kv_t *kv, ui
                 continue;
             }
             {
-                const crdt__item_t *x = i < s->nitems ? &ITEM(doc, s->by_id[i]) : NULL;
+                const snap_bid_t *x = i < s->nitems ? &s->bid[i] : NULL;
                 const snap_del_t *d = j < s->ndel ? &s->dels[j] : NULL;
                 uint64_t ki = x ? (uint64_t)x->client << 32 | x->clock : UINT64_MAX;
                 uint64_t kj = d ? (uint64_t)d->client << 32 | d->clock : UINT64_MAX;
                 if (ki < kj) {
                     leaf->keys[m] = ki;
-                    leaf->vals[m] = s->by_id[i++];
+                    leaf->vals[m] = s->bid[i++].idx;
                 } else {
                     leaf->keys[m] = kj;
                     leaf->vals[m] = j++ | CRDT__IDX_DEL;
@@ -1437,10 +1531,10 @@ int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
         } else {
             uint64_t all_or = 0, all_and = ~(uint64_t)0;
             for (uint32_t i = 0; i < s->nitems; i++) {
-                const crdt__item_t *x = &ITEM(doc, s->by_id[i]);
+                const snap_bid_t *x = &s->bid[i];
                 uint64_t key = (uint64_t)x->client << 32 | x->clock;
                 kv[i].key = key;
-                kv[i].val = s->by_id[i];
+                kv[i].val = x->idx;
                 all_or |= key;
                 all_and &= key;
             }
