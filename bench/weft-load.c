@@ -51,15 +51,36 @@ typedef struct {
     uint64_t acked;
     int ready, dead, want_out;
     wt_buf_t out;
-    int64_t sent_us[RING]; /* send time of edit seq, at seq % RING */
-    uint64_t sent_seq[RING];
+    struct {
+        uint64_t seq; /* edit seq sent at us, kept at seq % RING */
+        int64_t us;
+    } sent[RING];
 } editor_t;
 
+/* Latencies in microseconds as a histogram: exact below 1,024 us, then 64
+ * buckets per power of two (about 1.6 % wide). */
+#define HIST_BUCKETS (1024 + 64 * 54)
 typedef struct {
-    uint32_t *v;
-    size_t n, cap;
-    uint64_t dropped;
+    uint64_t count[HIST_BUCKETS];
+    uint64_t n, max;
 } samples_t;
+
+/* Large UPDATE frames are the same bytes for every editor of a document (one
+ * broadcast): the markers found in one are kept with their send times, and a
+ * receiver of the very same bytes (compared whole) reuses them. */
+#define FCACHE 8
+#define FCACHE_MIN 512
+typedef struct {
+    uint32_t sender;
+    int64_t sent_us;
+} hit_t;
+typedef struct {
+    uint8_t *bytes;
+    size_t len, cap;
+    hit_t *hits;
+    size_t nhits, cap_hits;
+    uint64_t used; /* for LRU */
+} fcache_t;
 
 static struct {
     int connections, docs, idle, spawn, verbose, anywhere;
@@ -73,6 +94,8 @@ static editor_t *eds;
 static int ep;
 static rng_t rng;
 static samples_t lat, ack_lat;
+static fcache_t fcache[FCACHE];
+static uint64_t fcache_clock;
 static uint64_t errors, edits, deliveries, acks;
 static int measuring;
 static int64_t t_start, t_end;
@@ -103,35 +126,47 @@ static void usage(FILE *f)
                "over the same span; null without --spawn), server_sys_s (its stime part).\n");
 }
 
+static unsigned hist_bucket(uint64_t us)
+{
+    if (us < 1024)
+        return (unsigned)us;
+    unsigned e = 63 - (unsigned)__builtin_clzll(us); /* >= 10 */
+    unsigned b = 1024 + (e - 10) * 64 + (unsigned)((us >> (e - 6)) & 63);
+    return b < HIST_BUCKETS ? b : HIST_BUCKETS - 1;
+}
+
+/* The smallest latency of bucket b. */
+static uint64_t hist_value(unsigned b)
+{
+    if (b < 1024)
+        return b;
+    unsigned e = (b - 1024) / 64 + 10, sub = (b - 1024) % 64;
+    return (uint64_t)(64 + sub) << (e - 6);
+}
+
 static void sample_add(samples_t *s, int64_t us)
 {
     if (us < 0)
         us = 0;
-    if (s->n == s->cap) {
-        if (s->cap >= (size_t)64 << 20) {
-            s->dropped++;
-            return;
-        }
-        s->cap = s->cap ? s->cap * 2 : 1 << 16;
-        s->v = realloc(s->v, s->cap * sizeof *s->v);
-        if (s->v == NULL)
-            abort();
-    }
-    s->v[s->n++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
+    s->count[hist_bucket((uint64_t)us)]++;
+    s->n++;
+    if ((uint64_t)us > s->max)
+        s->max = (uint64_t)us;
 }
 
 static double pct_ms(samples_t *s, double p)
 {
     if (s->n == 0)
         return -1;
-    size_t i = (size_t)(p * (double)(s->n - 1));
-    return s->v[i] / 1000.0;
+    uint64_t rank = (uint64_t)(p * (double)(s->n - 1)), seen = 0;
+    for (unsigned b = 0; b < HIST_BUCKETS; b++) {
+        seen += s->count[b];
+        if (seen > rank) {
+            uint64_t v = hist_value(b);
+            return (double)(v > s->max ? s->max : v) / 1000.0;
+        }
+    }
+    return (double)s->max / 1000.0;
 }
 
 static void update_events(editor_t *e)
@@ -207,8 +242,8 @@ static void edit(editor_t *e)
         abort();
     e->markers++;
     e->seq = seq;
-    e->sent_us[seq % RING] = wt_now_us();
-    e->sent_seq[seq % RING] = seq;
+    e->sent[seq % RING].us = wt_now_us();
+    e->sent[seq % RING].seq = seq;
     proto_buf_t b = {0};
     if (proto_encode_update(&b, seq, up.base, up.len) != 0)
         abort();
@@ -220,46 +255,106 @@ static void edit(editor_t *e)
     flush(e);
 }
 
-static int hexval(const uint8_t *p, int n, uint32_t *out)
+static const int8_t hexdig[256] = {
+    ['0'] = 1, ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
+
+/* The value of n lowercase hex digits, or -1. */
+static int64_t hexval(const uint8_t *p, int n)
 {
-    uint32_t v = 0;
+    int64_t v = 0;
     for (int i = 0; i < n; i++) {
-        uint8_t c = p[i];
-        if (c >= '0' && c <= '9')
-            v = v * 16 + (c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v = v * 16 + (c - 'a' + 10);
-        else
+        int d = hexdig[p[i]];
+        if (d == 0)
             return -1;
+        v = v * 16 + d - 1;
     }
-    *out = v;
-    return 0;
+    return v;
 }
 
-/* Finds every marker in an UPDATE's bytes and records its delivery latency. */
-static void scan_markers(editor_t *rcv, const uint8_t *p, size_t len)
+/* Calls found(ctx, sender, sent_us) for every marker in the bytes that names
+ * an edit still in its sender's ring. */
+static void find_markers(const uint8_t *p, size_t len, void (*found)(void *, uint32_t, int64_t),
+                         void *ctx)
 {
-    int64_t now = wt_now_us();
     const uint8_t *end = p + len;
     while (end - p >= MARKER_LEN) {
         const uint8_t *m = memchr(p, '<', (size_t)(end - p) - (MARKER_LEN - 1));
         if (m == NULL)
             break;
-        uint32_t sender, seq;
-        if (m[MARKER_LEN - 1] == '>' && hexval(m + 1, 6, &sender) == 0 &&
-            hexval(m + 7, 8, &seq) == 0 && sender < (uint32_t)opt.connections) {
+        int64_t sender, seq;
+        if (m[MARKER_LEN - 1] == '>' && (sender = hexval(m + 1, 6)) >= 0 &&
+            (seq = hexval(m + 7, 8)) >= 0 && sender < opt.connections) {
             editor_t *s = &eds[sender];
-            if (s != rcv && s->sent_seq[seq % RING] == seq) {
-                if (measuring || t_end) {
-                    deliveries++;
-                    sample_add(&lat, now - s->sent_us[seq % RING]);
-                }
-            }
+            if (s->sent[seq % RING].seq == (uint64_t)seq)
+                found(ctx, (uint32_t)sender, s->sent[seq % RING].us);
             p = m + MARKER_LEN;
         } else {
             p = m + 1;
         }
     }
+}
+
+typedef struct {
+    const editor_t *rcv;
+    int64_t now;
+} deliver_t;
+
+/* One delivery to d->rcv of an edit sent at sent_us (its own are not counted). */
+static void deliver(void *ctx, uint32_t sender, int64_t sent_us)
+{
+    const deliver_t *d = ctx;
+    if (sender != d->rcv->index && (measuring || t_end)) {
+        deliveries++;
+        sample_add(&lat, d->now - sent_us);
+    }
+}
+
+static void remember(void *ctx, uint32_t sender, int64_t sent_us)
+{
+    fcache_t *c = ctx;
+    if (c->nhits == c->cap_hits) {
+        c->cap_hits = c->cap_hits ? c->cap_hits * 2 : 64;
+        if ((c->hits = realloc(c->hits, c->cap_hits * sizeof *c->hits)) == NULL)
+            abort();
+    }
+    c->hits[c->nhits++] = (hit_t){sender, sent_us};
+}
+
+/* Finds every marker in an UPDATE's bytes and records its delivery latency. */
+static void scan_markers(editor_t *rcv, const uint8_t *p, size_t len)
+{
+    deliver_t d = {rcv, wt_now_us()};
+    fcache_t *c = NULL;
+    if (len < FCACHE_MIN) {
+        find_markers(p, len, deliver, &d);
+        return;
+    }
+    for (int i = 0; i < FCACHE; i++) {
+        fcache_t *k = &fcache[i];
+        if (k->len == len && memcmp(k->bytes, p, len) == 0) {
+            c = k;
+            break;
+        }
+        if (c == NULL || k->used < c->used)
+            c = k; /* the least recently used, replaced on a miss */
+    }
+    if (c->len != len || memcmp(c->bytes, p, len) != 0) {
+        if (c->cap < len) {
+            c->cap = len;
+            free(c->bytes);
+            if ((c->bytes = malloc(len)) == NULL)
+                abort();
+        }
+        memcpy(c->bytes, p, len);
+        c->len = len;
+        c->nhits = 0;
+        find_markers(p, len, remember, c);
+    }
+    c->used = ++fcache_clock;
+    for (size_t i = 0; i < c->nhits; i++)
+        deliver(&d, c->hits[i].sender, c->hits[i].sent_us);
 }
 
 static void on_message(editor_t *e, const uint8_t *data, size_t len)
@@ -291,8 +386,8 @@ static void on_message(editor_t *e, const uint8_t *data, size_t len)
     case PROTO_ACK: {
         int64_t now = wt_now_us();
         for (uint64_t s = e->acked + 1; s <= m.u.ack.seq; s++) {
-            if (e->sent_seq[s % RING] == s && (measuring || t_end))
-                sample_add(&ack_lat, now - e->sent_us[s % RING]);
+            if (e->sent[s % RING].seq == s && (measuring || t_end))
+                sample_add(&ack_lat, now - e->sent[s % RING].us);
         }
         if (m.u.ack.seq > e->acked)
             e->acked = m.u.ack.seq;
@@ -632,8 +727,6 @@ int main(int argc, char **argv)
                    (double)(ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
                    (double)(ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6;
     double secs = (double)(t_end - t_start) / 1e6;
-    qsort(lat.v, lat.n, sizeof *lat.v, cmp_u32);
-    qsort(ack_lat.v, ack_lat.n, sizeof *ack_lat.v, cmp_u32);
     char rss[32] = "null";
     if (rss_kb >= 0)
         snprintf(rss, sizeof rss, "%.1f", rss_kb / 1024.0);
@@ -652,7 +745,7 @@ int main(int argc, char **argv)
            opt.connections, opt.docs, opt.rate, secs, opt.idle ? "true" : "false", live, connect_s,
            (unsigned long long)edits, (double)edits / secs, (unsigned long long)deliveries,
            (double)deliveries / secs, (double)edits / secs * peers, pct_ms(&lat, 0.50),
-           pct_ms(&lat, 0.99), lat.n ? lat.v[lat.n - 1] / 1000.0 : -1, pct_ms(&ack_lat, 0.50),
+           pct_ms(&lat, 0.99), lat.n ? (double)lat.max / 1000.0 : -1, pct_ms(&ack_lat, 0.50),
            pct_ms(&ack_lat, 0.99), rss, (unsigned long long)errors, cpu_s, srv_cpu, srv_us,
            srv_sys);
     fflush(stdout);
@@ -662,8 +755,10 @@ int main(int argc, char **argv)
         crdt_doc_free(eds[i].crdt);
     }
     free(eds);
-    free(lat.v);
-    free(ack_lat.v);
+    for (int i = 0; i < FCACHE; i++) {
+        free(fcache[i].bytes);
+        free(fcache[i].hits);
+    }
     close(ep);
     if (opt.spawn) {
         int st = wt_weftd_stop(&server, 10000);
