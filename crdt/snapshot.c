@@ -60,7 +60,6 @@ static inline int64_t unzigzag(uint64_t v)
  * its length and bytes, so similar values sit together and compress well. */
 enum { C_HEAD, C_CLIENT, C_CLOCK, C_LEN, C_LEFT, C_RIGHT, NICOLS };
 enum { D_HEADC, D_CLIENTC, D_LENC, D_TARGETC, NDCOLS };
-#define MAX_COLS 6
 
 static void put_id(crdt_buf_t *b, crdt__id_t id, const uint32_t *ref)
 {
@@ -669,11 +668,77 @@ Exit:
     return err;
 }
 
-static crdt__id_t get_id(crdt__reader_t *r, uint32_t nclients)
+/*
+ * A column of the items or delete-record sections (see put_cols()): the
+ * first byte of every varint at p .. end, their continuation bytes at
+ * q .. qend, read without putting them back together. The head column has no
+ * continuation bytes and is read a byte at a time. Errors stick, as with
+ * crdt__reader_t, and varints follow the same rules (at most 10 bytes, 64
+ * bits; col_u32() refuses values above 32 bits).
+ */
+typedef struct {
+    const uint8_t *p, *end;
+    const uint8_t *q, *qend;
+    int err;
+} col_t;
+
+static inline uint8_t col_u8(col_t *c)
+{
+    if (c->p >= c->end) {
+        c->err = CRDT_EMALFORMED;
+        return 0;
+    }
+    return *c->p++;
+}
+
+/* The rest of a varint whose first byte `b` (with its high bit set) was
+ * just read. */
+static uint64_t col_varint_rest(col_t *c, uint8_t b)
+{
+    uint64_t v = b & 0x7f;
+    for (unsigned shift = 7; shift < 64; shift += 7) {
+        if (c->q >= c->qend) {
+            c->err = CRDT_EMALFORMED;
+            return 0;
+        }
+        b = *c->q++;
+        if (shift == 63 && b > 1)
+            break;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return v;
+    }
+    c->err = CRDT_EMALFORMED;
+    return 0;
+}
+
+static inline uint64_t col_u64(col_t *c)
+{
+    uint8_t b = col_u8(c);
+    return b < 0x80 ? b : col_varint_rest(c, b);
+}
+
+static inline uint32_t col_u32(col_t *c)
+{
+    uint8_t b = col_u8(c);
+    uint64_t v;
+    if (b < 0x80)
+        return b;
+    if (c->q < c->qend && *c->q < 0x80)
+        return (uint32_t)(b & 0x7f) | (uint32_t)*c->q++ << 7;
+    v = col_varint_rest(c, b);
+    if (v > UINT32_MAX) {
+        c->err = CRDT_ELIMIT;
+        return 0;
+    }
+    return (uint32_t)v;
+}
+
+static crdt__id_t get_id(col_t *r, uint32_t nclients)
 {
     crdt__id_t id;
-    id.client = crdt__get_u32v(r);
-    id.clock = crdt__get_u32v(r);
+    id.client = col_u32(r);
+    id.clock = col_u32(r);
     if (!r->err && id.client >= nclients)
         r->err = CRDT_EMALFORMED;
     return id;
@@ -688,20 +753,20 @@ static void *alloc_array(const crdt_alloc_t *a, size_t n, size_t size, int *err)
 }
 
 /* Reads the items (document order) from their columns. */
-static int parse_items(crdt__reader_t *col, crdt__snap_t *s, uint32_t *end)
+static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end)
 {
     uint32_t client = CRDT__NONE;
     for (uint32_t c = 0; c < s->nclients; c++)
         end[c] = 0;
     for (uint32_t i = 0; i < s->nitems; i++) {
         snap_item_t *x = &s->items[i];
-        uint8_t head = crdt__get_u8(&col[C_HEAD]);
+        uint8_t head = col_u8(&col[C_HEAD]);
         unsigned lm = (head >> I_LEFT_SHIFT) & 3, rm = (head >> I_RIGHT_SHIFT) & 3;
         int64_t clock;
         if (col[C_HEAD].err)
             return CRDT_EMALFORMED;
         if (head & I_CLIENT)
-            client = crdt__get_u32v(&col[C_CLIENT]);
+            client = col_u32(&col[C_CLIENT]);
         if (col[C_CLIENT].err || client >= s->nclients)
             return CRDT_EMALFORMED;
         x->client = client;
@@ -722,15 +787,15 @@ static int parse_items(crdt__reader_t *col, crdt__snap_t *s, uint32_t *end)
         }
         clock = clock_base(client, x->left, lm, end[client]);
         if (head & I_CLOCK)
-            clock += unzigzag(crdt__get_varint(&col[C_CLOCK]));
-        x->len = crdt__get_u32v(&col[C_LEN]);
+            clock += unzigzag(col_u64(&col[C_CLOCK]));
+        x->len = col_u32(&col[C_LEN]);
         if (col[C_CLOCK].err || col[C_LEN].err || col[C_LEFT].err || clock < 0 || x->len == 0 ||
             (uint64_t)clock + x->len > s->clients[client].next_clock)
             return CRDT_EMALFORMED;
         x->clock = (uint32_t)clock;
         end[client] = x->clock + x->len;
         if (lm == 2) {
-            uint32_t d = crdt__get_u32v(&col[C_LEFT]);
+            uint32_t d = col_u32(&col[C_LEFT]);
             if (col[C_LEFT].err || d == 0 || d > x->clock)
                 return CRDT_EMALFORMED;
             x->left = crdt__id(client, x->clock - d);
@@ -742,7 +807,7 @@ static int parse_items(crdt__reader_t *col, crdt__snap_t *s, uint32_t *end)
                 return CRDT_EMALFORMED;
             x->right = s->items[i - 1].right;
         } else if (rm == 3 && (head & I_RIGHT_SAME)) {
-            uint32_t d = crdt__get_u32v(&col[C_RIGHT]);
+            uint32_t d = col_u32(&col[C_RIGHT]);
             if (col[C_RIGHT].err || d == 0 || d > x->clock)
                 return CRDT_EMALFORMED;
             x->right = crdt__id(client, x->clock - d);
@@ -903,7 +968,7 @@ static inline const snap_bid_t *skip_items(const crdt__snap_t *s, uint32_t c, ui
 
 /* Reads the delete records. Their clocks fill, per client and in order, the
  * clocks no item holds; afterwards every client's clocks must be covered. */
-static int parse_dels(crdt__reader_t *col, crdt__snap_t *s, uint32_t *fill, uint32_t *next)
+static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill, uint32_t *next)
 {
     uint32_t client = CRDT__NONE, k = 0;
     for (uint32_t c = 0; c < s->nclients; c++) {
@@ -914,18 +979,18 @@ static int parse_dels(crdt__reader_t *col, crdt__snap_t *s, uint32_t *fill, uint
     }
     for (uint32_t i = 0; i < s->ndel; i++) {
         snap_del_t *d = &s->dels[i];
-        uint8_t head = crdt__get_u8(&col[D_HEADC]);
+        uint8_t head = col_u8(&col[D_HEADC]);
         const snap_bid_t *x;
         uint32_t gap_end;
         if (col[D_HEADC].err || (head & ~D_MASK))
             return CRDT_EMALFORMED;
         if (head & D_CLIENT)
-            client = crdt__get_u32v(&col[D_CLIENTC]);
+            client = col_u32(&col[D_CLIENTC]);
         if (col[D_CLIENTC].err || client >= s->nclients)
             return CRDT_EMALFORMED;
         d->client = client;
         d->backward = head & D_BACKWARD;
-        d->len = (head & D_LEN1) ? 1 : crdt__get_u32v(&col[D_LENC]);
+        d->len = (head & D_LEN1) ? 1 : col_u32(&col[D_LENC]);
         x = skip_items(s, client, &fill[client], &next[client]);
         gap_end = x ? x->clock : s->clients[client].next_clock;
         d->clock = fill[client];
@@ -935,7 +1000,7 @@ static int parse_dels(crdt__reader_t *col, crdt__snap_t *s, uint32_t *fill, uint
         if ((head & D_JUST_TYPED) && !(head & D_TARGET_SAME))
             return CRDT_EMALFORMED;
         if (head & D_TARGET_SAME) {
-            uint32_t delta = (head & D_JUST_TYPED) ? 0 : crdt__get_u32v(&col[D_TARGETC]);
+            uint32_t delta = (head & D_JUST_TYPED) ? 0 : col_u32(&col[D_TARGETC]);
             if (col[D_TARGETC].err || delta > d->clock - d->len)
                 return CRDT_EMALFORMED;
             d->tclient = client;
@@ -1050,62 +1115,40 @@ static int get_span(crdt__reader_t *r, crdt__reader_t *span)
     return 0;
 }
 
-/* Reads the `n` columns of a section (see put_cols()); varint columns are
- * put back together in `*merged` (allocated here, freed by the caller), so
- * the column readers see plain varints. */
-static int get_cols(const crdt_alloc_t *a, crdt__reader_t *r, crdt__reader_t *col, int n,
-                    uint8_t **merged, size_t *merged_len)
+/* Reads the `n` columns of a section (see put_cols()) in place: a varint
+ * column is read from its two streams as they are. */
+static int get_cols(crdt__reader_t *r, col_t *col, int n)
 {
-    crdt__reader_t first[MAX_COLS], rest[MAX_COLS];
-    size_t total = 0, off = 0;
-    int err;
-    if ((err = get_span(r, &col[0])) != 0)
-        return err;
-    for (int i = 1; i < n; i++) {
-        if ((err = get_span(r, &first[i])) != 0 || (err = get_span(r, &rest[i])) != 0)
+    for (int i = 0; i < n; i++) {
+        crdt__reader_t first, rest = {NULL, NULL, 0};
+        int err;
+        if ((err = get_span(r, &first)) != 0 || (i > 0 && (err = get_span(r, &rest)) != 0))
             return err;
-        total += crdt__reader_left(&first[i]) + crdt__reader_left(&rest[i]);
-    }
-    *merged_len = total;
-    if ((*merged = crdt__tmp_alloc(a, total)) == NULL)
-        return CRDT_ENOMEM;
-    for (int i = 1; i < n; i++) {
-        uint8_t *start = *merged + off;
-        while (first[i].p < first[i].end) {
-            uint8_t byte = *first[i].p++;
-            (*merged)[off++] = byte;
-            while (byte >= 0x80) {
-                if (rest[i].p >= rest[i].end)
-                    return CRDT_EMALFORMED;
-                byte = *rest[i].p++;
-                (*merged)[off++] = byte;
-            }
-        }
-        if (rest[i].p != rest[i].end)
-            return CRDT_EMALFORMED;
-        col[i].p = start;
-        col[i].end = *merged + off;
+        col[i].p = first.p;
+        col[i].end = first.end;
+        col[i].q = rest.p;
+        col[i].qend = rest.end;
         col[i].err = 0;
     }
     return 0;
 }
 
 /* Were the columns read exactly to their ends? */
-static bool cols_done(const crdt__reader_t *col, int n)
+static bool cols_done(const col_t *col, int n)
 {
     for (int i = 0; i < n; i++)
-        if (col[i].err || col[i].p != col[i].end)
+        if (col[i].err || col[i].p != col[i].end || col[i].q != col[i].qend)
             return false;
     return true;
 }
 
 int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len, crdt__snap_t **out)
 {
-    crdt__reader_t r = {data, data + len, 0}, icol[NICOLS], dcol[NDCOLS];
+    crdt__reader_t r = {data, data + len, 0};
+    col_t icol[NICOLS], dcol[NDCOLS];
     crdt__snap_t *s;
     uint32_t *tmp = NULL, *aux = NULL;
-    size_t total_text = 0, imerged_len = 0, dmerged_len = 0;
-    uint8_t *imerged = NULL, *dmerged = NULL;
+    size_t total_text = 0;
     const uint8_t *doc_text;
     uint8_t flags;
     uint64_t n;
@@ -1170,9 +1213,9 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
 
     /* Items: one head byte each, so the head column's length is the count. */
     n = crdt__get_varint(&r);
-    if ((err = get_cols(a, &r, icol, NICOLS, &imerged, &imerged_len)) != 0)
+    if ((err = get_cols(&r, icol, NICOLS)) != 0)
         goto Fail;
-    if (n != crdt__reader_left(&icol[C_HEAD])) {
+    if (n != (size_t)(icol[C_HEAD].end - icol[C_HEAD].p)) {
         err = CRDT_EMALFORMED;
         goto Fail;
     }
@@ -1195,9 +1238,9 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
         goto Fail;
 
     n = crdt__get_varint(&r);
-    if ((err = get_cols(a, &r, dcol, NDCOLS, &dmerged, &dmerged_len)) != 0)
+    if ((err = get_cols(&r, dcol, NDCOLS)) != 0)
         goto Fail;
-    if (n != crdt__reader_left(&dcol[D_HEADC])) {
+    if (n != (size_t)(dcol[D_HEADC].end - dcol[D_HEADC].p)) {
         err = CRDT_EMALFORMED;
         goto Fail;
     }
@@ -1215,15 +1258,11 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
     }
     crdt__tmp_free(a, tmp, (s->nitems > s->nclients ? s->nitems : s->nclients) * sizeof(uint32_t));
     crdt__tmp_free(a, aux, s->nclients * sizeof(uint32_t));
-    crdt__tmp_free(a, imerged, imerged_len);
-    crdt__tmp_free(a, dmerged, dmerged_len);
     *out = s;
     return 0;
 Fail:
     crdt__tmp_free(a, tmp, (s->nitems > s->nclients ? s->nitems : s->nclients) * sizeof(uint32_t));
     crdt__tmp_free(a, aux, s->nclients * sizeof(uint32_t));
-    crdt__tmp_free(a, imerged, imerged_len);
-    crdt__tmp_free(a, dmerged, dmerged_len);
     crdt__snapshot_dispose(a, s);
     return err ? err : CRDT_EMALFORMED;
 }
