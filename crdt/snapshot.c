@@ -409,22 +409,12 @@ static void sort_kv(kv_t *a, kv_t *tmp, size_t n, uint64_t vary)
         memcpy(a, src, n * sizeof(kv_t));
 }
 
-/* Sorts the items by (client, clock) into s->bid (linear: sort_kv() on
- * packed keys, each item's length riding along with its index). */
-static int sort_by_id(const crdt_alloc_t *a, crdt__snap_t *s)
+/* Sorts the items by (client, clock) into s->bid (linear: sort_kv() on the
+ * packed keys parse_items() put in kv[0 .. nitems), each item's length riding
+ * along with its index; kv has room for twice that). */
+static void sort_by_id(crdt__snap_t *s, kv_t *kv, uint64_t vary)
 {
-    kv_t *kv = crdt__tmp_alloc(a, 2 * (size_t)s->nitems * sizeof(kv_t));
-    uint64_t all_or = 0, all_and = ~(uint64_t)0;
-    if (kv == NULL)
-        return CRDT_ENOMEM;
-    for (uint32_t i = 0; i < s->nitems; i++) {
-        uint64_t key = (uint64_t)s->items[i].client << 32 | s->items[i].clock;
-        kv[i].key = key;
-        kv[i].val = (uint64_t)s->items[i].len << 32 | i;
-        all_or |= key;
-        all_and &= key;
-    }
-    sort_kv(kv, kv + s->nitems, s->nitems, all_or ^ all_and);
+    sort_kv(kv, kv + s->nitems, s->nitems, vary);
     {
         uint32_t client = CRDT__NONE, end = 0, gap = 0;
         for (uint32_t k = 0; k < s->nitems; k++) {
@@ -443,8 +433,6 @@ static int sort_by_id(const crdt_alloc_t *a, crdt__snap_t *s)
             b->idx = (uint32_t)kv[k].val;
         }
     }
-    crdt__tmp_free(a, kv, 2 * (size_t)s->nitems * sizeof(kv_t));
-    return 0;
 }
 
 /*
@@ -715,7 +703,11 @@ static uint64_t col_varint_rest(col_t *c, uint8_t b)
 static inline uint64_t col_u64(col_t *c)
 {
     uint8_t b = col_u8(c);
-    return b < 0x80 ? b : col_varint_rest(c, b);
+    if (b < 0x80)
+        return b;
+    if (c->q < c->qend && *c->q < 0x80)
+        return (uint64_t)(b & 0x7f) | (uint64_t)*c->q++ << 7;
+    return col_varint_rest(c, b);
 }
 
 static inline uint32_t col_u32(col_t *c)
@@ -746,20 +738,91 @@ static crdt__id_t get_id(col_t *r, uint32_t nclients)
 
 static void *alloc_array(const crdt_alloc_t *a, size_t n, size_t size, int *err)
 {
-    void *p = crdt__tmp_alloc(a, n * size);
+    /* Sizes that would wrap size_t (32-bit targets) cannot be had. */
+    void *p = size && n > SIZE_MAX / size ? NULL : crdt__tmp_alloc(a, n * size);
     if (p == NULL)
         *err = CRDT_ENOMEM;
     return p;
 }
 
 /* Reads the items (document order) from their columns. */
-static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end)
+/* Bytes and UTF-16 units of `len` code points at t[0..left), validated. */
+static int measure_text(const uint8_t *t, size_t left, uint32_t len, size_t *bytes_out,
+                        size_t *u16_out)
+{
+    size_t bytes = 0, u16 = 0;
+    uint32_t i = 0;
+    if (len <= left) {
+        /* ASCII runs: eight bytes at a time. */
+        for (; i + 8 <= len; i += 8) {
+            uint64_t w;
+            memcpy(&w, t + i, 8);
+            if (w & 0x8080808080808080ULL)
+                break;
+        }
+        for (; i < len && t[i] < 0x80; i++)
+            ;
+        if (i == len) {
+            *bytes_out = *u16_out = len;
+            return 0;
+        }
+    }
+    for (uint32_t cps = 0; cps < len; cps++) {
+        size_t c1, u1, k1;
+        uint8_t lead;
+        if (bytes >= left)
+            return CRDT_EMALFORMED;
+        lead = t[bytes];
+        k1 = lead < 0x80 ? 1 : lead < 0xe0 ? 2 : lead < 0xf0 ? 3 : 4;
+        if (k1 > left - bytes)
+            return CRDT_EMALFORMED;
+        if (k1 > 1 && (crdt__utf8_scan(t + bytes, k1, &c1, &u1) != 0 || c1 != 1))
+            return CRDT_EMALFORMED;
+        if (k1 == 1 && lead >= 0x80)
+            return CRDT_EMALFORMED;
+        bytes += k1;
+        u16 += k1 == 4 ? 2 : 1;
+    }
+    *bytes_out = bytes;
+    *u16_out = u16;
+    return 0;
+}
+
+/* True when the `total` bytes of text are all ASCII. */
+static bool all_ascii(const uint8_t *text, size_t total)
+{
+    size_t i8 = 0;
+    for (; i8 + 8 <= total; i8 += 8) {
+        uint64_t w;
+        memcpy(&w, text + i8, 8);
+        if (w & 0x8080808080808080ULL)
+            return false;
+    }
+    for (; i8 < total; i8++)
+        if (text[i8] >= 0x80)
+            return false;
+    return true;
+}
+
+/*
+ * Reads the items (document order) from their columns. Each item also takes
+ * its `len` characters of the text in turn (noting their place in text_off
+ * until place_text() moves them), and its sort key by id goes to kv[i]
+ * (*vary: the key bits in which some two keys differ, for sort_kv()). A right
+ * origin "the next item" is resolved, and checked, when that item is read.
+ */
+static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end, const uint8_t *text,
+                       size_t total, kv_t *kv, uint64_t *vary)
 {
     uint32_t client = CRDT__NONE;
+    uint64_t all_or = 0, all_and = ~(uint64_t)0;
+    bool ascii = all_ascii(text, total);
+    size_t pos = 0;
     for (uint32_t c = 0; c < s->nclients; c++)
         end[c] = 0;
     for (uint32_t i = 0; i < s->nitems; i++) {
         snap_item_t *x = &s->items[i];
+        uint64_t key;
         uint8_t head = col_u8(&col[C_HEAD]);
         unsigned lm = (head >> I_LEFT_SHIFT) & 3, rm = (head >> I_RIGHT_SHIFT) & 3;
         int64_t clock;
@@ -818,62 +881,42 @@ static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end)
         }
         if ((head & I_RIGHT_SAME) && rm != 3)
             return CRDT_EMALFORMED;
-    }
-    for (uint32_t i = 0; i < s->nitems; i++) {
-        snap_item_t *x = &s->items[i];
-        if (x->right.client == CRDT__NONE - 1) {
-            if (i + 1 == s->nitems)
+        /* The previous item's right origin may be this item (read after
+         * this item's rm 2 copied it, so such a copy is resolved to the next
+         * item in turn). */
+        if (i > 0 && x[-1].right.client == CRDT__NONE - 1) {
+            x[-1].right = crdt__id(client, x->clock);
+            if (client == x[-1].client && x->clock >= x[-1].clock)
                 return CRDT_EMALFORMED;
-            x->right = crdt__id(s->items[i + 1].client, s->items[i + 1].clock);
         }
         /* Origins come before the insert: never the client's own later
          * clocks (the same rule updates follow). */
-        if ((x->left.client == x->client && x->left.clock >= x->clock) ||
-            (x->right.client == x->client && x->right.clock >= x->clock))
+        if ((x->left.client == client && x->left.clock >= x->clock) ||
+            (x->right.client == client && x->right.clock >= x->clock))
             return CRDT_EMALFORMED;
-    }
-    return 0;
-}
-
-/* Bytes and UTF-16 units of `len` code points at t[0..left), validated. */
-static int measure_text(const uint8_t *t, size_t left, uint32_t len, size_t *bytes_out,
-                        size_t *u16_out)
-{
-    size_t bytes = 0, u16 = 0;
-    uint32_t i = 0;
-    if (len <= left) {
-        /* ASCII runs: eight bytes at a time. */
-        for (; i + 8 <= len; i += 8) {
-            uint64_t w;
-            memcpy(&w, t + i, 8);
-            if (w & 0x8080808080808080ULL)
-                break;
+        /* Its text. */
+        if (ascii) {
+            if (x->len > total - pos)
+                return CRDT_EMALFORMED;
+            x->text_bytes = x->u16len = x->len;
+        } else {
+            size_t bytes, u16;
+            if (measure_text(text + pos, total - pos, x->len, &bytes, &u16) != 0)
+                return CRDT_EMALFORMED;
+            x->text_bytes = (uint32_t)bytes;
+            x->u16len = (uint32_t)u16;
         }
-        for (; i < len && t[i] < 0x80; i++)
-            ;
-        if (i == len) {
-            *bytes_out = *u16_out = len;
-            return 0;
-        }
+        x->text_off = (uint32_t)pos;
+        pos += x->text_bytes;
+        key = (uint64_t)client << 32 | x->clock;
+        kv[i].key = key;
+        kv[i].val = (uint64_t)x->len << 32 | i;
+        all_or |= key;
+        all_and &= key;
     }
-    for (uint32_t cps = 0; cps < len; cps++) {
-        size_t c1, u1, k1;
-        uint8_t lead;
-        if (bytes >= left)
-            return CRDT_EMALFORMED;
-        lead = t[bytes];
-        k1 = lead < 0x80 ? 1 : lead < 0xe0 ? 2 : lead < 0xf0 ? 3 : 4;
-        if (k1 > left - bytes)
-            return CRDT_EMALFORMED;
-        if (k1 > 1 && (crdt__utf8_scan(t + bytes, k1, &c1, &u1) != 0 || c1 != 1))
-            return CRDT_EMALFORMED;
-        if (k1 == 1 && lead >= 0x80)
-            return CRDT_EMALFORMED;
-        bytes += k1;
-        u16 += k1 == 4 ? 2 : 1;
-    }
-    *bytes_out = bytes;
-    *u16_out = u16;
+    if ((s->nitems > 0 && s->items[s->nitems - 1].right.client == CRDT__NONE - 1) || pos != total)
+        return CRDT_EMALFORMED;
+    *vary = all_or ^ all_and;
     return 0;
 }
 
@@ -886,37 +929,8 @@ static int measure_text(const uint8_t *t, size_t left, uint32_t len, size_t *byt
 static int place_text(const crdt_alloc_t *a, crdt__snap_t *s, const uint8_t *text, size_t total,
                       uint32_t *used)
 {
-    size_t pos = 0, off = 0, i8 = 0;
+    size_t off = 0;
     const uint8_t *arena_end;
-    bool ascii;
-    int err;
-    /* Text that is all ASCII (the usual case) needs no per-item scan. */
-    for (; i8 + 8 <= total; i8 += 8) {
-        uint64_t w;
-        memcpy(&w, text + i8, 8);
-        if (w & 0x8080808080808080ULL)
-            break;
-    }
-    for (; i8 < total && text[i8] < 0x80; i8++)
-        ;
-    ascii = i8 == total;
-    for (uint32_t i = 0; i < s->nitems; i++) {
-        snap_item_t *x = &s->items[i];
-        size_t bytes, u16;
-        if (ascii) {
-            if (x->len > total - pos)
-                return CRDT_EMALFORMED;
-            bytes = u16 = x->len;
-        } else if ((err = measure_text(text + pos, total - pos, x->len, &bytes, &u16)) != 0) {
-            return err;
-        }
-        x->text_off = (uint32_t)pos;
-        x->text_bytes = (uint32_t)bytes;
-        x->u16len = (uint32_t)u16;
-        pos += bytes;
-    }
-    if (pos != total)
-        return CRDT_EMALFORMED;
     if ((s->arenas = crdt__tmp_alloc(a, total)) == NULL)
         return CRDT_ENOMEM;
     s->arenas_len = total;
@@ -1149,6 +1163,8 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
     crdt__snap_t *s;
     uint32_t *tmp = NULL, *aux = NULL;
     size_t total_text = 0;
+    kv_t *kv = NULL;
+    uint64_t vary = 0;
     const uint8_t *doc_text;
     uint8_t flags;
     uint64_t n;
@@ -1228,12 +1244,16 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
                            &err)) == NULL ||
         (aux = alloc_array(a, s->nclients, sizeof(uint32_t), &err)) == NULL)
         goto Fail;
-    if ((err = parse_items(icol, s, aux)) != 0 || !cols_done(icol, NICOLS)) {
+    if ((kv = alloc_array(a, 2 * (size_t)n, sizeof(kv_t), &err)) == NULL)
+        goto Fail;
+    if ((err = parse_items(icol, s, aux, doc_text, total_text, kv, &vary)) != 0 ||
+        !cols_done(icol, NICOLS)) {
         err = err ? err : CRDT_EMALFORMED;
         goto Fail;
     }
-    if ((err = sort_by_id(a, s)) != 0)
-        goto Fail;
+    sort_by_id(s, kv, vary);
+    crdt__tmp_free(a, kv, 2 * (size_t)n * sizeof(kv_t));
+    kv = NULL;
     if ((err = place_text(a, s, doc_text, total_text, aux)) != 0)
         goto Fail;
 
@@ -1263,6 +1283,7 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
 Fail:
     crdt__tmp_free(a, tmp, (s->nitems > s->nclients ? s->nitems : s->nclients) * sizeof(uint32_t));
     crdt__tmp_free(a, aux, s->nclients * sizeof(uint32_t));
+    crdt__tmp_free(a, kv, 2 * (size_t)s->nitems * sizeof(kv_t));
     crdt__snapshot_dispose(a, s);
     return err ? err : CRDT_EMALFORMED;
 }
@@ -1405,30 +1426,33 @@ static void build_idx(crdt_doc_t *doc, const crdt__snap_t *s, const kv_t *kv, ui
 {
     uint32_t nleaves = n ? groups_of(n, CRDT__IDX_LEAF) : 1, first = 0, level = 0, count;
     uint32_t i = 0, j = 0, k = 0;
+    /* The next item's and delete record's keys (UINT64_MAX past the end). */
+    uint64_t ki = s->nitems ? (uint64_t)s->bid[0].client << 32 | s->bid[0].clock : UINT64_MAX;
+    uint64_t kj = s->ndel ? (uint64_t)s->dels[0].client << 32 | s->dels[0].clock : UINT64_MAX;
     for (uint32_t lf = 0; lf < nleaves; lf++) {
         uint32_t l = lf == 0 ? 0 : crdt__pool_take(&doc->idx_leaves);
         crdt__idx_leaf_t *leaf = &IDX_LEAF(doc, l);
         assert(l == lf);
         leaf->n = n ? group_size(n, nleaves, lf) : 0;
         leaf->next = lf + 1 < nleaves ? lf + 1 : CRDT__NONE;
-        for (uint32_t m = 0; m < leaf->n; m++, k++) {
-            if (kv) {
+        if (kv) {
+            for (uint32_t m = 0; m < leaf->n; m++, k++) {
                 leaf->keys[m] = kv[k].key;
                 leaf->vals[m] = kv[k].val;
-                continue;
             }
-            {
-                const snap_bid_t *x = i < s->nitems ? &s->bid[i] : NULL;
-                const snap_del_t *d = j < s->ndel ? &s->dels[j] : NULL;
-                uint64_t ki = x ? (uint64_t)x->client << 32 | x->clock : UINT64_MAX;
-                uint64_t kj = d ? (uint64_t)d->client << 32 | d->clock : UINT64_MAX;
-                if (ki < kj) {
-                    leaf->keys[m] = ki;
-                    leaf->vals[m] = s->bid[i++].idx;
-                } else {
-                    leaf->keys[m] = kj;
-                    leaf->vals[m] = j++ | CRDT__IDX_DEL;
-                }
+            continue;
+        }
+        for (uint32_t m = 0; m < leaf->n; m++) {
+            if (ki < kj) {
+                leaf->keys[m] = ki;
+                leaf->vals[m] = s->bid[i++].idx;
+                ki =
+                    i < s->nitems ? (uint64_t)s->bid[i].client << 32 | s->bid[i].clock : UINT64_MAX;
+            } else {
+                leaf->keys[m] = kj;
+                leaf->vals[m] = j++ | CRDT__IDX_DEL;
+                kj =
+                    j < s->ndel ? (uint64_t)s->dels[j].client << 32 | s->dels[j].clock : UINT64_MAX;
             }
         }
     }
