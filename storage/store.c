@@ -966,6 +966,10 @@ int store_close(store_t *s)
         free(j);
     }
     free(s->pending);
+    free(s->bdocs);
+    free(s->bidx);
+    free(s->known);
+    free(s->fresh);
     for (size_t i = 0; i < s->cap_seqs; i++)
         for (store__seq_t *e = s->seqs[i], *n; e; e = n) {
             n = e->next;

@@ -138,6 +138,17 @@ typedef struct store__seq {
     char name[STORE_NAME_MAX];
 } store__seq_t;
 
+/* A document of the batch being written (writer only): its metadata read
+ * once, changed by each job, written once at the end of the transaction. */
+typedef struct {
+    const char *name; /* the first job's name (jobs live until the batch is freed) */
+    uint8_t name_len;
+    uint8_t state; /* STORE__BD_* */
+    uint32_t slot; /* in bidx */
+    store__meta_t m;
+} store__bdoc_t;
+enum { STORE__BD_ABSENT = 1, STORE__BD_CLEAN, STORE__BD_DIRTY };
+
 /* A document owing a snapshot. */
 typedef struct {
     uint8_t name_len;
@@ -170,6 +181,21 @@ struct store {
     /* Writer-only state. */
     store__pending_t *pending; /* documents owing a snapshot */
     size_t n_pending, cap_pending;
+    /* The documents of the batch being written: bdocs[0 .. n_bdocs), found
+     * through bidx (open addressing, cap_bidx a power of two, slots hold an
+     * index + 1, 0 when empty). */
+    store__bdoc_t *bdocs;
+    size_t n_bdocs, cap_bdocs;
+    uint32_t *bidx;
+    size_t cap_bidx;
+    /* (doc id, replica) pairs whose author record is known to be committed:
+     * open addressing, doc id 0 marks an empty slot; cleared when half full. */
+    uint64_t (*known)[2];
+    size_t n_known;
+    /* Pairs recorded by the batch being written, added to `known` once it
+     * commits. */
+    uint64_t (*fresh)[2];
+    size_t n_fresh, cap_fresh;
 
     pthread_mutex_t stats_mu;
     store_stats_t stats;

@@ -142,33 +142,157 @@ typedef struct {
     uint64_t entries, bytes, dropped;
 } batch_counts_t;
 
-/* Writes one queued job inside `txn`. Returns an LMDB code or a STORE_E* code. */
+/* Slots of the set of committed author records (16 bytes each). */
+#define KNOWN_CAP 65536
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+/* The slot of (doc, rep) in s->known, or the empty slot where it would go. */
+static size_t known_slot(const store_t *s, uint64_t doc, uint64_t rep)
+{
+    size_t mask = KNOWN_CAP - 1, i = (size_t)(mix64(doc * 0x9e3779b97f4a7c15ULL ^ rep) & mask);
+    while (s->known[i][0] != 0 && (s->known[i][0] != doc || s->known[i][1] != rep))
+        i = (i + 1) & mask;
+    return i;
+}
+
+static bool known_has(const store_t *s, uint64_t doc, uint64_t rep)
+{
+    return s->known != NULL && s->known[known_slot(s, doc, rep)][0] != 0;
+}
+
+/* The batch recorded (doc, rep): remembered once it commits. */
+static void fresh_push(store_t *s, uint64_t doc, uint64_t rep)
+{
+    if (s->n_fresh == s->cap_fresh) {
+        size_t cap = s->cap_fresh ? s->cap_fresh * 2 : 64;
+        uint64_t(*f)[2] = realloc(s->fresh, cap * sizeof *f);
+        if (!f)
+            return; /* not remembered: the record is just put again next time */
+        s->fresh = f;
+        s->cap_fresh = cap;
+    }
+    s->fresh[s->n_fresh][0] = doc;
+    s->fresh[s->n_fresh][1] = rep;
+    s->n_fresh++;
+}
+
+/* After a commit: the batch's author records are known to be stored. */
+static void known_add_fresh(store_t *s)
+{
+    if (!s->known && !(s->known = calloc(KNOWN_CAP, sizeof *s->known)))
+        s->n_fresh = 0;
+    for (size_t k = 0; k < s->n_fresh; k++) {
+        if (s->n_known >= KNOWN_CAP / 2) {
+            memset(s->known, 0, KNOWN_CAP * sizeof *s->known);
+            s->n_known = 0;
+        }
+        size_t i = known_slot(s, s->fresh[k][0], s->fresh[k][1]);
+        if (s->known[i][0] == 0) {
+            s->known[i][0] = s->fresh[k][0];
+            s->known[i][1] = s->fresh[k][1];
+            s->n_known++;
+        }
+    }
+    s->n_fresh = 0;
+}
+
+static uint64_t hash_name(const char *name, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)name[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* Empties the batch's document table and makes room for `jobs` documents.
+ * Returns 0 or STORE_ENOMEM. */
+static int bdocs_reset(store_t *s, size_t jobs)
+{
+    size_t need = 16;
+    while (need < jobs * 2)
+        need *= 2;
+    if (s->cap_bidx < need) {
+        free(s->bidx);
+        s->cap_bidx = 0;
+        if (!(s->bidx = calloc(need, sizeof *s->bidx)))
+            return STORE_ENOMEM;
+        s->cap_bidx = need;
+    } else {
+        for (size_t i = 0; i < s->n_bdocs; i++) /* only the slots used */
+            s->bidx[s->bdocs[i].slot] = 0;
+    }
+    s->n_bdocs = 0;
+    if (s->cap_bdocs < jobs) {
+        store__bdoc_t *b = realloc(s->bdocs, jobs * sizeof *b);
+        if (!b)
+            return STORE_ENOMEM;
+        s->bdocs = b;
+        s->cap_bdocs = jobs;
+    }
+    return 0;
+}
+
+/* The batch's entry for document `name` (state 0 when new to the batch). */
+static store__bdoc_t *bdoc_find(store_t *s, const char *name, size_t len)
+{
+    size_t mask = s->cap_bidx - 1, i = (size_t)(hash_name(name, len) & mask);
+    for (uint32_t v; (v = s->bidx[i]) != 0; i = (i + 1) & mask) {
+        store__bdoc_t *bd = &s->bdocs[v - 1];
+        if (bd->name_len == len && memcmp(bd->name, name, len) == 0)
+            return bd;
+    }
+    store__bdoc_t *bd = &s->bdocs[s->n_bdocs++];
+    bd->name = name;
+    bd->name_len = (uint8_t)len;
+    bd->state = 0;
+    bd->slot = (uint32_t)i;
+    s->bidx[i] = (uint32_t)s->n_bdocs;
+    return bd;
+}
+
+/* Writes one queued job inside `txn`; its document's metadata changes in the
+ * batch's table (written by write_batch). Returns an LMDB code or a STORE_E*
+ * code. */
 static int write_job(store_t *s, MDB_txn *txn, const store__job_t *job, batch_counts_t *c)
 {
-    store__meta_t m;
+    store__bdoc_t *bd = bdoc_find(s, job->name, job->name_len);
+    store__meta_t *m = &bd->m;
     store__key_t key;
-    uint8_t mv[STORE__META_LEN];
-    MDB_val nk = {job->name_len, (void *)job->name};
     MDB_val k = {sizeof key.b, key.b}, v;
     int rc;
 
-    int err = store__meta_get(s, txn, job->name, job->name_len, &m);
-    if (err == STORE_ENOTFOUND && job->kind == STORE__JOB_VERSION) {
-        c->dropped++;
-        return 0;
+    if (bd->state == 0) {
+        int err = store__meta_get(s, txn, job->name, job->name_len, m);
+        if (err && err != STORE_ENOTFOUND)
+            return err;
+        bd->state = err ? STORE__BD_ABSENT : STORE__BD_CLEAN;
     }
-    if (err == STORE_ENOTFOUND) {
-        memset(&m, 0, sizeof m);
-        if ((rc = next_doc_id(s, txn, &m.doc_id)))
+    if (bd->state == STORE__BD_ABSENT) {
+        if (job->kind == STORE__JOB_VERSION) {
+            c->dropped++;
+            return 0;
+        }
+        memset(m, 0, sizeof *m);
+        if ((rc = next_doc_id(s, txn, &m->doc_id)))
             return rc;
-        m.next_seq = 1;
-        m.created_ms = store__get_u64(job->value + STORE__ENTRY_TIME); /* the entry's time */
-    } else if (err) {
-        return err;
+        m->next_seq = 1;
+        m->created_ms = store__get_u64(job->value + STORE__ENTRY_TIME); /* the entry's time */
+        bd->state = STORE__BD_DIRTY;
     }
 
     if (job->kind == STORE__JOB_VERSION) {
-        store__key(&key, m.doc_id, job->seq);
+        store__key(&key, m->doc_id, job->seq);
         if (job->value_len == STORE__VERSION_HDR) { /* empty label: remove the name */
             rc = mdb_del(txn, s->db_versions, &k, NULL);
             return rc == MDB_NOTFOUND ? 0 : rc;
@@ -179,52 +303,79 @@ static int write_job(store_t *s, MDB_txn *txn, const store__job_t *job, batch_co
     }
     /* The seq promised at queue time must be the next one; anything else
      * (another process appended) fails the store before it is reported. */
-    if (job->seq != m.next_seq)
+    if (job->seq != m->next_seq)
         return STORE_EINTERNAL;
-    store__key(&key, m.doc_id, m.next_seq);
+    store__key(&key, m->doc_id, m->next_seq);
     v.mv_size = job->value_len;
     v.mv_data = (void *)job->value;
     if ((rc = mdb_put(txn, s->db_log, &k, &v, MDB_NOOVERWRITE)))
         return rc; /* MDB_KEYEXIST: the metadata is behind the log (corrupt) */
     size_t author_len = job->value[STORE__ENTRY_NAME_LEN];
-    if (author_len) { /* first name wins: an existing record stays */
+    uint64_t author = store__get_u64(job->value + STORE__ENTRY_AUTHOR);
+    if (author_len && !known_has(s, m->doc_id, author)) { /* first name wins */
         uint8_t rv[STORE__REPLICA_HDR + STORE_AUTHOR_NAME_MAX];
-        store__key(&key, m.doc_id, store__get_u64(job->value + STORE__ENTRY_AUTHOR));
+        store__key(&key, m->doc_id, author);
         v.mv_size =
             store__replica_encode(rv, (const char *)job->value + STORE__ENTRY_HDR, author_len);
         v.mv_data = rv;
         rc = mdb_put(txn, s->db_replicas, &k, &v, MDB_NOOVERWRITE);
         if (rc && rc != MDB_KEYEXIST)
             return rc;
+        fresh_push(s, m->doc_id, author);
     }
-    m.next_seq++;
-    m.entries++;
-    m.bytes += job->update_len;
-    store__meta_encode(mv, &m);
-    v.mv_size = sizeof mv;
-    v.mv_data = mv;
-    if ((rc = mdb_put(txn, s->db_docs, &nk, &v, 0)))
-        return rc;
+    m->next_seq++;
+    m->entries++;
+    m->bytes += job->update_len;
+    bd->state = STORE__BD_DIRTY;
     c->entries++;
     c->bytes += job->update_len;
     return 0;
 }
 
+/* Writes the metadata of every document the batch changed. */
+static int write_metas(store_t *s, MDB_txn *txn)
+{
+    for (size_t i = 0; i < s->n_bdocs; i++) {
+        const store__bdoc_t *bd = &s->bdocs[i];
+        uint8_t mv[STORE__META_LEN];
+        if (bd->state != STORE__BD_DIRTY)
+            continue;
+        store__meta_encode(mv, &bd->m);
+        MDB_val nk = {bd->name_len, (void *)bd->name}, v = {sizeof mv, mv};
+        int rc = mdb_put(txn, s->db_docs, &nk, &v, 0);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 /*
  * Writes a whole batch in one transaction and commits it; on MDB_MAP_FULL
- * grows the map and starts over. Returns 0 or a STORE_E* code.
+ * grows the map and starts over. Each document's metadata is read once and
+ * written once. After the commit, every document that now has
+ * snapshot_every or more entries after its latest snapshot owes one.
+ * Returns 0 or a STORE_E* code.
  */
 static int write_batch(store_t *s, store__job_t *batch)
 {
+    size_t jobs = 0;
+    for (store__job_t *j = batch; j; j = j->next)
+        jobs++;
     for (;;) {
         MDB_txn *txn;
         batch_counts_t c = {0};
         uint64_t t0 = store__now_us();
+        int err = bdocs_reset(s, jobs);
+        if (err)
+            return err;
+        s->n_fresh = 0;
         int rc = write_begin(s, &txn);
         if (rc)
             return store__from_mdb(rc);
         for (store__job_t *j = batch; j && rc == 0; j = j->next)
             rc = write_job(s, txn, j, &c);
+        if (rc == 0)
+            rc = write_metas(s, txn);
         if (rc == 0) {
             rc = mdb_txn_commit(txn); /* frees the txn, also on failure */
         } else {
@@ -232,8 +383,7 @@ static int write_batch(store_t *s, store__job_t *batch)
         }
         pthread_rwlock_unlock(&s->resize);
         if (rc == MDB_MAP_FULL) {
-            int err = grow(s);
-            if (err)
+            if ((err = grow(s)))
                 return err;
             continue;
         }
@@ -246,36 +396,15 @@ static int write_batch(store_t *s, store__job_t *batch)
         s->stats.bytes_written += c.bytes;
         s->stats.versions_dropped += c.dropped;
         pthread_mutex_unlock(&s->stats_mu);
+        known_add_fresh(s);
+        for (size_t i = 0; i < s->n_bdocs; i++) {
+            const store__bdoc_t *bd = &s->bdocs[i];
+            if (bd->state == STORE__BD_DIRTY &&
+                bd->m.next_seq - 1 - bd->m.snapshot_seq >= s->snapshot_every)
+                pending_add(s, bd->name, bd->name_len, false);
+        }
         return 0;
     }
-}
-
-/*
- * After a committed batch: every document that now has snapshot_every or
- * more entries after its latest snapshot owes one. Reads the committed
- * metadata in a short read transaction of the writer's own.
- */
-static void note_owed_snapshots(store_t *s, const store__job_t *batch)
-{
-    MDB_txn *txn;
-    pthread_rwlock_rdlock(&s->resize);
-    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0) {
-        pthread_rwlock_unlock(&s->resize);
-        return;
-    }
-    const store__job_t *prev = NULL;
-    for (const store__job_t *j = batch; j; prev = j, j = j->next) {
-        store__meta_t m;
-        if (j->kind != STORE__JOB_APPEND)
-            continue;
-        if (prev && prev->name_len == j->name_len && memcmp(prev->name, j->name, j->name_len) == 0)
-            continue; /* runs of one document: check once */
-        if (store__meta_get(s, txn, j->name, j->name_len, &m) == 0 &&
-            m.next_seq - 1 - m.snapshot_seq >= s->snapshot_every)
-            pending_add(s, j->name, j->name_len, false);
-    }
-    mdb_txn_abort(txn);
-    pthread_rwlock_unlock(&s->resize);
 }
 
 /*
@@ -416,7 +545,6 @@ void *store__writer_main(void *arg)
                 pthread_mutex_unlock(&s->mu);
                 signal_fd(s);
                 note_map_used(s);
-                note_owed_snapshots(s, batch);
             }
         }
         free_jobs(batch);
