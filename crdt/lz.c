@@ -936,6 +936,111 @@ static int build_table(uint32_t *table, unsigned tbits, const uint8_t *lens, uns
     return 0;
 }
 
+/* Copies a match of `len` bytes from `dist` bytes back (checked by the caller
+ * to lie inside the output and the block). Chunks may write up to 15 bytes
+ * past the match, which only ever lands on output not yet produced and
+ * before dst_end. */
+static inline uint8_t *copy_match(uint8_t *out, uint32_t len, uint32_t dist, const uint8_t *dst_end)
+{
+    const uint8_t *from = out - dist;
+    uint8_t *end = out + len;
+    if (dist >= 16 && (size_t)(dst_end - end) >= 16) {
+        do {
+            memcpy(out, from, 16);
+            out += 16;
+            from += 16;
+        } while (out < end);
+    } else if (dist >= 8 && (size_t)(dst_end - end) >= 8) {
+        do {
+            memcpy(out, from, 8);
+            out += 8;
+            from += 8;
+        } while (out < end);
+    } else if (dist == 1) {
+        memset(out, out[-1], len);
+    } else {
+        do
+            *out++ = *from++;
+        while (out < end);
+    }
+    return end;
+}
+
+/* low_mask[x]: the low x bits set (extra bits are at most 18; an entry's
+ * field has 5 bits). */
+static const uint32_t low_mask[32] = {
+    0x0,      0x1,       0x3,       0x7,       0xf,       0x1f,       0x3f,       0x7f,
+    0xff,     0x1ff,     0x3ff,     0x7ff,     0xfff,     0x1fff,     0x3fff,     0x7fff,
+    0xffff,   0x1ffff,   0x3ffff,   0x7ffff,   0xfffff,   0x1fffff,   0x3fffff,   0x7fffff,
+    0xffffff, 0x1ffffff, 0x3ffffff, 0x7ffffff, 0xfffffff, 0x1fffffff, 0x3fffffff, 0x7fffffff};
+
+/*
+ * The symbols of a Huffman block while at least 8 input bytes are left and
+ * the block has at least 4 bytes to go: every refill is one 8-byte load, and
+ * up to four literals are decoded per refill. A separate function so that
+ * the few values it needs stay in registers. Updates the bit reader and the
+ * output position; returns 0, or CRDT_EMALFORMED for a match that reaches
+ * outside the output or past the block.
+ */
+static int decode_fast(const uint32_t *lt, const uint32_t *dt, const uint8_t **in_p,
+                       const uint8_t *in_end, uint64_t *bb_p, unsigned *bc_p, uint8_t **out_p,
+                       uint8_t *blk_end, const uint8_t *dst, const uint8_t *dst_end)
+{
+    const uint8_t *in = *in_p;
+    uint8_t *out = *out_p;
+    uint64_t bb = *bb_p;
+    unsigned bc = *bc_p;
+    const uint8_t *in_last;
+    uint8_t *out_last;
+    int err = 0;
+    if (in_end - in < 8 || blk_end - out < 4)
+        return 0;
+    in_last = in_end - 8;
+    out_last = blk_end - 4;
+    while (in <= in_last && out <= out_last) {
+        uint32_t e, len, dist, x;
+        bb |= load_le64(in) << bc;
+        in += (63 - bc) >> 3;
+        bc |= 56;
+        e = lt[bb & ((1u << MAXBITS) - 1)];
+        if (!(e & E_MATCH)) {
+            /* Up to four literals (4 x 12 <= 56 bits). */
+            int j = 0;
+            do {
+                bb >>= e & 15;
+                bc -= e & 15;
+                *out++ = (uint8_t)(e >> E_VALUE_SHIFT);
+                e = lt[bb & ((1u << MAXBITS) - 1)];
+            } while (++j < 4 && !(e & E_MATCH));
+            continue;
+        }
+        /* A match: at most 12 + 13 + 12 + 18 = 55 bits. */
+        bb >>= e & 15;
+        bc -= e & 15;
+        x = (e >> 4) & 31;
+        len = (e >> E_VALUE_SHIFT) + ((uint32_t)bb & low_mask[x]);
+        bb >>= x;
+        bc -= x;
+        e = dt[bb & ((1u << MAXBITS) - 1)];
+        bb >>= e & 15;
+        bc -= e & 15;
+        x = (e >> 4) & 31;
+        dist = (e >> E_VALUE_SHIFT) + ((uint32_t)bb & low_mask[x]);
+        bb >>= x;
+        bc -= x;
+        if (len > (size_t)(blk_end - out) || dist > (size_t)(out - dst)) {
+            err = CRDT_EMALFORMED;
+            break;
+        }
+        out = copy_match(out, len, dist, dst_end);
+    }
+    *in_p = in;
+    *out_p = out;
+    *bb_p = bb;
+    *bc_p = bc;
+    return err;
+}
+
 int crdt__lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_len)
 {
     uint32_t lt[1 << MAXBITS], dt[1 << MAXBITS], pt[1 << PRE_MAXBITS];
@@ -1088,6 +1193,8 @@ int crdt__lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_l
         }
 
         /* symbols */
+        if (decode_fast(lt, dt, &in, in_end, &bb, &bc, &out, blk_end, dst, dst_end) != 0)
+            goto Bad;
         while (out < blk_end) {
             uint32_t e, len, dist, x;
             REFILL();
@@ -1127,30 +1234,7 @@ int crdt__lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_l
             DROP(x);
             if (len > (size_t)(blk_end - out) || dist > (size_t)(out - dst))
                 goto Bad;
-            {
-                const uint8_t *from = out - dist;
-                uint8_t *end = out + len;
-                if (dist >= 16 && (size_t)(dst_end - end) >= 16) {
-                    do {
-                        memcpy(out, from, 16);
-                        out += 16;
-                        from += 16;
-                    } while (out < end);
-                } else if (dist >= 8 && (size_t)(dst_end - end) >= 8) {
-                    do {
-                        memcpy(out, from, 8);
-                        out += 8;
-                        from += 8;
-                    } while (out < end);
-                } else if (dist == 1) {
-                    memset(out, out[-1], len);
-                } else {
-                    do
-                        *out++ = *from++;
-                    while (out < end);
-                }
-                out = end;
-            }
+            out = copy_match(out, len, dist, dst_end);
         }
     }
 
