@@ -91,6 +91,11 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op)
                 oright = right_rank;
             else
                 oright = x->right.client == CRDT__NONE ? INT64_MAX : char_rank(doc, x->right);
+            /* A right origin at or before the left one was ignored when x
+             * was integrated (see above): it counts as none here too, or
+             * the order of concurrent inserts would depend on arrival. */
+            if (oright <= oleft)
+                oright = INT64_MAX;
             if (oright < right_rank) {
                 scanning = true;
             } else if (oright == right_rank) {

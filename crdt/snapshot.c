@@ -310,9 +310,9 @@ Exit:
  * which origins were written out (1: left, 2: right) and must be checked. */
 typedef crdt__item_t snap_item_t;
 
-typedef struct {
-    uint32_t client, clock, len, tclient, tlo, backward;
-} snap_del_t;
+/* A parsed delete record is a document one, so a loaded document adopts the
+ * array, as it does the items. */
+typedef crdt__delrec_t snap_del_t;
 
 typedef struct {
     uint64_t id;
@@ -1372,6 +1372,8 @@ static void build_seq(crdt_doc_t *doc, uint32_t n)
             crdt__item_t *x = &ITEM(doc, it);
             leaf->items[i] = it;
             leaf->vis[i] = x->deleted ? 0 : x->u16len;
+            doc->vis_len += leaf->vis[i];
+            doc->utf8_len += x->deleted ? 0 : x->text_bytes;
             x->leaf = l;
             x->slot = (uint16_t)i;
         }
@@ -1494,6 +1496,7 @@ int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
     const crdt_alloc_t *a = &doc->alloc;
     uint32_t *map = NULL, nkeys = s->nitems + s->ndel;
     kv_t *kv = NULL, *tmp = NULL;
+    bool adopt_text;
     int err;
 
     assert(doc->items.len == 0 && doc->clients.len == 1);
@@ -1532,14 +1535,17 @@ int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
         }
         doc->self = self_at != CRDT__NONE ? self_at : crdt__client_add(doc, self);
     }
-    for (uint32_t c = 0; c < s->nclients; c++)
+    /* A single client's text arena is adopted as it is (below); others are
+     * copied. */
+    adopt_text = s->nclients == 1 && s->arenas_len == s->clients[0].text_len && s->arenas_len > 0 &&
+                 s->arenas_len < UINT32_MAX;
+    for (uint32_t c = adopt_text ? 1 : 0; c < s->nclients; c++)
         if ((err = crdt__text_reserve(doc, map[c], s->clients[c].text_len)) != 0)
             goto Exit;
     {
         uint32_t leaves = s->nitems ? groups_of(s->nitems, CRDT__SEQ_LEAF) : 1;
         uint32_t ileaves = nkeys ? groups_of(nkeys, CRDT__IDX_LEAF) : 1;
-        if ((err = crdt__pool_reserve(doc, &doc->delrecs, sizeof(crdt__delrec_t), s->ndel)) != 0 ||
-            (err = crdt__pool_reserve(doc, &doc->seq_leaves, sizeof(crdt__seq_leaf_t),
+        if ((err = crdt__pool_reserve(doc, &doc->seq_leaves, sizeof(crdt__seq_leaf_t),
                                       leaves - 1)) != 0 ||
             (err = crdt__pool_reserve(doc, &doc->seq_inners, sizeof(crdt__seq_inner_t),
                                       inner_nodes(leaves, CRDT__SEQ_FAN))) != 0 ||
@@ -1554,7 +1560,16 @@ int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
     for (uint32_t c = 0; c < s->nclients; c++) {
         crdt__client_t *cl = &CLIENT(doc, map[c]);
         cl->next_clock = s->clients[c].next_clock;
-        crdt__text_append(doc, map[c], s->clients[c].text, s->clients[c].text_len);
+        if (adopt_text) {
+            crdt__pool_dispose(doc, &cl->text, 1);
+            cl->text.base = s->arenas;
+            cl->text.len = cl->text.cap = (uint32_t)s->arenas_len;
+            doc->mem += s->arenas_len;
+            s->arenas = NULL;
+            s->arenas_len = 0;
+        } else {
+            crdt__text_append(doc, map[c], s->clients[c].text, s->clients[c].text_len);
+        }
     }
     /* The parsed items become the document's items (same client numbers). */
     if (s->nitems > 0) {
@@ -1564,29 +1579,10 @@ int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
         doc->mem += (size_t)s->nitems * sizeof(crdt__item_t);
         s->items = NULL;
     }
-    for (uint32_t i = 0; i < s->nitems; i++) {
-        const crdt__item_t *y = &ITEM(doc, i);
-        if (!y->deleted) {
-            doc->vis_len += y->u16len;
-            doc->utf8_len += y->text_bytes;
-        }
-    }
     doc->live_items = s->nitems;
-    for (uint32_t i = 0; i < s->ndel; i++) {
-        const snap_del_t *x = &s->dels[i];
-        uint32_t r = crdt__pool_take(&doc->delrecs);
-        crdt__delrec_t *d = &DELREC(doc, r);
-        crdt__client_t *cl;
-        d->client = map[x->client];
-        d->clock = x->clock;
-        d->len = x->len;
-        d->tclient = map[x->tclient];
-        d->tlo = x->tlo;
-        d->backward = x->backward;
-        cl = &CLIENT(doc, d->client);
-        if (cl->last_delrec == CRDT__NONE || DELREC(doc, cl->last_delrec).clock < d->clock)
-            cl->last_delrec = r;
-    }
+    /* Each client's records come in clock order, so its last is its latest. */
+    for (uint32_t i = 0; i < s->ndel; i++)
+        CLIENT(doc, s->dels[i].client).last_delrec = i;
     build_seq(doc, s->nitems);
     {
         if (sorted) {
@@ -1611,6 +1607,15 @@ int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
             sort_kv(kv, tmp, nkeys, all_or ^ all_and);
             build_idx(doc, s, kv, nkeys);
         }
+    }
+    /* The parsed delete records become the document's (same client
+     * numbers). */
+    if (s->ndel > 0) {
+        crdt__pool_dispose(doc, &doc->delrecs, sizeof(crdt__delrec_t));
+        doc->delrecs.base = s->dels;
+        doc->delrecs.len = doc->delrecs.cap = s->ndel;
+        doc->mem += (size_t)s->ndel * sizeof(crdt__delrec_t);
+        s->dels = NULL;
     }
     err = 0;
 Exit:
