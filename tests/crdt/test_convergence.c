@@ -994,10 +994,15 @@ static void test_apply_update_inverted_origins_converge(void **state)
 {
     static const struct {
         uint32_t xl, xr, yl, yr;
+        uint64_t xid, yid;
     } cases[] = {
-        {2, 1, 1, 2}, /* X between 'c' and 'b'; Y honestly between 'b' and 'c' */
-        {1, 1, 0, 1}, /* X's two origins are the same character */
-        {3, 1, 2, 3},
+        {2, 1, 1, 2, 0x58, 0x59}, /* X between 'c' and 'b'; Y honestly between 'b' and 'c' */
+        {1, 1, 0, 1, 0x58, 0x59}, /* X's two origins are the same character */
+        {3, 1, 2, 3, 0x58, 0x59},
+        /* X's right origin far left of its left one, X's replica id below the
+         * text's, Y concurrent at X's left origin: X must count as having no
+         * right origin in Y's scan too (found by fuzz_apply_update) */
+        {2, 0, 2, 3, 0x6, 0xe},
     };
     crdt_doc_t *a = new_doc(0xa);
     crdt_buf_t base;
@@ -1008,8 +1013,8 @@ static void test_apply_update_inverted_origins_converge(void **state)
         crdt_doc_t *d1 = new_doc(1), *d2 = new_doc(2);
         int rx1, ry1, ry2, rx2;
         char *t1, *t2, msg[256] = "";
-        hostile_insert(&x, 0x58, cases[i].xl, cases[i].xr, 'X');
-        hostile_insert(&y, 0x59, cases[i].yl, cases[i].yr, 'Y');
+        hostile_insert(&x, cases[i].xid, cases[i].xl, cases[i].xr, 'X');
+        hostile_insert(&y, cases[i].yid, cases[i].yl, cases[i].yr, 'Y');
         apply_ok(d1, &base);
         apply_ok(d2, &base);
         rx1 = crdt_doc_apply_update(d1, x.b, x.n);
