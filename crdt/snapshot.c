@@ -471,8 +471,15 @@ static int idmap_init(const crdt_alloc_t *a, idmap_t *m, const crdt__snap_t *s)
         idmap_client_t *mc = &m->cl[c];
         uint32_t first = k, sh = 0;
         uint64_t last = s->clients[c].next_clock - 1;
-        while (k < s->nitems && s->bid[k].client == c)
-            k++;
+        uint32_t hi = s->nitems;
+        /* Its items end at the first position of a later client. */
+        while (k < hi) {
+            uint32_t mid = k + (hi - k) / 2;
+            if (s->bid[mid].client > c)
+                hi = mid;
+            else
+                k = mid + 1;
+        }
         /* At most 2 * items + 1 buckets. */
         while ((last >> sh) > 2 * (uint64_t)(k - first))
             sh++;
@@ -635,14 +642,14 @@ static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
                     p++;
             } else {
                 /* Deleted, so its parts must cover it. */
-                uint32_t at = bid[k].clock;
+                uint32_t upto = bid[k].clock;
                 for (; p < npart && (uint32_t)(part[p].key >> 32) == k; p++) {
-                    if ((uint32_t)part[p].key > at)
+                    if ((uint32_t)part[p].key > upto)
                         goto Exit;
-                    if (part[p].val > at)
-                        at = (uint32_t)part[p].val;
+                    if (part[p].val > upto)
+                        upto = (uint32_t)part[p].val;
                 }
-                if (at != bid[k].end)
+                if (upto != bid[k].end)
                     goto Exit;
             }
             pk = p < npart ? (uint32_t)(part[p].key >> 32) : CRDT__NONE;
@@ -792,6 +799,12 @@ static int measure_text(const uint8_t *t, size_t left, uint32_t len, size_t *byt
 static bool all_ascii(const uint8_t *text, size_t total)
 {
     size_t i8 = 0;
+    for (; i8 + 32 <= total; i8 += 32) {
+        uint64_t w[4];
+        memcpy(w, text + i8, 32);
+        if ((w[0] | w[1] | w[2] | w[3]) & 0x8080808080808080ULL)
+            return false;
+    }
     for (; i8 + 8 <= total; i8 += 8) {
         uint64_t w;
         memcpy(&w, text + i8, 8);
