@@ -982,9 +982,13 @@ static const uint32_t low_mask[32] = {
  * output position; returns 0, or CRDT_EMALFORMED for a match that reaches
  * outside the output or past the block.
  */
-static int decode_fast(const uint32_t *lt, const uint32_t *dt, const uint8_t **in_p,
-                       const uint8_t *in_end, uint64_t *bb_p, unsigned *bc_p, uint8_t **out_p,
-                       uint8_t *blk_end, const uint8_t *dst, const uint8_t *dst_end)
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static int
+decode_fast(const uint32_t *lt, const uint32_t *dt, const uint8_t **in_p, const uint8_t *in_end,
+            uint64_t *bb_p, unsigned *bc_p, uint8_t **out_p, uint8_t *blk_end, const uint8_t *dst,
+            const uint8_t *dst_end)
 {
     const uint8_t *in = *in_p;
     uint8_t *out = *out_p;
@@ -1005,13 +1009,24 @@ static int decode_fast(const uint32_t *lt, const uint32_t *dt, const uint8_t **i
         e = lt[bb & ((1u << MAXBITS) - 1)];
         if (!(e & E_MATCH)) {
             /* Up to four literals (4 x 12 <= 56 bits). */
-            int j = 0;
-            do {
-                bb >>= e & 15;
-                bc -= e & 15;
-                *out++ = (uint8_t)(e >> E_VALUE_SHIFT);
-                e = lt[bb & ((1u << MAXBITS) - 1)];
-            } while (++j < 4 && !(e & E_MATCH));
+#define LITERAL()                                                                                  \
+    do {                                                                                           \
+        bb >>= e & 15;                                                                             \
+        bc -= e & 15;                                                                              \
+        *out++ = (uint8_t)(e >> E_VALUE_SHIFT);                                                    \
+        e = lt[bb & ((1u << MAXBITS) - 1)];                                                        \
+    } while (0)
+            LITERAL();
+            if (e & E_MATCH)
+                continue;
+            LITERAL();
+            if (e & E_MATCH)
+                continue;
+            LITERAL();
+            if (e & E_MATCH)
+                continue;
+            LITERAL();
+#undef LITERAL
             continue;
         }
         /* A match: at most 12 + 13 + 12 + 18 = 55 bits. */
