@@ -328,7 +328,7 @@ typedef struct {
     /* Clocks of the client before this item that no item holds: two items of
      * a client have no gap between them exactly when these are equal. */
     uint32_t gap;
-    uint32_t deleted; /* the item's flag (set by place_text()) */
+    uint32_t deleted; /* the item's flag (set by place_by_id()) */
 } snap_bid_t;
 
 struct crdt__snap {
@@ -409,32 +409,6 @@ static void sort_kv(kv_t *a, kv_t *tmp, size_t n, uint64_t vary)
         memcpy(a, src, n * sizeof(kv_t));
 }
 
-/* Sorts the items by (client, clock) into s->bid (linear: sort_kv() on the
- * packed keys parse_items() put in kv[0 .. nitems), each item's length riding
- * along with its index; kv has room for twice that). */
-static void sort_by_id(crdt__snap_t *s, kv_t *kv, uint64_t vary)
-{
-    sort_kv(kv, kv + s->nitems, s->nitems, vary);
-    {
-        uint32_t client = CRDT__NONE, end = 0, gap = 0;
-        for (uint32_t k = 0; k < s->nitems; k++) {
-            snap_bid_t *b = &s->bid[k];
-            b->client = (uint32_t)(kv[k].key >> 32);
-            b->clock = (uint32_t)kv[k].key;
-            if (b->client != client) {
-                client = b->client;
-                end = gap = 0;
-            }
-            /* Overlapping items (refused by place_text()) make this wrap,
-             * which does no harm before then. */
-            gap += b->clock - end;
-            b->gap = gap;
-            b->end = end = b->clock + (uint32_t)(kv[k].val >> 32); /* bounded by parse_items() */
-            b->idx = (uint32_t)kv[k].val;
-        }
-    }
-}
-
 /*
  * Finds items by id in constant time (typically): the clocks of client c are
  * cut into buckets of 2^shift clocks, with at most about twice as many
@@ -442,7 +416,7 @@ static void sort_by_id(crdt__snap_t *s, kv_t *kv, uint64_t vary)
  * item array whatever clocks the header declares), and tab[base + b] is the
  * by-id position of the client's first item ending after bucket b starts;
  * tab[base + nb] is the position after the client's last item. It needs the
- * items sorted by id and not overlapping (place_text() checked that).
+ * items sorted by id and not overlapping (place_by_id() checked that).
  */
 typedef struct {
     uint32_t next_clock, shift, base, stop; /* stop: after the client's last item */
@@ -667,20 +641,20 @@ Exit:
  * A column of the items or delete-record sections (see put_cols()): the
  * first byte of every varint at p .. end, their continuation bytes at
  * q .. qend, read without putting them back together. The head column has no
- * continuation bytes and is read a byte at a time. Errors stick, as with
- * crdt__reader_t, and varints follow the same rules (at most 10 bytes, 64
+ * continuation bytes and is read a byte at a time. Errors stick (every one
+ * refuses the state), and varints follow crdt__reader_t's rules (at most 10 bytes, 64
  * bits; col_u32() refuses values above 32 bits).
  */
 typedef struct {
     const uint8_t *p, *end;
     const uint8_t *q, *qend;
-    int err;
+    bool err; /* a bool: stores to the items' uint32_t fields cannot alias it */
 } col_t;
 
 static inline uint8_t col_u8(col_t *c)
 {
     if (c->p >= c->end) {
-        c->err = CRDT_EMALFORMED;
+        c->err = true;
         return 0;
     }
     return *c->p++;
@@ -693,7 +667,7 @@ static uint64_t col_varint_rest(col_t *c, uint8_t b)
     uint64_t v = b & 0x7f;
     for (unsigned shift = 7; shift < 64; shift += 7) {
         if (c->q >= c->qend) {
-            c->err = CRDT_EMALFORMED;
+            c->err = true;
             return 0;
         }
         b = *c->q++;
@@ -703,7 +677,7 @@ static uint64_t col_varint_rest(col_t *c, uint8_t b)
         if (!(b & 0x80))
             return v;
     }
-    c->err = CRDT_EMALFORMED;
+    c->err = true;
     return 0;
 }
 
@@ -712,8 +686,17 @@ static inline uint64_t col_u64(col_t *c)
     uint8_t b = col_u8(c);
     if (b < 0x80)
         return b;
-    if (c->q < c->qend && *c->q < 0x80)
-        return (uint64_t)(b & 0x7f) | (uint64_t)*c->q++ << 7;
+    if (c->qend - c->q >= 2) {
+        const uint8_t *q = c->q;
+        if (q[0] < 0x80) {
+            c->q += 1;
+            return (uint64_t)(b & 0x7f) | (uint64_t)q[0] << 7;
+        }
+        if (q[1] < 0x80) {
+            c->q += 2;
+            return (uint64_t)(b & 0x7f) | (uint64_t)(q[0] & 0x7f) << 7 | (uint64_t)q[1] << 14;
+        }
+    }
     return col_varint_rest(c, b);
 }
 
@@ -723,11 +706,20 @@ static inline uint32_t col_u32(col_t *c)
     uint64_t v;
     if (b < 0x80)
         return b;
-    if (c->q < c->qend && *c->q < 0x80)
-        return (uint32_t)(b & 0x7f) | (uint32_t)*c->q++ << 7;
+    if (c->qend - c->q >= 2) {
+        const uint8_t *q = c->q;
+        if (q[0] < 0x80) {
+            c->q += 1;
+            return (uint32_t)(b & 0x7f) | (uint32_t)q[0] << 7;
+        }
+        if (q[1] < 0x80) {
+            c->q += 2;
+            return (uint32_t)(b & 0x7f) | (uint32_t)(q[0] & 0x7f) << 7 | (uint32_t)q[1] << 14;
+        }
+    }
     v = col_varint_rest(c, b);
     if (v > UINT32_MAX) {
-        c->err = CRDT_ELIMIT;
+        c->err = true;
         return 0;
     }
     return (uint32_t)v;
@@ -739,7 +731,7 @@ static crdt__id_t get_id(col_t *r, uint32_t nclients)
     id.client = col_u32(r);
     id.clock = col_u32(r);
     if (!r->err && id.client >= nclients)
-        r->err = CRDT_EMALFORMED;
+        r->err = true;
     return id;
 }
 
@@ -820,7 +812,7 @@ static bool all_ascii(const uint8_t *text, size_t total)
 /*
  * Reads the items (document order) from their columns. Each item also takes
  * its `len` characters of the text in turn (noting their place in text_off
- * until place_text() moves them), and its sort key by id goes to kv[i]
+ * until place_by_id() moves them), and its sort key by id goes to kv[i]
  * (*vary: the key bits in which some two keys differ, for sort_kv()). A right
  * origin "the next item" is resolved, and checked, when that item is read.
  */
@@ -934,16 +926,19 @@ static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end, const uint8_t
 }
 
 /*
- * The text comes in document order: each item takes its `len` characters in
- * turn (temporarily noting their place in text_off). Then, per client in
- * clock order, the items must not overlap and their text is copied into the
- * client's arena, which must come out exactly text_len bytes long.
+ * Sorts the items by (client, clock) into s->bid (linear: sort_kv() on the
+ * packed keys parse_items() put in kv[0 .. nitems), each item's length riding
+ * along with its index; kv has room for twice that) and, in the same pass,
+ * places their text: per client in clock order, the items must not overlap
+ * and their text (noted in document order by parse_items()) is copied into
+ * the client's arena, which must come out exactly text_len bytes long.
  */
-static int place_text(const crdt_alloc_t *a, crdt__snap_t *s, const uint8_t *text, size_t total,
-                      uint32_t *used)
+static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv_t *kv, uint64_t vary,
+                       const uint8_t *text, size_t total, uint32_t *used)
 {
     size_t off = 0;
     const uint8_t *arena_end;
+    uint32_t client = CRDT__NONE, end = 0, gap = 0;
     if ((s->arenas = crdt__tmp_alloc(a, total)) == NULL)
         return CRDT_ENOMEM;
     s->arenas_len = total;
@@ -953,24 +948,37 @@ static int place_text(const crdt_alloc_t *a, crdt__snap_t *s, const uint8_t *tex
         used[c] = 0;
     }
     arena_end = s->arenas + total;
+    sort_kv(kv, kv + s->nitems, s->nitems, vary);
     for (uint32_t k = 0; k < s->nitems; k++) {
-        snap_item_t *x = &s->items[s->bid[k].idx];
+        snap_bid_t *b = &s->bid[k];
+        uint32_t c = (uint32_t)(kv[k].key >> 32), clock = (uint32_t)kv[k].key;
+        snap_item_t *x = &s->items[(uint32_t)kv[k].val];
+        snap_client_t *sc = &s->clients[c];
         uint8_t *dst;
-        snap_client_t *sc = &s->clients[x->client];
-        if (k > 0 && s->bid[k - 1].client == x->client && s->bid[k - 1].end > x->clock)
+        if (c != client) {
+            client = c;
+            end = gap = 0;
+        } else if (clock < end) {
+            return CRDT_EMALFORMED; /* overlaps the client's previous item */
+        }
+        gap += clock - end;
+        b->client = c;
+        b->clock = clock;
+        b->gap = gap;
+        b->end = end = clock + (uint32_t)(kv[k].val >> 32); /* bounded by parse_items() */
+        b->idx = (uint32_t)kv[k].val;
+        b->deleted = x->deleted;
+        if (x->text_bytes > sc->text_len - used[c])
             return CRDT_EMALFORMED;
-        s->bid[k].deleted = x->deleted;
-        if (x->text_bytes > sc->text_len - used[x->client])
-            return CRDT_EMALFORMED;
-        dst = (uint8_t *)sc->text + used[x->client];
+        dst = (uint8_t *)sc->text + used[c];
         if (x->text_bytes <= 16 && total - x->text_off >= 16 && arena_end - dst >= 16)
             /* Items are copied in arena order, so what this writes past
              * the item's text is overwritten by the items after it. */
             memcpy(dst, text + x->text_off, 16);
         else
             memcpy(dst, text + x->text_off, x->text_bytes);
-        x->text_off = used[x->client];
-        used[x->client] += x->text_bytes;
+        x->text_off = used[c];
+        used[c] += x->text_bytes;
     }
     for (uint32_t c = 0; c < s->nclients; c++)
         if (used[c] != s->clients[c].text_len)
@@ -1155,7 +1163,7 @@ static int get_cols(crdt__reader_t *r, col_t *col, int n)
         col[i].end = first.end;
         col[i].q = rest.p;
         col[i].qend = rest.end;
-        col[i].err = 0;
+        col[i].err = false;
     }
     return 0;
 }
@@ -1264,11 +1272,10 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
         err = err ? err : CRDT_EMALFORMED;
         goto Fail;
     }
-    sort_by_id(s, kv, vary);
+    if ((err = place_by_id(a, s, kv, vary, doc_text, total_text, aux)) != 0)
+        goto Fail;
     crdt__tmp_free(a, kv, 2 * (size_t)n * sizeof(kv_t));
     kv = NULL;
-    if ((err = place_text(a, s, doc_text, total_text, aux)) != 0)
-        goto Fail;
 
     n = crdt__get_varint(&r);
     if ((err = get_cols(&r, dcol, NDCOLS)) != 0)
