@@ -25,7 +25,7 @@ static int64_t char_rank(const crdt_doc_t *doc, crdt__id_t id)
     return (int64_t)crdt__seq_rank(doc, it, NULL) << 32 | off;
 }
 
-void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op)
+void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint)
 {
     uint32_t left_it = CRDT__NONE, right_it = CRDT__NONE, off, o, dest, y;
     int64_t left_rank = -1, right_rank = INT64_MAX;
@@ -33,7 +33,14 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op)
     bool scanning = false;
 
     if (op->left.client != CRDT__NONE) {
-        left_it = crdt__item_find(doc, op->left, &off);
+        const crdt__item_t *h = hint < doc->items.len ? &ITEM(doc, hint) : NULL;
+        if (h && h->client == op->left.client && op->left.clock >= h->clock &&
+            op->left.clock - h->clock < h->len) {
+            left_it = hint;
+            off = op->left.clock - h->clock;
+        } else {
+            left_it = crdt__item_find(doc, op->left, &off);
+        }
         if (CRDT_NEVER(left_it == CRDT__NONE))
             return;
         if (off + 1 < ITEM(doc, left_it).len)
@@ -229,8 +236,10 @@ static const group_t *find_group(const plan_t *p, uint32_t c)
 enum { DEP_OK = 0, DEP_MISSING = 1, DEP_INVALID = 2 };
 
 /* Are characters (c, lo .. lo+n-1) all inserted, in the document or among the
- * operations planned so far? */
-static int deps_inserted(const plan_t *p, uint32_t c, uint32_t lo, uint32_t n)
+ * operations planned so far? If `found` is not NULL and the document's item
+ * holding (c, lo) was looked up, it is stored there (for the integration that
+ * follows), else it is left alone. */
+static int deps_inserted(const plan_t *p, uint32_t c, uint32_t lo, uint32_t n, uint32_t *found)
 {
     const crdt_doc_t *doc = p->doc;
     const group_t *g = find_group(p, c);
@@ -248,6 +257,8 @@ static int deps_inserted(const plan_t *p, uint32_t c, uint32_t lo, uint32_t n)
         crdt__idx_iter_t it;
         if (v == CRDT__NONE || (v & CRDT__IDX_DEL))
             return DEP_INVALID;
+        if (found && lo - start < ITEM(doc, v).len)
+            *found = v;
         if (start + ITEM(doc, v).len < end) {
             crdt__idx_seek(doc, c, start, &it);
             while (start < end && crdt__idx_next(doc, &it, &cc, &ck, &v)) {
@@ -301,15 +312,18 @@ static bool known_right(const crdt_doc_t *doc, uint32_t client, crdt__id_t id)
     return ITEM(doc, h).len > 0 && crdt__id_eq(ITEM(doc, h).right, id);
 }
 
-static int deps_of(const plan_t *p, const crdt__op_t *op)
+/* `found` (or NULL) as for deps_inserted(): the item holding the left origin
+ * of an insert, or the first target of a delete. */
+static int deps_of(const plan_t *p, const crdt__op_t *op, uint32_t *found)
 {
     int r;
     if (op->kind == CRDT__OP_DELETE)
-        return deps_inserted(p, op->tclient, op->tlo, op->len);
-    if (op->left.client != CRDT__NONE && (r = deps_inserted(p, op->left.client, op->left.clock, 1)))
+        return deps_inserted(p, op->tclient, op->tlo, op->len, found);
+    if (op->left.client != CRDT__NONE &&
+        (r = deps_inserted(p, op->left.client, op->left.clock, 1, found)))
         return r;
     if (op->right.client != CRDT__NONE && !known_right(p->doc, op->client, op->right))
-        return deps_inserted(p, op->right.client, op->right.clock, 1);
+        return deps_inserted(p, op->right.client, op->right.clock, 1, NULL);
     return DEP_OK;
 }
 
@@ -348,7 +362,7 @@ static void map_op(crdt__op_t *op, const uint32_t *map)
 static int apply_one(crdt_doc_t *doc, const crdt__decoded_t *dn, plan_t *p)
 {
     crdt__op_t op = dn->ops[0];
-    uint32_t map[3] = {CRDT__NONE, CRDT__NONE, CRDT__NONE}, c;
+    uint32_t map[3] = {CRDT__NONE, CRDT__NONE, CRDT__NONE}, c, found = CRDT__NONE;
     int r, err;
     if (dn->nids > 3)
         return CRDT__SLOW;
@@ -365,7 +379,7 @@ static int apply_one(crdt_doc_t *doc, const crdt__decoded_t *dn, plan_t *p)
         return CRDT__SLOW;
     p->doc = doc;
     p->ng = 0; /* dependencies are looked up in the document only */
-    r = deps_of(p, &op);
+    r = deps_of(p, &op, &found);
     if (r == DEP_INVALID)
         return CRDT_EINVALID;
     if (r == DEP_MISSING)
@@ -374,11 +388,11 @@ static int apply_one(crdt_doc_t *doc, const crdt__decoded_t *dn, plan_t *p)
         if ((err = crdt__reserve(doc, 3, 0)) != 0 ||
             (err = crdt__text_reserve(doc, c, op.text_bytes)) != 0)
             return err;
-        crdt__integrate_insert(doc, &op);
+        crdt__integrate_insert(doc, &op, found);
     } else {
         if ((err = crdt__reserve(doc, 2, 1)) != 0)
             return err;
-        crdt__integrate_delete(doc, &op, CRDT__NONE);
+        crdt__integrate_delete(doc, &op, found);
     }
     CLIENT(doc, c).next_clock = op.clock + op.len;
     doc->changes++;
@@ -592,7 +606,7 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
                 int r;
                 if (x->op.clock != g->psv)
                     break;
-                r = deps_of(&p, &x->op);
+                r = deps_of(&p, &x->op, NULL);
                 if (r == DEP_MISSING)
                     break;
                 if (r == DEP_INVALID) {
@@ -682,7 +696,7 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
     for (i = 0; i < nplan; i++) {
         const crdt__op_t *op = &p.c[s.plan[i]].op;
         if (op->kind == CRDT__OP_INSERT)
-            crdt__integrate_insert(doc, op);
+            crdt__integrate_insert(doc, op, CRDT__NONE);
         else
             crdt__integrate_delete(doc, op, CRDT__NONE);
         CLIENT(doc, op->client).next_clock = op->clock + op->len;

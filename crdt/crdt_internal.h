@@ -490,7 +490,8 @@ int crdt__decode_sv(const crdt_doc_t *doc, const uint8_t *data, size_t len, uint
 /* apply.c */
 /* Drops the first `t` clocks of an operation (the part a peer already has). */
 void crdt__op_trim(crdt__op_t *op, uint32_t t);
-void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op);
+/* `hint` (or NONE) is an item that may hold the left origin. */
+void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint);
 /* `hint` (or NONE) is an item that may hold the first target. */
 void crdt__integrate_delete(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint);
 
