@@ -823,16 +823,17 @@ static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end, const uint8_t
     uint64_t all_or = 0, all_and = ~(uint64_t)0;
     bool ascii = all_ascii(text, total);
     size_t pos = 0;
+    /* The head column holds exactly one byte per item (the caller checked). */
+    const uint8_t *heads = col[C_HEAD].p;
+    col[C_HEAD].p = col[C_HEAD].end;
     for (uint32_t c = 0; c < s->nclients; c++)
         end[c] = 0;
     for (uint32_t i = 0; i < s->nitems; i++) {
         snap_item_t *x = &s->items[i];
         uint64_t key;
-        uint8_t head = col_u8(&col[C_HEAD]);
+        uint8_t head = heads[i];
         unsigned lm = (head >> I_LEFT_SHIFT) & 3, rm = (head >> I_RIGHT_SHIFT) & 3;
         int64_t clock;
-        if (col[C_HEAD].err)
-            return CRDT_EMALFORMED;
         if (head & I_CLIENT)
             client = col_u32(&col[C_CLIENT]);
         if (col[C_CLIENT].err || client >= s->nclients)
@@ -1012,12 +1013,15 @@ static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill, uint32_t *nex
         next[c] = k; /* by-id position of the client's next item */
         fill[c] = 0;
     }
+    /* The head column holds exactly one byte per record (the caller checked). */
+    const uint8_t *heads = col[D_HEADC].p;
+    col[D_HEADC].p = col[D_HEADC].end;
     for (uint32_t i = 0; i < s->ndel; i++) {
         snap_del_t *d = &s->dels[i];
-        uint8_t head = col_u8(&col[D_HEADC]);
+        uint8_t head = heads[i];
         const snap_bid_t *x;
         uint32_t gap_end;
-        if (col[D_HEADC].err || (head & ~D_MASK))
+        if (head & ~D_MASK)
             return CRDT_EMALFORMED;
         if (head & D_CLIENT)
             client = col_u32(&col[D_CLIENTC]);
