@@ -314,15 +314,33 @@ static bool known_right(const crdt_doc_t *doc, uint32_t client, crdt__id_t id)
 
 /* `found` (or NULL) as for deps_inserted(): the item holding the left origin
  * of an insert, or the first target of a delete. */
+/* Is `right` the character right after `left` in the document, whose item
+ * `lf` holds it? Then it is an inserted character (the usual right origin). */
+static bool right_follows(const crdt_doc_t *doc, uint32_t lf, crdt__id_t left, crdt__id_t right)
+{
+    const crdt__item_t *x = &ITEM(doc, lf);
+    uint32_t nx;
+    if (left.clock - x->clock + 1 < x->len)
+        return crdt__id_eq(right, crdt__id(x->client, left.clock + 1));
+    nx = crdt__seq_next(doc, lf);
+    return nx != CRDT__NONE &&
+           crdt__id_eq(right, crdt__id(ITEM(doc, nx).client, ITEM(doc, nx).clock));
+}
+
 static int deps_of(const plan_t *p, const crdt__op_t *op, uint32_t *found)
 {
+    uint32_t lf = CRDT__NONE;
     int r;
     if (op->kind == CRDT__OP_DELETE)
         return deps_inserted(p, op->tclient, op->tlo, op->len, found);
-    if (op->left.client != CRDT__NONE &&
-        (r = deps_inserted(p, op->left.client, op->left.clock, 1, found)))
-        return r;
-    if (op->right.client != CRDT__NONE && !known_right(p->doc, op->client, op->right))
+    if (op->left.client != CRDT__NONE) {
+        if ((r = deps_inserted(p, op->left.client, op->left.clock, 1, &lf)) != 0)
+            return r;
+        if (found)
+            *found = lf;
+    }
+    if (op->right.client != CRDT__NONE && !known_right(p->doc, op->client, op->right) &&
+        (lf == CRDT__NONE || !right_follows(p->doc, lf, op->left, op->right)))
         return deps_inserted(p, op->right.client, op->right.clock, 1, NULL);
     return DEP_OK;
 }
