@@ -495,18 +495,22 @@ static inline uint32_t idmap_find(const idmap_t *m, const snap_bid_t *bid, uint3
     /* The item is the first in [lo, hi] ending after x (hi may be the
      * client's stop: then there is none). */
     lo = t[0];
-    if (lo < mc->stop && bid[lo].end > x)
-        return bid[lo].clock <= x ? lo : CRDT__NONE;
+    /* Usually one of the first few items from there (ends increase, so
+     * the first ending after x is the one). */
+    for (int step = 0; step < 4; step++, lo++) {
+        if (lo >= mc->stop)
+            return CRDT__NONE;
+        if (bid[lo].end > x)
+            return bid[lo].clock <= x ? lo : CRDT__NONE;
+    }
     hi = t[1];
-    while (hi - lo > 8) {
+    while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
         if (bid[mid].end > x)
             hi = mid;
         else
             lo = mid + 1;
     }
-    while (lo < hi && bid[lo].end <= x)
-        lo++;
     return lo < mc->stop && bid[lo].clock <= x ? lo : CRDT__NONE;
 }
 
