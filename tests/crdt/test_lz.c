@@ -883,6 +883,60 @@ static void test_lz_decompress_rejects_bad_matches(void **state)
     expect_malformed(&c.w, 4, "nonzero padding at the end");
 }
 
+/*
+ * The same faults in the middle of a long block, with plenty of input after
+ * them (where the decoder takes its fast path), next to the same stream made
+ * right: 'a' with a 1-bit code, lengths 3 and 100 with 2-bit codes,
+ * distances 1 and 200 with 1-bit codes, in a 300-byte block.
+ */
+static void craft_mid(craft_t *c, unsigned before, unsigned len, uint32_t dist, unsigned after)
+{
+    unsigned e, s3, s100, d1, d200;
+    uint32_t x;
+    memset(c, 0, sizeof(*c));
+    s3 = length_symbol(3, &e, &x);
+    s100 = length_symbol(100, &e, &x);
+    d1 = distance_symbol(1, &e, &x);
+    d200 = distance_symbol(200, &e, &x);
+    c->llens['a'] = 1;
+    c->llens[256 + s3] = 2;
+    c->llens[256 + s100] = 2;
+    c->dlens[d1] = 1;
+    c->dlens[d200] = 1;
+    craft_begin(c, 1, 300, s100 + 1, d200 + 1);
+    for (unsigned i = 0; i < before; i++)
+        craft_literal(c, 'a');
+    craft_match(c, len, dist);
+    for (unsigned i = 0; i < after; i++)
+        craft_literal(c, 'a');
+}
+
+static void test_lz_decompress_rejects_bad_matches_mid_block(void **state)
+{
+    static craft_t c;
+    uint8_t *out = NULL;
+    (void)state;
+
+    craft_mid(&c, 50, 100, 1, 150);
+    assert_int_equal(decompress_guarded(c.w.b, bits_bytes(&c.w), 300, &out), 0);
+    for (size_t i = 0; i < 300; i++)
+        assert_int_equal(out[i], 'a');
+    free(out);
+    craft_mid(&c, 150, 3, 1, 147);
+    assert_int_equal(decompress_guarded(c.w.b, bits_bytes(&c.w), 300, NULL), 0);
+    craft_mid(&c, 250, 3, 200, 47);
+    assert_int_equal(decompress_guarded(c.w.b, bits_bytes(&c.w), 300, NULL), 0);
+
+    craft_mid(&c, 50, 3, 200, 247);
+    expect_malformed(&c.w, 300, "a distance before the start of the output, mid-block");
+    craft_mid(&c, 199, 100, 200, 1);
+    expect_malformed(&c.w, 300, "a distance one before the start of the output, mid-block");
+    craft_mid(&c, 250, 100, 1, 100);
+    expect_malformed(&c.w, 300, "a match past the end of its block, mid-block");
+    craft_mid(&c, 201, 100, 1, 100);
+    expect_malformed(&c.w, 300, "a match one past the end of its block, mid-block");
+}
+
 /* ---- damaged real streams ----------------------------------------------------- */
 
 static void test_lz_decompress_rejects_every_truncation(void **state)
@@ -1019,6 +1073,7 @@ int main(void)
         cmocka_unit_test(test_lz_decompress_follows_documented_format),
         cmocka_unit_test(test_lz_decompress_rejects_bad_headers),
         cmocka_unit_test(test_lz_decompress_rejects_bad_matches),
+        cmocka_unit_test(test_lz_decompress_rejects_bad_matches_mid_block),
         cmocka_unit_test(test_lz_decompress_rejects_every_truncation),
         cmocka_unit_test(test_lz_decompress_rejects_trailing_bytes),
         cmocka_unit_test(test_lz_decompress_rejects_wrong_dst_len),
