@@ -12,6 +12,14 @@
  * one update that was applied whole (nothing held before or after) sends that
  * update on as received, without the diff.
  *
+ * Pacing. A document with many editors is broadcast at most every
+ * srv__doc_pace_ms() (--broadcast-pace per editor, at most SRV_PACE_MAX_MS):
+ * until then it stays dirty, and "the tick" above spans every tick up to its
+ * broadcast (server.c decides when, and wakes the loop for it). ACKs its
+ * editors get meanwhile wait for that broadcast (pace_due), which gives every
+ * editor with output a write. A frame for SRV_SHARE_MIN or more editors is
+ * one reference-counted buffer shared by their outputs (ws.c).
+ *
  * Event-loop thread only.
  */
 #include <stdlib.h>

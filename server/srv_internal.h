@@ -14,7 +14,9 @@
  * the tick (srv__tick_end) each changed document encodes ONE update frame
  * holding everything new since the tick began and queues it to its editors,
  * acknowledgements whose commits became durable are queued, and every
- * connection with queued output is given one chance to write.
+ * connection with queued output is given one chance to write. A document
+ * with many editors is paced (--broadcast-pace, doc.c): its frame then holds
+ * everything since its previous broadcast, however many ticks ago.
  *
  * All of it runs on the event-loop thread.
  */
