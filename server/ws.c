@@ -354,6 +354,12 @@ void srv__ws_flush(srv_session_t *s)
     ws->writing = ws->out;
     ws->out = t;
     ws->out.len = 0;
+    ws->out_frames = 0;
+    if (ws->nsegs == 0) { /* own frames only (out_open is 0) */
+        h2o_iovec_t one = h2o_iovec_init(ws->writing.base, ws->writing.len);
+        h2o_socket_write(ws->sock, &one, 1, on_write_done);
+        return;
+    }
     ts = ws->wsegs;
     tcap = ws->wsegs_cap;
     ws->wsegs = ws->segs;
@@ -365,7 +371,6 @@ void srv__ws_flush(srv_session_t *s)
     open = ws->out_open;
     ws->out_open = 0;
     ws->out_shared = 0;
-    ws->out_frames = 0;
     iov = iov_reserve(s->srv, ws->wsegs_n + 1);
     for (uint32_t i = 0; i < ws->wsegs_n; i++) {
         const srv_wseg_t *g = &ws->wsegs[i];
@@ -381,8 +386,10 @@ static void on_write_done(h2o_socket_t *sock, const char *err)
 {
     srv_session_t *s = sock->data;
     srv_ws_t *ws = &s->ws;
-    release_segs(ws->wsegs, ws->wsegs_n);
-    ws->wsegs_n = 0;
+    if (ws->wsegs_n != 0) {
+        release_segs(ws->wsegs, ws->wsegs_n);
+        ws->wsegs_n = 0;
+    }
     if (err != NULL) {
         srv__session_closed(s);
         return;
@@ -391,10 +398,12 @@ static void on_write_done(h2o_socket_t *sock, const char *err)
     proto_buf_dispose(&ws->writing);
     if (srv__ws_queued(ws) == 0) {
         proto_buf_dispose(&ws->out);
-        free(ws->segs);
-        free(ws->wsegs);
-        ws->segs = ws->wsegs = NULL;
-        ws->segs_cap = ws->wsegs_cap = 0;
+        if (ws->segs_cap != 0 || ws->wsegs_cap != 0) {
+            free(ws->segs);
+            free(ws->wsegs);
+            ws->segs = ws->wsegs = NULL;
+            ws->segs_cap = ws->wsegs_cap = 0;
+        }
     }
     srv__ws_flush(s);
 }
