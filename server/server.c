@@ -428,6 +428,9 @@ void srv_free(srv_t *srv)
     }
     proto_buf_dispose(&srv->scratch);
     free(srv->iov);
+    for (size_t i = 0; i < srv->n_buf_pool; i++)
+        proto_buf_dispose(&srv->buf_pool[i]);
+    free(srv->buf_pool);
     /* TLS connections hold their own references to it. */
     SSL_CTX_free(srv->accept_ctx.ssl_ctx);
     srv->accept_ctx.ssl_ctx = NULL;

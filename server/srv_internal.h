@@ -258,6 +258,10 @@ struct srv {
     proto_buf_t scratch; /* encoding buffer reused for every message */
     h2o_iovec_t *iov;    /* scratch of srv__ws_flush */
     size_t iov_cap;
+    /* Empty output buffers of connections gone idle, for the next ones to
+     * write (ws.c): at most SRV_BUF_POOL, each of at most SRV_BUF_POOL_CAP. */
+    proto_buf_t *buf_pool;
+    size_t n_buf_pool;
     srv_metrics_t metrics;
 };
 
@@ -326,6 +330,9 @@ void srv__session_proceed(srv_session_t *s);
  * whatever their size (tiny pongs to a ping flood would otherwise pile up
  * under --max-queued, which counts payload bytes). */
 #define SRV_MAX_QUEUED_MSGS 16384
+/* The pool of output buffers (srv.buf_pool). */
+#define SRV_BUF_POOL 256
+#define SRV_BUF_POOL_CAP 16384
 /* Whether the connection's queued output is past a bound (--max-queued bytes
  * with `extra` more, or SRV_MAX_QUEUED_MSGS messages). */
 int srv__ws_over_bound(const srv_session_t *s, size_t extra);

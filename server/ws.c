@@ -89,11 +89,32 @@ static int close_code_valid(unsigned code)
 
 static size_t frame_header(uint8_t hdr[10], unsigned opcode, size_t len);
 
+/* An output buffer of a connection gone idle goes to the server's pool (or
+ * is freed when the pool is full or the buffer large), so that write bursts
+ * do not malloc and free their buffers each time. */
+static void buf_release(srv_t *srv, proto_buf_t *b)
+{
+    if (b->base != NULL && b->cap <= SRV_BUF_POOL_CAP && srv->n_buf_pool < SRV_BUF_POOL) {
+        if (srv->buf_pool == NULL && (srv->buf_pool = malloc(SRV_BUF_POOL * sizeof(*b))) == NULL)
+            abort();
+        b->len = 0;
+        srv->buf_pool[srv->n_buf_pool++] = *b;
+        memset(b, 0, sizeof(*b));
+        return;
+    }
+    proto_buf_dispose(b);
+}
+
 /* Appends one unmasked frame (FIN set) to the output buffer. */
 static void put_frame(srv_ws_t *ws, unsigned opcode, const uint8_t *payload, size_t len)
 {
     uint8_t hdr[10];
     size_t n = frame_header(hdr, opcode, len);
+    if (ws->out.base == NULL) { /* a buffer from the pool, if any */
+        srv_t *srv = H2O_STRUCT_FROM_MEMBER(srv_session_t, ws, ws)->srv;
+        if (srv->n_buf_pool > 0)
+            ws->out = srv->buf_pool[--srv->n_buf_pool];
+    }
     if (proto_buf_reserve(&ws->out, n + len) != 0)
         abort();
     memcpy(ws->out.base + ws->out.len, hdr, n);
@@ -394,10 +415,10 @@ static void on_write_done(h2o_socket_t *sock, const char *err)
         srv__session_closed(s);
         return;
     }
-    /* Idle connections keep no buffer (a malloc per write burst is cheap). */
-    proto_buf_dispose(&ws->writing);
+    /* Idle connections keep no buffer (theirs go to the pool). */
+    buf_release(s->srv, &ws->writing);
     if (srv__ws_queued(ws) == 0) {
-        proto_buf_dispose(&ws->out);
+        buf_release(s->srv, &ws->out);
         if (ws->segs_cap != 0 || ws->wsegs_cap != 0) {
             free(ws->segs);
             free(ws->wsegs);
@@ -593,8 +614,9 @@ void srv__ws_dispose(srv_ws_t *ws)
         h2o_socket_close(ws->sock);
         ws->sock = NULL;
     }
-    proto_buf_dispose(&ws->out);
-    proto_buf_dispose(&ws->writing);
+    srv_t *srv = H2O_STRUCT_FROM_MEMBER(srv_session_t, ws, ws)->srv;
+    buf_release(srv, &ws->out);
+    buf_release(srv, &ws->writing);
     release_segs(ws->segs, ws->nsegs);
     release_segs(ws->wsegs, ws->wsegs_n);
     free(ws->segs);
