@@ -356,14 +356,26 @@ static void test_bad_input_bad_document_names_get_400(void **state)
     assert_healthy(t);
 }
 
-static void test_bad_input_slow_reader_cut_off(void **state)
+/* A reader that stops reading is cut off; with `extra` more editors reading
+ * (9 or more in the document: its broadcasts are shared frames, doc.c). */
+static void slow_reader_case(bad_t *t, size_t extra)
 {
-    bad_t *t = *state;
+    wt_editor_t *eds[2 + 8];
+    size_t n = 2;
+    assert_true(extra <= 8);
+    eds[0] = t->a;
+    eds[1] = t->b;
+    for (size_t i = 0; i < extra; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "ex%zu", i);
+        eds[n] = wt_fixture_editor(t->fx, "doc", name, 1);
+        assert_non_null(eds[n]);
+        n++;
+    }
     wt_ws_t *slow = raw_client(t, 1);
     /* It answers SYNC1 and then never reads its socket again. */
     static const uint8_t empty_sv_sync1[] = {0x92, 0x03, 0xc4, 0x01, 0x00};
     assert_int_equal(wt_ws_send(slow, WT_OP_BINARY, empty_sv_sync1, sizeof empty_sv_sync1), 0);
-    wt_editor_t *eds[] = {t->a, t->b};
     char chunk[8001];
     memset(chunk, 'z', sizeof chunk - 1);
     chunk[sizeof chunk - 1] = 0;
@@ -373,7 +385,7 @@ static void test_bad_input_slow_reader_cut_off(void **state)
         /* Type 80 KB in 10 updates, let b read it, then look at the metrics. */
         for (int i = 0; i < 10; i++, typed++)
             assert_int_equal(wt_editor_insert(t->a, 0, chunk, NULL), 0);
-        assert_int_equal(wt_editors_wait_converged(eds, 2, TIMEOUT), 0);
+        assert_int_equal(wt_editors_wait_converged(eds, n, TIMEOUT), 0);
         cut = error_count(t, "slow_consumer") >= 1;
     }
     print_message("slow reader cut off after %d KB typed\n", typed * 8);
@@ -397,6 +409,18 @@ static void test_bad_input_slow_reader_cut_off(void **state)
     assert_true(rc == WT_ECLOSED || rc == WT_EEOF);
     if (rc == WT_ECLOSED)
         assert_int_equal(slow->close_code, 1008);
+    for (size_t i = 2; i < n; i++)
+        assert_int_equal(eds[i]->n_errors, 0);
+}
+
+static void test_bad_input_slow_reader_cut_off(void **state)
+{
+    slow_reader_case(*state, 0);
+}
+
+static void test_bad_input_slow_reader_cut_off_shared_frames(void **state)
+{
+    slow_reader_case(*state, 6);
 }
 
 int main(void)
@@ -413,6 +437,7 @@ int main(void)
         T(test_bad_input_oversized_message_ends_connection),
         T(test_bad_input_bad_document_names_get_400),
         T(test_bad_input_slow_reader_cut_off),
+        T(test_bad_input_slow_reader_cut_off_shared_frames),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
