@@ -8,7 +8,8 @@
  * decoder is checked against streams built here bit by bit from the format
  * described at the top of lz.c (every length and distance symbol, the longest
  * match and the farthest distance), and must reject each way those streams
- * can be wrong, every truncation and extension of real streams, wrong output
+ * can be wrong (also mid-block, where the decoder's fast loop reads them),
+ * every truncation and extension of real streams, wrong output
  * sizes, and survive random corruption without touching memory outside its
  * buffers.
  */

@@ -24,8 +24,12 @@
  * target at the same client's own or later clock) must be rejected by
  * crdt_doc_load() too, and a state whose items' deleted flags disagree with
  * its delete records must not load into a document other than the one
- * crdt_doc_apply_update() makes of it. The engine's allocator calls are
- * checked never to pass size 0.
+ * crdt_doc_apply_update() makes of it; delete targets covering items whole,
+ * in parts, overlapping or across items are read alike by all three readers.
+ * crdt_doc_load_trusted() gives the document crdt_doc_load() gives (also to
+ * the state's own replica, and after further edits), and leaks nothing when
+ * any allocation fails. The engine's allocator calls are checked never to
+ * pass size 0.
  * Randomized tests use fixed seeds and print them on failure.
  */
 #include <setjmp.h>
