@@ -378,6 +378,23 @@ static int empty_update(const crdt_doc_t *doc, crdt_buf_t *update)
 
 #define CRDT__SLOW 1 /* typing_insert(): take the general path */
 
+/* The insert operation of `text` by this replica at its next clock, with no
+ * origins yet. */
+static void local_insert_op(const crdt_doc_t *doc, crdt__op_t *op, const char *text, size_t len,
+                            size_t cps, size_t u16)
+{
+    memset(op, 0, sizeof(*op));
+    op->kind = CRDT__OP_INSERT;
+    op->client = doc->self;
+    op->clock = CLIENT(doc, doc->self).next_clock;
+    op->len = (uint32_t)cps;
+    op->text = (const uint8_t *)text;
+    op->text_bytes = (uint32_t)len;
+    op->u16len = (uint32_t)u16;
+    op->left = CRDT__NOID;
+    op->right = CRDT__NOID;
+}
+
 /*
  * The common case of typing: inserting right after the last character of the
  * finger item (seq.c keeps it and the visible units before it exact), which
@@ -406,14 +423,7 @@ static int typing_insert(crdt_doc_t *doc, size_t index, const char *text, size_t
             : !crdt__id_eq(x->right, crdt__id(ITEM(doc, next).client, ITEM(doc, next).clock)))
         return CRDT__SLOW;
     if (update) {
-        memset(&op, 0, sizeof(op));
-        op.kind = CRDT__OP_INSERT;
-        op.client = doc->self;
-        op.clock = me->next_clock;
-        op.len = (uint32_t)cps;
-        op.text = (const uint8_t *)text;
-        op.text_bytes = (uint32_t)len;
-        op.u16len = (uint32_t)u16;
+        local_insert_op(doc, &op, text, len, cps, u16);
         op.left = crdt__id(doc->self, me->next_clock - 1);
         op.right = x->right;
         if ((err = crdt__encode_ops(doc->out_alloc, &CLIENT(doc, 0), doc->clients.len, &op, 1,
@@ -470,16 +480,7 @@ int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len,
         (err = typing_insert(doc, index, text, len, cps, u16, update)) != CRDT__SLOW)
         return err;
 
-    memset(&op, 0, sizeof(op));
-    op.kind = CRDT__OP_INSERT;
-    op.client = doc->self;
-    op.clock = me->next_clock;
-    op.len = (uint32_t)cps;
-    op.text = (const uint8_t *)text;
-    op.text_bytes = (uint32_t)len;
-    op.u16len = (uint32_t)u16;
-    op.left = CRDT__NOID;
-    op.right = CRDT__NOID;
+    local_insert_op(doc, &op, text, len, cps, u16);
     if (index > 0) {
         if ((err = char_before(doc, index, &left_it, &left_off, doc)) != 0)
             return err;
