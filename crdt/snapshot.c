@@ -933,7 +933,8 @@ static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end, const uint8_t
 /*
  * Sorts the items by (client, clock) into s->bid (linear: sort_kv() on the
  * packed keys parse_items() put in kv[0 .. nitems), each item's length riding
- * along with its index; kv has room for twice that) and, in the same pass,
+ * along with its index; s->bid, not yet written and larger, serves as the
+ * sort's scratch space) and, in the same pass,
  * places their text: per client in clock order, the items must not overlap
  * and their text (noted in document order by parse_items()) is copied into
  * the client's arena, which must come out exactly text_len bytes long.
@@ -953,7 +954,8 @@ static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv_t *kv, uint64_
         used[c] = 0;
     }
     arena_end = s->arenas + total;
-    sort_kv(kv, kv + s->nitems, s->nitems, vary);
+    _Static_assert(sizeof(snap_bid_t) >= sizeof(kv_t), "s->bid is the sort's scratch space");
+    sort_kv(kv, (kv_t *)(void *)s->bid, s->nitems, vary);
     for (uint32_t k = 0; k < s->nitems; k++) {
         snap_bid_t *b = &s->bid[k];
         uint32_t c = (uint32_t)(kv[k].key >> 32), clock = (uint32_t)kv[k].key;
@@ -1269,11 +1271,10 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
     s->nitems = (uint32_t)n;
     if ((s->bid = alloc_array(a, (size_t)n, sizeof(snap_bid_t), &err)) == NULL)
         goto Fail;
-    if ((tmp = alloc_array(a, s->nitems > s->nclients ? s->nitems : s->nclients, sizeof(uint32_t),
-                           &err)) == NULL ||
+    if ((tmp = alloc_array(a, s->nclients, sizeof(uint32_t), &err)) == NULL ||
         (aux = alloc_array(a, s->nclients, sizeof(uint32_t), &err)) == NULL)
         goto Fail;
-    if ((kv = alloc_array(a, 2 * (size_t)n, sizeof(kv_t), &err)) == NULL)
+    if ((kv = alloc_array(a, (size_t)n, sizeof(kv_t), &err)) == NULL)
         goto Fail;
     if ((err = parse_items(icol, s, aux, doc_text, total_text, kv, &vary)) != 0 ||
         !cols_done(icol, NICOLS)) {
@@ -1282,7 +1283,7 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
     }
     if ((err = place_by_id(a, s, kv, vary, doc_text, total_text, aux)) != 0)
         goto Fail;
-    crdt__tmp_free(a, kv, 2 * (size_t)n * sizeof(kv_t));
+    crdt__tmp_free(a, kv, (size_t)n * sizeof(kv_t));
     kv = NULL;
 
     n = crdt__get_varint(&r);
@@ -1304,14 +1305,14 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
         err = CRDT_EMALFORMED;
         goto Fail;
     }
-    crdt__tmp_free(a, tmp, (s->nitems > s->nclients ? s->nitems : s->nclients) * sizeof(uint32_t));
+    crdt__tmp_free(a, tmp, s->nclients * sizeof(uint32_t));
     crdt__tmp_free(a, aux, s->nclients * sizeof(uint32_t));
     *out = s;
     return 0;
 Fail:
-    crdt__tmp_free(a, tmp, (s->nitems > s->nclients ? s->nitems : s->nclients) * sizeof(uint32_t));
+    crdt__tmp_free(a, tmp, s->nclients * sizeof(uint32_t));
     crdt__tmp_free(a, aux, s->nclients * sizeof(uint32_t));
-    crdt__tmp_free(a, kv, 2 * (size_t)s->nitems * sizeof(kv_t));
+    crdt__tmp_free(a, kv, (size_t)s->nitems * sizeof(kv_t));
     crdt__snapshot_dispose(a, s);
     return err ? err : CRDT_EMALFORMED;
 }
