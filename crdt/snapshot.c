@@ -1296,15 +1296,17 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
     if ((s->dels = alloc_array(a, (size_t)n, sizeof(snap_del_t), &err)) == NULL)
         goto Fail;
     s->ndel = (uint32_t)n;
-    if ((err = parse_dels(dcol, s, tmp, aux)) != 0 || !cols_done(dcol, NDCOLS) ||
-        (err = check_refs(a, s)) != 0 || (err = check_causal(a, s)) != 0) {
+    if ((err = parse_dels(dcol, s, tmp, aux)) != 0 || !cols_done(dcol, NDCOLS) || r.p != r.end) {
         err = err ? err : CRDT_EMALFORMED;
         goto Fail;
     }
-    if (r.p != r.end) {
-        err = CRDT_EMALFORMED;
+    /* Everything is read out of the body (the text is in the arenas): its
+     * memory can serve the checks and the build. */
+    crdt__tmp_free(a, s->owned, s->owned_len);
+    s->owned = NULL;
+    s->owned_len = 0;
+    if ((err = check_refs(a, s)) != 0 || (err = check_causal(a, s)) != 0)
         goto Fail;
-    }
     crdt__tmp_free(a, tmp, s->nclients * sizeof(uint32_t));
     crdt__tmp_free(a, aux, s->nclients * sizeof(uint32_t));
     *out = s;
