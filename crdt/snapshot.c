@@ -356,15 +356,6 @@ void crdt__snapshot_dispose(const crdt_alloc_t *a, crdt__snap_t *s)
     crdt__tmp_free(a, s, sizeof(*s));
 }
 
-static void *alloc_array(const crdt_alloc_t *a, size_t n, size_t size, int *err)
-{
-    /* Sizes that would wrap size_t (32-bit targets) cannot be had. */
-    void *p = size && n > SIZE_MAX / size ? NULL : crdt__tmp_alloc(a, n * size);
-    if (p == NULL)
-        *err = CRDT_ENOMEM;
-    return p;
-}
-
 typedef struct {
     uint64_t key;
     uint64_t val;
@@ -447,10 +438,9 @@ static int idmap_init(const crdt_alloc_t *a, idmap_t *m, const crdt__snap_t *s)
 {
     uint32_t nc = s->nclients, k = 0;
     size_t total = 0;
-    int err = 0;
     memset(m, 0, sizeof(*m));
-    if ((m->cl = alloc_array(a, nc, sizeof(idmap_client_t), &err)) == NULL)
-        return err;
+    if ((m->cl = crdt__tmp_alloc(a, nc * sizeof(idmap_client_t))) == NULL)
+        return CRDT_ENOMEM;
     for (uint32_t c = 0; c < nc; c++) {
         idmap_client_t *mc = &m->cl[c];
         uint32_t first = k, sh = 0;
@@ -473,9 +463,11 @@ static int idmap_init(const crdt_alloc_t *a, idmap_t *m, const crdt__snap_t *s)
         mc->stop = k;
         total += (size_t)(last >> sh) + 2;
     }
-    if ((m->tab = alloc_array(a, total, sizeof(uint32_t), &err)) == NULL)
-        return err;
+    /* total <= 2 * nitems + 3 * nclients, so total * 4 cannot wrap size_t
+     * where the items (48 bytes each) and clients were allocated. */
     m->ntab = total;
+    if ((m->tab = crdt__tmp_alloc(a, total * sizeof(uint32_t))) == NULL)
+        return CRDT_ENOMEM;
     k = 0;
     for (uint32_t c = 0; c < nc; c++) {
         const idmap_client_t *mc = &m->cl[c];
@@ -544,8 +536,10 @@ static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
     int err;
     if ((err = idmap_init(a, &m, s)) != 0)
         goto Exit;
-    if ((diff = alloc_array(a, (size_t)n + 1, sizeof(uint32_t), &err)) == NULL)
+    if ((diff = crdt__tmp_alloc(a, ((size_t)n + 1) * sizeof(uint32_t))) == NULL) {
+        err = CRDT_ENOMEM;
         goto Exit;
+    }
     memset(diff, 0, ((size_t)n + 1) * sizeof(uint32_t));
     err = CRDT_EMALFORMED;
     for (uint32_t i = 0; i < n; i++) {
@@ -745,6 +739,15 @@ static crdt__id_t get_id(col_t *r, uint32_t nclients)
     if (!r->err && id.client >= nclients)
         r->err = true;
     return id;
+}
+
+static void *alloc_array(const crdt_alloc_t *a, size_t n, size_t size, int *err)
+{
+    /* Sizes that would wrap size_t (32-bit targets) cannot be had. */
+    void *p = size && n > SIZE_MAX / size ? NULL : crdt__tmp_alloc(a, n * size);
+    if (p == NULL)
+        *err = CRDT_ENOMEM;
+    return p;
 }
 
 /* Reads the items (document order) from their columns. */
