@@ -220,6 +220,18 @@ int crdt_doc_diff(const crdt_doc_t *doc, const uint8_t *sv, size_t sv_len, crdt_
  */
 int crdt_doc_encode_state(const crdt_doc_t *doc, crdt_buf_t *out);
 
+/* crdt_doc_encode_state_ex() flag: the body is stored as is, not compressed.
+ * The bytes are the same state format (loaded and applied like any other) and
+ * about 2.7 times bigger for prose, but made about ten times faster and loaded
+ * without decompressing: for snapshots a store writes often. */
+#define CRDT_STATE_UNCOMPRESSED 1u
+
+/*
+ * crdt_doc_encode_state() with `flags` (0, or CRDT_STATE_UNCOMPRESSED).
+ * Returns 0, CRDT_EINVAL (unknown flags) or CRDT_ENOMEM.
+ */
+int crdt_doc_encode_state_ex(const crdt_doc_t *doc, unsigned flags, crdt_buf_t *out);
+
 /*
  * Creates a document with replica id `client` from bytes made by
  * crdt_doc_encode_state() (or any update), integrating every operation as

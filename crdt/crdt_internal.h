@@ -497,7 +497,8 @@ void crdt__integrate_delete(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint
 
 /* snapshot.c: the whole-document state (format version 2) */
 typedef struct crdt__snap crdt__snap_t;
-int crdt__snapshot_encode(const crdt_doc_t *doc, crdt_buf_t *out);
+/* `compress`: LZ-compress the body when it is long enough (else stored as is). */
+int crdt__snapshot_encode(const crdt_doc_t *doc, int compress, crdt_buf_t *out);
 /* Parses and checks a state; the result may point into `data`. */
 int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
                          crdt__snap_t **out);

@@ -98,7 +98,7 @@ static void put_cols(crdt_buf_t *b, crdt_buf_t *cols, int n)
     }
 }
 
-int crdt__snapshot_encode(const crdt_doc_t *doc, crdt_buf_t *out)
+int crdt__snapshot_encode(const crdt_doc_t *doc, int compress, crdt_buf_t *out)
 {
     const crdt_alloc_t *a = doc->out_alloc;
     uint32_t nc = doc->clients.len, nref = 0, *ref = NULL, *end = NULL, *order = NULL;
@@ -261,7 +261,7 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, crdt_buf_t *out)
     if ((err = crdt__buf_init(a, &b, 32 + (size_t)nref * (8 + 2 * CRDT__VARINT_MAX))) != 0)
         goto Exit;
     crdt__put_u8(&b, SNAP_VERSION);
-    crdt__put_u8(&b, body.len >= SNAP_LZ_MIN ? SNAP_F_LZ : 0);
+    crdt__put_u8(&b, compress && body.len >= SNAP_LZ_MIN ? SNAP_F_LZ : 0);
     crdt__put_varint(&b, nref);
     for (uint32_t k = 0; k < nref; k++) {
         const crdt__client_t *cl = &CLIENT(doc, order[k]);
@@ -269,7 +269,7 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, crdt_buf_t *out)
         crdt__put_varint(&b, cl->next_clock);
         crdt__put_varint(&b, cl->text.len);
     }
-    if (body.len >= SNAP_LZ_MIN) {
+    if (b.base[1] == SNAP_F_LZ) {
         /* Compressed body: its length, then the stream. */
         size_t mark = b.len, start;
         crdt__put_varint(&b, body.len);

@@ -128,9 +128,14 @@ int crdt_doc_diff(const crdt_doc_t *doc, const uint8_t *sv, size_t sv_len, crdt_
 
 int crdt_doc_encode_state(const crdt_doc_t *doc, crdt_buf_t *out)
 {
-    if (doc == NULL || out == NULL)
+    return crdt_doc_encode_state_ex(doc, 0, out);
+}
+
+int crdt_doc_encode_state_ex(const crdt_doc_t *doc, unsigned flags, crdt_buf_t *out)
+{
+    if (doc == NULL || out == NULL || (flags & ~CRDT_STATE_UNCOMPRESSED))
         return CRDT_EINVAL;
-    return crdt__snapshot_encode(doc, out);
+    return crdt__snapshot_encode(doc, !(flags & CRDT_STATE_UNCOMPRESSED), out);
 }
 
 int crdt_doc_load(uint64_t client, const crdt_alloc_t *alloc, const uint8_t *data, size_t len,

@@ -52,6 +52,7 @@ void srv_config_init(srv_config_t *cfg)
     cfg->ping_timeout = 10;
     cfg->unload_after = 30;
     cfg->snapshot_every = 1000;
+    cfg->snapshot_compression = 1;
     cfg->map_size_mb = 64;
     cfg->history_burst_gap_ms = 60000;
     cfg->history_burst_max_ms = 600000;
@@ -85,6 +86,8 @@ void srv_config_usage(FILE *out)
           "                        editor left (default 30)\n"
           "  --snapshot-every N    log entries between two snapshots of a document\n"
           "                        (default 1000)\n"
+          "  --snapshot-compression 0|1  1: snapshots compressed (default); 0: stored\n"
+          "                        as is, bigger but far cheaper to write and load\n"
           "  --map-size MIB        initial LMDB map size; it grows when full (default 64)\n"
           "  --history-burst-gap MS  edits at most this far apart are listed as one\n"
           "                        version in the history (default 60000)\n"
@@ -224,6 +227,7 @@ static int parse_into(srv_config_t *cfg, int argc, char **argv, char *err, size_
         UINT_FLAG("--ping-timeout", ping_timeout, 1, 86400)
         UINT_FLAG("--unload-after", unload_after, 0, 86400)
         UINT_FLAG("--snapshot-every", snapshot_every, 1, 1u << 30)
+        UINT_FLAG("--snapshot-compression", snapshot_compression, 0, 1)
         UINT_FLAG("--map-size", map_size_mb, 1, 1u << 20)
         UINT_FLAG("--history-burst-gap", history_burst_gap_ms, 0, 1ull << 40)
         UINT_FLAG("--history-burst-max", history_burst_max_ms, 0, 1ull << 40)

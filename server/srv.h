@@ -58,15 +58,16 @@ int srv_docname_valid(const char *name, size_t len);
 typedef struct srv_config {
     char listen_host[64]; /* --listen HOST:PORT; port 0 picks a free one */
     uint16_t listen_port;
-    const char *data_dir;    /* --data */
-    const char *web_root;    /* --web-root: the built demo, served at / */
-    size_t max_message;      /* --max-message: largest WebSocket message (bytes) */
-    size_t max_queued;       /* --max-queued: output queued per connection (bytes) */
-    unsigned ping_interval;  /* --ping-interval: seconds of silence before a ping */
-    unsigned ping_timeout;   /* --ping-timeout: seconds to answer it */
-    unsigned unload_after;   /* --unload-after: seconds a document stays loaded idle */
-    unsigned snapshot_every; /* --snapshot-every: log entries between snapshots */
-    size_t map_size_mb;      /* --map-size: initial LMDB map size (MiB) */
+    const char *data_dir;          /* --data */
+    const char *web_root;          /* --web-root: the built demo, served at / */
+    size_t max_message;            /* --max-message: largest WebSocket message (bytes) */
+    size_t max_queued;             /* --max-queued: output queued per connection (bytes) */
+    unsigned ping_interval;        /* --ping-interval: seconds of silence before a ping */
+    unsigned ping_timeout;         /* --ping-timeout: seconds to answer it */
+    unsigned unload_after;         /* --unload-after: seconds a document stays loaded idle */
+    unsigned snapshot_every;       /* --snapshot-every: log entries between snapshots */
+    unsigned snapshot_compression; /* --snapshot-compression: 1 compress, 0 store as is */
+    size_t map_size_mb;            /* --map-size: initial LMDB map size (MiB) */
     /* --history-burst-gap / --history-burst-max: log entries at most this far
      * apart (ms), and a burst spanning at most this long (ms), are listed as one
      * version (docs/history.md). */

@@ -875,6 +875,7 @@ int store_open(const char *dir, const store_options_t *opts, store_t **out)
         return STORE_ENOMEM;
     s->efd = -1;
     s->snapshot_every = o.snapshot_every;
+    s->snapshot_flags = o.uncompressed_snapshots ? CRDT_STATE_UNCOMPRESSED : 0;
     s->map_max = o.map_size_max;
     for (int i = 0; i < STORE_LATENCY_BUCKETS; i++)
         s->stats.commit_le_bound_us[i] = bounds[i];

@@ -160,6 +160,7 @@ struct store {
     MDB_dbi db_sys, db_docs, db_log, db_snaps, db_versions, db_replicas;
     int efd; /* eventfd, nonblocking */
     uint32_t snapshot_every;
+    unsigned snapshot_flags;  /* crdt_doc_encode_state_ex() flags of snapshots */
     size_t map_size, map_max; /* map_size: current; changed by the writer only */
     pthread_rwlock_t resize;
     pthread_t writer;

@@ -441,7 +441,7 @@ static int compact_one(store_t *s)
         }
         uint64_t seq = m.snapshot_seq + s->snapshot_every;
         err = store__build(s, txn, &m, seq, COMPACT_CLIENT, &doc, NULL);
-        if (err == 0 && crdt_doc_encode_state(doc, &state) != 0)
+        if (err == 0 && crdt_doc_encode_state_ex(doc, s->snapshot_flags, &state) != 0)
             err = STORE_ENOMEM;
         crdt_doc_free(doc);
         if (err) {

@@ -784,6 +784,43 @@ static void test_doc_load_both_body_forms(void **state)
     session_free(&s);
 }
 
+/* crdt_doc_encode_state_ex(CRDT_STATE_UNCOMPRESSED) gives exactly the plain
+ * form of the compressed state; unknown flags are refused. */
+static void test_doc_encode_state_ex_uncompressed(void **state)
+{
+    session_t s;
+    crdt_buf_t st, plain, raw, raw2 = {0};
+    (void)state;
+    session_run(&s, 3, 600, 0x5eed7, false, false);
+    encode(s.d[2], &st);
+    state_form(&st, false, &plain);
+    assert_int_equal(st.base[1], 1);
+    assert_int_equal(crdt_doc_encode_state_ex(s.d[2], CRDT_STATE_UNCOMPRESSED, &raw), 0);
+    assert_int_equal(raw.base[1], 0);
+    assert_true(same_bytes(&raw, &plain));
+    assert_int_equal(raw.base[raw.len], 0); /* NUL-terminated like every buffer */
+    assert_int_equal(crdt_doc_encode_state_ex(s.d[2], 0, &raw2), 0);
+    assert_true(same_bytes(&raw2, &st));
+    crdt_buf_dispose(&raw2);
+    {
+        crdt_doc_t *a = load(41, &raw), *b = NULL;
+        assert_int_equal(crdt_doc_load_trusted(42, &strict, raw.base, raw.len, &b), 0);
+        assert_same_doc(s.d[2], a);
+        assert_same_doc(s.d[2], b);
+        assert_versions(&s, b);
+        crdt_doc_free(a);
+        crdt_doc_free(b);
+    }
+    raw2.base = NULL;
+    assert_int_equal(crdt_doc_encode_state_ex(s.d[2], 2, &raw2), CRDT_EINVAL);
+    assert_int_equal(crdt_doc_encode_state_ex(NULL, 0, &raw2), CRDT_EINVAL);
+    assert_null(raw2.base);
+    crdt_buf_dispose(&st);
+    crdt_buf_dispose(&plain);
+    crdt_buf_dispose(&raw);
+    session_free(&s);
+}
+
 static void test_doc_load_large_document(void **state)
 {
     crdt_doc_t *o = new_doc(42);
@@ -1654,6 +1691,7 @@ int main(void)
         T(test_doc_encode_state_small_body_uncompressed),
         T(test_doc_encode_state_compresses_large_body),
         T(test_doc_load_both_body_forms),
+        T(test_doc_encode_state_ex_uncompressed),
         T(test_doc_load_large_document),
         T(test_doc_load_client_with_only_deletes),
         T(test_doc_load_extreme_client_ids),

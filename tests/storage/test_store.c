@@ -387,15 +387,15 @@ static void append_flush(store_t *s, editor_t *ed, rng_t *r, const char *name, i
     assert_int_equal(store_flush(s), 0);
 }
 
-static void test_store_snapshot_every_n(void **state)
+/* Snapshots every 10 entries, compressed or (uncompressed_snapshots) not. */
+static void snapshot_every_n(const char *test, int uncompressed)
 {
-    (void)state;
     rng_t r;
     rng_init(&r, 0x5eed0002);
-    note_seed(__func__, 0x5eed0002);
+    note_seed(test, 0x5eed0002);
     char dir[64];
     make_tmpdir(dir, sizeof dir);
-    store_options_t o = {.snapshot_every = 10};
+    store_options_t o = {.snapshot_every = 10, .uncompressed_snapshots = uncompressed};
     store_t *s;
     editor_t ed;
     editor_init(&ed, 5);
@@ -426,6 +426,18 @@ static void test_store_snapshot_every_n(void **state)
     raw_close(&raw);
     editor_dispose(&ed);
     rm_dir(dir);
+}
+
+static void test_store_snapshot_every_n(void **state)
+{
+    (void)state;
+    snapshot_every_n(__func__, 0);
+}
+
+static void test_store_snapshot_every_n_uncompressed(void **state)
+{
+    (void)state;
+    snapshot_every_n(__func__, 1);
 }
 
 static void test_store_corrupt_snapshot_falls_back(void **state)
@@ -1922,6 +1934,7 @@ int main(void)
         cmocka_unit_test(test_store_strerror_and_args),
         cmocka_unit_test(test_store_reopen_keeps_everything),
         cmocka_unit_test(test_store_snapshot_every_n),
+        cmocka_unit_test(test_store_snapshot_every_n_uncompressed),
         cmocka_unit_test(test_store_corrupt_snapshot_falls_back),
         cmocka_unit_test(test_store_hostile_log_values),
         cmocka_unit_test(test_store_versions_list),
