@@ -387,15 +387,15 @@ static void append_flush(store_t *s, editor_t *ed, rng_t *r, const char *name, i
     assert_int_equal(store_flush(s), 0);
 }
 
-/* Snapshots every 10 entries, compressed or (uncompressed_snapshots) not. */
-static void snapshot_every_n(const char *test, int uncompressed)
+static void test_store_snapshot_every_n(void **state)
 {
+    (void)state;
     rng_t r;
     rng_init(&r, 0x5eed0002);
-    note_seed(test, 0x5eed0002);
+    note_seed(__func__, 0x5eed0002);
     char dir[64];
     make_tmpdir(dir, sizeof dir);
-    store_options_t o = {.snapshot_every = 10, .uncompressed_snapshots = uncompressed};
+    store_options_t o = {.snapshot_every = 10};
     store_t *s;
     editor_t ed;
     editor_init(&ed, 5);
@@ -428,16 +428,58 @@ static void snapshot_every_n(const char *test, int uncompressed)
     rm_dir(dir);
 }
 
-static void test_store_snapshot_every_n(void **state)
+/* The state in the snapshot at `seq` of document `doc_id` (written in `dir`
+ * by a store now closed), copied into buf; returns its length. */
+static size_t snapshot_state(const char *dir, uint64_t doc_id, uint64_t seq, uint8_t *buf,
+                             size_t cap)
 {
-    (void)state;
-    snapshot_every_n(__func__, 0);
+    raw_t raw;
+    raw_open(&raw, dir, STORE__DB_SNAPS);
+    size_t n = raw_get(&raw, doc_id, seq, buf, cap);
+    raw_close(&raw);
+    assert_true(n > STORE__SNAP_HDR + 2);
+    memmove(buf, buf + STORE__SNAP_HDR, n - STORE__SNAP_HDR);
+    return n - STORE__SNAP_HDR;
 }
 
-static void test_store_snapshot_every_n_uncompressed(void **state)
+/* The same ten edits (about 500 letters) in a store with compressed snapshots
+ * and one with uncompressed_snapshots: the second writes its snapshot's body as
+ * is (flags byte 0, more bytes), the first compresses it; both load. */
+static void test_store_uncompressed_snapshots(void **state)
 {
     (void)state;
-    snapshot_every_n(__func__, 1);
+    static uint8_t buf[2][1 << 16];
+    size_t len[2];
+    for (int uncompressed = 0; uncompressed < 2; uncompressed++) {
+        rng_t r;
+        rng_init(&r, 0x5eed0017);
+        note_seed(__func__, 0x5eed0017);
+        char dir[64];
+        make_tmpdir(dir, sizeof dir);
+        store_options_t o = {.snapshot_every = 10, .uncompressed_snapshots = uncompressed};
+        store_t *s;
+        editor_t ed;
+        editor_init(&ed, 5);
+        assert_int_equal(store_open(dir, &o, &s), 0);
+        for (int i = 0; i < 10; i++) {
+            editor_edit(&ed, &r, 100);
+            append_doc(s, "doc", ed.upd[ed.n - 1], ed.len[ed.n - 1], ed.n);
+        }
+        assert_int_equal(store_flush(s), 0);
+        store_doc_stat_t st;
+        assert_int_equal(store_doc_stat(s, "doc", 3, &st), 0);
+        assert_int_equal(st.snapshot_seq, 10);
+        store_load_info_t info;
+        assert_doc_text(s, "doc", ed.doc, &info);
+        assert_int_equal(info.snapshot_seq, 10);
+        assert_int_equal(store_close(s), 0);
+        len[uncompressed] = snapshot_state(dir, st.doc_id, 10, buf[uncompressed], sizeof buf[0]);
+        editor_dispose(&ed);
+        rm_dir(dir);
+    }
+    assert_int_equal(buf[0][1], 1); /* state flags: compressed body */
+    assert_int_equal(buf[1][1], 0); /* stored as is */
+    assert_true(len[1] > len[0]);
 }
 
 static void test_store_corrupt_snapshot_falls_back(void **state)
@@ -1934,7 +1976,7 @@ int main(void)
         cmocka_unit_test(test_store_strerror_and_args),
         cmocka_unit_test(test_store_reopen_keeps_everything),
         cmocka_unit_test(test_store_snapshot_every_n),
-        cmocka_unit_test(test_store_snapshot_every_n_uncompressed),
+        cmocka_unit_test(test_store_uncompressed_snapshots),
         cmocka_unit_test(test_store_corrupt_snapshot_falls_back),
         cmocka_unit_test(test_store_hostile_log_values),
         cmocka_unit_test(test_store_versions_list),
