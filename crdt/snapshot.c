@@ -708,22 +708,7 @@ static inline uint64_t col_u64(col_t *c)
 
 static inline uint32_t col_u32(col_t *c)
 {
-    uint8_t b = col_u8(c);
-    uint64_t v;
-    if (b < 0x80)
-        return b;
-    if (c->qend - c->q >= 2) {
-        const uint8_t *q = c->q;
-        if (q[0] < 0x80) {
-            c->q += 1;
-            return (uint32_t)(b & 0x7f) | (uint32_t)q[0] << 7;
-        }
-        if (q[1] < 0x80) {
-            c->q += 2;
-            return (uint32_t)(b & 0x7f) | (uint32_t)(q[0] & 0x7f) << 7 | (uint32_t)q[1] << 14;
-        }
-    }
-    v = col_varint_rest(c, b);
+    uint64_t v = col_u64(c);
     if (v > UINT32_MAX) {
         c->err = true;
         return 0;
