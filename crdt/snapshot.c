@@ -4,8 +4,9 @@
  * docs/update-format.md). Unlike an update, which lists operations in clock
  * order for a peer to integrate, a snapshot lists the items in document order,
  * so loading it builds the sequence tree and the id index directly, in linear
- * time, without integrating anything. Each client's inserted text is stored
- * once, in clock order, exactly as the client's text arena holds it.
+ * time, without integrating anything. Every inserted character's text is
+ * stored once, item by item in document order (prose compresses better than
+ * typing order); loading moves it into each client's arena in clock order.
  *
  * Parsing treats the bytes as hostile: counts are bounded by the bytes left,
  * every client's items and delete records must tile its clocks exactly, text
@@ -320,24 +321,29 @@ typedef struct {
     const uint8_t *text; /* into `arenas` */
 } snap_client_t;
 
-/* An item as the id-order checks need it, packed: the items sorted by
- * (client, clock) are an array of these, read in order or looked up. */
+/* An item as the id-order checks need it, packed into 16 bytes (lookups by
+ * id are the load's main random accesses): the items sorted by (client,
+ * clock) are an array of these, read in order or looked up. */
 typedef struct {
     uint32_t client, clock, end; /* its clocks are clock .. end-1 */
-    uint32_t idx;                /* its index in document order */
-    /* Clocks of the client before this item that no item holds: two items of
-     * a client have no gap between them exactly when these are equal. */
-    uint32_t gap;
-    uint32_t deleted; /* the item's flag (set by place_by_id()) */
+    uint32_t idx;                /* its index in document order, | BID_DELETED */
 } snap_bid_t;
+/* In snap_bid_t.idx: the item's deleted flag (items number below 2^31). */
+#define BID_DELETED 0x80000000u
+#define BID_IDX(b) ((b).idx & ~BID_DELETED)
+#define SNAP_MAX_ITEMS (BID_DELETED - 1)
 
 struct crdt__snap {
     uint32_t nclients, nitems, ndel;
     snap_client_t *clients;
     snap_item_t *items; /* document order */
     snap_bid_t *bid;    /* the items sorted by (client, clock) */
-    snap_del_t *dels;   /* per client in clock order */
-    uint8_t *owned;     /* the decompressed body */
+    /* Per by-id position: the clocks of the item's client before it that no
+     * item holds; two items of a client have no gap between them exactly
+     * when these are equal. */
+    uint32_t *gap;
+    snap_del_t *dels; /* per client in clock order */
+    uint8_t *owned;   /* the decompressed body */
     size_t owned_len;
     uint8_t *arenas; /* every client's text, in clock order */
     size_t arenas_len;
@@ -350,6 +356,7 @@ void crdt__snapshot_dispose(const crdt_alloc_t *a, crdt__snap_t *s)
     crdt__tmp_free(a, s->clients, s->nclients * sizeof(snap_client_t));
     crdt__tmp_free(a, s->items, s->nitems * sizeof(snap_item_t));
     crdt__tmp_free(a, s->bid, s->nitems * sizeof(snap_bid_t));
+    crdt__tmp_free(a, s->gap, s->nitems * sizeof(uint32_t));
     crdt__tmp_free(a, s->dels, s->ndel * sizeof(snap_del_t));
     crdt__tmp_free(a, s->owned, s->owned_len);
     crdt__tmp_free(a, s->arenas, s->arenas_len);
@@ -550,7 +557,7 @@ static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
              * right origin: an insert whose right origin lies before its
              * left one is integrated after the left one.) */
             uint32_t k = idmap_find(&m, bid, x->left.client, x->left.clock);
-            if (k == CRDT__NONE || bid[k].idx >= i)
+            if (k == CRDT__NONE || BID_IDX(bid[k]) >= i)
                 goto Exit;
         }
         if ((x->leaf & 2) && idmap_find(&m, bid, x->right.client, x->right.clock) == CRDT__NONE)
@@ -565,7 +572,7 @@ static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
         if (hi > bid[klo].end) {
             /* Across items: to the one holding hi - 1, with no gap. */
             khi = idmap_find(&m, bid, d->tclient, hi - 1);
-            if (khi == CRDT__NONE || bid[khi].gap != bid[klo].gap)
+            if (khi == CRDT__NONE || s->gap[khi] != s->gap[klo])
                 goto Exit;
         }
         /* Items covered whole: a0 .. b0 - 1. */
@@ -611,11 +618,11 @@ static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
             whole += diff[k];
             if (k != pk) {
                 /* Deleted whole, or nothing deleted. */
-                if ((whole != 0) != (bid[k].deleted != 0))
+                if ((whole != 0) != ((bid[k].idx & BID_DELETED) != 0))
                     goto Exit;
                 continue;
             }
-            if (!bid[k].deleted)
+            if (!(bid[k].idx & BID_DELETED))
                 goto Exit;
             if (whole != 0) {
                 while (p < npart && (uint32_t)(part[p].key >> 32) == k)
@@ -935,6 +942,8 @@ static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv_t *kv, uint64_
     if ((s->arenas = crdt__tmp_alloc(a, total)) == NULL)
         return CRDT_ENOMEM;
     s->arenas_len = total;
+    if ((s->gap = crdt__tmp_alloc(a, (size_t)s->nitems * sizeof(uint32_t))) == NULL)
+        return CRDT_ENOMEM;
     for (uint32_t c = 0; c < s->nclients; c++) {
         s->clients[c].text = s->arenas + off;
         off += s->clients[c].text_len;
@@ -958,10 +967,9 @@ static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv_t *kv, uint64_
         gap += clock - end;
         b->client = c;
         b->clock = clock;
-        b->gap = gap;
+        s->gap[k] = gap;
         b->end = end = clock + (uint32_t)(kv[k].val >> 32); /* bounded by parse_items() */
-        b->idx = (uint32_t)kv[k].val;
-        b->deleted = x->deleted;
+        b->idx = (uint32_t)kv[k].val | (x->deleted ? BID_DELETED : 0);
         if (x->text_bytes > sc->text_len - used[c])
             return CRDT_EMALFORMED;
         dst = (uint8_t *)sc->text + used[c];
@@ -1100,7 +1108,8 @@ static int check_causal(const crdt_alloc_t *a, const crdt__snap_t *s)
         progress = false;
         for (uint32_t c = 0; c < nc; c++) {
             for (;;) {
-                const snap_item_t *x = icur[c] < s->nitems ? &s->items[s->bid[icur[c]].idx] : NULL;
+                const snap_item_t *x =
+                    icur[c] < s->nitems ? &s->items[BID_IDX(s->bid[icur[c]])] : NULL;
                 if (x && x->client == c && x->clock == front[c]) {
                     if ((x->left.client != CRDT__NONE && x->left.clock >= front[x->left.client]) ||
                         (x->right.client != CRDT__NONE && x->right.clock >= front[x->right.client]))
@@ -1253,6 +1262,10 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
         err = CRDT_EMALFORMED;
         goto Fail;
     }
+    if (n > SNAP_MAX_ITEMS) {
+        err = CRDT_ELIMIT;
+        goto Fail;
+    }
     if ((s->items = alloc_array(a, (size_t)n, sizeof(snap_item_t), &err)) == NULL)
         goto Fail;
     s->nitems = (uint32_t)n;
@@ -1325,7 +1338,7 @@ int crdt__snapshot_to_ops(const crdt_alloc_t *a, crdt__snap_t *s, crdt__decoded_
     for (uint32_t c = 0; c < s->nclients; c++)
         d->ids[c] = s->clients[c].id;
     for (uint32_t i = 0; i < s->nitems; i++) {
-        const snap_item_t *x = &s->items[s->bid[i].idx];
+        const snap_item_t *x = &s->items[BID_IDX(s->bid[i])];
         crdt__op_t *op = &d->ops[k++];
         memset(op, 0, sizeof(*op));
         op->kind = CRDT__OP_INSERT;
@@ -1465,7 +1478,8 @@ static void build_idx(crdt_doc_t *doc, const crdt__snap_t *s, const kv_t *kv, ui
         for (uint32_t m = 0; m < leaf->n; m++) {
             if (ki < kj) {
                 leaf->keys[m] = ki;
-                leaf->vals[m] = s->bid[i++].idx;
+                leaf->vals[m] = BID_IDX(s->bid[i]);
+                i++;
                 ki =
                     i < s->nitems ? (uint64_t)s->bid[i].client << 32 | s->bid[i].clock : UINT64_MAX;
             } else {
@@ -1611,7 +1625,7 @@ int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
                 const snap_bid_t *x = &s->bid[i];
                 uint64_t key = (uint64_t)x->client << 32 | x->clock;
                 kv[i].key = key;
-                kv[i].val = x->idx;
+                kv[i].val = BID_IDX(*x);
                 all_or |= key;
                 all_and &= key;
             }
