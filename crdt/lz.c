@@ -862,30 +862,81 @@ Exit:
 
 /*
  * Decoding table entries (uint32_t), indexed by the next MAXBITS (or
- * PRE_MAXBITS) input bits:
- *   bits 0..3    code length in bits
- *   bits 4..8    extra bits that follow the code
- *   bit  9       set for a length symbol
- *   bits 10..31  value: the literal byte, 3 + length base, 1 + distance base,
- *                or the precode symbol
+ * PRE_MAXBITS) input bits. In every table, bits 0..5 are the number of bits
+ * t the entry consumes: the code length l, plus the x extra bits that follow
+ * the code of a length or distance symbol. The extra bits are taken as the
+ * top x of the low t input bits: shifted up by 32 - t in 32 bits, then down
+ * by 32 - x in 64 bits (so x = 0 gives 0), which costs two shifts and no
+ * mask (see extra_bits()).
+ *
+ *   literal/length table:
+ *     bit  6        E_EXTRA: a length whose extra bits are still to be added
+ *     bit  7        E_MATCH: a length symbol (clear: a literal)
+ *     bits 8..15    a literal's byte, or
+ *     bits 8..13    for a length, 32 - x
+ *     bits 14..31   for a length, 3 + its base
+ *   distance table:
+ *     bits 6..11    32 - x
+ *     bits 12..31   1 + the distance base (at most 1 + 3 << 18: 20 bits)
+ *   precode table:
+ *     bits 12..31   the precode symbol
+ *
+ * Bits 6 and 7 clear make a literal's low byte exactly its code length.
+ *
+ * A length symbol whose code and extra bits fit the index (l + x <= MAXBITS,
+ * most of them) is resolved in the table instead: each of the 2^x values of
+ * its extra bits gets its own entries (indexed by the code followed by those
+ * bits), holding the whole length with x taken as 0 and E_EXTRA clear.
  */
-#define E_MATCH 0x200u
-#define E_VALUE_SHIFT 10
+#define E_EXTRA 0x40u
+#define E_MATCH 0x80u
+#define E_BITS(e) ((e)&63)
+#define E_LITERAL(e) ((uint8_t)((e) >> 8))
+#define E_LEN_SHIFT 14  /* length value */
+#define E_LEN_XSHIFT 8  /* its 32 - x */
+#define E_DIST_SHIFT 12 /* distance value (and precode symbol) */
+#define E_DIST_XSHIFT 6 /* its 32 - x */
 
 enum { T_LITLEN, T_DIST, T_PRE };
 
-static inline uint32_t table_entry(int kind, unsigned sym)
+/* The extra bits of an entry consuming t = E_BITS(e) bits (1..30) with
+ * 32 - x at bit `xshift`, from the input bits bb that start with its code. */
+static inline uint32_t extra_bits(uint32_t e, unsigned xshift, uint64_t bb)
 {
-    if (kind == T_LITLEN) {
-        if (sym < NLIT)
-            return (uint32_t)sym << E_VALUE_SHIFT;
-        sym -= NLIT;
-        return (MIN_MATCH + len_slot_base(sym)) << E_VALUE_SHIFT | E_MATCH |
-               len_slot_extra(sym) << 4;
+    uint32_t top = (uint32_t)bb << ((0u - e) & 31); /* the t bits at the top */
+    return (uint32_t)((uint64_t)top >> ((e >> xshift) & 63));
+}
+
+static inline uint32_t len_value(uint32_t e, uint64_t bb)
+{
+    return (e >> E_LEN_SHIFT) + extra_bits(e, E_LEN_XSHIFT, bb);
+}
+
+static inline uint32_t dist_value(uint32_t e, uint64_t bb)
+{
+    return (e >> E_DIST_SHIFT) + extra_bits(e, E_DIST_XSHIFT, bb);
+}
+
+/* The entry of length symbol s (0..59) with code length l, its extra bits
+ * left to the decoder if x > 0, or else resolved with their value v. */
+static inline uint32_t len_entry(unsigned s, unsigned l, unsigned x, uint32_t v)
+{
+    return (MIN_MATCH + len_slot_base(s) + v) << E_LEN_SHIFT | (32 - x) << E_LEN_XSHIFT | E_MATCH |
+           (x ? E_EXTRA : 0) | (l + x);
+}
+
+/* The entry of symbol sym with code length l (extra bits left to the
+ * decoder). */
+static inline uint32_t table_entry(int kind, unsigned sym, unsigned l)
+{
+    if (kind == T_LITLEN)
+        return sym < NLIT ? (uint32_t)sym << 8 | l
+                          : len_entry(sym - NLIT, l, len_slot_extra(sym - NLIT), 0);
+    if (kind == T_DIST) {
+        uint32_t x = dist_slot_extra(sym);
+        return (1 + dist_slot_base(sym)) << E_DIST_SHIFT | (32 - x) << E_DIST_XSHIFT | (l + x);
     }
-    if (kind == T_DIST)
-        return (1 + dist_slot_base(sym)) << E_VALUE_SHIFT | dist_slot_extra(sym) << 4;
-    return (uint32_t)sym << E_VALUE_SHIFT;
+    return (uint32_t)sym << E_DIST_SHIFT | l;
 }
 
 /*
@@ -899,12 +950,18 @@ static inline uint32_t table_entry(int kind, unsigned sym)
  * their own entries; a prefix code never puts one where a shorter code is.
  * So each symbol is stored once and the rest is memcpy. Entries not yet
  * reached by any code while the table is small are copied but always
- * overwritten later, as the code is complete.
+ * overwritten later, as the code is complete. A length symbol resolved with
+ * its x extra bits (see above) is placed the same way, only x levels later:
+ * its 2^x entries, one per value of the extra bits, once the table has
+ * l + x index bits.
  */
 static int build_table(uint32_t *table, unsigned tbits, const uint8_t *lens, unsigned n, int kind)
 {
     uint32_t count[16] = {0}, offs[16], code = 0;
     uint16_t sorted[NLITLEN];
+    /* resolved length symbols waiting for their level: a list per level */
+    uint8_t wait_head[16], wait_next[NLENSYM], wait_len[NLENSYM];
+    uint16_t wait_rev[NLENSYM];
     int32_t left = 1;
     size_t size = 1;
     unsigned k = 0;
@@ -925,32 +982,50 @@ static int build_table(uint32_t *table, unsigned tbits, const uint8_t *lens, uns
     for (unsigned s = 0; s < n; s++)
         if (lens[s])
             sorted[offs[lens[s]]++] = (uint16_t)s;
+    memset(wait_head, 0xff, sizeof(wait_head));
     table[0] = 0;
     for (unsigned l = 1; l <= tbits; l++) {
         memcpy(table + size, table, size * sizeof(uint32_t));
         size *= 2;
-        for (uint32_t c = 0; c < count[l]; c++, k++, code++)
-            table[bitrev(code, l)] = table_entry(kind, sorted[k]) | l;
+        for (uint32_t c = 0; c < count[l]; c++, k++, code++) {
+            unsigned s = sorted[k], x;
+            uint32_t rev = bitrev(code, l);
+            if (kind == T_LITLEN && s >= NLIT && (x = len_slot_extra(s - NLIT)) != 0 &&
+                l + x <= tbits) {
+                unsigned i = s - NLIT;
+                wait_rev[i] = (uint16_t)rev;
+                wait_len[i] = (uint8_t)l;
+                wait_next[i] = wait_head[l + x];
+                wait_head[l + x] = (uint8_t)i;
+                continue;
+            }
+            table[rev] = table_entry(kind, s, l);
+        }
+        for (unsigned i = wait_head[l]; i != 0xff; i = wait_next[i]) {
+            unsigned cl = wait_len[i], x = l - cl;
+            for (uint32_t j = 0; j < (1u << x); j++)
+                table[wait_rev[i] | j << cl] = len_entry(i, l, 0, j);
+        }
         code <<= 1;
     }
     return 0;
 }
 
 /* Copies a match of `len` bytes from `dist` bytes back (checked by the caller
- * to lie inside the output and the block). Chunks may write up to 15 bytes
- * past the match, which only ever lands on output not yet produced and
- * before dst_end. */
-static inline uint8_t *copy_match(uint8_t *out, uint32_t len, uint32_t dist, const uint8_t *dst_end)
+ * to lie inside the output and the block, which ends at blk_end). Chunks may
+ * write up to 15 bytes past the match, which only ever lands on output of
+ * the block not yet produced. */
+static inline uint8_t *copy_match(uint8_t *out, uint32_t len, uint32_t dist, const uint8_t *blk_end)
 {
     const uint8_t *from = out - dist;
     uint8_t *end = out + len;
-    if (dist >= 16 && (size_t)(dst_end - end) >= 16) {
+    if (dist >= 16 && (size_t)(blk_end - end) >= 16) {
         do {
             memcpy(out, from, 16);
             out += 16;
             from += 16;
         } while (out < end);
-    } else if (dist >= 8 && (size_t)(dst_end - end) >= 8) {
+    } else if (dist >= 8 && (size_t)(blk_end - end) >= 8) {
         do {
             memcpy(out, from, 8);
             out += 8;
@@ -966,93 +1041,93 @@ static inline uint8_t *copy_match(uint8_t *out, uint32_t len, uint32_t dist, con
     return end;
 }
 
-/* low_mask[x]: the low x bits set (extra bits are at most 18; an entry's
- * field has 5 bits). */
-static const uint32_t low_mask[32] = {
-    0x0,      0x1,       0x3,       0x7,       0xf,       0x1f,       0x3f,       0x7f,
-    0xff,     0x1ff,     0x3ff,     0x7ff,     0xfff,     0x1fff,     0x3fff,     0x7fff,
-    0xffff,   0x1ffff,   0x3ffff,   0x7ffff,   0xfffff,   0x1fffff,   0x3fffff,   0x7fffff,
-    0xffffff, 0x1ffffff, 0x3ffffff, 0x7ffffff, 0xfffffff, 0x1fffffff, 0x3fffffff, 0x7fffffff};
-
 /*
  * The symbols of a Huffman block while at least 8 input bytes are left and
- * the block has at least 4 bytes to go: every refill is one 8-byte load, and
- * up to four literals are decoded per refill. A separate function so that
- * the few values it needs stay in registers. Updates the bit reader and the
- * output position; returns 0, or CRDT_EMALFORMED for a match that reaches
- * outside the output or past the block.
+ * the block has at least 4 bytes to go. The input is read by bit position:
+ * *pos_p is the number of bits of src consumed, and every step loads the 8
+ * bytes holding the next bit (at least 57 bits after the shift), enough for
+ * four literals (4 x 12 bits) or a match (12 + 13 + 12 + 18 = 55 bits). A
+ * separate function so that the few values it needs stay in registers.
+ * Returns 0, or CRDT_EMALFORMED for a match that reaches outside the output
+ * or past the block.
  */
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
 static int
-decode_fast(const uint32_t *lt, const uint32_t *dt, const uint8_t **in_p, const uint8_t *in_end,
-            uint64_t *bb_p, unsigned *bc_p, uint8_t **out_p, uint8_t *blk_end, const uint8_t *dst,
-            const uint8_t *dst_end)
+decode_fast(const uint32_t *lt, const uint32_t *dt, const uint8_t *src, size_t *pos_p,
+            size_t pos_end, uint8_t **out_p, uint8_t *blk_end, const uint8_t *dst)
 {
-    const uint8_t *in = *in_p;
-    uint8_t *out = *out_p;
-    uint64_t bb = *bb_p;
-    unsigned bc = *bc_p;
-    const uint8_t *in_last;
-    uint8_t *out_last;
+    size_t pos = *pos_p; /* loads need pos < pos_end */
+    uint8_t *out = *out_p, *out_last;
     int err = 0;
-    if (in_end - in < 8 || blk_end - out < 4)
+    if (blk_end - out < 4)
         return 0;
-    in_last = in_end - 8;
     out_last = blk_end - 4;
-    while (in <= in_last && out <= out_last) {
-        uint32_t e, len, dist, x;
-        bb |= load_le64(in) << bc;
-        in += (63 - bc) >> 3;
-        bc |= 56;
-        e = lt[bb & ((1u << MAXBITS) - 1)];
+    while (pos < pos_end && out <= out_last) {
+        uint64_t bb = load_le64(src + (pos >> 3)) >> (pos & 7);
+        uint32_t e = lt[bb & ((1u << MAXBITS) - 1)], len, dist;
+        size_t room;
         if (!(e & E_MATCH)) {
-            /* Up to four literals (4 x 12 <= 56 bits). */
+            /* Up to four literals; after fewer, a match (the block has room
+             * for it to start) needs the bits reloaded. */
 #define LITERAL()                                                                                  \
     do {                                                                                           \
-        bb >>= e & 15;                                                                             \
-        bc -= e & 15;                                                                              \
-        *out++ = (uint8_t)(e >> E_VALUE_SHIFT);                                                    \
+        unsigned t = e & 0xff;                                                                     \
+        bb >>= t;                                                                                  \
+        pos += t;                                                                                  \
+        *out++ = E_LITERAL(e);                                                                     \
         e = lt[bb & ((1u << MAXBITS) - 1)];                                                        \
     } while (0)
             LITERAL();
             if (e & E_MATCH)
-                continue;
+                goto Reload;
             LITERAL();
             if (e & E_MATCH)
-                continue;
+                goto Reload;
             LITERAL();
             if (e & E_MATCH)
-                continue;
+                goto Reload;
             LITERAL();
 #undef LITERAL
             continue;
+        Reload:
+            if (pos >= pos_end)
+                break;
+            bb = load_le64(src + (pos >> 3)) >> (pos & 7);
         }
-        /* A match: at most 12 + 13 + 12 + 18 = 55 bits. */
-        bb >>= e & 15;
-        bc -= e & 15;
-        x = (e >> 4) & 31;
-        len = (e >> E_VALUE_SHIFT) + ((uint32_t)bb & low_mask[x]);
-        bb >>= x;
-        bc -= x;
+        /* A match. Extra bits come right after their code. */
+        len = e >> E_LEN_SHIFT;
+        if (e & E_EXTRA)
+            len += extra_bits(e, E_LEN_XSHIFT, bb);
+        bb >>= E_BITS(e);
+        pos += E_BITS(e);
         e = dt[bb & ((1u << MAXBITS) - 1)];
-        bb >>= e & 15;
-        bc -= e & 15;
-        x = (e >> 4) & 31;
-        dist = (e >> E_VALUE_SHIFT) + ((uint32_t)bb & low_mask[x]);
-        bb >>= x;
-        bc -= x;
-        if (len > (size_t)(blk_end - out) || dist > (size_t)(out - dst)) {
+        dist = dist_value(e, bb);
+        pos += E_BITS(e);
+        room = (size_t)(blk_end - out);
+        if (len + 15 <= room && dist >= 16 && dist <= (size_t)(out - dst)) {
+            /* the common case: 16-byte chunks, not overlapping */
+            const uint8_t *from = out - dist;
+            uint8_t *end = out + len;
+            memcpy(out, from, 16);
+            while (len > 16) {
+                out += 16;
+                from += 16;
+                len -= 16;
+                memcpy(out, from, 16);
+            }
+            out = end;
+            continue;
+        }
+        if (len > room || dist > (size_t)(out - dst)) {
             err = CRDT_EMALFORMED;
             break;
         }
-        out = copy_match(out, len, dist, dst_end);
+        out = copy_match(out, len, dist, blk_end);
     }
-    *in_p = in;
+    *pos_p = pos;
     *out_p = out;
-    *bb_p = bb;
-    *bc_p = bc;
     return err;
 }
 
@@ -1165,8 +1240,8 @@ int crdt__lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_l
                 uint8_t v = 0;
                 REFILL();
                 e = pt[BITS(PRE_MAXBITS)];
-                DROP(e & 15);
-                sym = e >> E_VALUE_SHIFT;
+                DROP(E_BITS(e));
+                sym = e >> E_DIST_SHIFT;
                 if (sym < 13) {
                     lens[i++] = (uint8_t)sym;
                     continue;
@@ -1207,49 +1282,40 @@ int crdt__lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_l
             }
         }
 
-        /* symbols */
-        if (decode_fast(lt, dt, &in, in_end, &bb, &bc, &out, blk_end, dst, dst_end) != 0)
-            goto Bad;
+        /* symbols: the fast loop (which reads by bit position) while at
+         * least 8 input bytes are left, then one symbol per refill */
+        if (over == 0 && n >= 8) {
+            size_t pos = (size_t)(in - src) * 8 - bc, pos_end = (n - 7) * 8;
+            if (pos < pos_end) {
+                int err = decode_fast(lt, dt, src, &pos, pos_end, &out, blk_end, dst);
+                in = src + (pos >> 3);
+                bb = 0;
+                bc = 0;
+                if (pos & 7) {
+                    bb = *in++ >> (pos & 7);
+                    bc = 8 - (unsigned)(pos & 7);
+                }
+                if (err != 0)
+                    goto Bad;
+            }
+        }
         while (out < blk_end) {
-            uint32_t e, len, dist, x;
+            uint32_t e, len, dist;
             REFILL();
             e = lt[BITS(MAXBITS)];
-            if (!(e & E_MATCH) && blk_end - out >= 4) {
-                /* Up to four literals from one refill (4 x 12 <= 56 bits). */
-                DROP(e & 15);
-                *out++ = (uint8_t)(e >> E_VALUE_SHIFT);
-                for (int j = 0; j < 3; j++) {
-                    e = lt[BITS(MAXBITS)];
-                    if (e & E_MATCH)
-                        break;
-                    DROP(e & 15);
-                    *out++ = (uint8_t)(e >> E_VALUE_SHIFT);
-                }
-                continue;
-            }
-            DROP(e & 15);
             if (!(e & E_MATCH)) {
-                *out++ = (uint8_t)(e >> E_VALUE_SHIFT);
-                if (out < blk_end) {
-                    e = lt[BITS(MAXBITS)];
-                    if (!(e & E_MATCH)) {
-                        DROP(e & 15);
-                        *out++ = (uint8_t)(e >> E_VALUE_SHIFT);
-                    }
-                }
+                DROP(E_BITS(e));
+                *out++ = E_LITERAL(e);
                 continue;
             }
-            x = (e >> 4) & 31;
-            len = (e >> E_VALUE_SHIFT) + BITS(x);
-            DROP(x);
+            len = len_value(e, bb);
+            DROP(E_BITS(e));
             e = dt[BITS(MAXBITS)];
-            DROP(e & 15);
-            x = (e >> 4) & 31;
-            dist = (e >> E_VALUE_SHIFT) + BITS(x);
-            DROP(x);
+            dist = dist_value(e, bb);
+            DROP(E_BITS(e));
             if (len > (size_t)(blk_end - out) || dist > (size_t)(out - dst))
                 goto Bad;
-            out = copy_match(out, len, dist, dst_end);
+            out = copy_match(out, len, dist, blk_end);
         }
     }
 
