@@ -307,9 +307,19 @@ Exit:
 
 /* A parsed item is a document item, so a loaded document adopts the array:
  * clients are snapshot client numbers (the loaded document numbers its
- * clients the same way), and until the sequence tree is built `leaf` holds
- * which origins were written out (1: left, 2: right) and must be checked. */
+ * clients the same way). Its `leaf` and `slot` are 0 and its `text_off` is
+ * unset until the document is built (the offset is in the snapshot's aoff[]
+ * until then). */
 typedef crdt__item_t snap_item_t;
+
+/* An origin written out explicitly, to be checked against the items once
+ * they are sorted by id: it must name an inserted character, and a left
+ * origin's item must come before item `i` in document order. */
+typedef struct {
+    uint32_t client, clock;
+    uint32_t i; /* the item's index in document order, | REF_RIGHT */
+} snap_ref_t;
+#define REF_RIGHT 0x80000000u
 
 /* A parsed delete record is a document one, so a loaded document adopts the
  * array, as it does the items. */
@@ -342,6 +352,13 @@ struct crdt__snap {
      * item holds; two items of a client have no gap between them exactly
      * when these are equal. */
     uint32_t *gap;
+    /* Per item in document order: where its text starts in the body's text
+     * (nitems + 1 entries, the last the text's length), then in its client's
+     * arena (nitems entries). Compact, so that the passes in id order need
+     * not touch the items. */
+    uint32_t *toff, *aoff;
+    snap_ref_t *refs; /* up to 2 * nitems */
+    uint32_t nrefs;
     snap_del_t *dels; /* per client in clock order */
     uint8_t *owned;   /* the decompressed body */
     size_t owned_len;
@@ -357,6 +374,9 @@ void crdt__snapshot_dispose(const crdt_alloc_t *a, crdt__snap_t *s)
     crdt__tmp_free(a, s->items, s->nitems * sizeof(snap_item_t));
     crdt__tmp_free(a, s->bid, s->nitems * sizeof(snap_bid_t));
     crdt__tmp_free(a, s->gap, s->nitems * sizeof(uint32_t));
+    crdt__tmp_free(a, s->toff, ((size_t)s->nitems + 1) * sizeof(uint32_t));
+    crdt__tmp_free(a, s->aoff, s->nitems * sizeof(uint32_t));
+    crdt__tmp_free(a, s->refs, 2 * (size_t)s->nitems * sizeof(snap_ref_t));
     crdt__tmp_free(a, s->dels, s->ndel * sizeof(snap_del_t));
     crdt__tmp_free(a, s->owned, s->owned_len);
     crdt__tmp_free(a, s->arenas, s->arenas_len);
@@ -549,18 +569,14 @@ static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
     }
     memset(diff, 0, ((size_t)n + 1) * sizeof(uint32_t));
     err = CRDT_EMALFORMED;
-    for (uint32_t i = 0; i < n; i++) {
-        const snap_item_t *x = &s->items[i];
-        if (x->leaf & 1) {
-            /* An item comes after its left origin in document order: the
-             * integration of any insert puts it there. (Not so for the
-             * right origin: an insert whose right origin lies before its
-             * left one is integrated after the left one.) */
-            uint32_t k = idmap_find(&m, bid, x->left.client, x->left.clock);
-            if (k == CRDT__NONE || BID_IDX(bid[k]) >= i)
-                goto Exit;
-        }
-        if ((x->leaf & 2) && idmap_find(&m, bid, x->right.client, x->right.clock) == CRDT__NONE)
+    for (uint32_t r = 0; r < s->nrefs; r++) {
+        const snap_ref_t *ref = &s->refs[r];
+        uint32_t k = idmap_find(&m, bid, ref->client, ref->clock);
+        /* An item comes after its left origin in document order: the
+         * integration of any insert puts it there. (Not so for the right
+         * origin: an insert whose right origin lies before its left one is
+         * integrated after the left one.) */
+        if (k == CRDT__NONE || (!(ref->i & REF_RIGHT) && BID_IDX(bid[k]) >= ref->i))
             goto Exit;
     }
     for (uint32_t j = 0; j < s->ndel; j++) {
@@ -840,7 +856,7 @@ static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end, const uint8_t
         x->deleted = (uint16_t)(head & I_DELETED);
         x->left = CRDT__NOID;
         x->right = CRDT__NOID;
-        x->leaf = (lm >= 2 ? 1 : 0) | (rm == 3 ? 2 : 0);
+        x->leaf = 0;
         x->slot = 0;
         /* The left origin first: the clock may be written relative to it. */
         if (lm == 1) {
@@ -910,16 +926,21 @@ static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end, const uint8_t
             x->text_bytes = (uint32_t)bytes;
             x->u16len = (uint32_t)u16;
         }
-        x->text_off = (uint32_t)pos;
+        s->toff[i] = (uint32_t)pos;
         pos += x->text_bytes;
+        if (lm >= 2)
+            s->refs[s->nrefs++] = (snap_ref_t){x->left.client, x->left.clock, i};
+        if (rm == 3)
+            s->refs[s->nrefs++] = (snap_ref_t){x->right.client, x->right.clock, i | REF_RIGHT};
         key = (uint64_t)client << 32 | x->clock;
         kv[i].key = key;
-        kv[i].val = (uint64_t)x->len << 32 | i;
+        kv[i].val = (uint64_t)x->len << 32 | i | (x->deleted ? BID_DELETED : 0);
         all_or |= key;
         all_and &= key;
     }
     if ((s->nitems > 0 && s->items[s->nitems - 1].right.client == CRDT__NONE - 1) || pos != total)
         return CRDT_EMALFORMED;
+    s->toff[s->nitems] = (uint32_t)pos;
     *vary = all_or ^ all_and;
     return 0;
 }
@@ -955,7 +976,8 @@ static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv_t *kv, uint64_
     for (uint32_t k = 0; k < s->nitems; k++) {
         snap_bid_t *b = &s->bid[k];
         uint32_t c = (uint32_t)(kv[k].key >> 32), clock = (uint32_t)kv[k].key;
-        snap_item_t *x = &s->items[(uint32_t)kv[k].val];
+        uint32_t idx = (uint32_t)kv[k].val & ~BID_DELETED, from = s->toff[idx];
+        uint32_t bytes = s->toff[idx + 1] - from;
         snap_client_t *sc = &s->clients[c];
         uint8_t *dst;
         if (c != client) {
@@ -969,18 +991,18 @@ static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv_t *kv, uint64_
         b->clock = clock;
         s->gap[k] = gap;
         b->end = end = clock + (uint32_t)(kv[k].val >> 32); /* bounded by parse_items() */
-        b->idx = (uint32_t)kv[k].val | (x->deleted ? BID_DELETED : 0);
-        if (x->text_bytes > sc->text_len - used[c])
+        b->idx = (uint32_t)kv[k].val;
+        if (bytes > sc->text_len - used[c])
             return CRDT_EMALFORMED;
         dst = (uint8_t *)sc->text + used[c];
-        if (x->text_bytes <= 16 && total - x->text_off >= 16 && arena_end - dst >= 16)
+        if (bytes <= 16 && total - from >= 16 && arena_end - dst >= 16)
             /* Items are copied in arena order, so what this writes past
              * the item's text is overwritten by the items after it. */
-            memcpy(dst, text + x->text_off, 16);
+            memcpy(dst, text + from, 16);
         else
-            memcpy(dst, text + x->text_off, x->text_bytes);
-        x->text_off = used[c];
-        used[c] += x->text_bytes;
+            memcpy(dst, text + from, bytes);
+        s->aoff[idx] = used[c];
+        used[c] += bytes;
     }
     for (uint32_t c = 0; c < s->nclients; c++)
         if (used[c] != s->clients[c].text_len)
@@ -1251,6 +1273,10 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
         err = CRDT_EMALFORMED;
         goto Fail;
     }
+    if (total_text > UINT32_MAX) {
+        err = CRDT_ELIMIT; /* text offsets are 32 bits */
+        goto Fail;
+    }
     doc_text = r.p;
     r.p += total_text;
 
@@ -1274,7 +1300,10 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
     if ((tmp = alloc_array(a, s->nclients, sizeof(uint32_t), &err)) == NULL ||
         (aux = alloc_array(a, s->nclients, sizeof(uint32_t), &err)) == NULL)
         goto Fail;
-    if ((kv = alloc_array(a, (size_t)n, sizeof(kv_t), &err)) == NULL)
+    if ((kv = alloc_array(a, (size_t)n, sizeof(kv_t), &err)) == NULL ||
+        (s->toff = alloc_array(a, (size_t)n + 1, sizeof(uint32_t), &err)) == NULL ||
+        (s->aoff = alloc_array(a, (size_t)n, sizeof(uint32_t), &err)) == NULL ||
+        (s->refs = alloc_array(a, 2 * (size_t)n, sizeof(snap_ref_t), &err)) == NULL)
         goto Fail;
     if ((err = parse_items(icol, s, aux, doc_text, total_text, kv, &vary)) != 0 ||
         !cols_done(icol, NICOLS)) {
@@ -1285,6 +1314,8 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
         goto Fail;
     crdt__tmp_free(a, kv, (size_t)n * sizeof(kv_t));
     kv = NULL;
+    crdt__tmp_free(a, s->toff, ((size_t)n + 1) * sizeof(uint32_t));
+    s->toff = NULL;
 
     n = crdt__get_varint(&r);
     if ((err = get_cols(&r, dcol, NDCOLS)) != 0)
@@ -1307,6 +1338,8 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
     s->owned_len = 0;
     if ((err = check_refs(a, s)) != 0 || (err = check_causal(a, s)) != 0)
         goto Fail;
+    crdt__tmp_free(a, s->refs, 2 * (size_t)s->nitems * sizeof(snap_ref_t));
+    s->refs = NULL;
     crdt__tmp_free(a, tmp, s->nclients * sizeof(uint32_t));
     crdt__tmp_free(a, aux, s->nclients * sizeof(uint32_t));
     *out = s;
@@ -1338,7 +1371,8 @@ int crdt__snapshot_to_ops(const crdt_alloc_t *a, crdt__snap_t *s, crdt__decoded_
     for (uint32_t c = 0; c < s->nclients; c++)
         d->ids[c] = s->clients[c].id;
     for (uint32_t i = 0; i < s->nitems; i++) {
-        const snap_item_t *x = &s->items[BID_IDX(s->bid[i])];
+        uint32_t idx = BID_IDX(s->bid[i]);
+        const snap_item_t *x = &s->items[idx];
         crdt__op_t *op = &d->ops[k++];
         memset(op, 0, sizeof(*op));
         op->kind = CRDT__OP_INSERT;
@@ -1347,7 +1381,7 @@ int crdt__snapshot_to_ops(const crdt_alloc_t *a, crdt__snap_t *s, crdt__decoded_
         op->len = x->len;
         op->left = x->left;
         op->right = x->right;
-        op->text = s->clients[x->client].text + x->text_off;
+        op->text = s->clients[x->client].text + s->aoff[idx];
         op->text_bytes = x->text_bytes;
         op->u16len = x->u16len;
     }
@@ -1385,7 +1419,7 @@ static uint32_t group_size(uint32_t count, uint32_t groups, uint32_t g)
 }
 
 /* Builds the sequence tree over items 0 .. n-1, already in document order. */
-static void build_seq(crdt_doc_t *doc, uint32_t n)
+static void build_seq(crdt_doc_t *doc, const crdt__snap_t *s, uint32_t n)
 {
     uint32_t nleaves = n ? groups_of(n, CRDT__SEQ_LEAF) : 1, first = 0, level, count;
     uint32_t it = 0;
@@ -1407,6 +1441,7 @@ static void build_seq(crdt_doc_t *doc, uint32_t n)
             doc->utf8_len += x->deleted ? 0 : x->text_bytes;
             x->leaf = l;
             x->slot = (uint16_t)i;
+            x->text_off = s->aoff[it];
         }
     }
     /* Inner levels, bottom-up: the children of a level are consecutive node
@@ -1615,7 +1650,7 @@ int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
     /* Each client's records come in clock order, so its last is its latest. */
     for (uint32_t i = 0; i < s->ndel; i++)
         CLIENT(doc, s->dels[i].client).last_delrec = i;
-    build_seq(doc, s->nitems);
+    build_seq(doc, s, s->nitems);
     {
         if (sorted) {
             build_idx(doc, s, NULL, nkeys);
