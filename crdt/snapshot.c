@@ -825,122 +825,155 @@ static bool all_ascii(const uint8_t *text, size_t total)
 
 /*
  * Reads the items (document order) from their columns. Each item also takes
- * its `len` characters of the text in turn (noting their place in text_off
- * until place_by_id() moves them), and its sort key by id goes to kv[i]
- * (*vary: the key bits in which some two keys differ, for sort_kv()). A right
- * origin "the next item" is resolved, and checked, when that item is read.
+ * its `len` characters of the text in turn (noting where they start in
+ * s->toff), explicit origins are queued in s->refs for check_refs(), and its
+ * sort key by id goes to kv[i] (*vary: the key bits in which some two keys
+ * differ, for sort_kv()). A right origin "the next item" is resolved, and
+ * checked, when that item is read. The loop keeps what it needs of the
+ * previous item and of the current client in locals: a column read that
+ * fails yields 0 and is reported after the loop, every value is range
+ * checked before it is used, so nothing here reads out of bounds meanwhile.
  */
 static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end, const uint8_t *text,
                        size_t total, kv_t *kv, uint64_t *vary)
 {
-    uint32_t client = CRDT__NONE;
+    const uint32_t n = s->nitems, nclients = s->nclients;
+    snap_item_t *items = s->items;
+    uint32_t *toff = s->toff;
+    snap_ref_t *refs = s->refs;
+    uint32_t nrefs = 0;
+    col_t cclient = col[C_CLIENT], cclock = col[C_CLOCK], clen = col[C_LEN];
+    col_t cleft = col[C_LEFT], cright = col[C_RIGHT];
+    /* The current client, where its previous item ended and its clock limit. */
+    uint32_t client = CRDT__NONE, cend = 0, climit = 0;
+    crdt__item_t p = {0}; /* the previous item */
     uint64_t all_or = 0, all_and = ~(uint64_t)0;
     bool ascii = all_ascii(text, total);
     size_t pos = 0;
     /* The head column holds exactly one byte per item (the caller checked). */
     const uint8_t *heads = col[C_HEAD].p;
     col[C_HEAD].p = col[C_HEAD].end;
-    for (uint32_t c = 0; c < s->nclients; c++)
+    for (uint32_t c = 0; c < nclients; c++)
         end[c] = 0;
-    for (uint32_t i = 0; i < s->nitems; i++) {
-        snap_item_t *x = &s->items[i];
-        uint64_t key;
+    for (uint32_t i = 0; i < n; i++) {
         uint8_t head = heads[i];
         unsigned lm = (head >> I_LEFT_SHIFT) & 3, rm = (head >> I_RIGHT_SHIFT) & 3;
+        crdt__item_t x;
         int64_t clock;
-        if (head & I_CLIENT)
-            client = col_u32(&col[C_CLIENT]);
-        if (col[C_CLIENT].err || client >= s->nclients)
-            return CRDT_EMALFORMED;
-        x->client = client;
-        x->deleted = (uint16_t)(head & I_DELETED);
-        x->left = CRDT__NOID;
-        x->right = CRDT__NOID;
-        x->leaf = 0;
-        x->slot = 0;
+        uint64_t key;
+        if (head & I_CLIENT) {
+            uint32_t c = col_u32(&cclient);
+            if (c >= nclients)
+                return CRDT_EMALFORMED;
+            if (client != CRDT__NONE)
+                end[client] = cend;
+            client = c;
+            cend = end[c];
+            climit = s->clients[c].next_clock;
+        } else if (client == CRDT__NONE) {
+            return CRDT_EMALFORMED; /* the first item names its client */
+        }
+        x.client = client;
+        x.deleted = (uint16_t)(head & I_DELETED);
+        x.left = CRDT__NOID;
+        x.right = CRDT__NOID;
+        x.leaf = 0;
+        x.slot = 0;
+        x.text_off = 0; /* set when the document is built */
         /* The left origin first: the clock may be written relative to it. */
         if (lm == 1) {
-            const snap_item_t *p;
             if (i == 0)
                 return CRDT_EMALFORMED;
-            p = &s->items[i - 1];
-            x->left = crdt__id(p->client, p->clock + p->len - 1);
+            x.left = crdt__id(p.client, p.clock + p.len - 1);
         } else if (lm == 3) {
-            x->left = get_id(&col[C_LEFT], s->nclients);
+            x.left = get_id(&cleft, nclients);
         }
-        clock = clock_base(client, x->left, lm, end[client]);
-        if (head & I_CLOCK)
-            clock += unzigzag(col_u64(&col[C_CLOCK]));
-        x->len = col_u32(&col[C_LEN]);
-        if (col[C_CLOCK].err || col[C_LEN].err || col[C_LEFT].err || clock < 0 || x->len == 0 ||
-            (uint64_t)clock + x->len > s->clients[client].next_clock)
+        clock = clock_base(client, x.left, lm, cend);
+        if (head & I_CLOCK) {
+            uint64_t z = col_u64(&cclock);
+            if (z > 2 * (uint64_t)UINT32_MAX + 1)
+                return CRDT_EMALFORMED; /* no clock is that far off */
+            clock += unzigzag(z);
+        }
+        x.len = col_u32(&clen);
+        if (clock < 0 || x.len == 0 || (uint64_t)clock + x.len > climit)
             return CRDT_EMALFORMED;
-        x->clock = (uint32_t)clock;
-        end[client] = x->clock + x->len;
+        x.clock = (uint32_t)clock;
+        cend = x.clock + x.len;
         if (lm == 2) {
-            uint32_t d = col_u32(&col[C_LEFT]);
-            if (col[C_LEFT].err || d == 0 || d > x->clock)
+            uint32_t d = col_u32(&cleft);
+            if (d == 0 || d > x.clock)
                 return CRDT_EMALFORMED;
-            x->left = crdt__id(client, x->clock - d);
+            x.left = crdt__id(client, x.clock - d);
         }
         if (rm == 1) {
-            x->right.client = CRDT__NONE - 1; /* the next item: resolved below */
+            x.right.client = CRDT__NONE - 1; /* the next item: resolved below */
         } else if (rm == 2) {
             if (i == 0)
                 return CRDT_EMALFORMED;
-            x->right = s->items[i - 1].right;
+            x.right = p.right;
         } else if (rm == 3 && (head & I_RIGHT_SAME)) {
-            uint32_t d = col_u32(&col[C_RIGHT]);
-            if (col[C_RIGHT].err || d == 0 || d > x->clock)
+            uint32_t d = col_u32(&cright);
+            if (d == 0 || d > x.clock)
                 return CRDT_EMALFORMED;
-            x->right = crdt__id(client, x->clock - d);
+            x.right = crdt__id(client, x.clock - d);
         } else if (rm == 3) {
-            x->right = get_id(&col[C_RIGHT], s->nclients);
-            if (col[C_RIGHT].err)
-                return CRDT_EMALFORMED;
+            x.right = get_id(&cright, nclients);
         }
         if ((head & I_RIGHT_SAME) && rm != 3)
             return CRDT_EMALFORMED;
         /* The previous item's right origin may be this item (read after
          * this item's rm 2 copied it, so such a copy is resolved to the next
          * item in turn). */
-        if (i > 0 && x[-1].right.client == CRDT__NONE - 1) {
-            x[-1].right = crdt__id(client, x->clock);
-            if (client == x[-1].client && x->clock >= x[-1].clock)
+        if (i > 0 && p.right.client == CRDT__NONE - 1) {
+            if (client == p.client && x.clock >= p.clock)
                 return CRDT_EMALFORMED;
+            items[i - 1].right = crdt__id(client, x.clock);
         }
         /* Origins come before the insert: never the client's own later
          * clocks (the same rule updates follow). */
-        if ((x->left.client == client && x->left.clock >= x->clock) ||
-            (x->right.client == client && x->right.clock >= x->clock))
+        if ((x.left.client == client && x.left.clock >= x.clock) ||
+            (x.right.client == client && x.right.clock >= x.clock))
             return CRDT_EMALFORMED;
         /* Its text. */
         if (ascii) {
-            if (x->len > total - pos)
+            if (x.len > total - pos)
                 return CRDT_EMALFORMED;
-            x->text_bytes = x->u16len = x->len;
+            x.text_bytes = x.u16len = x.len;
         } else {
             size_t bytes, u16;
-            if (measure_text(text + pos, total - pos, x->len, &bytes, &u16) != 0)
+            if (measure_text(text + pos, total - pos, x.len, &bytes, &u16) != 0)
                 return CRDT_EMALFORMED;
-            x->text_bytes = (uint32_t)bytes;
-            x->u16len = (uint32_t)u16;
+            x.text_bytes = (uint32_t)bytes;
+            x.u16len = (uint32_t)u16;
         }
-        s->toff[i] = (uint32_t)pos;
-        pos += x->text_bytes;
+        toff[i] = (uint32_t)pos;
+        pos += x.text_bytes;
         if (lm >= 2)
-            s->refs[s->nrefs++] = (snap_ref_t){x->left.client, x->left.clock, i};
+            refs[nrefs++] = (snap_ref_t){x.left.client, x.left.clock, i};
         if (rm == 3)
-            s->refs[s->nrefs++] = (snap_ref_t){x->right.client, x->right.clock, i | REF_RIGHT};
-        key = (uint64_t)client << 32 | x->clock;
+            refs[nrefs++] = (snap_ref_t){x.right.client, x.right.clock, i | REF_RIGHT};
+        key = (uint64_t)client << 32 | x.clock;
         kv[i].key = key;
-        kv[i].val = (uint64_t)x->len << 32 | i | (x->deleted ? BID_DELETED : 0);
+        kv[i].val = (uint64_t)x.len << 32 | i | (x.deleted ? BID_DELETED : 0);
         all_or |= key;
         all_and &= key;
+        items[i] = x;
+        p = x;
     }
-    if ((s->nitems > 0 && s->items[s->nitems - 1].right.client == CRDT__NONE - 1) || pos != total)
+    if ((n > 0 && p.right.client == CRDT__NONE - 1) || pos != total)
         return CRDT_EMALFORMED;
-    s->toff[s->nitems] = (uint32_t)pos;
+    /* A column read past its end (or a bad varint, or a client out of
+     * range) is reported now. */
+    if (cclient.err || cclock.err || clen.err || cleft.err || cright.err)
+        return CRDT_EMALFORMED;
+    col[C_CLIENT] = cclient;
+    col[C_CLOCK] = cclock;
+    col[C_LEN] = clen;
+    col[C_LEFT] = cleft;
+    col[C_RIGHT] = cright;
+    toff[n] = (uint32_t)pos;
+    s->nrefs = nrefs;
     *vary = all_or ^ all_and;
     return 0;
 }
