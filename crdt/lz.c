@@ -939,6 +939,17 @@ static inline uint32_t table_entry(int kind, unsigned sym, unsigned l)
     return (uint32_t)sym << E_DIST_SHIFT | l;
 }
 
+/* rev + 1 in bit-reversed form, for rev an l-bit reversed code below the
+ * last one (2^l - 1): the carry runs down from bit l - 1, clearing ones
+ * until it sets a zero. */
+static inline uint32_t rev_next(uint32_t rev, unsigned l)
+{
+    uint32_t bit = 1u << (l - 1);
+    while (rev & bit)
+        bit >>= 1;
+    return (rev & (bit - 1)) | bit;
+}
+
 /*
  * Fills the 2^tbits-entry table for code lengths lens[0..n) (each 0..tbits).
  * Returns 0, or CRDT_EMALFORMED unless the code is complete.
@@ -957,7 +968,7 @@ static inline uint32_t table_entry(int kind, unsigned sym, unsigned l)
  */
 static int build_table(uint32_t *table, unsigned tbits, const uint8_t *lens, unsigned n, int kind)
 {
-    uint32_t count[16] = {0}, offs[16], code = 0;
+    uint32_t count[16] = {0}, offs[16], rev = 0; /* rev: the next code, bit-reversed */
     uint16_t sorted[NLITLEN];
     /* resolved length symbols waiting for their level: a list per level */
     uint8_t wait_head[16], wait_next[NLENSYM], wait_len[NLENSYM];
@@ -987,9 +998,8 @@ static int build_table(uint32_t *table, unsigned tbits, const uint8_t *lens, uns
     for (unsigned l = 1; l <= tbits; l++) {
         memcpy(table + size, table, size * sizeof(uint32_t));
         size *= 2;
-        for (uint32_t c = 0; c < count[l]; c++, k++, code++) {
+        for (uint32_t c = 0; c < count[l]; c++, k++, rev = rev_next(rev, l)) {
             unsigned s = sorted[k], x;
-            uint32_t rev = bitrev(code, l);
             if (kind == T_LITLEN && s >= NLIT && (x = len_slot_extra(s - NLIT)) != 0 &&
                 l + x <= tbits) {
                 unsigned i = s - NLIT;
@@ -1006,7 +1016,7 @@ static int build_table(uint32_t *table, unsigned tbits, const uint8_t *lens, uns
             for (uint32_t j = 0; j < (1u << x); j++)
                 table[wait_rev[i] | j << cl] = len_entry(i, l, 0, j);
         }
-        code <<= 1;
+        /* the next code gets a 0 appended: reversed, the same number */
     }
     return 0;
 }
@@ -1064,7 +1074,7 @@ decode_fast(const uint32_t *lt, const uint32_t *dt, const uint8_t *src, size_t *
     if (blk_end - out < 4)
         return 0;
     out_last = blk_end - 4;
-    while (pos < pos_end && out <= out_last) {
+    while (pos < pos_end) { /* and out <= out_last */
         uint64_t bb = load_le64(src + (pos >> 3)) >> (pos & 7);
         uint32_t e = lt[bb & ((1u << MAXBITS) - 1)], len, dist;
         size_t room;
@@ -1090,6 +1100,8 @@ decode_fast(const uint32_t *lt, const uint32_t *dt, const uint8_t *src, size_t *
                 goto Reload;
             LITERAL();
 #undef LITERAL
+            if (out > out_last)
+                break;
             continue;
         Reload:
             if (pos >= pos_end)
@@ -1117,7 +1129,7 @@ decode_fast(const uint32_t *lt, const uint32_t *dt, const uint8_t *src, size_t *
                 len -= 16;
                 memcpy(out, from, 16);
             }
-            out = end;
+            out = end; /* still at least 15 bytes from blk_end */
             continue;
         }
         if (len > room || dist > (size_t)(out - dst)) {
@@ -1125,6 +1137,8 @@ decode_fast(const uint32_t *lt, const uint32_t *dt, const uint8_t *src, size_t *
             break;
         }
         out = copy_match(out, len, dist, blk_end);
+        if (out > out_last)
+            break;
     }
     *pos_p = pos;
     *out_p = out;
