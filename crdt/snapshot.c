@@ -414,9 +414,19 @@ static unsigned next_bit(uint64_t v, unsigned from)
  */
 static void sort_kv(kv_t *a, kv_t *tmp, size_t n, uint64_t vary)
 {
-    unsigned dbits = n >= 4096 ? 11 : 8;
+    unsigned maxbits = n >= 4096 ? 11 : 8, dbits = maxbits, span, passes;
     kv_t *src = a, *dst = tmp;
     size_t count[(1u << 11) + 1];
+    /* As few passes as digits of maxbits allow, with the bits spread evenly
+     * over them: smaller digits scatter to fewer places at once. */
+    if (vary != 0) {
+        unsigned lo = next_bit(vary, 0), hi = 63;
+        while (!(vary >> hi & 1))
+            hi--;
+        span = hi - lo + 1;
+        passes = (span + maxbits - 1) / maxbits;
+        dbits = (span + passes - 1) / passes;
+    }
     for (unsigned shift = next_bit(vary, 0); shift < 64; shift = next_bit(vary, shift + dbits)) {
         size_t nb = (size_t)1 << dbits, mask = nb - 1;
         memset(count, 0, (nb + 1) * sizeof(count[0]));
@@ -1006,36 +1016,49 @@ static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv_t *kv, uint64_
     arena_end = s->arenas + total;
     _Static_assert(sizeof(snap_bid_t) >= sizeof(kv_t), "s->bid is the sort's scratch space");
     sort_kv(kv, (kv_t *)(void *)s->bid, s->nitems, vary);
-    for (uint32_t k = 0; k < s->nitems; k++) {
-        snap_bid_t *b = &s->bid[k];
-        uint32_t c = (uint32_t)(kv[k].key >> 32), clock = (uint32_t)kv[k].key;
-        uint32_t idx = (uint32_t)kv[k].val & ~BID_DELETED, from = s->toff[idx];
-        uint32_t bytes = s->toff[idx + 1] - from;
-        snap_client_t *sc = &s->clients[c];
-        uint8_t *dst;
-        if (c != client) {
-            client = c;
-            end = gap = 0;
-        } else if (clock < end) {
-            return CRDT_EMALFORMED; /* overlaps the client's previous item */
+    {
+        /* The items come client by client: the current one's arena, how
+         * much of it is filled and its size are kept at hand. */
+        const uint32_t *toff = s->toff;
+        uint32_t *aoff = s->aoff, *gaps = s->gap, cused = 0, csize = 0;
+        snap_bid_t *bid = s->bid;
+        uint8_t *arena = NULL;
+        for (uint32_t k = 0, n = s->nitems; k < n; k++) {
+            uint32_t c = (uint32_t)(kv[k].key >> 32), clock = (uint32_t)kv[k].key;
+            uint32_t idx = (uint32_t)kv[k].val & ~BID_DELETED, from = toff[idx];
+            uint32_t bytes = toff[idx + 1] - from;
+            uint8_t *dst;
+            if (c != client) {
+                if (client != CRDT__NONE)
+                    used[client] = cused;
+                client = c;
+                end = gap = 0;
+                arena = (uint8_t *)s->clients[c].text;
+                csize = s->clients[c].text_len;
+                cused = 0;
+            } else if (clock < end) {
+                return CRDT_EMALFORMED; /* overlaps the client's previous item */
+            }
+            gap += clock - end;
+            bid[k].client = c;
+            bid[k].clock = clock;
+            gaps[k] = gap;
+            bid[k].end = end = clock + (uint32_t)(kv[k].val >> 32); /* bounded by parse_items() */
+            bid[k].idx = (uint32_t)kv[k].val;
+            if (bytes > csize - cused)
+                return CRDT_EMALFORMED;
+            dst = arena + cused;
+            if (bytes <= 16 && total - from >= 16 && arena_end - dst >= 16)
+                /* Items are copied in arena order, so what this writes past
+                 * the item's text is overwritten by the items after it. */
+                memcpy(dst, text + from, 16);
+            else
+                memcpy(dst, text + from, bytes);
+            aoff[idx] = cused;
+            cused += bytes;
         }
-        gap += clock - end;
-        b->client = c;
-        b->clock = clock;
-        s->gap[k] = gap;
-        b->end = end = clock + (uint32_t)(kv[k].val >> 32); /* bounded by parse_items() */
-        b->idx = (uint32_t)kv[k].val;
-        if (bytes > sc->text_len - used[c])
-            return CRDT_EMALFORMED;
-        dst = (uint8_t *)sc->text + used[c];
-        if (bytes <= 16 && total - from >= 16 && arena_end - dst >= 16)
-            /* Items are copied in arena order, so what this writes past
-             * the item's text is overwritten by the items after it. */
-            memcpy(dst, text + from, 16);
-        else
-            memcpy(dst, text + from, bytes);
-        s->aoff[idx] = used[c];
-        used[c] += bytes;
+        if (client != CRDT__NONE)
+            used[client] = cused;
     }
     for (uint32_t c = 0; c < s->nclients; c++)
         if (used[c] != s->clients[c].text_len)
