@@ -1240,8 +1240,8 @@ int crdt__lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_l
             DROP(4);
             if (nl > NLITLEN || nd > NDIST)
                 goto Bad;
+            REFILL(); /* 16 x 3 bits */
             for (unsigned j = 0; j < np; j++) {
-                REFILL();
                 plens[pre_order[j]] = (uint8_t)BITS(3);
                 DROP(3);
             }
@@ -1252,7 +1252,8 @@ int crdt__lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_l
             while (i < total) {
                 uint32_t e, sym, run;
                 uint8_t v = 0;
-                REFILL();
+                if (bc < PRE_MAXBITS + 7) /* a symbol and its extra bits */
+                    REFILL();
                 e = pt[BITS(PRE_MAXBITS)];
                 DROP(E_BITS(e));
                 sym = e >> E_DIST_SHIFT;
