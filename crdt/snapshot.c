@@ -1066,75 +1066,94 @@ static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv_t *kv, uint64_
     return 0;
 }
 
-/* Moves client c's fill point (*fill) past the items that start exactly there,
- * *next being the by-id position of the client's next item. Returns that next
- * item if it is still client c's, else NULL. */
-static inline const snap_bid_t *skip_items(const crdt__snap_t *s, uint32_t c, uint32_t *fill,
-                                           uint32_t *next)
-{
-    const snap_bid_t *bid = s->bid;
-    uint32_t f = *fill, k = *next, n = s->nitems;
-    for (; k < n && bid[k].client == c && bid[k].clock == f; k++)
-        f = bid[k].end;
-    *fill = f;
-    *next = k;
-    return k < n && bid[k].client == c ? &bid[k] : NULL;
-}
-
-/* Reads the delete records. Their clocks fill, per client and in order, the
- * clocks no item holds; afterwards every client's clocks must be covered. */
+/*
+ * Reads the delete records. Their clocks fill, per client and in order, the
+ * clocks no item holds; afterwards every client's clocks must be covered.
+ * `fill` and `next` (per client) are scratch: where the client's clocks are
+ * filled up to, and the by-id position of its next item. As in
+ * parse_items(), column read errors are reported after the loop.
+ */
 static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill, uint32_t *next)
 {
-    uint32_t client = CRDT__NONE, k = 0;
-    for (uint32_t c = 0; c < s->nclients; c++) {
-        while (k < s->nitems && s->bid[k].client < c)
+    const snap_bid_t *bid = s->bid;
+    const uint32_t n = s->nitems, nclients = s->nclients;
+    snap_del_t *dels = s->dels;
+    col_t cclient = col[D_CLIENTC], clen = col[D_LENC], ctarget = col[D_TARGETC];
+    /* The current client: its fill point, next item and clock limit. */
+    uint32_t client = CRDT__NONE, cfill = 0, cnext = 0, climit = 0, k = 0;
+    for (uint32_t c = 0; c < nclients; c++) {
+        while (k < n && bid[k].client < c)
             k++;
-        next[c] = k; /* by-id position of the client's next item */
+        next[c] = k;
         fill[c] = 0;
     }
     /* The head column holds exactly one byte per record (the caller checked). */
     const uint8_t *heads = col[D_HEADC].p;
     col[D_HEADC].p = col[D_HEADC].end;
-    for (uint32_t i = 0; i < s->ndel; i++) {
-        snap_del_t *d = &s->dels[i];
+    for (uint32_t i = 0, nd = s->ndel; i < nd; i++) {
+        snap_del_t *d = &dels[i];
         uint8_t head = heads[i];
-        const snap_bid_t *x;
-        uint32_t gap_end;
+        uint32_t gap_end, len;
         if (head & ~D_MASK)
             return CRDT_EMALFORMED;
-        if (head & D_CLIENT)
-            client = col_u32(&col[D_CLIENTC]);
-        if (col[D_CLIENTC].err || client >= s->nclients)
-            return CRDT_EMALFORMED;
-        d->client = client;
-        d->backward = head & D_BACKWARD;
-        d->len = (head & D_LEN1) ? 1 : col_u32(&col[D_LENC]);
-        x = skip_items(s, client, &fill[client], &next[client]);
-        gap_end = x ? x->clock : s->clients[client].next_clock;
-        d->clock = fill[client];
-        if (col[D_LENC].err || d->len == 0 || d->len > gap_end - d->clock)
-            return CRDT_EMALFORMED;
-        fill[client] += d->len;
         if ((head & D_JUST_TYPED) && !(head & D_TARGET_SAME))
             return CRDT_EMALFORMED;
-        if (head & D_TARGET_SAME) {
-            uint32_t delta = (head & D_JUST_TYPED) ? 0 : col_u32(&col[D_TARGETC]);
-            if (col[D_TARGETC].err || delta > d->clock - d->len)
+        if (head & D_CLIENT) {
+            uint32_t c = col_u32(&cclient);
+            if (c >= nclients)
                 return CRDT_EMALFORMED;
+            if (client != CRDT__NONE) {
+                fill[client] = cfill;
+                next[client] = cnext;
+            }
+            client = c;
+            cfill = fill[c];
+            cnext = next[c];
+            climit = s->clients[c].next_clock;
+        } else if (client == CRDT__NONE) {
+            return CRDT_EMALFORMED; /* the first record names its client */
+        }
+        len = (head & D_LEN1) ? 1 : col_u32(&clen);
+        /* Past the client's items that start at the fill point. */
+        while (cnext < n && bid[cnext].client == client && bid[cnext].clock == cfill)
+            cfill = bid[cnext++].end;
+        gap_end = cnext < n && bid[cnext].client == client ? bid[cnext].clock : climit;
+        if (len == 0 || len > gap_end - cfill)
+            return CRDT_EMALFORMED;
+        d->client = client;
+        d->clock = cfill;
+        d->len = len;
+        d->backward = head & D_BACKWARD;
+        cfill += len;
+        if (head & D_TARGET_SAME) {
+            uint32_t delta = (head & D_JUST_TYPED) ? 0 : col_u32(&ctarget);
+            if (len > d->clock || delta > d->clock - len)
+                return CRDT_EMALFORMED; /* the target starts before clock 0 */
             d->tclient = client;
-            d->tlo = d->clock - d->len - delta;
+            d->tlo = d->clock - len - delta;
         } else {
-            crdt__id_t t = get_id(&col[D_TARGETC], s->nclients);
-            if (col[D_TARGETC].err || (uint64_t)t.clock + d->len > UINT32_MAX ||
-                (t.client == client && t.clock + d->len > d->clock))
+            crdt__id_t t = get_id(&ctarget, nclients);
+            if ((uint64_t)t.clock + len > UINT32_MAX ||
+                (t.client == client && t.clock + len > d->clock))
                 return CRDT_EMALFORMED;
             d->tclient = t.client;
             d->tlo = t.clock;
         }
     }
-    for (uint32_t c = 0; c < s->nclients; c++) {
-        skip_items(s, c, &fill[c], &next[c]);
-        if (fill[c] != s->clients[c].next_clock)
+    if (client != CRDT__NONE) {
+        fill[client] = cfill;
+        next[client] = cnext;
+    }
+    if (cclient.err || clen.err || ctarget.err)
+        return CRDT_EMALFORMED;
+    col[D_CLIENTC] = cclient;
+    col[D_LENC] = clen;
+    col[D_TARGETC] = ctarget;
+    for (uint32_t c = 0; c < nclients; c++) {
+        uint32_t f = fill[c], j = next[c];
+        while (j < n && bid[j].client == c && bid[j].clock == f)
+            f = bid[j++].end;
+        if (f != s->clients[c].next_clock)
             return CRDT_EMALFORMED;
     }
     return 0;
