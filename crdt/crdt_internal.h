@@ -32,6 +32,14 @@
 
 #define CRDT__NONE UINT32_MAX
 
+/* Keeps a large function that runs once per call out of its caller: inlined
+ * into one big parse function, several passes share too few registers. */
+#if defined(__GNUC__)
+#define CRDT__NOINLINE __attribute__((noinline))
+#else
+#define CRDT__NOINLINE
+#endif
+
 /* Checks believed but not proven: abort in debug builds, error in release. */
 #ifdef NDEBUG
 #define CRDT_ALWAYS(x) (x)

@@ -471,7 +471,7 @@ static void idmap_dispose(const crdt_alloc_t *a, idmap_t *m, uint32_t nclients)
     crdt__tmp_free(a, m->cl, nclients * sizeof(idmap_client_t));
 }
 
-static int idmap_init(const crdt_alloc_t *a, idmap_t *m, const crdt__snap_t *s)
+CRDT__NOINLINE static int idmap_init(const crdt_alloc_t *a, idmap_t *m, const crdt__snap_t *s)
 {
     uint32_t nc = s->nclients, k = 0;
     size_t total = 0;
@@ -563,7 +563,7 @@ static inline uint32_t idmap_find(const idmap_t *m, const snap_bid_t *bid, uint3
  * parts of items it covers in part; those (rare) parts are sorted and their
  * union checked per item. Linear time but for that sort.
  */
-static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
+CRDT__NOINLINE static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
 {
     uint32_t n = s->nitems, *diff = NULL;
     const snap_bid_t *bid = s->bid;
@@ -844,8 +844,8 @@ static bool all_ascii(const uint8_t *text, size_t total)
  * fails yields 0 and is reported after the loop, every value is range
  * checked before it is used, so nothing here reads out of bounds meanwhile.
  */
-static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end, const uint8_t *text,
-                       size_t total, kv_t *kv, uint64_t *vary)
+CRDT__NOINLINE static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end,
+                                      const uint8_t *text, size_t total, kv_t *kv, uint64_t *vary)
 {
     const uint32_t n = s->nitems, nclients = s->nclients;
     snap_item_t *items = s->items;
@@ -997,8 +997,9 @@ static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end, const uint8_t
  * and their text (noted in document order by parse_items()) is copied into
  * the client's arena, which must come out exactly text_len bytes long.
  */
-static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv_t *kv, uint64_t vary,
-                       const uint8_t *text, size_t total, uint32_t *used)
+CRDT__NOINLINE static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv_t *kv,
+                                      uint64_t vary, const uint8_t *text, size_t total,
+                                      uint32_t *used)
 {
     size_t off = 0;
     const uint8_t *arena_end;
@@ -1073,7 +1074,7 @@ static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv_t *kv, uint64_
  * filled up to, and the by-id position of its next item. As in
  * parse_items(), column read errors are reported after the loop.
  */
-static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill, uint32_t *next)
+CRDT__NOINLINE static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill, uint32_t *next)
 {
     const snap_bid_t *bid = s->bid;
     const uint32_t n = s->nitems, nclients = s->nclients;
