@@ -7,7 +7,8 @@
  * (CRDT__LZ_MAX_RATIO); appending to a buffer and allocation failure. The
  * decoder is checked against streams built here bit by bit from the format
  * described at the top of lz.c (every length and distance symbol, the longest
- * match and the farthest distance), and must reject each way those streams
+ * match and the farthest distance, the widest symbols: 12-bit codes with the
+ * most extra bits after 12-bit literals), and must reject each way those streams
  * can be wrong (also mid-block, where the decoder's fast loop reads them),
  * every truncation and extension of real streams, wrong output
  * sizes, and survive random corruption without touching memory outside its
@@ -665,6 +666,83 @@ static void test_lz_decompress_follows_documented_format(void **state)
     free(out);
 }
 
+/* Complete code lengths for n symbols (n <= 4096) in which every symbol
+ * keeps a 12-bit code but the first few not marked in `keep`, shortened
+ * (most first) until the Kraft sum is exactly 1. */
+static void lengths_mostly_12(uint8_t *lens, unsigned n, const uint8_t *keep)
+{
+    unsigned left = 4096 - n; /* free code space, in 12-bit codes */
+    for (unsigned s = 0; s < n; s++)
+        lens[s] = 12;
+    for (unsigned s = 0; s < n && left > 0; s++) {
+        unsigned k = 11;
+        if (keep[s])
+            continue;
+        while ((1u << k) - 1 > left)
+            k--;
+        lens[s] = (uint8_t)(12 - k);
+        left -= (1u << k) - 1;
+    }
+    assert_int_equal(left, 0);
+}
+
+/*
+ * The widest symbols: 12-bit codes for the literals used, for every length
+ * symbol and for the far distance symbols, so a match with length symbol 59
+ * and distance symbol 39 takes 12 + 13 + 12 + 18 = 55 bits and four literals
+ * 48, the most the decoder reads per refill; after one to four literals,
+ * with extra bits all zeros, all ones and random, checked against a
+ * reference decoding done here.
+ */
+static void test_lz_decompress_widest_symbols(void **state)
+{
+    static craft_t c;
+    const size_t n = 3000000;
+    uint8_t *ref = malloc(n), *out = NULL;
+    uint8_t keep[316] = {0};
+    size_t len = 0;
+    rng_t r = {77};
+    (void)state;
+    assert_non_null(ref);
+    memset(&c, 0, sizeof(c));
+    for (unsigned v = 'A'; v <= 'Z'; v++)
+        keep[v] = 1;
+    lengths_mostly_12(c.llens, 316, keep);
+    memset(keep, 0, sizeof(keep));
+    keep[0] = 1; /* distance 1 */
+    lengths_mostly_12(c.dlens, 40, keep);
+    assert_int_equal(c.llens['A'], 12);
+    assert_int_equal(c.llens[256 + 59], 12);
+    assert_int_equal(c.dlens[39], 12);
+    craft_begin(&c, 1, (uint32_t)n, 60, 40);
+
+#define LIT(v) ref_literal(&c, ref, &len, (v))
+#define MATCH(l, d) ref_match(&c, ref, &len, (l), (d))
+    LIT('A');
+    while (len < 900000)
+        MATCH(65538, 1); /* distance 1: a 12-bit code */
+    for (unsigned i = 0; len + 65538 + 4 <= n - 100; i++) {
+        /* length symbol 59: 57347 + 13 bits; distance symbol 39: 786433 +
+         * 18 bits */
+        uint32_t lx = i % 3 == 0 ? 0 : i % 3 == 1 ? 8191 : rng_below(&r, 8192);
+        uint32_t dx = i % 3 == 0 ? 262143 : i % 3 == 1 ? 0 : rng_below(&r, 262144);
+        if (786433 + dx > len)
+            dx = (uint32_t)len - 786433;
+        for (unsigned j = 0; j <= i % 4; j++)
+            LIT('A' + (unsigned)rng_below(&r, 26));
+        MATCH(57347 + lx, 786433 + dx);
+    }
+    MATCH((unsigned)(n - 50 - len), 786433);
+    while (len < n)
+        LIT('A' + (unsigned)rng_below(&r, 26));
+#undef LIT
+#undef MATCH
+    assert_int_equal(decompress_guarded(c.w.b, bits_bytes(&c.w), n, &out), 0);
+    assert_memory_equal(out, ref, n);
+    free(ref);
+    free(out);
+}
+
 /* One way for a stream to be wrong, built by a test below. */
 static void expect_malformed(const bits_t *w, size_t dst_len, const char *what)
 {
@@ -1072,6 +1150,7 @@ int main(void)
         cmocka_unit_test(test_lz_compress_enomem_leaves_buffer),
         cmocka_unit_test(test_lz_decompress_handmade_stream),
         cmocka_unit_test(test_lz_decompress_follows_documented_format),
+        cmocka_unit_test(test_lz_decompress_widest_symbols),
         cmocka_unit_test(test_lz_decompress_rejects_bad_headers),
         cmocka_unit_test(test_lz_decompress_rejects_bad_matches),
         cmocka_unit_test(test_lz_decompress_rejects_bad_matches_mid_block),
