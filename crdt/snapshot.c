@@ -856,7 +856,7 @@ CRDT__NOINLINE static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end
     col_t cleft = col[C_LEFT], cright = col[C_RIGHT];
     /* The current client, where its previous item ended and its clock limit. */
     uint32_t client = CRDT__NONE, cend = 0, climit = 0;
-    crdt__item_t p = {0}; /* the previous item */
+    const crdt__item_t *p = NULL; /* the previous item */
     uint64_t all_or = 0, all_and = ~(uint64_t)0;
     bool ascii = all_ascii(text, total);
     size_t pos = 0;
@@ -894,7 +894,7 @@ CRDT__NOINLINE static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end
         if (lm == 1) {
             if (i == 0)
                 return CRDT_EMALFORMED;
-            x.left = crdt__id(p.client, p.clock + p.len - 1);
+            x.left = crdt__id(p->client, p->clock + p->len - 1);
         } else if (lm == 3) {
             x.left = get_id(&cleft, nclients);
         }
@@ -921,7 +921,7 @@ CRDT__NOINLINE static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end
         } else if (rm == 2) {
             if (i == 0)
                 return CRDT_EMALFORMED;
-            x.right = p.right;
+            x.right = p->right;
         } else if (rm == 3 && (head & I_RIGHT_SAME)) {
             uint32_t d = col_u32(&cright);
             if (d == 0 || d > x.clock)
@@ -935,8 +935,8 @@ CRDT__NOINLINE static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end
         /* The previous item's right origin may be this item (read after
          * this item's rm 2 copied it, so such a copy is resolved to the next
          * item in turn). */
-        if (i > 0 && p.right.client == CRDT__NONE - 1) {
-            if (client == p.client && x.clock >= p.clock)
+        if (p != NULL && p->right.client == CRDT__NONE - 1) {
+            if (client == p->client && x.clock >= p->clock)
                 return CRDT_EMALFORMED;
             items[i - 1].right = crdt__id(client, x.clock);
         }
@@ -969,9 +969,9 @@ CRDT__NOINLINE static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end
         all_or |= key;
         all_and &= key;
         items[i] = x;
-        p = x;
+        p = &items[i];
     }
-    if ((n > 0 && p.right.client == CRDT__NONE - 1) || pos != total)
+    if ((p != NULL && p->right.client == CRDT__NONE - 1) || pos != total)
         return CRDT_EMALFORMED;
     /* A column read past its end (or a bad varint, or a client out of
      * range) is reported now. */
