@@ -2,7 +2,7 @@
 /*
  * codec.c: the storage module's on-disk encodings (docs/storage.md): big-endian
  * integers and (doc id, seq) keys, CRC-32C, and the encoders and checked
- * parsers of metadata, log entry (formats 1 and 2), snapshot, version and
+ * parsers of metadata (formats 1 and 2), log entry (formats 1 and 2), snapshot, version and
  * replica-name values, plus name validation, LMDB error translation and
  * store_strerror(). Every value read from the file is disk input: parsers
  * check lengths and format bytes with `if` and return STORE_ECORRUPT /
@@ -85,15 +85,24 @@ uint32_t store__crc32c(const uint8_t *p, size_t n)
 
 /* ---- values ------------------------------------------------------------ */
 
+/*
+ * Meta, format 2 (written): [0] 2, [1..9) doc id, [9..17) next seq, [17..25)
+ * latest snapshot seq, [25..33) created ms, [33..41) entries, [41..49) update
+ * bytes, [49..57) the latest snapshot's state length, [57..65) update bytes of
+ * the entries up to that snapshot. Format 1 (read only, written before
+ * size-aware snapshots): the first 49 bytes; the last two read as 0.
+ */
 void store__meta_encode(uint8_t out[STORE__META_LEN], const store__meta_t *m)
 {
-    out[0] = STORE__VALUE_V1;
+    out[0] = STORE__VALUE_V2;
     store__put_u64(out + 1, m->doc_id);
     store__put_u64(out + 9, m->next_seq);
     store__put_u64(out + 17, m->snapshot_seq);
     store__put_u64(out + 25, m->created_ms);
     store__put_u64(out + 33, m->entries);
     store__put_u64(out + 41, m->bytes);
+    store__put_u64(out + 49, m->snapshot_len);
+    store__put_u64(out + 57, m->snapshot_bytes);
 }
 
 int store__meta_parse(const MDB_val *v, store__meta_t *m)
@@ -101,9 +110,9 @@ int store__meta_parse(const MDB_val *v, store__meta_t *m)
     const uint8_t *p = v->mv_data;
     if (v->mv_size < 1)
         return STORE_ECORRUPT;
-    if (p[0] != STORE__VALUE_V1)
+    if (p[0] != STORE__VALUE_V1 && p[0] != STORE__VALUE_V2)
         return STORE_EFORMAT;
-    if (v->mv_size != STORE__META_LEN)
+    if (v->mv_size != (p[0] == STORE__VALUE_V1 ? STORE__META_LEN_V1 : STORE__META_LEN))
         return STORE_ECORRUPT;
     store__meta_t t;
     t.doc_id = store__get_u64(p + 1);
@@ -112,9 +121,12 @@ int store__meta_parse(const MDB_val *v, store__meta_t *m)
     t.created_ms = store__get_u64(p + 25);
     t.entries = store__get_u64(p + 33);
     t.bytes = store__get_u64(p + 41);
-    /* Sequences start at 1 and every seq below next_seq is one entry. */
+    t.snapshot_len = p[0] == STORE__VALUE_V2 ? store__get_u64(p + 49) : 0;
+    t.snapshot_bytes = p[0] == STORE__VALUE_V2 ? store__get_u64(p + 57) : 0;
+    /* Sequences start at 1 and every seq below next_seq is one entry; the
+     * bytes up to the snapshot are part of the bytes of the whole log. */
     if (t.doc_id == 0 || t.next_seq == 0 || t.next_seq == UINT64_MAX ||
-        t.entries != t.next_seq - 1 || t.snapshot_seq >= t.next_seq)
+        t.entries != t.next_seq - 1 || t.snapshot_seq >= t.next_seq || t.snapshot_bytes > t.bytes)
         return STORE_ECORRUPT;
     *m = t;
     return 0;

@@ -24,6 +24,8 @@
 #define DEFAULT_MAP_INITIAL ((size_t)64 << 20)
 #define DEFAULT_MAP_MAX ((size_t)64 << 30)
 #define DEFAULT_SNAPSHOT_EVERY 1000u
+#define DEFAULT_SNAPSHOT_DIVISOR 4u
+#define DEFAULT_SNAPSHOT_MAX_FACTOR 64u
 
 /* ---- transactions ------------------------------------------------------ */
 
@@ -263,6 +265,7 @@ int store_doc_stat(store_t *s, const char *name, size_t name_len, store_doc_stat
     out->last_seq = m.next_seq - 1;
     out->snapshot_seq = m.snapshot_seq;
     out->created_ms = m.created_ms;
+    out->snapshot_len = m.snapshot_len;
     return 0;
 }
 
@@ -864,6 +867,10 @@ int store_open(const char *dir, const store_options_t *opts, store_t **out)
         o.map_size_max = o.map_size_initial;
     if (!o.snapshot_every)
         o.snapshot_every = DEFAULT_SNAPSHOT_EVERY;
+    if (!o.snapshot_size_divisor)
+        o.snapshot_size_divisor = DEFAULT_SNAPSHOT_DIVISOR;
+    if (!o.snapshot_max_factor)
+        o.snapshot_max_factor = DEFAULT_SNAPSHOT_MAX_FACTOR;
 
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return errno == EACCES || errno == EROFS ? STORE_EACCES : STORE_EIO;
@@ -875,6 +882,8 @@ int store_open(const char *dir, const store_options_t *opts, store_t **out)
         return STORE_ENOMEM;
     s->efd = -1;
     s->snapshot_every = o.snapshot_every;
+    s->snapshot_divisor = o.snapshot_size_divisor;
+    s->snapshot_cap = (uint64_t)o.snapshot_every * o.snapshot_max_factor;
     s->snapshot_flags = o.uncompressed_snapshots ? CRDT_STATE_UNCOMPRESSED : 0;
     s->map_max = o.map_size_max;
     for (int i = 0; i < STORE_LATENCY_BUCKETS; i++)

@@ -78,7 +78,22 @@ const char *store_strerror(int err);
 typedef struct {
     size_t map_size_initial; /* bytes of the LMDB map at first open; default 64 MiB */
     size_t map_size_max;     /* the map doubles when full up to this; default 64 GiB */
-    uint32_t snapshot_every; /* a snapshot after this many log entries of a doc; default 1000 */
+    uint32_t snapshot_every; /* at least this many log entries between snapshots; default 1000 */
+    /*
+     * Snapshots are spaced by size as well as by entries, so that writing them
+     * costs at most a constant factor of the log bytes written: a document owes
+     * a snapshot once at least snapshot_every entries were logged after its
+     * latest one AND either the update bytes of those entries reach that
+     * snapshot's state length / snapshot_size_divisor (default 4) or there are
+     * snapshot_max_factor * snapshot_every (default 64) of them. A snapshot is
+     * placed at the first seq where this holds, so the entries a load replays
+     * after one are bounded by the larger of snapshot_every and the entries
+     * holding 1/snapshot_size_divisor of its size, and never more than
+     * snapshot_max_factor * snapshot_every. snapshot_max_factor 1 gives the
+     * plain rule: a snapshot every snapshot_every entries.
+     */
+    uint32_t snapshot_size_divisor;
+    uint32_t snapshot_max_factor;
     /* Nonzero: snapshots are stored uncompressed (CRDT_STATE_UNCOMPRESSED):
      * about 2.7 times the bytes for prose, about a tenth of the writer's CPU
      * to make, and no decompression to load. */
@@ -221,9 +236,12 @@ int store_doc_load(store_t *store, const char *name, size_t name_len, uint64_t c
  * Builds document `name` as of log entry `seq`, i.e. after committed entries
  * 1..seq (seq 0: the empty document): the latest valid snapshot with a
  * sequence <= `seq` (corrupt ones skipped and counted as in store_doc_load())
- * plus the log entries after it up to `seq`. Snapshots are kept forever and
- * written every `snapshot_every` entries, so at most snapshot_every - 1
- * entries are replayed when none is corrupt. `client`, `out` and `info` as
+ * plus the log entries after it up to `seq` (found with a cursor: snapshots
+ * need not lie at regular seqs). Snapshots are kept forever and spaced as
+ * store_options_t says, so when none is corrupt fewer than
+ * snapshot_max_factor * snapshot_every entries are replayed, and fewer than
+ * snapshot_every unless those entries hold more than
+ * 1/snapshot_size_divisor of the snapshot's size. `client`, `out` and `info` as
  * store_doc_load() (info->last_seq is `seq`). Returns 0 and sets *out;
  * STORE_ENOTFOUND (no such document), STORE_EINVAL (bad name, or `seq` past
  * the last committed entry), STORE_ECORRUPT, STORE_EFORMAT, STORE_ENOMEM,
@@ -296,6 +314,8 @@ typedef struct {
     uint64_t last_seq;     /* sequence of the last entry (== entries) */
     uint64_t snapshot_seq; /* sequence of the latest snapshot, 0 if none */
     uint64_t created_ms;   /* time of the first entry */
+    uint64_t
+        snapshot_len; /* state bytes of that snapshot (0: none, or written before this was kept) */
 } store_doc_stat_t;
 
 /* Fills *out for `name`. Returns 0, STORE_ENOTFOUND, STORE_EINVAL, STORE_ECORRUPT, ... */

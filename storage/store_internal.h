@@ -44,7 +44,8 @@
 #define STORE__VALUE_V2 2u /* log entries since document history: + restore_of */
 
 /* Value sizes. */
-#define STORE__META_LEN 49u     /* fmt, doc id, next seq, snap seq, created, entries, bytes */
+#define STORE__META_LEN_V1 49u  /* fmt 1, doc id, next seq, snap seq, created, entries, bytes */
+#define STORE__META_LEN 65u     /* fmt 2: the same + snapshot length, log bytes at the snapshot */
 #define STORE__ENTRY_HDR_V1 22u /* fmt 1, crc32c, author, time, author name len */
 #define STORE__ENTRY_HDR 30u    /* fmt 2, crc32c, author, time, restore_of, author name len */
 #define STORE__SNAP_HDR 5u      /* fmt, crc32c */
@@ -57,8 +58,14 @@
 #define STORE__ENTRY_RESTORE 21u
 #define STORE__ENTRY_NAME_LEN 29u
 
+/*
+ * A document's metadata. The last two fields exist since format-2 metadata
+ * (size-aware snapshots); a format-1 value reads them as 0.
+ */
 typedef struct {
     uint64_t doc_id, next_seq, snapshot_seq, created_ms, entries, bytes;
+    uint64_t snapshot_len;   /* state bytes of the snapshot at snapshot_seq (0: unknown) */
+    uint64_t snapshot_bytes; /* `bytes` as of snapshot_seq (update bytes of entries 1..it) */
 } store__meta_t;
 
 /* A (doc id, seq) key: 16 bytes, both big-endian, so cursors walk in order. */
@@ -80,8 +87,9 @@ int store__key_in_doc(const MDB_val *v, uint64_t doc_id, uint64_t *seq);
 
 uint32_t store__crc32c(const uint8_t *p, size_t n);
 
+/* Writes a format-2 meta value. */
 void store__meta_encode(uint8_t out[STORE__META_LEN], const store__meta_t *m);
-/* 0, STORE_EFORMAT or STORE_ECORRUPT. */
+/* Parses a format-1 or format-2 meta value: 0, STORE_EFORMAT or STORE_ECORRUPT. */
 int store__meta_parse(const MDB_val *v, store__meta_t *m);
 /*
  * Writes a format-2 entry value into `out` (STORE__ENTRY_HDR + name + update
@@ -160,8 +168,10 @@ struct store {
     MDB_dbi db_sys, db_docs, db_log, db_snaps, db_versions, db_replicas;
     int efd; /* eventfd, nonblocking */
     uint32_t snapshot_every;
-    unsigned snapshot_flags;  /* crdt_doc_encode_state_ex() flags of snapshots */
-    size_t map_size, map_max; /* map_size: current; changed by the writer only */
+    uint32_t snapshot_divisor; /* store_options_t.snapshot_size_divisor */
+    uint64_t snapshot_cap;     /* entries after which a snapshot is owed whatever its size */
+    unsigned snapshot_flags;   /* crdt_doc_encode_state_ex() flags of snapshots */
+    size_t map_size, map_max;  /* map_size: current; changed by the writer only */
     pthread_rwlock_t resize;
     pthread_t writer;
 

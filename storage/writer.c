@@ -8,8 +8,11 @@
  * no_sync), publishes the last ticket of the round as durable and signals the
  * eventfd. Then it writes at most one snapshot a document owes (compaction),
  * in its own transaction, so snapshots never delay the acknowledgement of the
- * entries that triggered them; snapshots lie exactly snapshot_every entries
- * apart, so a document that owes several gets one per round. MDB_MAP_FULL
+ * entries that triggered them. A document owes one after snapshot_every
+ * entries once their bytes are a share of its latest snapshot's size (or after
+ * snapshot_max_factor times as many entries): see snap_owed(). Each snapshot
+ * goes where that rule first holds, so a document that owes several gets one
+ * per round. MDB_MAP_FULL
  * aborts the transaction, doubles the map with the resize lock held exclusive
  * (no transaction of this process open), and retries the whole round. A commit that fails otherwise
  * puts the store in its failed state: queued and later work is dropped and no ticket is reported
@@ -350,10 +353,32 @@ static int write_metas(store_t *s, MDB_txn *txn)
 }
 
 /*
+ * Whether a document owes a snapshot when `entries` entries holding `bytes`
+ * update bytes follow its latest snapshot, whose state is `snap_len` bytes
+ * (0 if none or unknown): at least snapshot_every entries, and either their
+ * bytes reach snap_len / snapshot_divisor or there are snapshot_cap of them.
+ * Snapshot work (proportional to the state's size) is thus at most about
+ * snapshot_divisor times the log bytes written, while the replay after a
+ * snapshot stays bounded by its size and by snapshot_cap entries.
+ */
+static bool snap_owed(const store_t *s, uint64_t entries, uint64_t bytes, uint64_t snap_len)
+{
+    if (entries < s->snapshot_every)
+        return false;
+    return entries >= s->snapshot_cap || bytes >= snap_len / s->snapshot_divisor;
+}
+
+static bool meta_owes(const store_t *s, const store__meta_t *m)
+{
+    return snap_owed(s, m->next_seq - 1 - m->snapshot_seq, m->bytes - m->snapshot_bytes,
+                     m->snapshot_len);
+}
+
+/*
  * Writes a whole batch in one transaction and commits it; on MDB_MAP_FULL
  * grows the map and starts over. Each document's metadata is read once and
- * written once. After the commit, every document that now has
- * snapshot_every or more entries after its latest snapshot owes one.
+ * written once. After the commit, every document the batch changed that now
+ * owes a snapshot (snap_owed) is put on the list.
  * Returns 0 or a STORE_E* code.
  */
 static int write_batch(store_t *s, store__job_t *batch)
@@ -399,8 +424,7 @@ static int write_batch(store_t *s, store__job_t *batch)
         known_add_fresh(s);
         for (size_t i = 0; i < s->n_bdocs; i++) {
             const store__bdoc_t *bd = &s->bdocs[i];
-            if (bd->state == STORE__BD_DIRTY &&
-                bd->m.next_seq - 1 - bd->m.snapshot_seq >= s->snapshot_every)
+            if (bd->state == STORE__BD_DIRTY && meta_owes(s, &bd->m))
                 pending_add(s, bd->name, bd->name_len, false);
         }
         return 0;
@@ -408,15 +432,95 @@ static int write_batch(store_t *s, store__job_t *batch)
 }
 
 /*
- * Writes a snapshot of the last owed document at its latest snapshot's seq +
- * snapshot_every: builds it from its latest good snapshot at or below that
- * and the log up to it inside the write transaction, encodes its state, and
- * stores it with its checksum. Snapshots thus lie exactly snapshot_every
- * apart however large the batches were, which bounds the replay of
- * store_doc_load_at(); a document owing more goes back on the list. A
- * document that will not build is skipped and counted (loads report the same
- * corruption to the server). Returns 0 or the STORE_E* code of a failed
- * commit.
+ * The update bytes of a log entry value, from its lengths only (no checksum:
+ * the build that follows checks every entry it replays). Returns false if the
+ * value is malformed.
+ */
+static bool entry_update_len(const MDB_val *v, uint64_t *len)
+{
+    const uint8_t *p = v->mv_data;
+    size_t hdr;
+    if (v->mv_size < 1)
+        return false;
+    if (p[0] == STORE__VALUE_V2)
+        hdr = STORE__ENTRY_HDR;
+    else if (p[0] == STORE__VALUE_V1)
+        hdr = STORE__ENTRY_HDR_V1;
+    else
+        return false;
+    if (v->mv_size < hdr || v->mv_size - hdr < p[hdr - 1])
+        return false;
+    *len = v->mv_size - hdr - p[hdr - 1];
+    return true;
+}
+
+/*
+ * Where the next snapshot of document `m` goes: the first seq after its
+ * latest snapshot at which snap_owed() holds (counting the entries and update
+ * bytes from the snapshot on), so snapshots lie where the rule first holds
+ * whatever the batch sizes were. Walks the log from the snapshot to the head
+ * (lengths only). Sets *seq and *bytes_at (the update bytes of entries 1..seq,
+ * for the metadata). If the walk meets a malformed entry or a gap, or the rule
+ * never holds (the metadata's byte counts disagree with the log), the head is
+ * used; the build then reports any damage. Returns an LMDB code.
+ */
+static int snap_target(store_t *s, MDB_txn *txn, const store__meta_t *m, uint64_t *seq,
+                       uint64_t *bytes_at)
+{
+    MDB_cursor *cur;
+    store__key_t key;
+    MDB_val k = {sizeof key.b, key.b}, v;
+    uint64_t head = m->next_seq - 1, expect = m->snapshot_seq + 1, at, len;
+    uint64_t upto = 0, total = 0; /* bytes of entries up to the target; of all walked */
+    bool found = false, whole = false;
+    int rc = mdb_cursor_open(txn, s->db_log, &cur);
+    if (rc)
+        return rc;
+    store__key(&key, m->doc_id, expect);
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && expect <= head) {
+        if (store__key_in_doc(&k, m->doc_id, &at) != 1 || at != expect ||
+            !entry_update_len(&v, &len))
+            break;
+        total += len;
+        if (!found && snap_owed(s, expect - m->snapshot_seq, total, m->snapshot_len)) {
+            found = true;
+            *seq = expect;
+            upto = total;
+        }
+        if (expect == head)
+            whole = true;
+        expect++;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    if (!found) {
+        *seq = head;
+        upto = total;
+    }
+    /* The bytes up to the target: the log's total less what follows it when the
+     * walk saw everything (right also for metadata written before these counts
+     * were kept), else counted from the previous snapshot's figure. */
+    uint64_t after = total - upto;
+    if (whole && after <= m->bytes)
+        *bytes_at = m->bytes - after;
+    else
+        *bytes_at = m->snapshot_bytes + upto;
+    if (*bytes_at > m->bytes)
+        *bytes_at = m->bytes;
+    return 0;
+}
+
+/*
+ * Writes a snapshot of the last owed document at the seq snap_target() picks:
+ * builds it from its latest good snapshot at or below that and the log up to
+ * it inside the write transaction, encodes its state, and stores it with its
+ * checksum; the metadata records its seq, its length and the update bytes up
+ * to it. A document owing more goes back on the list. A document that will not
+ * build is skipped and counted (loads report the same corruption to the
+ * server). Returns 0 or the STORE_E* code of a failed commit.
  */
 static int compact_one(store_t *s)
 {
@@ -429,17 +533,22 @@ static int compact_one(store_t *s)
         store__key_t key;
         uint8_t mv[STORE__META_LEN];
         MDB_val k = {sizeof key.b, key.b}, v;
-        uint64_t t0 = store__now_us();
+        uint64_t t0 = store__now_us(), seq = 0, bytes_at = 0;
         int rc = write_begin(s, &txn), err = 0;
         if (rc)
             return store__from_mdb(rc);
         err = store__meta_get(s, txn, p.name, p.name_len, &m);
-        if (err || m.next_seq - 1 - m.snapshot_seq < s->snapshot_every) {
+        if (err || !meta_owes(s, &m)) {
             mdb_txn_abort(txn);
             pthread_rwlock_unlock(&s->resize);
             return 0; /* nothing owed (or unreadable: loads will say so) */
         }
-        uint64_t seq = m.snapshot_seq + s->snapshot_every;
+        rc = snap_target(s, txn, &m, &seq, &bytes_at);
+        if (rc) {
+            mdb_txn_abort(txn);
+            pthread_rwlock_unlock(&s->resize);
+            return store__from_mdb(rc);
+        }
         err = store__build(s, txn, &m, seq, COMPACT_CLIENT, &doc, NULL);
         if (err == 0 && crdt_doc_encode_state_ex(doc, s->snapshot_flags, &state) != 0)
             err = STORE_ENOMEM;
@@ -461,6 +570,8 @@ static int compact_one(store_t *s)
             store__put_u32(out + 1, store__crc32c(state.base, state.len));
             memcpy(out + STORE__SNAP_HDR, state.base, state.len);
             m.snapshot_seq = seq;
+            m.snapshot_len = state.len;
+            m.snapshot_bytes = bytes_at;
             store__meta_encode(mv, &m);
             MDB_val nk = {p.name_len, p.name}, mval = {sizeof mv, mv};
             rc = mdb_put(txn, s->db_docs, &nk, &mval, 0);
@@ -484,7 +595,7 @@ static int compact_one(store_t *s)
         s->stats.snapshots_written++;
         s->stats.snapshot_bytes += state_len;
         pthread_mutex_unlock(&s->stats_mu);
-        if (m.next_seq - 1 - seq >= s->snapshot_every)
+        if (meta_owes(s, &m))
             pending_add(s, p.name, p.name_len, true);
         return 0;
     }

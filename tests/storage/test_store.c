@@ -680,7 +680,7 @@ static void test_store_hostile_log_values(void **state)
 
     /* Damaged metadata and keys of the wrong size. */
     uint8_t meta[STORE__META_LEN];
-    store__meta_t m = {st.doc_id, 7, 0, 1, 99, 1}; /* entries != next_seq - 1 */
+    store__meta_t m = {st.doc_id, 7, 0, 1, 99, 1, 0, 0}; /* entries != next_seq - 1 */
     store__meta_encode(meta, &m);
     raw_open(&raw, dir, STORE__DB_DOCS);
     MDB_val k = {3, "doc"}, mv = {sizeof meta, meta};
@@ -1679,7 +1679,8 @@ static void test_store_doc_load_at_every_seq(void **state)
     char dir[64];
     make_tmpdir(dir, sizeof dir);
     const uint32_t every = 16;
-    store_options_t o = {.snapshot_every = every};
+    /* The plain rule (snapshot_max_factor 1): a snapshot every `every` entries. */
+    store_options_t o = {.snapshot_every = every, .snapshot_max_factor = 1};
     store_t *s;
     editor_t ed[2];
     editor_init(&ed[0], 71);
@@ -1734,6 +1735,366 @@ static void test_store_doc_load_at_every_seq(void **state)
     free(ss);
     editor_dispose(&ed[0]);
     editor_dispose(&ed[1]);
+    rm_dir(dir);
+}
+
+/* ---- size-aware snapshot spacing --------------------------------------------- */
+
+/* The seqs and state lengths of a document's snapshots in a closed store, in order. */
+typedef struct {
+    size_t n;
+    uint64_t seq[256];
+    uint64_t len[256];
+} snaps_t;
+
+static void raw_snaps(const char *dir, uint64_t doc_id, snaps_t *out)
+{
+    raw_t raw;
+    MDB_cursor *cur;
+    store__key_t key;
+    MDB_val k = {16, key.b}, v;
+    uint64_t seq;
+    raw_open(&raw, dir, STORE__DB_SNAPS);
+    assert_int_equal(mdb_cursor_open(raw.txn, raw.dbi, &cur), 0);
+    store__key(&key, doc_id, 0);
+    out->n = 0;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && store__key_in_doc(&k, doc_id, &seq) == 1) {
+        assert_true(out->n < 256);
+        assert_true(v.mv_size > STORE__SNAP_HDR);
+        out->seq[out->n] = seq;
+        out->len[out->n++] = v.mv_size - STORE__SNAP_HDR;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    raw_close(&raw);
+}
+
+/*
+ * Checks that the snapshots lie where the rule of store_options_t first holds,
+ * from the start: the first at `every`, each next one at the first seq at least
+ * `every` entries on whose entries' bytes reach the previous snapshot's length
+ * / `div`, or `cap` entries on; and none is owed at the head. `len[i]` are the
+ * update bytes of seq i + 1.
+ */
+static void check_spacing(const char *what, const snaps_t *sn, const size_t *len, size_t n,
+                          uint64_t every, uint64_t div, uint64_t cap, uint64_t seed)
+{
+    uint64_t prev = 0, plen = 0;
+    size_t i = 0;
+    for (;;) {
+        uint64_t want = 0, bytes = 0;
+        for (uint64_t q = prev + 1; q <= n; q++) {
+            bytes += len[q - 1];
+            if (q - prev >= every && (bytes >= plen / div || q - prev >= cap)) {
+                want = q;
+                break;
+            }
+        }
+        if (want == 0)
+            break; /* nothing owed at the head */
+        if (i >= sn->n || sn->seq[i] != want)
+            fail_msg("seed %#llx: %s: snapshot %zu at %llu, expected at %llu",
+                     (unsigned long long)seed, what, i,
+                     (unsigned long long)(i < sn->n ? sn->seq[i] : 0), (unsigned long long)want);
+        prev = want;
+        plen = sn->len[i++];
+    }
+    if (i != sn->n)
+        fail_msg("seed %#llx: %s: %zu snapshots, expected %zu", (unsigned long long)seed, what,
+                 sn->n, i);
+}
+
+/* store_doc_load_at(seq) for every seq equals a replay of the editor's first
+ * seq updates, starting from the newest snapshot at or below seq. */
+static void check_versions_vs_replay(store_t *s, const char *name, const editor_t *ed,
+                                     const snaps_t *sn, uint64_t seed)
+{
+    crdt_doc_t *m;
+    assert_int_equal(crdt_doc_new(98, NULL, &m), 0);
+    size_t k = 0; /* snapshots at or below seq */
+    for (uint64_t seq = 0; seq <= ed->n; seq++) {
+        if (seq > 0)
+            assert_int_equal(crdt_doc_apply_update(m, ed->upd[seq - 1], ed->len[seq - 1]), 0);
+        while (k < sn->n && sn->seq[k] <= seq)
+            k++;
+        crdt_doc_t *d = NULL;
+        store_load_info_t info;
+        int rc = store_doc_load_at(s, name, strlen(name), 5, seq, &d, &info);
+        if (rc)
+            fail_msg("seed %#llx: %s: load_at %llu: %s", (unsigned long long)seed, name,
+                     (unsigned long long)seq, store_strerror(rc));
+        char *a = doc_text(d), *b = doc_text(m);
+        if (strcmp(a, b) != 0)
+            fail_msg("seed %#llx: %s: version %llu differs from the replay",
+                     (unsigned long long)seed, name, (unsigned long long)seq);
+        assert_int_equal(info.snapshot_fallbacks, 0);
+        assert_int_equal(info.snapshot_seq, k ? sn->seq[k - 1] : 0);
+        assert_int_equal(info.snapshot_seq + info.entries_replayed, seq);
+        free(a);
+        free(b);
+        crdt_doc_free(d);
+    }
+    crdt_doc_free(m);
+}
+
+/*
+ * Two documents in one store, the same number of small edits each, but one
+ * starts with about 9 KB of text: its snapshots are large, so it gets far
+ * fewer of them. Snapshots lie exactly where the rule first holds, whatever
+ * the batches were and across a close and reopen; every version of both loads
+ * equal to a replay, from the newest snapshot at or below it.
+ */
+static void test_store_snapshot_spacing_by_size(void **state)
+{
+    (void)state;
+    const uint64_t seed = 0x5eed0201;
+    rng_t r;
+    rng_init(&r, seed);
+    note_seed(__func__, seed);
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    const uint32_t every = 8;
+    store_options_t o = {.snapshot_every = every}; /* divisor 4, max factor 64: the defaults */
+    store_t *s;
+    editor_t ed[2];
+    const char *names[2] = {"small", "big"};
+    editor_init(&ed[0], 21);
+    editor_init(&ed[1], 22);
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    for (int i = 0; i < 24; i++) { /* the big one's text: 24 inserts of up to 1024 letters */
+        editor_edit(&ed[1], &r, 1024);
+        append_doc(s, "big", ed[1].upd[ed[1].n - 1], ed[1].len[ed[1].n - 1], ed[1].n);
+    }
+    const int edits = 600;
+    for (int i = 0; i < 2 * edits; i++) {
+        int d = i % 2;
+        editor_edit(&ed[d], &r, 6);
+        append_doc(s, names[d], ed[d].upd[ed[d].n - 1], ed[d].len[ed[d].n - 1], ed[d].n);
+        if (rng_below(&r, 30) == 0)
+            assert_int_equal(store_flush(s), 0); /* vary the batches */
+        if (i == edits) {                        /* a clean close and reopen midway */
+            assert_int_equal(store_close(s), 0);
+            assert_int_equal(store_open(dir, &o, &s), 0);
+        }
+    }
+    assert_int_equal(store_flush(s), 0);
+    store_doc_stat_t st[2];
+    for (int d = 0; d < 2; d++)
+        assert_int_equal(store_doc_stat(s, names[d], strlen(names[d]), &st[d]), 0);
+    assert_int_equal(store_close(s), 0);
+
+    snaps_t *sn = calloc(2, sizeof *sn);
+    assert_non_null(sn);
+    for (int d = 0; d < 2; d++) {
+        raw_snaps(dir, st[d].doc_id, &sn[d]);
+        check_spacing(names[d], &sn[d], ed[d].len, ed[d].n, every, 4, 64 * every, seed);
+        assert_true(sn[d].n > 0);
+        assert_int_equal(st[d].snapshot_seq, sn[d].seq[sn[d].n - 1]);
+        assert_int_equal(st[d].snapshot_len, sn[d].len[sn[d].n - 1]);
+    }
+    printf("# snapshots: small %zu (last %llu bytes), big %zu (last %llu bytes)\n", sn[0].n,
+           (unsigned long long)sn[0].len[sn[0].n - 1], sn[1].n,
+           (unsigned long long)sn[1].len[sn[1].n - 1]);
+    /* More entries, far fewer snapshots: at most a third as many. */
+    assert_true(ed[1].n > ed[0].n);
+    assert_true(sn[1].n * 3 <= sn[0].n);
+
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    for (int d = 0; d < 2; d++) {
+        check_versions_vs_replay(s, names[d], &ed[d], &sn[d], seed);
+        store_load_info_t info;
+        assert_doc_text(s, names[d], ed[d].doc, &info);
+        assert_int_equal(info.snapshot_seq, st[d].snapshot_seq);
+    }
+    assert_int_equal(store_close(s), 0);
+    free(sn);
+    editor_dispose(&ed[0]);
+    editor_dispose(&ed[1]);
+    rm_dir(dir);
+}
+
+/*
+ * The entry-count cap: with divisor 1 (the log bytes must reach the whole
+ * snapshot's length, which small edits after a big text take long to do) and
+ * max factor 2, snapshots still come at most 2 * every entries apart, and
+ * every version loads.
+ */
+static void test_store_snapshot_cap(void **state)
+{
+    (void)state;
+    const uint64_t seed = 0x5eed0202;
+    rng_t r;
+    rng_init(&r, seed);
+    note_seed(__func__, seed);
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    store_options_t o = {.snapshot_every = 5, .snapshot_size_divisor = 1, .snapshot_max_factor = 2};
+    store_t *s;
+    editor_t ed;
+    editor_init(&ed, 23);
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    for (int i = 0; i < 8; i++) { /* a big text first: small edits never reach its size */
+        editor_edit(&ed, &r, 1024);
+        append_doc(s, "doc", ed.upd[ed.n - 1], ed.len[ed.n - 1], ed.n);
+    }
+    for (int i = 0; i < 100; i++) {
+        editor_edit(&ed, &r, 3);
+        append_doc(s, "doc", ed.upd[ed.n - 1], ed.len[ed.n - 1], ed.n);
+        if (rng_below(&r, 10) == 0)
+            assert_int_equal(store_flush(s), 0);
+    }
+    assert_int_equal(store_flush(s), 0);
+    store_doc_stat_t st;
+    assert_int_equal(store_doc_stat(s, "doc", 3, &st), 0);
+    assert_int_equal(store_close(s), 0);
+    snaps_t *sn = calloc(1, sizeof *sn);
+    assert_non_null(sn);
+    raw_snaps(dir, st.doc_id, sn);
+    check_spacing("doc", sn, ed.len, ed.n, 5, 1, 10, seed);
+    for (size_t i = 1; i < sn->n; i++)
+        assert_true(sn->seq[i] - sn->seq[i - 1] <= 10);
+    assert_true(sn->n >= 10);
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    check_versions_vs_replay(s, "doc", &ed, sn, seed);
+    assert_int_equal(store_close(s), 0);
+    free(sn);
+    editor_dispose(&ed);
+    rm_dir(dir);
+}
+
+/* Puts `n` bytes as the metadata value of `name` in a closed store. */
+static void raw_meta_put(const char *dir, const char *name, const uint8_t *v, size_t n)
+{
+    raw_t raw;
+    raw_open(&raw, dir, STORE__DB_DOCS);
+    MDB_val k = {strlen(name), (void *)name}, mv = {n, (void *)v};
+    assert_int_equal(mdb_put(raw.txn, raw.dbi, &k, &mv, 0), 0);
+    raw_close(&raw);
+}
+
+static size_t raw_meta_get(const char *dir, const char *name, uint8_t *buf, size_t cap)
+{
+    raw_t raw;
+    raw_open(&raw, dir, STORE__DB_DOCS);
+    MDB_val k = {strlen(name), (void *)name}, v;
+    assert_int_equal(mdb_get(raw.txn, raw.dbi, &k, &v), 0);
+    assert_true(v.mv_size <= cap);
+    memcpy(buf, v.mv_data, v.mv_size);
+    raw_close(&raw);
+    return v.mv_size;
+}
+
+/*
+ * A document whose metadata is in format 1 (49 bytes, as written before
+ * size-aware snapshots) loads at every seq; its next snapshot follows the
+ * plain rule (its latest snapshot's size is unknown) and rewrites the metadata
+ * in format 2 with the snapshot's length and the log bytes up to it. Hostile
+ * metadata values (lengths, format, byte counts) are errors.
+ */
+static void test_store_old_format_meta(void **state)
+{
+    (void)state;
+    const uint64_t seed = 0x5eed0203;
+    rng_t r;
+    rng_init(&r, seed);
+    note_seed(__func__, seed);
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    store_options_t plain = {.snapshot_every = 10, .snapshot_max_factor = 1};
+    store_t *s;
+    editor_t ed;
+    editor_init(&ed, 24);
+    assert_int_equal(store_open(dir, &plain, &s), 0);
+    append_flush(s, &ed, &r, "doc", 25);
+    store_doc_stat_t st;
+    assert_int_equal(store_doc_stat(s, "doc", 3, &st), 0);
+    assert_int_equal(st.snapshot_seq, 20);
+    assert_int_equal(store_close(s), 0);
+
+    uint8_t meta[128], v1[STORE__META_LEN_V1];
+    assert_int_equal(raw_meta_get(dir, "doc", meta, sizeof meta), STORE__META_LEN);
+    assert_int_equal(meta[0], STORE__VALUE_V2);
+    snaps_t *sn = calloc(1, sizeof *sn);
+    assert_non_null(sn);
+    raw_snaps(dir, st.doc_id, sn);
+    assert_int_equal(sn->n, 2);
+    assert_int_equal(store__get_u64(meta + 49), sn->len[1]); /* the snapshot at 20 */
+    uint64_t bytes20 = 0;
+    for (int i = 0; i < 20; i++)
+        bytes20 += ed.len[i];
+    assert_int_equal(store__get_u64(meta + 57), bytes20);
+
+    /* The old format: the first 49 bytes, format byte 1. */
+    memcpy(v1, meta, sizeof v1);
+    v1[0] = STORE__VALUE_V1;
+    raw_meta_put(dir, "doc", v1, sizeof v1);
+    store_options_t o = {.snapshot_every = 10}; /* size-aware (defaults) */
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    store_doc_stat_t st1;
+    assert_int_equal(store_doc_stat(s, "doc", 3, &st1), 0);
+    assert_int_equal(st1.last_seq, 25);
+    assert_int_equal(st1.snapshot_seq, 20);
+    assert_int_equal(st1.snapshot_len, 0); /* not in the old format */
+    assert_int_equal(st1.bytes, st.bytes);
+    check_versions_vs_replay(s, "doc", &ed, sn, seed);
+    append_flush(s, &ed, &r, "doc", 10); /* to 35: owed at 30 (the size is unknown) */
+    assert_int_equal(store_doc_stat(s, "doc", 3, &st1), 0);
+    assert_int_equal(st1.snapshot_seq, 30);
+    assert_true(st1.snapshot_len > 0);
+    assert_doc_text(s, "doc", ed.doc, NULL);
+    assert_int_equal(store_close(s), 0);
+    assert_int_equal(raw_meta_get(dir, "doc", meta, sizeof meta), STORE__META_LEN);
+    assert_int_equal(meta[0], STORE__VALUE_V2);
+    assert_int_equal(store__get_u64(meta + 49), st1.snapshot_len);
+    uint64_t bytes30 = 0;
+    for (int i = 0; i < 30; i++)
+        bytes30 += ed.len[i];
+    assert_int_equal(store__get_u64(meta + 57), bytes30);
+    raw_snaps(dir, st.doc_id, sn);
+    assert_int_equal(sn->n, 3);
+
+    /* Hostile metadata: wrong lengths for either format, an unknown format,
+     * more bytes up to the snapshot than in the whole log. */
+    uint8_t good[STORE__META_LEN], bad[STORE__META_LEN + 1];
+    memcpy(good, meta, sizeof good);
+    struct {
+        const char *what;
+        uint8_t fmt;
+        size_t len;
+        int want;
+    } cases[] = {
+        {"v2 short", STORE__VALUE_V2, STORE__META_LEN - 1, STORE_ECORRUPT},
+        {"v2 long", STORE__VALUE_V2, STORE__META_LEN + 1, STORE_ECORRUPT},
+        {"v2 as long as v1", STORE__VALUE_V2, STORE__META_LEN_V1, STORE_ECORRUPT},
+        {"v1 as long as v2", STORE__VALUE_V1, STORE__META_LEN, STORE_ECORRUPT},
+        {"format 3", 3, STORE__META_LEN, STORE_EFORMAT},
+        {"bytes past the log", STORE__VALUE_V2, STORE__META_LEN, STORE_ECORRUPT},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        memset(bad, 0, sizeof bad);
+        memcpy(bad, good, sizeof good);
+        bad[0] = cases[c].fmt;
+        if (c == 5)
+            store__put_u64(bad + 57, st1.bytes + 1);
+        raw_meta_put(dir, "doc", bad, cases[c].len);
+        assert_int_equal(store_open(dir, &o, &s), 0);
+        store_doc_stat_t x;
+        crdt_doc_t *d = NULL;
+        int rc = store_doc_stat(s, "doc", 3, &x);
+        if (rc != cases[c].want)
+            fail_msg("%s: stat gave %d (%s)", cases[c].what, rc, store_strerror(rc));
+        assert_int_equal(store_doc_load(s, "doc", 3, 1, &d, NULL), cases[c].want);
+        assert_int_equal(store_doc_load_at(s, "doc", 3, 1, 5, &d, NULL), cases[c].want);
+        assert_null(d);
+        assert_int_equal(store_close(s), 0);
+    }
+    raw_meta_put(dir, "doc", good, sizeof good);
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    assert_doc_text(s, "doc", ed.doc, NULL);
+    assert_int_equal(store_close(s), 0);
+    free(sn);
+    editor_dispose(&ed);
     rm_dir(dir);
 }
 
@@ -1993,6 +2354,9 @@ int main(void)
         cmocka_unit_test(test_store_replica_names),
         cmocka_unit_test(test_store_version_remove),
         cmocka_unit_test(test_store_seq_cache_eviction),
+        cmocka_unit_test(test_store_snapshot_spacing_by_size),
+        cmocka_unit_test(test_store_snapshot_cap),
+        cmocka_unit_test(test_store_old_format_meta),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
