@@ -881,7 +881,9 @@ Exit:
  *   precode table:
  *     bits 12..31   the precode symbol
  *
- * Bits 6 and 7 clear make a literal's low byte exactly its code length.
+ * Every field above bits 0..5 starts at bit 6 or higher, so subtracting a
+ * whole entry from a bit count kept modulo 64 subtracts t (decode_fast()
+ * does).
  *
  * A length symbol whose code and extra bits fit the index (l + x <= MAXBITS,
  * most of them) is resolved in the table instead: each of the 2^x values of
@@ -1053,70 +1055,84 @@ static inline uint8_t *copy_match(uint8_t *out, uint32_t len, uint32_t dist, con
 
 /*
  * The symbols of a Huffman block while at least 8 input bytes are left and
- * the block has at least 4 bytes to go. The input is read by bit position:
- * *pos_p is the number of bits of src consumed, and every step loads the 8
- * bytes holding the next bit (at least 57 bits after the shift), enough for
- * four literals (4 x 12 bits) or a match (12 + 13 + 12 + 18 = 55 bits). A
+ * the block has at least 4 bytes to go: every refill is one 8-byte load
+ * (whose address is known a refill ahead, so it does not wait for the
+ * symbols before it), leaving at least 56 bits, enough for four literals
+ * (4 x 12 bits) or a match (12 + 13 + 12 + 18 = 55 bits). The count of
+ * bits in bb is kept modulo 64 in bc: a whole entry is subtracted, as every
+ * field above its low 6 bits (its bits consumed) is a multiple of 64. A
  * separate function so that the few values it needs stay in registers.
- * Returns 0, or CRDT_EMALFORMED for a match that reaches outside the output
- * or past the block.
+ * Updates the bit reader and the output position; returns 0, or
+ * CRDT_EMALFORMED for a match that reaches outside the output or past the
+ * block.
  */
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
 static int
-decode_fast(const uint32_t *lt, const uint32_t *dt, const uint8_t *src, size_t *pos_p,
-            size_t pos_end, uint8_t **out_p, uint8_t *blk_end, const uint8_t *dst)
+decode_fast(const uint32_t *lt, const uint8_t **in_p, const uint8_t *in_end, uint64_t *bb_p,
+            unsigned *bc_p, uint8_t **out_p, uint8_t *blk_end, const uint8_t *dst)
 {
-    size_t pos = *pos_p; /* loads need pos < pos_end */
+    const uint8_t *in = *in_p, *in_last;
     uint8_t *out = *out_p, *out_last;
+    uint64_t bb = *bb_p;
+    unsigned bc = *bc_p;
     int err = 0;
-    if (blk_end - out < 4)
+    if (in_end - in < 8 || blk_end - out < 4)
         return 0;
+    in_last = in_end - 8;
     out_last = blk_end - 4;
-    while (pos < pos_end) { /* and out <= out_last */
-        uint64_t bb = load_le64(src + (pos >> 3)) >> (pos & 7);
-        uint32_t e = lt[bb & ((1u << MAXBITS) - 1)], len, dist;
+/* Fills bb up to 56..63 bits with whole bytes, as REFILL() does. */
+#define REFILL_FAST()                                                                              \
+    do {                                                                                           \
+        bb |= load_le64(in) << (bc & 63);                                                          \
+        in += (~bc >> 3) & 7;                                                                      \
+        bc |= 56;                                                                                  \
+    } while (0)
+    while (in <= in_last) { /* and out <= out_last */
+        uint32_t e, len, dist;
         size_t room;
+        REFILL_FAST();
+        e = lt[bb & ((1u << MAXBITS) - 1)];
         if (!(e & E_MATCH)) {
             /* Up to four literals; after fewer, a match (the block has room
-             * for it to start) needs the bits reloaded. */
+             * for it to start) needs a refill, which keeps the bits of e. */
 #define LITERAL()                                                                                  \
     do {                                                                                           \
-        unsigned t = e & 0xff;                                                                     \
-        bb >>= t;                                                                                  \
-        pos += t;                                                                                  \
+        bb >>= E_BITS(e);                                                                          \
+        bc -= e;                                                                                   \
         *out++ = E_LITERAL(e);                                                                     \
         e = lt[bb & ((1u << MAXBITS) - 1)];                                                        \
     } while (0)
             LITERAL();
             if (e & E_MATCH)
-                goto Reload;
+                goto Refill;
             LITERAL();
             if (e & E_MATCH)
-                goto Reload;
+                goto Refill;
             LITERAL();
             if (e & E_MATCH)
-                goto Reload;
+                goto Refill;
             LITERAL();
 #undef LITERAL
             if (out > out_last)
                 break;
             continue;
-        Reload:
-            if (pos >= pos_end)
+        Refill:
+            if (in > in_last)
                 break;
-            bb = load_le64(src + (pos >> 3)) >> (pos & 7);
+            REFILL_FAST();
         }
         /* A match. Extra bits come right after their code. */
         len = e >> E_LEN_SHIFT;
         if (e & E_EXTRA)
             len += extra_bits(e, E_LEN_XSHIFT, bb);
         bb >>= E_BITS(e);
-        pos += E_BITS(e);
-        e = dt[bb & ((1u << MAXBITS) - 1)];
+        bc -= e;
+        e = lt[(1u << MAXBITS) + (bb & ((1u << MAXBITS) - 1))]; /* dt[] */
         dist = dist_value(e, bb);
-        pos += E_BITS(e);
+        bb >>= E_BITS(e);
+        bc -= e;
         room = (size_t)(blk_end - out);
         if (len + 15 <= room && dist >= 16 && dist <= (size_t)(out - dst)) {
             /* the common case: 16-byte chunks, not overlapping */
@@ -1140,14 +1156,18 @@ decode_fast(const uint32_t *lt, const uint32_t *dt, const uint8_t *src, size_t *
         if (out > out_last)
             break;
     }
-    *pos_p = pos;
+#undef REFILL_FAST
+    *in_p = in;
     *out_p = out;
+    *bb_p = bb;
+    *bc_p = bc & 63;
     return err;
 }
 
 int crdt__lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_len)
 {
-    uint32_t lt[1 << MAXBITS], dt[1 << MAXBITS], pt[1 << PRE_MAXBITS];
+    uint32_t lt[2 << MAXBITS], pt[1 << PRE_MAXBITS]; /* dt follows lt */
+    uint32_t *dt = lt + (1 << MAXBITS);
     uint8_t lens[NLITLEN + NDIST];
     const uint8_t *in = src, *in_end = src + n;
     uint8_t *out = dst, *dst_end = dst + dst_len;
@@ -1297,23 +1317,9 @@ int crdt__lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_l
             }
         }
 
-        /* symbols: the fast loop (which reads by bit position) while at
-         * least 8 input bytes are left, then one symbol per refill */
-        if (over == 0 && n >= 8) {
-            size_t pos = (size_t)(in - src) * 8 - bc, pos_end = (n - 7) * 8;
-            if (pos < pos_end) {
-                int err = decode_fast(lt, dt, src, &pos, pos_end, &out, blk_end, dst);
-                in = src + (pos >> 3);
-                bb = 0;
-                bc = 0;
-                if (pos & 7) {
-                    bb = *in++ >> (pos & 7);
-                    bc = 8 - (unsigned)(pos & 7);
-                }
-                if (err != 0)
-                    goto Bad;
-            }
-        }
+        /* symbols */
+        if (decode_fast(lt, &in, in_end, &bb, &bc, &out, blk_end, dst) != 0)
+            goto Bad;
         while (out < blk_end) {
             uint32_t e, len, dist;
             REFILL();
