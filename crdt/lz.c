@@ -941,9 +941,10 @@ static inline uint32_t table_entry(int kind, unsigned sym, unsigned l)
     return (uint32_t)sym << E_DIST_SHIFT | l;
 }
 
-/* rev + 1 in bit-reversed form, for rev an l-bit reversed code below the
- * last one (2^l - 1): the carry runs down from bit l - 1, clearing ones
- * until it sets a zero. */
+/* The l-bit code after the one whose bit-reversed form is rev, bit-reversed:
+ * the carry runs down from bit l - 1, clearing ones until it sets a zero.
+ * For the last code (all ones; nothing follows it in a complete code) it
+ * returns rev. */
 static inline uint32_t rev_next(uint32_t rev, unsigned l)
 {
     uint32_t bit = 1u << (l - 1);
@@ -1060,8 +1061,9 @@ static inline uint8_t *copy_match(uint8_t *out, uint32_t len, uint32_t dist, con
  * symbols before it), leaving at least 56 bits, enough for four literals
  * (4 x 12 bits) or a match (12 + 13 + 12 + 18 = 55 bits). The count of
  * bits in bb is kept modulo 64 in bc: a whole entry is subtracted, as every
- * field above its low 6 bits (its bits consumed) is a multiple of 64. A
- * separate function so that the few values it needs stay in registers.
+ * field above its low 6 bits (its bits consumed) is a multiple of 64. lt is
+ * the literal/length table followed by the distance table. A separate
+ * function so that the few values it needs stay in registers.
  * Updates the bit reader and the output position; returns 0, or
  * CRDT_EMALFORMED for a match that reaches outside the output or past the
  * block.
