@@ -24,7 +24,7 @@
 #define DEFAULT_MAP_INITIAL ((size_t)64 << 20)
 #define DEFAULT_MAP_MAX ((size_t)64 << 30)
 #define DEFAULT_SNAPSHOT_EVERY 1000u
-#define DEFAULT_SNAPSHOT_DIVISOR 4u
+#define DEFAULT_SNAPSHOT_LOG_PERCENT 100u
 #define DEFAULT_SNAPSHOT_MAX_FACTOR 64u
 
 /* ---- transactions ------------------------------------------------------ */
@@ -867,8 +867,8 @@ int store_open(const char *dir, const store_options_t *opts, store_t **out)
         o.map_size_max = o.map_size_initial;
     if (!o.snapshot_every)
         o.snapshot_every = DEFAULT_SNAPSHOT_EVERY;
-    if (!o.snapshot_size_divisor)
-        o.snapshot_size_divisor = DEFAULT_SNAPSHOT_DIVISOR;
+    if (!o.snapshot_log_percent)
+        o.snapshot_log_percent = DEFAULT_SNAPSHOT_LOG_PERCENT;
     if (!o.snapshot_max_factor)
         o.snapshot_max_factor = DEFAULT_SNAPSHOT_MAX_FACTOR;
 
@@ -882,7 +882,7 @@ int store_open(const char *dir, const store_options_t *opts, store_t **out)
         return STORE_ENOMEM;
     s->efd = -1;
     s->snapshot_every = o.snapshot_every;
-    s->snapshot_divisor = o.snapshot_size_divisor;
+    s->snapshot_percent = o.snapshot_log_percent;
     s->snapshot_cap = (uint64_t)o.snapshot_every * o.snapshot_max_factor;
     s->snapshot_flags = o.uncompressed_snapshots ? CRDT_STATE_UNCOMPRESSED : 0;
     s->map_max = o.map_size_max;

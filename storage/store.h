@@ -83,16 +83,16 @@ typedef struct {
      * Snapshots are spaced by size as well as by entries, so that writing them
      * costs at most a constant factor of the log bytes written: a document owes
      * a snapshot once at least snapshot_every entries were logged after its
-     * latest one AND either the update bytes of those entries reach that
-     * snapshot's state length / snapshot_size_divisor (default 4) or there are
-     * snapshot_max_factor * snapshot_every (default 64) of them. A snapshot is
-     * placed at the first seq where this holds, so the entries a load replays
-     * after one are bounded by the larger of snapshot_every and the entries
-     * holding 1/snapshot_size_divisor of its size, and never more than
-     * snapshot_max_factor * snapshot_every. snapshot_max_factor 1 gives the
-     * plain rule: a snapshot every snapshot_every entries.
+     * latest one AND either the update bytes of those entries reach
+     * snapshot_log_percent % (default 100) of that snapshot's state length or
+     * there are snapshot_max_factor * snapshot_every (default 64) of them. A
+     * snapshot is placed at the first seq where this holds, so the entries a
+     * load replays after one are bounded by the larger of snapshot_every and
+     * the entries holding snapshot_log_percent % of its length, and never
+     * reach snapshot_max_factor * snapshot_every. snapshot_max_factor 1 gives
+     * the plain rule: a snapshot every snapshot_every entries.
      */
-    uint32_t snapshot_size_divisor;
+    uint32_t snapshot_log_percent;
     uint32_t snapshot_max_factor;
     /* Nonzero: snapshots are stored uncompressed (CRDT_STATE_UNCOMPRESSED):
      * about 2.7 times the bytes for prose, about a tenth of the writer's CPU
@@ -241,7 +241,7 @@ int store_doc_load(store_t *store, const char *name, size_t name_len, uint64_t c
  * store_options_t says, so when none is corrupt fewer than
  * snapshot_max_factor * snapshot_every entries are replayed, and fewer than
  * snapshot_every unless those entries hold more than
- * 1/snapshot_size_divisor of the snapshot's size. `client`, `out` and `info` as
+ * snapshot_log_percent % of the snapshot's length. `client`, `out` and `info` as
  * store_doc_load() (info->last_seq is `seq`). Returns 0 and sets *out;
  * STORE_ENOTFOUND (no such document), STORE_EINVAL (bad name, or `seq` past
  * the last committed entry), STORE_ECORRUPT, STORE_EFORMAT, STORE_ENOMEM,

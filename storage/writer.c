@@ -9,7 +9,7 @@
  * eventfd. Then it writes at most one snapshot a document owes (compaction),
  * in its own transaction, so snapshots never delay the acknowledgement of the
  * entries that triggered them. A document owes one after snapshot_every
- * entries once their bytes are a share of its latest snapshot's size (or after
+ * entries once their bytes reach a share of its latest snapshot's length (or after
  * snapshot_max_factor times as many entries): see snap_owed(). Each snapshot
  * goes where that rule first holds, so a document that owes several gets one
  * per round. MDB_MAP_FULL
@@ -356,16 +356,22 @@ static int write_metas(store_t *s, MDB_txn *txn)
  * Whether a document owes a snapshot when `entries` entries holding `bytes`
  * update bytes follow its latest snapshot, whose state is `snap_len` bytes
  * (0 if none or unknown): at least snapshot_every entries, and either their
- * bytes reach snap_len / snapshot_divisor or there are snapshot_cap of them.
- * Snapshot work (proportional to the state's size) is thus at most about
- * snapshot_divisor times the log bytes written, while the replay after a
- * snapshot stays bounded by its size and by snapshot_cap entries.
+ * bytes reach snapshot_percent % of snap_len or there are snapshot_cap of
+ * them. So the snapshot bytes written are at most 100 / snapshot_percent
+ * times the log bytes written (besides one snapshot per snapshot_every entries
+ * while a document is small), and the replay after a snapshot stays bounded
+ * by its length and by snapshot_cap entries.
  */
 static bool snap_owed(const store_t *s, uint64_t entries, uint64_t bytes, uint64_t snap_len)
 {
     if (entries < s->snapshot_every)
         return false;
-    return entries >= s->snapshot_cap || bytes >= snap_len / s->snapshot_divisor;
+    if (entries >= s->snapshot_cap)
+        return true;
+    uint64_t need = snap_len > UINT64_MAX / s->snapshot_percent
+                        ? UINT64_MAX
+                        : snap_len * s->snapshot_percent / 100;
+    return bytes >= need;
 }
 
 static bool meta_owes(const store_t *s, const store__meta_t *m)
