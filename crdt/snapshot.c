@@ -359,6 +359,12 @@ struct crdt__snap {
     uint32_t *toff, *aoff;
     snap_ref_t *refs; /* up to 2 * nitems */
     uint32_t nrefs;
+    /* When the clients' clocks are dense enough (see dense_init()): a bitmap
+     * of the inserted characters, client c's clock x at bit vbase[c] + x,
+     * filled by parse_items() in document order; then refs holds only the
+     * right origins. NULL otherwise. */
+    uint64_t *vbits, *vbase;
+    size_t vwords;
     snap_del_t *dels; /* per client in clock order */
     uint8_t *owned;   /* the decompressed body */
     size_t owned_len;
@@ -377,6 +383,8 @@ void crdt__snapshot_dispose(const crdt_alloc_t *a, crdt__snap_t *s)
     crdt__tmp_free(a, s->toff, ((size_t)s->nitems + 1) * sizeof(uint32_t));
     crdt__tmp_free(a, s->aoff, s->nitems * sizeof(uint32_t));
     crdt__tmp_free(a, s->refs, 2 * (size_t)s->nitems * sizeof(snap_ref_t));
+    crdt__tmp_free(a, s->vbits, s->vwords * sizeof(uint64_t));
+    crdt__tmp_free(a, s->vbase, s->nclients * sizeof(uint64_t));
     crdt__tmp_free(a, s->dels, s->ndel * sizeof(snap_del_t));
     crdt__tmp_free(a, s->owned, s->owned_len);
     crdt__tmp_free(a, s->arenas, s->arenas_len);
@@ -561,9 +569,10 @@ static inline uint32_t idmap_find(const idmap_t *m, const snap_bid_t *bid, uint3
  * characters deleted, or none. For the last, each target adds one to the items
  * it covers whole (a difference array over by-id positions) and notes the
  * parts of items it covers in part; those (rare) parts are sorted and their
- * union checked per item. Linear time but for that sort.
+ * union checked per item. Linear time but for that sort. This is the
+ * general way, for clocks too sparse for check_refs_dense().
  */
-CRDT__NOINLINE static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
+CRDT__NOINLINE static int check_refs_sparse(const crdt_alloc_t *a, const crdt__snap_t *s)
 {
     uint32_t n = s->nitems, *diff = NULL;
     const snap_bid_t *bid = s->bid;
@@ -674,6 +683,134 @@ Exit:
     crdt__tmp_free(a, diff, ((size_t)n + 1) * sizeof(uint32_t));
     crdt__tmp_free(a, part, 2 * part_cap * sizeof(kv_t));
     return err;
+}
+
+/* Bitmaps over the clocks of every client (client c's clock x is bit
+ * base[c] + x): bits_set() sets bits lo .. hi-1, bits_all() says whether all
+ * of them are set (1), none (0) or some (-1). lo < hi. */
+static inline void bits_set(uint64_t *w, uint64_t lo, uint64_t hi)
+{
+    uint64_t a = lo >> 6, b = (hi - 1) >> 6;
+    uint64_t ma = ~(uint64_t)0 << (lo & 63), mb = ~(uint64_t)0 >> (63 - ((hi - 1) & 63));
+    if (a == b) {
+        w[a] |= ma & mb;
+        return;
+    }
+    w[a] |= ma;
+    for (uint64_t k = a + 1; k < b; k++)
+        w[k] = ~(uint64_t)0;
+    w[b] |= mb;
+}
+
+static inline int bits_all(const uint64_t *w, uint64_t lo, uint64_t hi)
+{
+    uint64_t a = lo >> 6, b = (hi - 1) >> 6;
+    uint64_t ma = ~(uint64_t)0 << (lo & 63), mb = ~(uint64_t)0 >> (63 - ((hi - 1) & 63));
+    uint64_t any, all;
+    if (a == b) {
+        uint64_t m = ma & mb, v = w[a] & m;
+        return v == m ? 1 : v == 0 ? 0 : -1;
+    }
+    any = w[a] & ma;
+    all = any == ma;
+    for (uint64_t k = a + 1; k < b; k++) {
+        any |= w[k];
+        all &= w[k] == ~(uint64_t)0;
+    }
+    any |= w[b] & mb;
+    all &= (w[b] & mb) == mb;
+    return all ? 1 : any ? -1 : 0;
+}
+
+/*
+ * The dense way of checking references, when every client's clocks fit in a
+ * bitmap of modest size (at most DENSE_BITS bits per item): parse_items()
+ * sets the bits of each item's characters as it reads them in document
+ * order, so an item's left origin must already be set when the item is read
+ * (that checks both that it names an inserted character and that its item
+ * comes earlier in document order), and check_refs_dense() checks the rest
+ * against the full bitmap. No lookups by id; every access is sequential or
+ * cache-resident. dense_init() allocates the bitmap (or leaves s->vbits
+ * NULL for the sparse way).
+ */
+#ifndef CRDT_SNAPSHOT_DENSE_BITS
+#define CRDT_SNAPSHOT_DENSE_BITS 256 /* a test build sets 0: always the sparse way */
+#endif
+#define DENSE_BITS CRDT_SNAPSHOT_DENSE_BITS
+static int dense_init(const crdt_alloc_t *a, crdt__snap_t *s)
+{
+    uint64_t total = 0, limit = DENSE_BITS * ((uint64_t)s->nitems + 1);
+    for (uint32_t c = 0; c < s->nclients && total <= limit; c++)
+        total += ((uint64_t)s->clients[c].next_clock + 63) & ~(uint64_t)63;
+    if (total > limit || total / 64 + 1 > SIZE_MAX / sizeof(uint64_t) / 2)
+        return 0;
+    if ((s->vbase = crdt__tmp_alloc(a, s->nclients * sizeof(uint64_t))) == NULL)
+        return CRDT_ENOMEM;
+    s->vwords = (size_t)(total / 64) + 1;
+    if ((s->vbits = crdt__tmp_alloc(a, s->vwords * sizeof(uint64_t))) == NULL) {
+        s->vwords = 0;
+        return CRDT_ENOMEM;
+    }
+    memset(s->vbits, 0, s->vwords * sizeof(uint64_t));
+    total = 0;
+    for (uint32_t c = 0; c < s->nclients; c++) {
+        s->vbase[c] = total;
+        total += ((uint64_t)s->clients[c].next_clock + 63) & ~(uint64_t)63;
+    }
+    return 0;
+}
+
+/*
+ * The rest of the dense check (see dense_init()), once every item's bits are
+ * set: right origins name inserted characters; delete targets name inserted
+ * characters only (exactly "consecutive items with no gap"), and the
+ * deleted characters, collected in a second bitmap, make every item's
+ * deleted flag true: all of its characters deleted, or none.
+ */
+CRDT__NOINLINE static int check_refs_dense(const crdt_alloc_t *a, const crdt__snap_t *s)
+{
+    const snap_bid_t *bid = s->bid;
+    const uint64_t *ins = s->vbits, *base = s->vbase;
+    uint64_t *del = crdt__tmp_alloc(a, s->vwords * sizeof(uint64_t));
+    int err = CRDT_EMALFORMED;
+    if (del == NULL)
+        return CRDT_ENOMEM;
+    memset(del, 0, s->vwords * sizeof(uint64_t));
+    for (uint32_t r = 0; r < s->nrefs; r++) {
+        const snap_ref_t *ref = &s->refs[r];
+        uint64_t bit;
+        if (ref->client >= s->nclients || ref->clock >= s->clients[ref->client].next_clock)
+            goto Exit;
+        bit = base[ref->client] + ref->clock;
+        if (!(ins[bit >> 6] >> (bit & 63) & 1))
+            goto Exit; /* not an inserted character */
+    }
+    for (uint32_t j = 0; j < s->ndel; j++) {
+        const snap_del_t *d = &s->dels[j];
+        uint64_t lo;
+        /* parse_dels() bounded tclient, and tlo + len below 2^32 */
+        if ((uint64_t)d->tlo + d->len > s->clients[d->tclient].next_clock)
+            goto Exit;
+        lo = base[d->tclient] + d->tlo;
+        if (bits_all(ins, lo, lo + d->len) != 1)
+            goto Exit; /* a target clock that no item holds */
+        bits_set(del, lo, lo + d->len);
+    }
+    for (uint32_t k = 0; k < s->nitems; k++) {
+        uint64_t lo = base[bid[k].client] + bid[k].clock;
+        int st = bits_all(del, lo, lo + (bid[k].end - bid[k].clock));
+        if (st < 0 || st != ((bid[k].idx & BID_DELETED) != 0))
+            goto Exit; /* deleted in part, or not as its flag says */
+    }
+    err = 0;
+Exit:
+    crdt__tmp_free(a, del, s->vwords * sizeof(uint64_t));
+    return err;
+}
+
+static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
+{
+    return s->vbits ? check_refs_dense(a, s) : check_refs_sparse(a, s);
 }
 
 /*
@@ -852,6 +989,8 @@ CRDT__NOINLINE static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end
     uint32_t *toff = s->toff;
     snap_ref_t *refs = s->refs;
     uint32_t nrefs = 0;
+    uint64_t *vbits = s->vbits;
+    const uint64_t *vbase = s->vbase;
     col_t cclient = col[C_CLIENT], cclock = col[C_CLOCK], clen = col[C_LEN];
     col_t cleft = col[C_LEFT], cright = col[C_RIGHT];
     /* The current client, where its previous item ended and its clock limit. */
@@ -959,8 +1098,22 @@ CRDT__NOINLINE static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end
         }
         toff[i] = (uint32_t)pos;
         pos += x.text_bytes;
-        if (lm >= 2)
+        if (vbits) {
+            /* Dense: the left origin's item came earlier (its bits are
+             * set), then this item's characters are set. */
+            if (lm >= 2) {
+                uint64_t bit;
+                if (x.left.client >= nclients ||
+                    x.left.clock >= s->clients[x.left.client].next_clock)
+                    return CRDT_EMALFORMED;
+                bit = vbase[x.left.client] + x.left.clock;
+                if (!(vbits[bit >> 6] >> (bit & 63) & 1))
+                    return CRDT_EMALFORMED;
+            }
+            bits_set(vbits, vbase[client] + x.clock, vbase[client] + x.clock + x.len);
+        } else if (lm >= 2) {
             refs[nrefs++] = (snap_ref_t){x.left.client, x.left.clock, i};
+        }
         if (rm == 3)
             refs[nrefs++] = (snap_ref_t){x.right.client, x.right.clock, i | REF_RIGHT};
         key = (uint64_t)client << 32 | x.clock;
@@ -1380,6 +1533,8 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
         (s->toff = alloc_array(a, (size_t)n + 1, sizeof(uint32_t), &err)) == NULL ||
         (s->aoff = alloc_array(a, (size_t)n, sizeof(uint32_t), &err)) == NULL ||
         (s->refs = alloc_array(a, 2 * (size_t)n, sizeof(snap_ref_t), &err)) == NULL)
+        goto Fail;
+    if ((err = dense_init(a, s)) != 0)
         goto Fail;
     if ((err = parse_items(icol, s, aux, doc_text, total_text, kv, &vary)) != 0 ||
         !cols_done(icol, NICOLS)) {
