@@ -464,11 +464,15 @@ static bool entry_update_len(const MDB_val *v, uint64_t *len)
  * Where the next snapshot of document `m` goes: the first seq after its
  * latest snapshot at which snap_owed() holds (counting the entries and update
  * bytes from the snapshot on), so snapshots lie where the rule first holds
- * whatever the batch sizes were. Walks the log from the snapshot to the head
- * (lengths only). Sets *seq and *bytes_at (the update bytes of entries 1..seq,
- * for the metadata). If the walk meets a malformed entry or a gap, or the rule
- * never holds (the metadata's byte counts disagree with the log), the head is
- * used; the build then reports any damage. Returns an LMDB code.
+ * whatever the batch sizes were. Walks the log from the snapshot on (lengths
+ * only) up to that seq, so a long backlog is not walked again by every
+ * snapshot it calls for; only metadata written before these counts were kept
+ * (a snapshot of unknown length) is walked to the head once, to learn the
+ * bytes up to the target as the log's total less what follows. Sets *seq and
+ * *bytes_at (the update bytes of entries 1..seq, for the metadata). If the
+ * walk meets a malformed entry or a gap, or the rule never holds (the
+ * metadata's byte counts disagree with the log), the head is used; the build
+ * then reports any damage. Returns an LMDB code.
  */
 static int snap_target(store_t *s, MDB_txn *txn, const store__meta_t *m, uint64_t *seq,
                        uint64_t *bytes_at)
@@ -479,6 +483,7 @@ static int snap_target(store_t *s, MDB_txn *txn, const store__meta_t *m, uint64_
     uint64_t head = m->next_seq - 1, expect = m->snapshot_seq + 1, at, len;
     uint64_t upto = 0, total = 0; /* bytes of entries up to the target; of all walked */
     bool found = false, whole = false;
+    bool unknown = m->snapshot_seq > 0 && m->snapshot_len == 0; /* format-1 metadata */
     int rc = mdb_cursor_open(txn, s->db_log, &cur);
     if (rc)
         return rc;
@@ -493,6 +498,8 @@ static int snap_target(store_t *s, MDB_txn *txn, const store__meta_t *m, uint64_
             found = true;
             *seq = expect;
             upto = total;
+            if (!unknown)
+                break;
         }
         if (expect == head)
             whole = true;
@@ -506,11 +513,8 @@ static int snap_target(store_t *s, MDB_txn *txn, const store__meta_t *m, uint64_
         *seq = head;
         upto = total;
     }
-    /* The bytes up to the target: the log's total less what follows it when the
-     * walk saw everything (right also for metadata written before these counts
-     * were kept), else counted from the previous snapshot's figure. */
     uint64_t after = total - upto;
-    if (whole && after <= m->bytes)
+    if (unknown && whole && after <= m->bytes)
         *bytes_at = m->bytes - after;
     else
         *bytes_at = m->snapshot_bytes + upto;
