@@ -1220,60 +1220,90 @@ CRDT__NOINLINE static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv
     return 0;
 }
 
+/* A run of a client's clocks that no item holds (lo < hi). */
+typedef struct {
+    uint32_t lo, hi;
+} gap_t;
+
 /*
  * Reads the delete records. Their clocks fill, per client and in order, the
- * clocks no item holds; afterwards every client's clocks must be covered.
- * `fill` and `next` (per client) are scratch: where the client's clocks are
- * filled up to, and the by-id position of its next item. As in
- * parse_items(), column read errors are reported after the loop.
+ * clocks no item holds: these gaps are listed first from the items in id
+ * order, then each record takes the next clocks of its client's current gap
+ * and moves to the next gap once one is full; afterwards every gap must be
+ * full. `fill` and `at` (per client) are scratch: the client's fill point and
+ * current gap. As in parse_items(), column read errors are reported after
+ * the loop.
  */
-CRDT__NOINLINE static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill, uint32_t *next)
+CRDT__NOINLINE static int parse_dels(const crdt_alloc_t *a, col_t *col, crdt__snap_t *s,
+                                     uint32_t *fill, uint32_t *at)
 {
     const snap_bid_t *bid = s->bid;
     const uint32_t n = s->nitems, nclients = s->nclients;
     snap_del_t *dels = s->dels;
     col_t cclient = col[D_CLIENTC], clen = col[D_LENC], ctarget = col[D_TARGETC];
-    /* The current client: its fill point, next item and clock limit. */
-    uint32_t client = CRDT__NONE, cfill = 0, cnext = 0, climit = 0, k = 0;
-    for (uint32_t c = 0; c < nclients; c++) {
-        while (k < n && bid[k].client < c)
-            k++;
-        next[c] = k;
-        fill[c] = 0;
+    size_t gcap = (size_t)n + nclients;
+    int err = 0;
+    gap_t *g = alloc_array(a, gcap, sizeof(gap_t), &err);
+    uint32_t *gfirst = alloc_array(a, (size_t)nclients + 1, sizeof(uint32_t), &err);
+    /* The current client: its fill point, current gap's end, gap and the
+     * first gap of the next client. */
+    uint32_t client = CRDT__NONE, cfill = 0, gend = 0, gi = 0, glast = 0, ng = 0;
+    if (err)
+        goto Exit; /* out of memory */
+    err = CRDT_EMALFORMED;
+    for (uint32_t c = 0, k = 0; c < nclients; c++) {
+        uint32_t e = 0;
+        gfirst[c] = ng;
+        /* Items come sorted by id and do not overlap (place_by_id()). */
+        for (; k < n && bid[k].client == c; k++) {
+            if (bid[k].clock > e)
+                g[ng++] = (gap_t){e, bid[k].clock};
+            e = bid[k].end;
+        }
+        if (e < s->clients[c].next_clock)
+            g[ng++] = (gap_t){e, s->clients[c].next_clock};
+        at[c] = gfirst[c];
+        fill[c] = ng > gfirst[c] ? g[gfirst[c]].lo : 0;
     }
+    gfirst[nclients] = ng;
     /* The head column holds exactly one byte per record (the caller checked). */
     const uint8_t *heads = col[D_HEADC].p;
     col[D_HEADC].p = col[D_HEADC].end;
     for (uint32_t i = 0, nd = s->ndel; i < nd; i++) {
         snap_del_t *d = &dels[i];
         uint8_t head = heads[i];
-        uint32_t gap_end, len;
+        uint32_t len;
         if (head & ~D_MASK)
-            return CRDT_EMALFORMED;
+            goto Exit;
         if ((head & D_JUST_TYPED) && !(head & D_TARGET_SAME))
-            return CRDT_EMALFORMED;
+            goto Exit;
         if (head & D_CLIENT) {
             uint32_t c = col_u32(&cclient);
             if (c >= nclients)
-                return CRDT_EMALFORMED;
+                goto Exit;
             if (client != CRDT__NONE) {
                 fill[client] = cfill;
-                next[client] = cnext;
+                at[client] = gi;
             }
             client = c;
             cfill = fill[c];
-            cnext = next[c];
-            climit = s->clients[c].next_clock;
+            gi = at[c];
+            glast = gfirst[c + 1];
+            gend = gi < glast ? g[gi].hi : cfill;
         } else if (client == CRDT__NONE) {
-            return CRDT_EMALFORMED; /* the first record names its client */
+            goto Exit; /* the first record names its client */
         }
         len = (head & D_LEN1) ? 1 : col_u32(&clen);
-        /* Past the client's items that start at the fill point. */
-        while (cnext < n && bid[cnext].client == client && bid[cnext].clock == cfill)
-            cfill = bid[cnext++].end;
-        gap_end = cnext < n && bid[cnext].client == client ? bid[cnext].clock : climit;
-        if (len == 0 || len > gap_end - cfill)
-            return CRDT_EMALFORMED;
+        if (cfill == gend) {
+            /* This gap is full: the next one. */
+            if (gi + 1 >= glast)
+                goto Exit; /* more delete records than free clocks */
+            gi++;
+            cfill = g[gi].lo;
+            gend = g[gi].hi;
+        }
+        if (len == 0 || len > gend - cfill)
+            goto Exit;
         d->client = client;
         d->clock = cfill;
         d->len = len;
@@ -1282,35 +1312,37 @@ CRDT__NOINLINE static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill
         if (head & D_TARGET_SAME) {
             uint32_t delta = (head & D_JUST_TYPED) ? 0 : col_u32(&ctarget);
             if (len > d->clock || delta > d->clock - len)
-                return CRDT_EMALFORMED; /* the target starts before clock 0 */
+                goto Exit; /* the target starts before clock 0 */
             d->tclient = client;
             d->tlo = d->clock - len - delta;
         } else {
             crdt__id_t t = get_id(&ctarget, nclients);
             if ((uint64_t)t.clock + len > UINT32_MAX ||
                 (t.client == client && t.clock + len > d->clock))
-                return CRDT_EMALFORMED;
+                goto Exit;
             d->tclient = t.client;
             d->tlo = t.clock;
         }
     }
     if (client != CRDT__NONE) {
         fill[client] = cfill;
-        next[client] = cnext;
+        at[client] = gi;
     }
     if (cclient.err || clen.err || ctarget.err)
-        return CRDT_EMALFORMED;
+        goto Exit;
     col[D_CLIENTC] = cclient;
     col[D_LENC] = clen;
     col[D_TARGETC] = ctarget;
-    for (uint32_t c = 0; c < nclients; c++) {
-        uint32_t f = fill[c], j = next[c];
-        while (j < n && bid[j].client == c && bid[j].clock == f)
-            f = bid[j++].end;
-        if (f != s->clients[c].next_clock)
-            return CRDT_EMALFORMED;
-    }
-    return 0;
+    /* Every gap full: each client at its last gap's end. */
+    for (uint32_t c = 0; c < nclients; c++)
+        if (gfirst[c] < gfirst[c + 1] &&
+            (at[c] != gfirst[c + 1] - 1 || fill[c] != g[gfirst[c + 1] - 1].hi))
+            goto Exit;
+    err = 0;
+Exit:
+    crdt__tmp_free(a, g, gcap * sizeof(gap_t));
+    crdt__tmp_free(a, gfirst, ((size_t)nclients + 1) * sizeof(uint32_t));
+    return err;
 }
 
 /*
@@ -1558,7 +1590,7 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
     if ((s->dels = alloc_array(a, (size_t)n, sizeof(snap_del_t), &err)) == NULL)
         goto Fail;
     s->ndel = (uint32_t)n;
-    if ((err = parse_dels(dcol, s, tmp, aux)) != 0 || !cols_done(dcol, NDCOLS) || r.p != r.end) {
+    if ((err = parse_dels(a, dcol, s, tmp, aux)) != 0 || !cols_done(dcol, NDCOLS) || r.p != r.end) {
         err = err ? err : CRDT_EMALFORMED;
         goto Fail;
     }
