@@ -1143,12 +1143,13 @@ CRDT__NOINLINE static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end
 
 /*
  * Sorts the items by (client, clock) into s->bid (linear: sort_kv() on the
- * packed keys parse_items() put in kv[0 .. nitems), each item's length riding
- * along with its index; s->bid, not yet written and larger, serves as the
- * sort's scratch space) and, in the same pass,
- * places their text: per client in clock order, the items must not overlap
- * and their text (noted in document order by parse_items()) is copied into
- * the client's arena, which must come out exactly text_len bytes long.
+ * packed keys parse_items() put in kv[0 .. nitems), each item's length and
+ * deleted flag riding along with its index; s->bid, not yet written and as
+ * large, serves as the sort's scratch space) and, in the same pass, notes the
+ * gaps (s->gap) and places their text: per client in clock order, the items
+ * must not overlap and their text (at s->toff[], in document order) is copied
+ * into the client's arena, which must come out exactly text_len bytes long;
+ * s->aoff[] records where each item's text went.
  */
 CRDT__NOINLINE static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv_t *kv,
                                       uint64_t vary, const uint8_t *text, size_t total,
