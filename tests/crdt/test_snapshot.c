@@ -1715,6 +1715,47 @@ static void test_doc_load_item_before_its_left_origin_refused(void **state)
     crdt_doc_free(want);
 }
 
+/*
+ * Origins name inserted characters, never the clock of a delete operation:
+ * every way of reading a state refuses a right origin (or a left one) that
+ * names a delete record's clock, and accepts the same state without it.
+ */
+static void test_doc_load_origin_naming_a_delete_refused(void **state)
+{
+    bytes_t bad_right, bad_left, good;
+    crdt_doc_t *want = NULL;
+    /* Client 9: clock 0 "a"; clock 1 deletes it (a backspace); clock 2 "b"
+     * after "a". The record fills clock 1, the gap between the items. */
+    const col_t dc[4] = {COL(0x1e), COL(0), NOCOL, NOCOL};
+    (void)state;
+    /* b's right origin (explicit, one back): clock 1, the delete. */
+    {
+        const col_t ic[6] = {COL(0x03, 0xec), COL(0), COL(2), COL(1, 1), NOCOL, COL(1)};
+        one_client_state(&bad_right, 3, "ab", 2, ic, 1, dc);
+    }
+    /* b's left origin (explicit, one back): clock 1, the delete. */
+    {
+        const col_t ic[6] = {COL(0x03, 0x14), COL(0), COL(2), COL(1, 1), COL(1), NOCOL};
+        one_client_state(&bad_left, 3, "ab", 2, ic, 1, dc);
+    }
+    /* b after "a" with no right origin. */
+    {
+        const col_t ic[6] = {COL(0x03, 0x0c), COL(0), COL(2), COL(1, 1), NOCOL, NOCOL};
+        one_client_state(&good, 3, "ab", 2, ic, 1, dc);
+    }
+    assert_true(is_reject(try_apply_empty(bad_right.b, bad_right.n, NULL)));
+    assert_true(is_reject(try_load(bad_right.b, bad_right.n, NULL)));
+    assert_true(is_reject(try_load_trusted(bad_right.b, bad_right.n, NULL, 5)));
+    assert_true(is_reject(try_apply_empty(bad_left.b, bad_left.n, NULL)));
+    assert_true(is_reject(try_load(bad_left.b, bad_left.n, NULL)));
+    assert_true(is_reject(try_load_trusted(bad_left.b, bad_left.n, NULL, 5)));
+    assert_int_equal(try_apply_empty(good.b, good.n, NULL), 0);
+    assert_int_equal(crdt_doc_load(5, &strict, good.b, good.n, &want), 0);
+    assert_int_equal(try_load_trusted(good.b, good.n, want, 5), 0);
+    assert_int_equal(crdt_doc_length(want), 1);
+    crdt_doc_free(want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1741,6 +1782,7 @@ int main(void)
         T(test_doc_load_trusted_matches_load),
         T(test_doc_load_delete_targets_in_parts),
         T(test_doc_load_item_before_its_left_origin_refused),
+        T(test_doc_load_origin_naming_a_delete_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
