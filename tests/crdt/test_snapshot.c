@@ -1679,6 +1679,25 @@ static void test_doc_load_delete_targets_in_parts(void **state)
         fail_msg("%d of 7 hand-made states with delete targets in parts misread", bad);
 }
 
+/* Every reader refuses the hand-made state `w`. */
+static void assert_refused_everywhere(const bytes_t *w)
+{
+    assert_true(is_reject(try_apply_empty(w->b, w->n, NULL)));
+    assert_true(is_reject(try_load(w->b, w->n, NULL)));
+    assert_true(is_reject(try_load_trusted(w->b, w->n, NULL, 5)));
+}
+
+/* Every reader accepts `w`, the trusted load giving crdt_doc_load()'s
+ * document, which is returned. */
+static crdt_doc_t *loaded_everywhere(const bytes_t *w)
+{
+    crdt_doc_t *d = NULL;
+    assert_int_equal(try_apply_empty(w->b, w->n, NULL), 0);
+    assert_int_equal(crdt_doc_load(5, &strict, w->b, w->n, &d), 0);
+    assert_int_equal(try_load_trusted(w->b, w->n, d, 5), 0);
+    return d;
+}
+
 /*
  * A state lists items in document order, and an item always comes after its
  * left origin there (integration puts it there). Every way of reading a
@@ -1689,7 +1708,7 @@ static void test_doc_load_delete_targets_in_parts(void **state)
 static void test_doc_load_item_before_its_left_origin_refused(void **state)
 {
     bytes_t bad, good;
-    crdt_doc_t *want = NULL;
+    crdt_doc_t *want;
     crdt_buf_t t;
     (void)state;
     /* Client 9 typed "a" (clock 0), then "b" (clock 1) after it. Listed
@@ -1703,12 +1722,8 @@ static void test_doc_load_item_before_its_left_origin_refused(void **state)
         const col_t ic[6] = {COL(0x02, 0x10), COL(0), NOCOL, COL(1, 1), COL(1), NOCOL};
         one_client_state(&good, 2, "ab", 2, ic, 0, no_dels);
     }
-    assert_true(is_reject(try_apply_empty(bad.b, bad.n, NULL)));
-    assert_true(is_reject(try_load(bad.b, bad.n, NULL)));
-    assert_true(is_reject(try_load_trusted(bad.b, bad.n, NULL, 5)));
-    assert_int_equal(try_apply_empty(good.b, good.n, NULL), 0);
-    assert_int_equal(crdt_doc_load(5, &strict, good.b, good.n, &want), 0);
-    assert_int_equal(try_load_trusted(good.b, good.n, want, 5), 0);
+    assert_refused_everywhere(&bad);
+    want = loaded_everywhere(&good);
     assert_int_equal(crdt_doc_text(want, &t), 0);
     assert_string_equal((const char *)t.base, "ab");
     crdt_buf_dispose(&t);
@@ -1723,7 +1738,7 @@ static void test_doc_load_item_before_its_left_origin_refused(void **state)
 static void test_doc_load_origin_naming_a_delete_refused(void **state)
 {
     bytes_t bad_right, bad_left, good;
-    crdt_doc_t *want = NULL;
+    crdt_doc_t *want;
     /* Client 9: clock 0 "a"; clock 1 deletes it (a backspace); clock 2 "b"
      * after "a". The record fills clock 1, the gap between the items. */
     const col_t dc[4] = {COL(0x1e), COL(0), NOCOL, NOCOL};
@@ -1743,15 +1758,9 @@ static void test_doc_load_origin_naming_a_delete_refused(void **state)
         const col_t ic[6] = {COL(0x03, 0x0c), COL(0), COL(2), COL(1, 1), NOCOL, NOCOL};
         one_client_state(&good, 3, "ab", 2, ic, 1, dc);
     }
-    assert_true(is_reject(try_apply_empty(bad_right.b, bad_right.n, NULL)));
-    assert_true(is_reject(try_load(bad_right.b, bad_right.n, NULL)));
-    assert_true(is_reject(try_load_trusted(bad_right.b, bad_right.n, NULL, 5)));
-    assert_true(is_reject(try_apply_empty(bad_left.b, bad_left.n, NULL)));
-    assert_true(is_reject(try_load(bad_left.b, bad_left.n, NULL)));
-    assert_true(is_reject(try_load_trusted(bad_left.b, bad_left.n, NULL, 5)));
-    assert_int_equal(try_apply_empty(good.b, good.n, NULL), 0);
-    assert_int_equal(crdt_doc_load(5, &strict, good.b, good.n, &want), 0);
-    assert_int_equal(try_load_trusted(good.b, good.n, want, 5), 0);
+    assert_refused_everywhere(&bad_right);
+    assert_refused_everywhere(&bad_left);
+    want = loaded_everywhere(&good);
     assert_int_equal(crdt_doc_length(want), 1);
     crdt_doc_free(want);
 }
