@@ -52,6 +52,7 @@ void srv_config_init(srv_config_t *cfg)
     cfg->ping_timeout = 10;
     cfg->unload_after = 30;
     cfg->snapshot_every = 1000;
+    cfg->snapshot_log_percent = 100;
     cfg->snapshot_compression = 1;
     cfg->map_size_mb = 64;
     cfg->history_burst_gap_ms = 60000;
@@ -84,8 +85,11 @@ void srv_config_usage(FILE *out)
           "                        and its cursor removed (default 10)\n"
           "  --unload-after SEC    how long a document stays in memory after its last\n"
           "                        editor left (default 30)\n"
-          "  --snapshot-every N    log entries between two snapshots of a document\n"
-          "                        (default 1000)\n"
+          "  --snapshot-every N    at least N log entries between two snapshots of a\n"
+          "                        document (default 1000)\n"
+          "  --snapshot-log-percent P  a snapshot also waits until the update bytes logged\n"
+          "                        since the latest reach P % of that snapshot's size\n"
+          "                        (default 100; replay at load vs the writer's CPU)\n"
           "  --snapshot-compression 0|1  1: snapshots compressed (default); 0: stored\n"
           "                        as is, bigger but far cheaper to write and load\n"
           "  --map-size MIB        initial LMDB map size; it grows when full (default 64)\n"
@@ -227,6 +231,7 @@ static int parse_into(srv_config_t *cfg, int argc, char **argv, char *err, size_
         UINT_FLAG("--ping-timeout", ping_timeout, 1, 86400)
         UINT_FLAG("--unload-after", unload_after, 0, 86400)
         UINT_FLAG("--snapshot-every", snapshot_every, 1, 1u << 30)
+        UINT_FLAG("--snapshot-log-percent", snapshot_log_percent, 1, 100000)
         UINT_FLAG("--snapshot-compression", snapshot_compression, 0, 1)
         UINT_FLAG("--map-size", map_size_mb, 1, 1u << 20)
         UINT_FLAG("--history-burst-gap", history_burst_gap_ms, 0, 1ull << 40)

@@ -204,6 +204,7 @@ int srv_new(const srv_config_t *cfg, srv_t **out)
     memset(&sopts, 0, sizeof(sopts));
     sopts.map_size_initial = cfg->map_size_mb << 20;
     sopts.snapshot_every = cfg->snapshot_every;
+    sopts.snapshot_log_percent = cfg->snapshot_log_percent;
     sopts.uncompressed_snapshots = !cfg->snapshot_compression;
     if ((err = store_open(cfg->data_dir, &sopts, &srv->store)) != 0) {
         fprintf(stderr, "weftd: cannot open the store in %s: %s\n", cfg->data_dir,

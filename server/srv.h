@@ -66,6 +66,7 @@ typedef struct srv_config {
     unsigned ping_timeout;         /* --ping-timeout: seconds to answer it */
     unsigned unload_after;         /* --unload-after: seconds a document stays loaded idle */
     unsigned snapshot_every;       /* --snapshot-every: log entries between snapshots */
+    unsigned snapshot_log_percent; /* --snapshot-log-percent: the size rule (docs/storage.md) */
     unsigned snapshot_compression; /* --snapshot-compression: 1 compress, 0 store as is */
     size_t map_size_mb;            /* --map-size: initial LMDB map size (MiB) */
     /* --history-burst-gap / --history-burst-max: log entries at most this far

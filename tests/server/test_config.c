@@ -67,6 +67,7 @@ static void test_srv_config_init_defaults(void **state)
     assert_int_equal(cfg.ping_timeout, 10);
     assert_int_equal(cfg.unload_after, 30);
     assert_int_equal(cfg.snapshot_every, 1000);
+    assert_int_equal(cfg.snapshot_log_percent, 100);
     assert_int_equal(cfg.map_size_mb, 64);
 }
 
@@ -88,10 +89,12 @@ static void test_srv_config_parse_no_arguments_keeps_defaults(void **state)
 static void check_every_flag(int equals_form)
 {
     static const char *const pairs[][2] = {
-        {"--listen", "0.0.0.0:9090"}, {"--data", "/var/lib/weft"}, {"--web-root", "/srv/demo"},
-        {"--max-message", "4096"},    {"--max-queued", "65536"},   {"--ping-interval", "3"},
-        {"--ping-timeout", "4"},      {"--unload-after", "0"},     {"--snapshot-every", "7"},
-        {"--map-size", "128"},
+        {"--listen", "0.0.0.0:9090"},      {"--data", "/var/lib/weft"},
+        {"--web-root", "/srv/demo"},       {"--max-message", "4096"},
+        {"--max-queued", "65536"},         {"--ping-interval", "3"},
+        {"--ping-timeout", "4"},           {"--unload-after", "0"},
+        {"--snapshot-every", "7"},         {"--map-size", "128"},
+        {"--snapshot-log-percent", "250"},
     };
     size_t n = sizeof pairs / sizeof pairs[0];
     char joined[16][64];
@@ -122,6 +125,7 @@ static void check_every_flag(int equals_form)
     assert_int_equal(cfg.ping_timeout, 4);
     assert_int_equal(cfg.unload_after, 0);
     assert_int_equal(cfg.snapshot_every, 7);
+    assert_int_equal(cfg.snapshot_log_percent, 250);
     assert_int_equal(cfg.map_size_mb, 128);
 }
 
@@ -172,10 +176,18 @@ static void test_srv_config_usage_lists_every_flag(void **state)
     assert_non_null(f);
     srv_config_usage(f);
     fclose(f);
-    static const char *const flags[] = {"--listen",       "--data",         "--web-root",
-                                        "--max-message",  "--max-queued",   "--ping-interval",
-                                        "--ping-timeout", "--unload-after", "--snapshot-every",
-                                        "--map-size",     "--help"};
+    static const char *const flags[] = {"--listen",
+                                        "--data",
+                                        "--web-root",
+                                        "--max-message",
+                                        "--max-queued",
+                                        "--ping-interval",
+                                        "--ping-timeout",
+                                        "--unload-after",
+                                        "--snapshot-every",
+                                        "--map-size",
+                                        "--snapshot-log-percent",
+                                        "--help"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (strstr(text, flags[i]) == NULL)
             fail_msg("--help does not mention %s", flags[i]);
@@ -200,9 +212,17 @@ static void test_srv_config_parse_unknown_flag(void **state)
 static void test_srv_config_parse_missing_value(void **state)
 {
     (void)state;
-    static const char *const flags[] = {
-        "--listen",        "--data",         "--web-root",     "--max-message",    "--max-queued",
-        "--ping-interval", "--ping-timeout", "--unload-after", "--snapshot-every", "--map-size"};
+    static const char *const flags[] = {"--listen",
+                                        "--data",
+                                        "--web-root",
+                                        "--max-message",
+                                        "--max-queued",
+                                        "--ping-interval",
+                                        "--ping-timeout",
+                                        "--unload-after",
+                                        "--snapshot-every",
+                                        "--map-size",
+                                        "--snapshot-log-percent"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
         const char *args[] = {flags[i], NULL};
         expect_usage_error(args, flags[i]);
@@ -212,10 +232,17 @@ static void test_srv_config_parse_missing_value(void **state)
 static void test_srv_config_parse_empty_values(void **state)
 {
     (void)state;
-    static const char *const flags[] = {
-        "--listen=",         "--data=",          "--web-root=",     "--max-message=",
-        "--max-queued=",     "--ping-interval=", "--ping-timeout=", "--unload-after=",
-        "--snapshot-every=", "--map-size="};
+    static const char *const flags[] = {"--listen=",
+                                        "--data=",
+                                        "--web-root=",
+                                        "--max-message=",
+                                        "--max-queued=",
+                                        "--ping-interval=",
+                                        "--ping-timeout=",
+                                        "--unload-after=",
+                                        "--snapshot-every=",
+                                        "--map-size=",
+                                        "--snapshot-log-percent="};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
         const char *args[] = {flags[i], NULL};
         expect_usage_error(args, NULL);
@@ -227,9 +254,9 @@ static void test_srv_config_parse_empty_values(void **state)
 static void test_srv_config_parse_non_numeric(void **state)
 {
     (void)state;
-    static const char *const flags[] = {"--max-message",  "--max-queued",   "--ping-interval",
-                                        "--ping-timeout", "--unload-after", "--snapshot-every",
-                                        "--map-size"};
+    static const char *const flags[] = {
+        "--max-message",  "--max-queued",     "--ping-interval", "--ping-timeout",
+        "--unload-after", "--snapshot-every", "--map-size",      "--snapshot-log-percent"};
     static const char *const values[] = {"abc", "12abc", "-5",  "+5",
                                          " 5",  "5 ",    "1e3", "0x10",
                                          "",    "1.5",   "--1", "99999999999999999999999"};
@@ -252,6 +279,7 @@ static void test_srv_config_parse_ranges(void **state)
         {"--ping-timeout", "1", "86400", "0", "86401"},
         {"--unload-after", "0", "86400", NULL, "86401"},
         {"--snapshot-every", "1", "1073741824", "0", "1073741825"},
+        {"--snapshot-log-percent", "1", "100000", "0", "100001"},
         {"--map-size", "1", "1048576", "0", "1048577"},
     };
     for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {

@@ -532,7 +532,9 @@ static void test_lifecycle_bad_command_line_exits_2(void **state)
 
 static void test_lifecycle_snapshots_survive_restart(void **state)
 {
-    static const char *const args[] = {"--snapshot-every", "5", NULL};
+    /* --snapshot-log-percent 1: a snapshot every 5 entries, whatever their size. */
+    static const char *const args[] = {"--snapshot-every", "5", "--snapshot-log-percent", "1",
+                                       NULL};
     lc_t *t = start(state, args);
     wt_editor_t *a = wt_fixture_editor(t->fx, "snap", "ada", 1);
     wt_editor_t *b = wt_fixture_editor(t->fx, "snap", "bob", 1);
