@@ -4,8 +4,10 @@
  * raw LMDB writes where a test needs a damaged file. Every document is built from real random edits
  * made with the crdt engine. Covered: reopening keeps every document and log entry (bytes, author,
  * name, time); load = snapshot + tail gives the same text as a replay of the whole log; snapshots
- * every N entries; corrupt snapshots fall back to older ones or a full replay; hostile log and
- * metadata values are errors, never crashes; group commit (fewer commits than entries, durable
+ * every N entries (the plain rule) and spaced by size (a document with a large state gets fewer,
+ * each where the rule first holds, across batches and a reopen; the entry cap), every version
+ * equal to a replay; metadata in the old format (49 bytes) still loads; corrupt snapshots fall
+ * back to older ones or a full replay; hostile log and metadata values are errors, never crashes; group commit (fewer commits than entries, durable
  * ticket reaches the last ticket, the completion fd becomes readable); map growth from 1 MiB while
  * another thread loads; named versions; an `mdb_copy` of a live store opens and holds every entry
  * durable before the copy; and crash safety: a child process appending under load is SIGKILLed at
