@@ -7,13 +7,13 @@
  * every N entries (the plain rule) and spaced by size (a document with a large state gets fewer,
  * each where the rule first holds, across batches and a reopen; the entry cap), every version
  * equal to a replay; metadata in the old format (49 bytes) still loads; corrupt snapshots fall
- * back to older ones or a full replay; hostile log and metadata values are errors, never crashes; group commit (fewer commits than entries, durable
- * ticket reaches the last ticket, the completion fd becomes readable); map growth from 1 MiB while
- * another thread loads; named versions; an `mdb_copy` of a live store opens and holds every entry
- * durable before the copy; and crash safety: a child process appending under load is SIGKILLed at
- * random moments, and every entry it was told is durable is there, byte for byte, and every
- * document loads. Randomized tests use fixed seeds and print them on failure; temporary directories
- * are removed.
+ * back to older ones or a full replay; hostile log and metadata values are errors, never crashes;
+ * group commit (fewer commits than entries, durable ticket reaches the last ticket, the completion
+ * fd becomes readable); map growth from 1 MiB while another thread loads; named versions; an
+ * `mdb_copy` of a live store opens and holds every entry durable before the copy; and crash safety:
+ * a child process appending under load is SIGKILLed at random moments, and every entry it was told
+ * is durable is there, byte for byte, and every document loads. Randomized tests use fixed seeds
+ * and print them on failure; temporary directories are removed.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
