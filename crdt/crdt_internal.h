@@ -111,6 +111,9 @@ typedef struct {
     /* An item of this client, usually the one it typed into last, or NONE: a
      * lookup hint only (crdt__hint_find() checks it), so it may be stale. */
     uint32_t hint;
+    /* The id-index leaf of this client's last index change: a hint like
+     * doc->idx_finger (idindex.c), for documents of many clients. */
+    uint32_t idx_leaf;
     crdt__pool_t text; /* uint8_t: UTF-8 of every insertion, in clock order */
 } crdt__client_t;
 

@@ -77,6 +77,7 @@ uint32_t crdt__client_add(crdt_doc_t *doc, uint64_t id)
     CLIENT(doc, c).next_clock = 0;
     CLIENT(doc, c).last_delrec = CRDT__NONE;
     CLIENT(doc, c).hint = CRDT__NONE;
+    CLIENT(doc, c).idx_leaf = CRDT__NONE;
     memset(&CLIENT(doc, c).text, 0, sizeof(crdt__pool_t));
     hash_put(doc->client_hash, doc->client_hash_cap, id, c);
     return c;

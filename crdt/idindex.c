@@ -88,24 +88,44 @@ static inline uint32_t lower_bound(const uint64_t *keys, uint32_t n, uint64_t k)
 }
 
 /*
- * The finger: the leaf of the last change (doc->idx_finger). Every leaf of the
- * pool is in the tree and leaves never empty, so it needs no invalidation: a
- * key strictly inside its key range has its greatest key <= k in it, and a
- * change at a slot other than 0 leaves the inner nodes as they were. Typing
- * and backspacing keep hitting the same leaf, which skips the descent.
+ * The fingers: the leaf of the last change (doc->idx_finger), and per client
+ * the leaf of its last change (idx_leaf). Every leaf of the pool is in the
+ * tree and leaves never empty, so they need no invalidation: a key strictly
+ * inside a leaf's key range has its greatest key <= k in it, and a change at
+ * a slot other than 0 leaves the inner nodes as they were. Typing and
+ * backspacing keep hitting the same leaf, which skips the descent; with many
+ * clients, each one's next key (a new delete record, an insert) usually
+ * lands in its own last leaf. Returns the leaf's index, or NONE.
  */
-static inline crdt__idx_leaf_t *finger_holding(const crdt_doc_t *doc, uint64_t k)
+static inline uint32_t leaf_holding(const crdt_doc_t *doc, uint32_t l, uint64_t k)
 {
     const crdt__idx_leaf_t *leaf;
-    if (doc->idx_finger >= doc->idx_leaves.len)
-        return NULL;
-    leaf = &IDX_LEAF(doc, doc->idx_finger);
+    if (l >= doc->idx_leaves.len)
+        return CRDT__NONE;
+    leaf = &IDX_LEAF(doc, l);
     if (leaf->n == 0 || k <= leaf->keys[0])
-        return NULL;
+        return CRDT__NONE;
     if (k <= leaf->keys[leaf->n - 1] || leaf->next == CRDT__NONE ||
         k < IDX_LEAF(doc, leaf->next).keys[0])
-        return (crdt__idx_leaf_t *)leaf;
-    return NULL;
+        return l;
+    return CRDT__NONE;
+}
+
+static inline uint32_t finger_holding(const crdt_doc_t *doc, uint32_t client, uint64_t k)
+{
+    uint32_t l = leaf_holding(doc, doc->idx_finger, k), own;
+    if (l == CRDT__NONE && client < doc->clients.len &&
+        (own = CLIENT(doc, client).idx_leaf) != doc->idx_finger)
+        l = leaf_holding(doc, own, k);
+    return l;
+}
+
+/* Notes leaf l as the last change, of the document and of `client`. */
+static inline void finger_set(crdt_doc_t *doc, uint32_t client, uint32_t l)
+{
+    doc->idx_finger = l;
+    if (client < doc->clients.len)
+        CLIENT(doc, client).idx_leaf = l;
 }
 
 void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t val)
@@ -114,7 +134,8 @@ void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t
     uint32_t path[MAX_HEIGHT], slots[MAX_HEIGHT];
     uint32_t node = doc->idx_root, h, s, sib;
     uint64_t sib_key;
-    crdt__idx_leaf_t *leaf = finger_holding(doc, k);
+    uint32_t fl = finger_holding(doc, client, k);
+    crdt__idx_leaf_t *leaf = fl == CRDT__NONE ? NULL : &IDX_LEAF(doc, fl);
 
     if (leaf && leaf->n < CRDT__IDX_LEAF) {
         s = lower_bound(leaf->keys, leaf->n, k);
@@ -125,6 +146,7 @@ void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t
         leaf->vals[s] = val;
         leaf->n++;
         doc->idx_count++;
+        finger_set(doc, client, fl);
         return;
     }
     for (h = doc->idx_height; h > 0; h--) {
@@ -137,7 +159,7 @@ void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t
         node = in->child[i];
     }
     doc->idx_count++;
-    doc->idx_finger = node;
+    finger_set(doc, client, node);
     leaf = &IDX_LEAF(doc, node);
     s = lower_bound(leaf->keys, leaf->n, k);
     assert(s == leaf->n || leaf->keys[s] != k);
@@ -252,7 +274,7 @@ void crdt__idx_remove(crdt_doc_t *doc, uint32_t client, uint32_t clock)
     uint32_t path[MAX_HEIGHT], slots[MAX_HEIGHT];
     uint32_t node = descend(doc, k, path, slots), s;
     crdt__idx_leaf_t *leaf = &IDX_LEAF(doc, node);
-    doc->idx_finger = node;
+    finger_set(doc, client, node);
     s = lower_bound(leaf->keys, leaf->n, k);
     assert(s < leaf->n && leaf->keys[s] == k && leaf->n >= 2);
     memmove(&leaf->keys[s], &leaf->keys[s + 1], (leaf->n - s - 1) * sizeof(uint64_t));
@@ -272,14 +294,15 @@ void crdt__idx_rekey(crdt_doc_t *doc, uint32_t client, uint32_t from, uint32_t t
 {
     uint64_t k = key_of(client, from);
     uint32_t path[MAX_HEIGHT], slots[MAX_HEIGHT];
-    uint32_t node, s;
-    crdt__idx_leaf_t *leaf = finger_holding(doc, k);
+    uint32_t node = finger_holding(doc, client, k), s;
+    crdt__idx_leaf_t *leaf = node == CRDT__NONE ? NULL : &IDX_LEAF(doc, node);
     if (leaf && (s = lower_bound(leaf->keys, leaf->n, k)) < leaf->n && leaf->keys[s] == k) {
         leaf->keys[s] = key_of(client, to);
+        finger_set(doc, client, node);
         return;
     }
     node = descend(doc, k, path, slots);
-    doc->idx_finger = node;
+    finger_set(doc, client, node);
     leaf = &IDX_LEAF(doc, node);
     s = lower_bound(leaf->keys, leaf->n, k);
     assert(s < leaf->n && leaf->keys[s] == k);
@@ -298,7 +321,8 @@ uint32_t crdt__idx_find_le(const crdt_doc_t *doc, uint32_t client, uint32_t cloc
 {
     uint64_t k = key_of(client, clock);
     uint32_t node = doc->idx_root, i;
-    const crdt__idx_leaf_t *leaf = finger_holding(doc, k);
+    uint32_t fl = finger_holding(doc, client, k);
+    const crdt__idx_leaf_t *leaf = fl == CRDT__NONE ? NULL : &IDX_LEAF(doc, fl);
     if (leaf == NULL) {
         for (uint32_t h = doc->idx_height; h > 0; h--) {
             const crdt__idx_inner_t *in = &IDX_INNER(doc, node);
