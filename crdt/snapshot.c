@@ -760,6 +760,17 @@ static int dense_init(const crdt_alloc_t *a, crdt__snap_t *s)
     return 0;
 }
 
+/* Whether client c's clock x is set in the dense bitmap (false for a client
+ * or clock out of range: the ids come from the state). */
+static inline bool clock_set(const crdt__snap_t *s, uint32_t c, uint32_t x)
+{
+    uint64_t bit;
+    if (c >= s->nclients || x >= s->clients[c].next_clock)
+        return false;
+    bit = s->vbase[c] + x;
+    return s->vbits[bit >> 6] >> (bit & 63) & 1;
+}
+
 /*
  * The rest of the dense check (see dense_init()), once every item's bits are
  * set: right origins name inserted characters; delete targets name inserted
@@ -777,12 +788,7 @@ CRDT__NOINLINE static int check_refs_dense(const crdt_alloc_t *a, const crdt__sn
         return CRDT_ENOMEM;
     memset(del, 0, s->vwords * sizeof(uint64_t));
     for (uint32_t r = 0; r < s->nrefs; r++) {
-        const snap_ref_t *ref = &s->refs[r];
-        uint64_t bit;
-        if (ref->client >= s->nclients || ref->clock >= s->clients[ref->client].next_clock)
-            goto Exit;
-        bit = base[ref->client] + ref->clock;
-        if (!(ins[bit >> 6] >> (bit & 63) & 1))
+        if (!clock_set(s, s->refs[r].client, s->refs[r].clock))
             goto Exit; /* not an inserted character */
     }
     for (uint32_t j = 0; j < s->ndel; j++) {
@@ -1101,15 +1107,8 @@ CRDT__NOINLINE static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end
         if (vbits) {
             /* Dense: the left origin's item came earlier (its bits are
              * set), then this item's characters are set. */
-            if (lm >= 2) {
-                uint64_t bit;
-                if (x.left.client >= nclients ||
-                    x.left.clock >= s->clients[x.left.client].next_clock)
-                    return CRDT_EMALFORMED;
-                bit = vbase[x.left.client] + x.left.clock;
-                if (!(vbits[bit >> 6] >> (bit & 63) & 1))
-                    return CRDT_EMALFORMED;
-            }
+            if (lm >= 2 && !clock_set(s, x.left.client, x.left.clock))
+                return CRDT_EMALFORMED;
             bits_set(vbits, vbase[client] + x.clock, vbase[client] + x.clock + x.len);
         } else if (lm >= 2) {
             refs[nrefs++] = (snap_ref_t){x.left.client, x.left.clock, i};

@@ -153,7 +153,7 @@ void store__entry_encode(uint8_t *out, const store_entry_t *e)
     store__put_u32(out + 1, store__crc32c(out + 5, total - 5));
 }
 
-int store__entry_parse(const MDB_val *v, store_entry_t *e)
+int store__entry_layout(const MDB_val *v, size_t *hdr_out, size_t *name_len_out)
 {
     const uint8_t *p = v->mv_data;
     size_t n = v->mv_size, hdr;
@@ -170,6 +170,18 @@ int store__entry_parse(const MDB_val *v, store_entry_t *e)
     size_t name_len = p[hdr - 1];
     if (name_len > STORE_AUTHOR_NAME_MAX || n - hdr < name_len)
         return STORE_ECORRUPT;
+    *hdr_out = hdr;
+    *name_len_out = name_len;
+    return 0;
+}
+
+int store__entry_parse(const MDB_val *v, store_entry_t *e)
+{
+    const uint8_t *p = v->mv_data;
+    size_t n = v->mv_size, hdr, name_len;
+    int err = store__entry_layout(v, &hdr, &name_len);
+    if (err)
+        return err;
     if (store__crc32c(p + 5, n - 5) != store__get_u32(p + 1))
         return STORE_ECORRUPT;
     e->author = store__get_u64(p + STORE__ENTRY_AUTHOR);

@@ -98,6 +98,10 @@ int store__meta_parse(const MDB_val *v, store__meta_t *m);
 void store__entry_encode(uint8_t *out, const store_entry_t *e);
 /* Parses a format-1 (restore_of read as 0) or format-2 entry value. */
 int store__entry_parse(const MDB_val *v, store_entry_t *e);
+/* An entry value's layout without its checksum: header size and author name
+ * length (what store__entry_parse() checks before the CRC). 0, STORE_EFORMAT
+ * or STORE_ECORRUPT. */
+int store__entry_layout(const MDB_val *v, size_t *hdr, size_t *name_len);
 /* The state bytes of a snapshot whose format and checksum are good. */
 int store__snap_parse(const MDB_val *v, const uint8_t **state, size_t *len);
 int store__version_parse(const MDB_val *v, store_version_t *out);

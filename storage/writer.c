@@ -444,19 +444,10 @@ static int write_batch(store_t *s, store__job_t *batch)
  */
 static bool entry_update_len(const MDB_val *v, uint64_t *len)
 {
-    const uint8_t *p = v->mv_data;
-    size_t hdr;
-    if (v->mv_size < 1)
+    size_t hdr, name_len;
+    if (store__entry_layout(v, &hdr, &name_len) != 0)
         return false;
-    if (p[0] == STORE__VALUE_V2)
-        hdr = STORE__ENTRY_HDR;
-    else if (p[0] == STORE__VALUE_V1)
-        hdr = STORE__ENTRY_HDR_V1;
-    else
-        return false;
-    if (v->mv_size < hdr || v->mv_size - hdr < p[hdr - 1])
-        return false;
-    *len = v->mv_size - hdr - p[hdr - 1];
+    *len = v->mv_size - hdr - name_len;
     return true;
 }
 
