@@ -255,16 +255,17 @@ static int deps_inserted(const plan_t *p, uint32_t c, uint32_t lo, uint32_t n, u
         else
             v = crdt__idx_find_le(doc, c, lo, &start);
         crdt__idx_iter_t it;
-        if (v == CRDT__NONE || (v & CRDT__IDX_DEL))
+        /* Items hold all of [lo, end) when the one holding lo and those after
+         * it follow each other without a gap (a gap is a client's deletes). */
+        if (v == CRDT__NONE || lo - start >= ITEM(doc, v).len)
             return DEP_INVALID;
-        if (found && lo - start < ITEM(doc, v).len)
+        if (found)
             *found = v;
-        if (start + ITEM(doc, v).len < end) {
+        start += ITEM(doc, v).len;
+        if (start < end) {
             crdt__idx_seek(doc, c, start, &it);
-            while (start < end && crdt__idx_next(doc, &it, &cc, &ck, &v)) {
-                if (cc != c)
-                    break;
-                if (v & CRDT__IDX_DEL)
+            while (start < end) {
+                if (!crdt__idx_next(doc, &it, &cc, &ck, &v) || cc != c || ck != start)
                     return DEP_INVALID;
                 start = ck + ITEM(doc, v).len;
             }

@@ -9,8 +9,8 @@
  *    freed, deleted characters stay as tombstones so history can be replayed);
  *  - the sequence tree (seq.c): an order-statistic B+tree over the items in
  *    document order, giving index -> item and item -> rank in O(log n);
- *  - the id index (idindex.c): a B+tree from (client, clock) to the item or the
- *    delete record holding that operation, giving id -> item in O(log n);
+ *  - the id index (idindex.c): a B+tree from (client, clock) to the item
+ *    holding that insert operation, giving id -> item in O(log n);
  *  - delete records: runs of delete operations, each deleting one contiguous run
  *    of character ids;
  *  - the client table: 64-bit replica ids <-> small local indexes, and each
@@ -88,11 +88,18 @@ typedef struct {
 
 /* A run of delete operations (client, clock .. clock+len-1) deleting `len`
  * characters (tclient, tlo .. tlo+len-1): forward, operation i deletes tlo+i;
- * backward (a run of backspaces), operation i deletes tlo+len-1-i. */
+ * backward (a run of backspaces), operation i deletes tlo+len-1-i. Delete
+ * records are not in the id index: a client's records are created in clock
+ * order, so each links to the client's previous one (`prev`), and the
+ * client's newest (crdt__client_t.last_delrec) starts the chain. Reading
+ * them from the newest back costs what is read, which is what a diff since
+ * a recent state vector needs; ids no item holds are exactly theirs. */
+#define CRDT__DEL_NOPREV 0x7fffffffu
 typedef struct {
     uint32_t client, clock, len;
     uint32_t tclient, tlo;
-    uint32_t backward;
+    uint32_t prev : 31;    /* this client's previous record, or CRDT__DEL_NOPREV */
+    uint32_t backward : 1; /* 1: a run of backspaces */
 } crdt__delrec_t;
 
 /* A growable array of fixed-size elements addressed by index. */
@@ -137,8 +144,8 @@ typedef struct {
     uint32_t cnt[CRDT__SEQ_FAN];
 } crdt__seq_inner_t;
 
-/* Id index nodes: keys are (client << 32 | clock). Values of delete records
- * have the top bit set. */
+/* Id index nodes: keys are (client << 32 | clock) of items, values item
+ * indexes (below CRDT__IDX_DEL, the limit on items and delete records). */
 #define CRDT__IDX_LEAF 32
 #define CRDT__IDX_FAN 32
 #define CRDT__IDX_DEL 0x80000000u
@@ -423,6 +430,9 @@ uint32_t crdt__item_find(const crdt_doc_t *doc, crdt__id_t id, uint32_t *off);
  * part, placed right after it in the sequence and in the id index. Needs one
  * reserved item, sequence and index slot. */
 uint32_t crdt__item_split(crdt_doc_t *doc, uint32_t it, uint32_t off);
+/* Number of client `c`'s delete records holding clocks >= `from`; with `out`,
+ * also stores their indexes there, oldest first. */
+uint32_t crdt__delrecs_since(const crdt_doc_t *doc, uint32_t c, uint32_t from, uint32_t *out);
 /* Reserves room for `items` new items and `delrecs` delete records. */
 int crdt__reserve_slow(crdt_doc_t *doc, size_t items, size_t delrecs);
 /* The same; inline for the usual case, a keystroke with room everywhere:
@@ -430,7 +440,7 @@ int crdt__reserve_slow(crdt_doc_t *doc, size_t items, size_t delrecs);
  * crdt__idx_reserve() and the pools have nothing to do. */
 static inline int crdt__reserve(crdt_doc_t *doc, size_t items, size_t delrecs)
 {
-    size_t keys = items + delrecs;
+    size_t keys = items;
     if (doc->items.cap - doc->items.len >= items &&
         doc->delrecs.cap - doc->delrecs.len >= delrecs &&
         doc->seq_leaves.cap - doc->seq_leaves.len >= items &&

@@ -193,7 +193,7 @@ uint32_t crdt__item_find(const crdt_doc_t *doc, crdt__id_t id, uint32_t *off)
         return v;
     }
     v = crdt__idx_find_le(doc, id.client, id.clock, &start);
-    if (v == CRDT__NONE || (v & CRDT__IDX_DEL) || id.clock - start >= ITEM(doc, v).len)
+    if (v == CRDT__NONE || id.clock - start >= ITEM(doc, v).len)
         return CRDT__NONE;
     *off = id.clock - start;
     return v;
@@ -305,11 +305,10 @@ int crdt__reserve_slow(crdt_doc_t *doc, size_t items, size_t delrecs)
     int err;
     if (doc->items.cap - doc->items.len >= items &&
         doc->delrecs.cap - doc->delrecs.len >= delrecs && crdt__seq_reserve(doc, items) == 0 &&
-        crdt__idx_reserve(doc, items + delrecs) == 0)
+        crdt__idx_reserve(doc, items) == 0)
         goto Limits;
     if ((err = crdt__pool_reserve(doc, &doc->items, sizeof(crdt__item_t), items)) != 0 ||
-        (err = crdt__seq_reserve(doc, items)) != 0 ||
-        (err = crdt__idx_reserve(doc, items + delrecs)) != 0 ||
+        (err = crdt__seq_reserve(doc, items)) != 0 || (err = crdt__idx_reserve(doc, items)) != 0 ||
         (err = crdt__pool_reserve(doc, &doc->delrecs, sizeof(crdt__delrec_t), delrecs)) != 0)
         return err;
 Limits:
@@ -707,8 +706,25 @@ static void add_delrec(crdt_doc_t *doc, const crdt__op_t *op, uint32_t tlo, uint
     DELREC(doc, r).tclient = op->tclient;
     DELREC(doc, r).tlo = tlo;
     DELREC(doc, r).backward = op->backward && len > 1;
-    crdt__idx_insert(doc, op->client, op->clock, r | CRDT__IDX_DEL);
+    DELREC(doc, r).prev = v == CRDT__NONE ? CRDT__DEL_NOPREV : v;
     CLIENT(doc, op->client).last_delrec = r;
+}
+
+uint32_t crdt__delrecs_since(const crdt_doc_t *doc, uint32_t c, uint32_t from, uint32_t *out)
+{
+    uint32_t n = 0, r;
+    for (r = CLIENT(doc, c).last_delrec; r != CRDT__NONE && r != CRDT__DEL_NOPREV;
+         r = DELREC(doc, r).prev) {
+        if (DELREC(doc, r).clock + DELREC(doc, r).len <= from)
+            break;
+        n++;
+    }
+    if (out) {
+        uint32_t i = n;
+        for (r = CLIENT(doc, c).last_delrec; i > 0; r = DELREC(doc, r).prev)
+            out[--i] = r;
+    }
+    return n;
 }
 
 /* Applies delete operation `op` (targets known to be inserted characters). */
@@ -961,11 +977,58 @@ int crdt_doc_relpos_to_index(const crdt_doc_t *doc, const crdt_relpos_t *pos, si
 
 /* ---- consistency -------------------------------------------------------- */
 
+/* Each client's items (in the id index) and delete records (its chain, whose
+ * indexes fall, so a walk ends) tile [0, next_clock), and every record is on
+ * its client's chain. */
+static int check_tiling(const crdt_doc_t *doc)
+{
+    uint32_t *dels = crdt__tmp_alloc(&doc->alloc, (doc->delrecs.len + 1) * sizeof(uint32_t));
+    uint32_t c = 0, clock = 0, val = 0;
+    size_t seen = 0;
+    crdt__idx_iter_t iter;
+    bool more, bad = false;
+    if (dels == NULL)
+        return CRDT_ENOMEM;
+    crdt__idx_seek(doc, 0, 0, &iter);
+    more = crdt__idx_next(doc, &iter, &c, &clock, &val);
+    for (uint32_t cl = 0; cl < doc->clients.len && !bad; cl++) {
+        uint32_t nd = 0, expect = 0, bound = doc->delrecs.len;
+        for (uint32_t r = CLIENT(doc, cl).last_delrec; r != CRDT__NONE && !bad;) {
+            const crdt__delrec_t *d = &DELREC(doc, r);
+            if (r >= bound || d->client != cl || d->len == 0) {
+                bad = true;
+                break;
+            }
+            dels[nd++] = bound = r;
+            r = d->prev == CRDT__DEL_NOPREV ? CRDT__NONE : d->prev;
+        }
+        seen += nd;
+        while (!bad) {
+            if (more && c == cl && clock == expect) {
+                if (val >= doc->items.len || ITEM(doc, val).clock != clock ||
+                    ITEM(doc, val).len == 0)
+                    bad = true;
+                else
+                    expect += ITEM(doc, val).len;
+                more = crdt__idx_next(doc, &iter, &c, &clock, &val);
+            } else if (nd > 0 && DELREC(doc, dels[nd - 1]).clock == expect) {
+                expect += DELREC(doc, dels[--nd]).len;
+            } else {
+                break;
+            }
+        }
+        if (nd != 0 || expect != CLIENT(doc, cl).next_clock || (more && c <= cl))
+            bad = true;
+    }
+    if (more || seen != doc->delrecs.len)
+        bad = true;
+    crdt__tmp_free(&doc->alloc, dels, (doc->delrecs.len + 1) * sizeof(uint32_t));
+    return bad ? CRDT_EINTERNAL : 0;
+}
+
 int crdt_doc_check(const crdt_doc_t *doc)
 {
     uint64_t vis = 0, bytes = 0;
-    uint32_t c, clock, val, expect_client = 0, expect_clock = 0;
-    crdt__idx_iter_t iter;
 
     if (crdt__seq_check(doc) != 0 || crdt__idx_check(doc) != 0)
         return CRDT_EINTERNAL;
@@ -992,35 +1055,5 @@ int crdt_doc_check(const crdt_doc_t *doc)
     }
     if (vis != doc->vis_len || bytes != doc->utf8_len)
         return CRDT_EINTERNAL;
-    /* Each client's items and delete records tile [0, next_clock). */
-    crdt__idx_seek(doc, 0, 0, &iter);
-    while (crdt__idx_next(doc, &iter, &c, &clock, &val)) {
-        uint32_t len;
-        while (c != expect_client) {
-            if (c < expect_client || expect_clock != CLIENT(doc, expect_client).next_clock)
-                return CRDT_EINTERNAL;
-            expect_client++;
-            expect_clock = 0;
-        }
-        if (clock != expect_clock)
-            return CRDT_EINTERNAL;
-        if (val & CRDT__IDX_DEL) {
-            const crdt__delrec_t *d;
-            if ((val & ~CRDT__IDX_DEL) >= doc->delrecs.len)
-                return CRDT_EINTERNAL;
-            d = &DELREC(doc, val & ~CRDT__IDX_DEL);
-            if (d->client != c || d->clock != clock || d->len == 0)
-                return CRDT_EINTERNAL;
-            len = d->len;
-        } else {
-            if (val >= doc->items.len || ITEM(doc, val).clock != clock)
-                return CRDT_EINTERNAL;
-            len = ITEM(doc, val).len;
-        }
-        expect_clock += len;
-    }
-    for (; expect_client < doc->clients.len; expect_client++, expect_clock = 0)
-        if (expect_clock != CLIENT(doc, expect_client).next_clock)
-            return CRDT_EINTERNAL;
-    return 0;
+    return check_tiling(doc);
 }

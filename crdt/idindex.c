@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * idindex.c: the id index, a B+tree from operation ids to what holds them.
- * Keys are (local client << 32 | first clock) of each item and each delete
- * record; the value is the item index, or the delete record index with
- * CRDT__IDX_DEL set. Items of one client never overlap in clocks, so the
- * greatest key <= (client, clock) names the only candidate holder of an id.
- * Inner nodes keep the exact smallest key below each child. Leaves are
- * chained so a client's operations can be read in clock order (diffs).
+ * idindex.c: the id index, a B+tree from insert operation ids to the items
+ * holding them. Keys are (local client << 32 | first clock) of each item; the
+ * value is the item index. Items of one client never overlap in clocks, so
+ * the greatest key <= (client, clock) names the only candidate holder of an
+ * id; the clocks no item holds are the client's deletes (delete records are
+ * chained per client instead, see crdt__delrec_t). Inner nodes keep the exact
+ * smallest key below each child. Leaves are chained so a client's items can
+ * be read in clock order (diffs).
  * Like the sequence tree, storage is reserved before a change.
  */
 #include "crdt_internal.h"

@@ -103,6 +103,7 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, int compress, crdt_buf_t *out)
 {
     const crdt_alloc_t *a = doc->out_alloc;
     uint32_t nc = doc->clients.len, nref = 0, *ref = NULL, *end = NULL, *order = NULL;
+    uint32_t *dels = NULL; /* one client's delete records, oldest first */
     size_t text = 0, ndel = doc->delrecs.len, nitems = doc->live_items, body_len;
     crdt_buf_t b = {0}, body = {0}, ic[NICOLS], dc[NDCOLS];
     int err;
@@ -112,7 +113,8 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, int compress, crdt_buf_t *out)
     ref = crdt__tmp_alloc(a, nc * sizeof(uint32_t));
     end = crdt__tmp_alloc(a, nc * sizeof(uint32_t));
     order = crdt__tmp_alloc(a, nc * sizeof(uint32_t));
-    if (!ref || !end || !order) {
+    dels = crdt__tmp_alloc(a, ndel * sizeof(uint32_t));
+    if (!ref || !end || !order || !dels) {
         err = CRDT_ENOMEM;
         goto Exit;
     }
@@ -208,15 +210,10 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, int compress, crdt_buf_t *out)
      * they fill, in order, the clocks no item holds. A record deleting what
      * was typed just before it (the usual backspace) has delta == len. */
     for (uint32_t k = 0, last = CRDT__NONE; k < nref; k++) {
-        uint32_t c, clock, v;
-        crdt__idx_iter_t it;
-        crdt__idx_seek(doc, order[k], 0, &it);
-        while (crdt__idx_next(doc, &it, &c, &clock, &v) && c == order[k]) {
-            const crdt__delrec_t *d;
+        uint32_t c = order[k], nd = crdt__delrecs_since(doc, c, 0, dels);
+        for (uint32_t i = 0; i < nd; i++) {
+            const crdt__delrec_t *d = &DELREC(doc, dels[i]);
             uint8_t head;
-            if (!(v & CRDT__IDX_DEL))
-                continue;
-            d = &DELREC(doc, v & ~CRDT__IDX_DEL);
             head = (d->backward ? D_BACKWARD : 0) | (c != last ? D_CLIENT : 0) |
                    (d->len == 1 ? D_LEN1 : 0) |
                    (d->tclient == c && d->tlo + d->len <= d->clock ? D_TARGET_SAME : 0);
@@ -300,6 +297,7 @@ Exit:
     crdt__tmp_free(a, ref, nc * sizeof(uint32_t));
     crdt__tmp_free(a, end, nc * sizeof(uint32_t));
     crdt__tmp_free(a, order, nc * sizeof(uint32_t));
+    crdt__tmp_free(a, dels, ndel * sizeof(uint32_t));
     return err;
 }
 
@@ -1307,7 +1305,7 @@ CRDT__NOINLINE static int parse_dels(const crdt_alloc_t *a, col_t *col, crdt__sn
         d->client = client;
         d->clock = cfill;
         d->len = len;
-        d->backward = head & D_BACKWARD;
+        d->backward = (head & D_BACKWARD) != 0;
         cfill += len;
         if (head & D_TARGET_SAME) {
             uint32_t delta = (head & D_JUST_TYPED) ? 0 : col_u32(&ctarget);
@@ -1751,41 +1749,20 @@ static void build_seq(crdt_doc_t *doc, const crdt__snap_t *s, uint32_t n)
     doc->seq_height = level;
 }
 
-/* Builds the id index from `n` sorted keys: those of the items in id order
- * merged with those of the delete records, or `kv` when given. */
-static void build_idx(crdt_doc_t *doc, const crdt__snap_t *s, const kv_t *kv, uint32_t n)
+/* Builds the id index from the keys of the items, in id order. */
+static void build_idx(crdt_doc_t *doc, const crdt__snap_t *s)
 {
-    uint32_t nleaves = n ? groups_of(n, CRDT__IDX_LEAF) : 1, first = 0, level = 0, count;
-    uint32_t i = 0, j = 0, k = 0;
-    /* The next item's and delete record's keys (UINT64_MAX past the end). */
-    uint64_t ki = s->nitems ? (uint64_t)s->bid[0].client << 32 | s->bid[0].clock : UINT64_MAX;
-    uint64_t kj = s->ndel ? (uint64_t)s->dels[0].client << 32 | s->dels[0].clock : UINT64_MAX;
+    uint32_t n = s->nitems, nleaves = n ? groups_of(n, CRDT__IDX_LEAF) : 1, first = 0, level = 0;
+    uint32_t count, i = 0;
     for (uint32_t lf = 0; lf < nleaves; lf++) {
         uint32_t l = lf == 0 ? 0 : crdt__pool_take(&doc->idx_leaves);
         crdt__idx_leaf_t *leaf = &IDX_LEAF(doc, l);
         assert(l == lf);
         leaf->n = n ? group_size(n, nleaves, lf) : 0;
         leaf->next = lf + 1 < nleaves ? lf + 1 : CRDT__NONE;
-        if (kv) {
-            for (uint32_t m = 0; m < leaf->n; m++, k++) {
-                leaf->keys[m] = kv[k].key;
-                leaf->vals[m] = kv[k].val;
-            }
-            continue;
-        }
-        for (uint32_t m = 0; m < leaf->n; m++) {
-            if (ki < kj) {
-                leaf->keys[m] = ki;
-                leaf->vals[m] = BID_IDX(s->bid[i]);
-                i++;
-                ki =
-                    i < s->nitems ? (uint64_t)s->bid[i].client << 32 | s->bid[i].clock : UINT64_MAX;
-            } else {
-                leaf->keys[m] = kj;
-                leaf->vals[m] = j++ | CRDT__IDX_DEL;
-                kj =
-                    j < s->ndel ? (uint64_t)s->dels[j].client << 32 | s->dels[j].clock : UINT64_MAX;
-            }
+        for (uint32_t m = 0; m < leaf->n; m++, i++) {
+            leaf->keys[m] = (uint64_t)s->bid[i].client << 32 | s->bid[i].clock;
+            leaf->vals[m] = BID_IDX(s->bid[i]);
         }
     }
     count = nleaves;
@@ -1824,26 +1801,15 @@ static uint32_t inner_nodes(uint32_t count, uint32_t fan)
 int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
 {
     const crdt_alloc_t *a = &doc->alloc;
-    uint32_t *map = NULL, nkeys = s->nitems + s->ndel;
-    kv_t *kv = NULL, *tmp = NULL;
+    uint32_t *map = NULL;
     bool adopt_text;
     int err;
 
     assert(doc->items.len == 0 && doc->clients.len == 1);
-    if ((uint64_t)s->nitems + s->ndel >= CRDT__IDX_DEL)
+    if (s->nitems >= CRDT__IDX_DEL || s->ndel >= CRDT__IDX_DEL)
         return CRDT_ELIMIT;
-    bool sorted = true;
-    /* The items' keys (in id order) merged with the delete records' keys
-     * (per client in clock order, clients ascending when written by us) are
-     * in order unless the records' clients came in another order. */
-    for (uint32_t i = 1; i < s->ndel && sorted; i++)
-        sorted = s->dels[i - 1].client <= s->dels[i].client;
     map = crdt__tmp_alloc(a, s->nclients * sizeof(uint32_t));
-    if (!sorted) {
-        kv = crdt__tmp_alloc(a, nkeys * sizeof(kv_t));
-        tmp = crdt__tmp_alloc(a, nkeys * sizeof(kv_t));
-    }
-    if (!map || (!sorted && (!kv || !tmp))) {
+    if (!map) {
         err = CRDT_ENOMEM;
         goto Exit;
     }
@@ -1874,7 +1840,7 @@ int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
             goto Exit;
     {
         uint32_t leaves = s->nitems ? groups_of(s->nitems, CRDT__SEQ_LEAF) : 1;
-        uint32_t ileaves = nkeys ? groups_of(nkeys, CRDT__IDX_LEAF) : 1;
+        uint32_t ileaves = s->nitems ? groups_of(s->nitems, CRDT__IDX_LEAF) : 1;
         if ((err = crdt__pool_reserve(doc, &doc->seq_leaves, sizeof(crdt__seq_leaf_t),
                                       leaves - 1)) != 0 ||
             (err = crdt__pool_reserve(doc, &doc->seq_inners, sizeof(crdt__seq_inner_t),
@@ -1910,34 +1876,15 @@ int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
         s->items = NULL;
     }
     doc->live_items = s->nitems;
-    /* Each client's records come in clock order, so its last is its latest. */
-    for (uint32_t i = 0; i < s->ndel; i++)
-        CLIENT(doc, s->dels[i].client).last_delrec = i;
-    build_seq(doc, s, s->nitems);
-    {
-        if (sorted) {
-            build_idx(doc, s, NULL, nkeys);
-        } else {
-            uint64_t all_or = 0, all_and = ~(uint64_t)0;
-            for (uint32_t i = 0; i < s->nitems; i++) {
-                const snap_bid_t *x = &s->bid[i];
-                uint64_t key = (uint64_t)x->client << 32 | x->clock;
-                kv[i].key = key;
-                kv[i].val = BID_IDX(*x);
-                all_or |= key;
-                all_and &= key;
-            }
-            for (uint32_t i = 0; i < s->ndel; i++) {
-                uint64_t key = (uint64_t)s->dels[i].client << 32 | s->dels[i].clock;
-                kv[s->nitems + i].key = key;
-                kv[s->nitems + i].val = i | CRDT__IDX_DEL;
-                all_or |= key;
-                all_and &= key;
-            }
-            sort_kv(kv, tmp, nkeys, all_or ^ all_and);
-            build_idx(doc, s, kv, nkeys);
-        }
+    /* Each client's records come in clock order: each links to the one
+     * before it, and its last is its latest. */
+    for (uint32_t i = 0; i < s->ndel; i++) {
+        uint32_t *last = &CLIENT(doc, s->dels[i].client).last_delrec;
+        s->dels[i].prev = *last == CRDT__NONE ? CRDT__DEL_NOPREV : *last;
+        *last = i;
     }
+    build_seq(doc, s, s->nitems);
+    build_idx(doc, s);
     /* The parsed delete records become the document's (same client
      * numbers). */
     if (s->ndel > 0) {
@@ -1950,7 +1897,5 @@ int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
     err = 0;
 Exit:
     crdt__tmp_free(a, map, s->nclients * sizeof(uint32_t));
-    crdt__tmp_free(a, kv, nkeys * sizeof(kv_t));
-    crdt__tmp_free(a, tmp, nkeys * sizeof(kv_t));
     return err;
 }

@@ -34,67 +34,107 @@ static int push_op(const crdt_alloc_t *a, crdt__op_t **ops, size_t *n, size_t *c
     return 0;
 }
 
+/* Appends item `x` (from clock `from` on) as an insert operation of client
+ * `c`, joined to the previous operation when both are fragments of one run
+ * split by later edits (they travel as one). */
+static int push_item(const crdt_doc_t *doc, uint32_t c, const crdt__item_t *x, uint32_t from,
+                     crdt__op_t **ops, size_t *n, size_t *cap)
+{
+    crdt__op_t op, *prev = *n ? &(*ops)[*n - 1] : NULL;
+    memset(&op, 0, sizeof(op));
+    op.kind = CRDT__OP_INSERT;
+    op.client = c;
+    op.clock = x->clock;
+    op.len = x->len;
+    op.left = x->left;
+    op.right = x->right;
+    op.text = item_text(doc, x);
+    op.text_bytes = x->text_bytes;
+    op.u16len = x->u16len;
+    if (prev && prev->kind == CRDT__OP_INSERT && prev->client == c &&
+        prev->clock + prev->len == op.clock && op.clock >= from &&
+        crdt__id_eq(op.left, crdt__id(c, op.clock - 1)) && crdt__id_eq(op.right, prev->right) &&
+        prev->text + prev->text_bytes == op.text) {
+        prev->len += op.len;
+        prev->text_bytes += op.text_bytes;
+        prev->u16len += op.u16len;
+        return 0;
+    }
+    if (op.clock < from)
+        crdt__op_trim(&op, from - op.clock);
+    return push_op(&doc->alloc, ops, n, cap, &op);
+}
+
+/* Appends delete record `d` (from clock `from` on) as a delete operation. */
+static int push_delrec(const crdt_doc_t *doc, const crdt__delrec_t *d, uint32_t from,
+                       crdt__op_t **ops, size_t *n, size_t *cap)
+{
+    crdt__op_t op;
+    memset(&op, 0, sizeof(op));
+    op.kind = CRDT__OP_DELETE;
+    op.client = d->client;
+    op.clock = d->clock;
+    op.len = d->len;
+    op.tclient = d->tclient;
+    op.tlo = d->tlo;
+    op.backward = d->backward;
+    if (op.clock < from)
+        crdt__op_trim(&op, from - op.clock);
+    return push_op(&doc->alloc, ops, n, cap, &op);
+}
+
 int crdt__collect_ops(const crdt_doc_t *doc, const uint32_t *clocks, crdt__op_t **out, size_t *nout,
                       size_t *capout)
 {
     const crdt_alloc_t *a = &doc->alloc;
     crdt__op_t *ops = NULL;
-    size_t n = 0, cap = 0;
+    uint32_t *dels = NULL; /* a client's delete records from `from` on, oldest first */
+    size_t n = 0, cap = 0, dcap = 0;
     int err = 0;
 
     for (uint32_t c = 0; c < doc->clients.len; c++) {
-        uint32_t from = clocks ? clocks[c] : 0, start, cc, ck, v;
+        uint32_t from = clocks ? clocks[c] : 0, start, cc, ck, v, ndel, k = 0;
         crdt__idx_iter_t it;
+        bool more;
         if (from >= CLIENT(doc, c).next_clock)
             continue;
+        ndel = crdt__delrecs_since(doc, c, from, NULL);
+        if (ndel > dcap) {
+            crdt__tmp_free(a, dels, dcap * sizeof(uint32_t));
+            dcap = ndel > 2 * dcap ? ndel : 2 * dcap;
+            if ((dels = crdt__tmp_alloc(a, dcap * sizeof(uint32_t))) == NULL) {
+                dcap = 0;
+                err = CRDT_ENOMEM;
+                goto Fail;
+            }
+        }
+        crdt__delrecs_since(doc, c, from, dels);
+        /* Items from the one holding `from`, or the last before it (then
+         * `from` is a delete's and the item is skipped), merged in clock
+         * order with the delete records. */
         if (crdt__idx_find_le(doc, c, from, &start) == CRDT__NONE)
             start = from;
         crdt__idx_seek(doc, c, start, &it);
-        while (crdt__idx_next(doc, &it, &cc, &ck, &v) && cc == c) {
-            crdt__op_t op;
-            memset(&op, 0, sizeof(op));
-            op.client = c;
-            op.clock = ck;
-            if (v & CRDT__IDX_DEL) {
-                const crdt__delrec_t *d = &DELREC(doc, v & ~CRDT__IDX_DEL);
-                op.kind = CRDT__OP_DELETE;
-                op.len = d->len;
-                op.tclient = d->tclient;
-                op.tlo = d->tlo;
-                op.backward = d->backward;
-            } else {
+        more = crdt__idx_next(doc, &it, &cc, &ck, &v) && cc == c;
+        while (more || k < ndel) {
+            if (more && (k == ndel || ck < DELREC(doc, dels[k]).clock)) {
                 const crdt__item_t *x = &ITEM(doc, v);
-                crdt__op_t *prev = n ? &ops[n - 1] : NULL;
-                op.kind = CRDT__OP_INSERT;
-                op.len = x->len;
-                op.left = x->left;
-                op.right = x->right;
-                op.text = item_text(doc, x);
-                op.text_bytes = x->text_bytes;
-                op.u16len = x->u16len;
-                /* Fragments of one run, split by later edits, travel as one. */
-                if (prev && prev->kind == CRDT__OP_INSERT && prev->client == c &&
-                    prev->clock + prev->len == ck && ck >= from &&
-                    crdt__id_eq(op.left, crdt__id(c, ck - 1)) &&
-                    crdt__id_eq(op.right, prev->right) &&
-                    prev->text + prev->text_bytes == op.text) {
-                    prev->len += op.len;
-                    prev->text_bytes += op.text_bytes;
-                    prev->u16len += op.u16len;
-                    continue;
-                }
-            }
-            if (ck < from)
-                crdt__op_trim(&op, from - ck);
-            if ((err = push_op(a, &ops, &n, &cap, &op)) != 0)
+                if (ck + x->len > from && (err = push_item(doc, c, x, from, &ops, &n, &cap)) != 0)
+                    goto Fail;
+                more = crdt__idx_next(doc, &it, &cc, &ck, &v) && cc == c;
+            } else if ((err = push_delrec(doc, &DELREC(doc, dels[k++]), from, &ops, &n, &cap)) !=
+                       0) {
                 goto Fail;
+            }
         }
     }
+    crdt__tmp_free(a, dels, dcap * sizeof(uint32_t));
     *out = ops;
     *nout = n;
     *capout = cap;
     return 0;
 Fail:
+    crdt__tmp_free(a, dels, dcap * sizeof(uint32_t));
     crdt__tmp_free(a, ops, cap * sizeof(crdt__op_t));
     return err;
 }
