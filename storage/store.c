@@ -34,7 +34,7 @@
  * process grew the map (MDB_MAP_RESIZED), adopts its size with the lock held
  * exclusive (no transaction of this process is open then) and retries.
  */
-static int read_begin(store_t *s, MDB_txn **txn)
+int store__read_begin(store_t *s, MDB_txn **txn)
 {
     for (;;) {
         pthread_rwlock_rdlock(&s->resize);
@@ -52,7 +52,7 @@ static int read_begin(store_t *s, MDB_txn **txn)
     }
 }
 
-static void read_end(store_t *s, MDB_txn *txn)
+void store__read_end(store_t *s, MDB_txn *txn)
 {
     mdb_txn_abort(txn);
     pthread_rwlock_unlock(&s->resize);
@@ -207,13 +207,13 @@ int store_doc_load(store_t *s, const char *name, size_t name_len, uint64_t clien
     store__meta_t m;
     if (!s || !out || !store__name_ok(name, name_len))
         return STORE_EINVAL;
-    int err = read_begin(s, &txn);
+    int err = store__read_begin(s, &txn);
     if (err)
         return err;
     err = store__meta_get(s, txn, name, name_len, &m);
     if (err == 0)
         err = store__build(s, txn, &m, m.next_seq - 1, client, out, info);
-    read_end(s, txn);
+    store__read_end(s, txn);
     return err;
 }
 
@@ -224,7 +224,7 @@ int store_doc_load_at(store_t *s, const char *name, size_t name_len, uint64_t cl
     store__meta_t m;
     if (!s || !out || !store__name_ok(name, name_len))
         return STORE_EINVAL;
-    int err = read_begin(s, &txn);
+    int err = store__read_begin(s, &txn);
     if (err)
         return err;
     err = store__meta_get(s, txn, name, name_len, &m);
@@ -242,7 +242,7 @@ int store_doc_load_at(store_t *s, const char *name, size_t name_len, uint64_t cl
                 memset(info, 0, sizeof *info);
         }
     }
-    read_end(s, txn);
+    store__read_end(s, txn);
     return err;
 }
 
@@ -252,11 +252,11 @@ int store_doc_stat(store_t *s, const char *name, size_t name_len, store_doc_stat
     store__meta_t m;
     if (!s || !out || !store__name_ok(name, name_len))
         return STORE_EINVAL;
-    int err = read_begin(s, &txn);
+    int err = store__read_begin(s, &txn);
     if (err)
         return err;
     err = store__meta_get(s, txn, name, name_len, &m);
-    read_end(s, txn);
+    store__read_end(s, txn);
     if (err)
         return err;
     out->doc_id = m.doc_id;
@@ -307,7 +307,7 @@ static int walk(store_t *s, MDB_dbi dbi, const char *name, size_t name_len, uint
 
     if (!store__name_ok(name, name_len))
         return STORE_EINVAL;
-    int err = read_begin(s, &txn);
+    int err = store__read_begin(s, &txn);
     if (err)
         return err;
     err = store__meta_get(s, txn, name, name_len, &m);
@@ -358,7 +358,7 @@ static int walk(store_t *s, MDB_dbi dbi, const char *name, size_t name_len, uint
 done:
     if (cur)
         mdb_cursor_close(cur);
-    read_end(s, txn);
+    store__read_end(s, txn);
     return err;
 }
 
@@ -398,7 +398,7 @@ int store_log_read_rev(store_t *s, const char *name, size_t name_len, uint64_t f
 
     if (!s || !cb || !store__name_ok(name, name_len))
         return STORE_EINVAL;
-    int err = read_begin(s, &txn);
+    int err = store__read_begin(s, &txn);
     if (err)
         return err;
     err = store__meta_get(s, txn, name, name_len, &m);
@@ -438,7 +438,7 @@ int store_log_read_rev(store_t *s, const char *name, size_t name_len, uint64_t f
 done:
     if (cur)
         mdb_cursor_close(cur);
-    read_end(s, txn);
+    store__read_end(s, txn);
     return err;
 }
 
@@ -450,7 +450,7 @@ int store_replica_name(store_t *s, const char *name, size_t name_len, uint64_t r
     store__key_t key;
     if (!s || !out || !store__name_ok(name, name_len))
         return STORE_EINVAL;
-    int err = read_begin(s, &txn);
+    int err = store__read_begin(s, &txn);
     if (err)
         return err;
     err = store__meta_get(s, txn, name, name_len, &m);
@@ -467,7 +467,7 @@ int store_replica_name(store_t *s, const char *name, size_t name_len, uint64_t r
             out[len] = 0;
         }
     }
-    read_end(s, txn);
+    store__read_end(s, txn);
     return err;
 }
 
@@ -559,11 +559,11 @@ static int seq_get(store_t *s, const char *name, size_t len, store__seq_t **out)
     }
     MDB_txn *txn;
     store__meta_t m;
-    int err = read_begin(s, &txn);
+    int err = store__read_begin(s, &txn);
     if (err)
         return err;
     err = store__meta_get(s, txn, name, len, &m);
-    read_end(s, txn);
+    store__read_end(s, txn);
     if (err == STORE_ENOTFOUND) {
         m.next_seq = 1;
         err = 0;
@@ -717,6 +717,12 @@ int store_failed(store_t *s)
     return f;
 }
 
+/*
+ * Two steps: the writer serves the flush generation once it has committed
+ * everything queued before it and put the documents those entries made owe a
+ * snapshot on the compaction list; then the compaction state must become idle
+ * (nothing listed, nothing in flight), or dead when the store fails.
+ */
 int store_flush(store_t *s)
 {
     pthread_mutex_lock(&s->mu);
@@ -726,7 +732,13 @@ int store_flush(store_t *s)
         pthread_cond_wait(&s->done_cv, &s->mu);
     int f = s->failed;
     pthread_mutex_unlock(&s->mu);
-    return f;
+    if (f)
+        return f;
+    pthread_mutex_lock(&s->cmu);
+    while (!s->compact_dead && (s->n_pending > 0 || s->in_flight))
+        pthread_cond_wait(&s->idle_cv, &s->cmu);
+    pthread_mutex_unlock(&s->cmu);
+    return store_failed(s);
 }
 
 void store_stats(store_t *s, store_stats_t *out)
@@ -934,10 +946,22 @@ int store_open(const char *dir, const store_options_t *opts, store_t **out)
     pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->stats_mu, NULL);
+    pthread_mutex_init(&s->cmu, NULL);
     pthread_cond_init(&s->work_cv, NULL);
     pthread_cond_init(&s->done_cv, NULL);
+    pthread_cond_init(&s->compact_cv, NULL);
+    pthread_cond_init(&s->idle_cv, NULL);
     locks = true;
     if (pthread_create(&s->writer, NULL, store__writer_main, s) != 0) {
+        err = STORE_ENOMEM;
+        goto fail;
+    }
+    if (pthread_create(&s->compactor, NULL, store__compactor_main, s) != 0) {
+        pthread_mutex_lock(&s->mu);
+        s->closing = true; /* nothing queued yet: the writer just exits */
+        pthread_cond_signal(&s->work_cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->writer, NULL);
         err = STORE_ENOMEM;
         goto fail;
     }
@@ -949,8 +973,11 @@ fail:
         pthread_rwlock_destroy(&s->resize);
         pthread_mutex_destroy(&s->mu);
         pthread_mutex_destroy(&s->stats_mu);
+        pthread_mutex_destroy(&s->cmu);
         pthread_cond_destroy(&s->work_cv);
         pthread_cond_destroy(&s->done_cv);
+        pthread_cond_destroy(&s->compact_cv);
+        pthread_cond_destroy(&s->idle_cv);
     }
     if (s->efd >= 0)
         close(s->efd);
@@ -960,10 +987,22 @@ fail:
     return err;
 }
 
+/*
+ * A flush (everything queued committed, every snapshot owed written, unless
+ * the store fails), then the compaction thread is stopped and joined while the
+ * writer still runs (so a snapshot it hands over is still stored or dropped),
+ * then the writer.
+ */
 int store_close(store_t *s)
 {
     if (!s)
         return 0;
+    (void)store_flush(s);
+    pthread_mutex_lock(&s->cmu);
+    s->compact_stop = true;
+    pthread_cond_signal(&s->compact_cv);
+    pthread_mutex_unlock(&s->cmu);
+    pthread_join(s->compactor, NULL);
     pthread_mutex_lock(&s->mu);
     s->closing = true;
     pthread_cond_signal(&s->work_cv);
@@ -974,6 +1013,10 @@ int store_close(store_t *s)
     for (store__job_t *j = s->head, *n; j; j = n) { /* only left when failed */
         n = j->next;
         free(j);
+    }
+    if (s->ready) { /* only left when failed */
+        crdt_buf_dispose(&s->ready->state);
+        free(s->ready);
     }
     free(s->pending);
     free(s->bdocs);
@@ -991,8 +1034,11 @@ int store_close(store_t *s)
     pthread_rwlock_destroy(&s->resize);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->stats_mu);
+    pthread_mutex_destroy(&s->cmu);
     pthread_cond_destroy(&s->work_cv);
     pthread_cond_destroy(&s->done_cv);
+    pthread_cond_destroy(&s->compact_cv);
+    pthread_cond_destroy(&s->idle_cv);
     free(s);
     return f;
 }

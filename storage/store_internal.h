@@ -5,17 +5,26 @@
  * formats of keys and values (docs/storage.md) with their encoders and
  * checked parsers, and the functions store.c and writer.c call in each other.
  *
+ * Threads. The caller's threads queue and read; the writer thread owns every
+ * write transaction; the compaction thread builds and encodes snapshots in
+ * read transactions of its own and hands each finished one to the writer
+ * (`ready`), which stores it in its next round's write transaction.
+ *
  * Locking. `mu` guards the queue, tickets, the per-document next-seq cache,
- * flush generations and the failure code; `stats_mu` guards `stats`.
- * `resize` is a rwlock every LMDB transaction (read or write) holds shared
- * for its whole life; growing the map (mdb_env_set_mapsize) takes it
- * exclusive, so it runs only while this process has no transaction open, as
- * LMDB requires. Lock order: mu, then resize, then stats_mu. Only the
- * next-seq cache takes resize while holding mu (it reads a document's
- * committed metadata the first time the document is appended to); no thread
- * ever takes mu while it holds resize (the writer releases its transaction
- * before publishing), so that order cannot deadlock. mu and stats_mu are never
- * held together.
+ * flush generations, the failure code and `ready`; `cmu` guards the
+ * compaction state (the documents owing a snapshot, the one in flight, the
+ * stop and dead flags); `stats_mu` guards `stats`. `resize` is a rwlock
+ * every LMDB transaction (read or write) holds shared for its whole life;
+ * growing the map (mdb_env_set_mapsize) takes it exclusive, so it runs only
+ * while this process has no transaction open, as LMDB requires. Lock order:
+ * mu, then resize, then stats_mu. Only the next-seq cache takes resize while
+ * holding mu (it reads a document's committed metadata the first time the
+ * document is appended to); no thread ever takes mu while it holds resize
+ * (the writer releases its transaction before publishing, the compaction
+ * thread its read transaction before handing a snapshot over), so that order
+ * cannot deadlock. mu and stats_mu are never held together. cmu is a leaf:
+ * nothing else is taken while it is held, and it is never taken while mu,
+ * resize or stats_mu is held.
  */
 #ifndef WEFT_STORE_INTERNAL_H
 #define WEFT_STORE_INTERNAL_H
@@ -167,6 +176,22 @@ typedef struct {
     char name[STORE_NAME_MAX];
 } store__pending_t;
 
+/*
+ * A snapshot the compaction thread built and encoded in a read transaction,
+ * handed to the writer, which stores it only if the committed metadata still
+ * calls for it (same doc id, its latest snapshot below `seq`, `seq` inside
+ * the log) and drops it otherwise.
+ */
+typedef struct {
+    uint8_t name_len;
+    char name[STORE_NAME_MAX];
+    uint64_t doc_id;   /* the document it was built for */
+    uint64_t seq;      /* the state after log entries 1..seq */
+    uint64_t bytes_at; /* update bytes of entries 1..seq (for the metadata) */
+    uint32_t crc;      /* CRC-32C of the state */
+    crdt_buf_t state;  /* crdt_doc_encode_state_ex() bytes */
+} store__snap_t;
+
 struct store {
     MDB_env *env;
     MDB_dbi db_sys, db_docs, db_log, db_snaps, db_versions, db_replicas;
@@ -178,6 +203,7 @@ struct store {
     size_t map_size, map_max;  /* map_size: current; changed by the writer only */
     pthread_rwlock_t resize;
     pthread_t writer;
+    pthread_t compactor;
 
     pthread_mutex_t mu;
     pthread_cond_t work_cv;    /* the writer waits on it for work */
@@ -192,10 +218,23 @@ struct store {
     store__seq_t **seqs;  /* next-seq cache: hash table of chains */
     size_t n_seqs, cap_seqs;
     bool closing;
+    store__snap_t *ready; /* a finished snapshot for the writer's next round */
+
+    /* Compaction state, under cmu. A document is "in flight" from the moment
+     * the compaction thread takes it off `pending` until the writer stored or
+     * dropped its snapshot (or the compaction thread found nothing to do);
+     * one at a time, so a document's next snapshot is always planned from
+     * metadata that records its previous one. */
+    pthread_mutex_t cmu;
+    pthread_cond_t compact_cv; /* the compaction thread waits on it for work */
+    pthread_cond_t idle_cv;    /* store_flush() waits on it for compaction to finish */
+    store__pending_t *pending; /* documents owing a snapshot (served from the end) */
+    size_t n_pending, cap_pending;
+    bool in_flight;
+    bool compact_stop; /* store_close(): the compaction thread exits */
+    bool compact_dead; /* the store failed: nothing more is compacted */
 
     /* Writer-only state. */
-    store__pending_t *pending; /* documents owing a snapshot */
-    size_t n_pending, cap_pending;
     /* The documents of the batch being written: bdocs[0 .. n_bdocs), found
      * through bidx (open addressing, cap_bidx a power of two, slots hold an
      * index + 1, 0 when empty). */
@@ -218,6 +257,11 @@ struct store {
 
 /* writer.c */
 void *store__writer_main(void *arg);
+void *store__compactor_main(void *arg);
+
+/* store.c: begin / end a read transaction holding the resize lock shared. */
+int store__read_begin(store_t *s, MDB_txn **txn);
+void store__read_end(store_t *s, MDB_txn *txn);
 
 /*
  * Builds document `doc_id` (meta `m`) as of log entry `upto` (1 .. next_seq

@@ -18,11 +18,13 @@
  * puts the store in its failed state: queued and later work is dropped and no ticket is reported
  * durable again. Locks as in store_internal.h.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* syscall(SYS_gettid) */
 #include "store_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* The replica id of documents the writer builds to snapshot them (never edited). */
@@ -91,9 +93,9 @@ static void note_map_used(store_t *s)
 }
 
 /*
- * Remembers that document `name` owes a snapshot (once). `front` puts it
- * where it is served last (compaction pops from the end), so documents
- * owing many snapshots take turns.
+ * Remembers that document `name` owes a snapshot (once); called with cmu
+ * held. `front` puts it where it is served last (compaction pops from the
+ * end), so documents owing many snapshots take turns.
  */
 static void pending_add(store_t *s, const char *name, size_t len, bool front)
 {
@@ -381,13 +383,51 @@ static bool meta_owes(const store_t *s, const store__meta_t *m)
 }
 
 /*
- * Writes a whole batch in one transaction and commits it; on MDB_MAP_FULL
- * grows the map and starts over. Each document's metadata is read once and
- * written once. After the commit, every document the batch changed that now
- * owes a snapshot (snap_owed) is put on the list.
+ * Stores the snapshot the compaction thread handed over, inside the round's
+ * transaction, if the document's metadata (as the batch left it) still calls
+ * for it: the same doc id, its latest snapshot below the snapshot's seq, and
+ * that seq inside the log. Otherwise it is dropped (*stored false). Two puts:
+ * the snapshot, and the metadata with the batch's (write_metas).
+ */
+static int put_snapshot(store_t *s, MDB_txn *txn, const store__snap_t *sn, bool *stored)
+{
+    store__bdoc_t *bd = bdoc_find(s, sn->name, sn->name_len);
+    store__meta_t *m = &bd->m;
+    *stored = false;
+    if (bd->state == 0) {
+        int err = store__meta_get(s, txn, sn->name, sn->name_len, m);
+        bd->state = err ? STORE__BD_ABSENT : STORE__BD_CLEAN;
+        /* Unreadable metadata: dropped here; the next batch or load says why. */
+    }
+    if (bd->state == STORE__BD_ABSENT || m->doc_id != sn->doc_id || m->snapshot_seq >= sn->seq ||
+        sn->seq >= m->next_seq || sn->bytes_at > m->bytes)
+        return 0;
+    store__key_t key;
+    store__key(&key, m->doc_id, sn->seq);
+    MDB_val k = {sizeof key.b, key.b}, v = {STORE__SNAP_HDR + sn->state.len, NULL};
+    int rc = mdb_put(txn, s->db_snaps, &k, &v, MDB_RESERVE);
+    if (rc)
+        return rc;
+    uint8_t *out = v.mv_data;
+    out[0] = STORE__VALUE_V1;
+    store__put_u32(out + 1, sn->crc);
+    memcpy(out + STORE__SNAP_HDR, sn->state.base, sn->state.len);
+    m->snapshot_seq = sn->seq;
+    m->snapshot_len = sn->state.len;
+    m->snapshot_bytes = sn->bytes_at;
+    bd->state = STORE__BD_DIRTY;
+    *stored = true;
+    return 0;
+}
+
+/*
+ * Writes one round in one transaction and commits it: the whole batch of
+ * queued jobs (may be NULL) and the snapshot handed over (may be NULL); on
+ * MDB_MAP_FULL grows the map and starts over. Each document's metadata is
+ * read once and written once. *stored says whether the snapshot was written.
  * Returns 0 or a STORE_E* code.
  */
-static int write_batch(store_t *s, store__job_t *batch)
+static int write_round(store_t *s, store__job_t *batch, const store__snap_t *snap, bool *stored)
 {
     size_t jobs = 0;
     for (store__job_t *j = batch; j; j = j->next)
@@ -396,15 +436,18 @@ static int write_batch(store_t *s, store__job_t *batch)
         MDB_txn *txn;
         batch_counts_t c = {0};
         uint64_t t0 = store__now_us();
-        int err = bdocs_reset(s, jobs);
+        int err = bdocs_reset(s, jobs + 1);
         if (err)
             return err;
         s->n_fresh = 0;
+        *stored = false;
         int rc = write_begin(s, &txn);
         if (rc)
             return store__from_mdb(rc);
         for (store__job_t *j = batch; j && rc == 0; j = j->next)
             rc = write_job(s, txn, j, &c);
+        if (rc == 0 && snap)
+            rc = put_snapshot(s, txn, snap, stored);
         if (rc == 0)
             rc = write_metas(s, txn);
         if (rc == 0) {
@@ -420,19 +463,20 @@ static int write_batch(store_t *s, store__job_t *batch)
         }
         if (rc)
             return rc < 0 && rc >= -299 && rc <= -200 ? rc : store__from_mdb(rc);
-        store__stats_commit(s, store__now_us() - t0);
+        if (batch || *stored)
+            store__stats_commit(s, store__now_us() - t0);
         pthread_mutex_lock(&s->stats_mu);
-        s->stats.batches++;
+        if (batch)
+            s->stats.batches++;
         s->stats.entries_written += c.entries;
         s->stats.bytes_written += c.bytes;
         s->stats.versions_dropped += c.dropped;
+        if (*stored) {
+            s->stats.snapshots_written++;
+            s->stats.snapshot_bytes += snap->state.len;
+        }
         pthread_mutex_unlock(&s->stats_mu);
         known_add_fresh(s);
-        for (size_t i = 0; i < s->n_bdocs; i++) {
-            const store__bdoc_t *bd = &s->bdocs[i];
-            if (bd->state == STORE__BD_DIRTY && meta_owes(s, &bd->m))
-                pending_add(s, bd->name, bd->name_len, false);
-        }
         return 0;
     }
 }
@@ -515,91 +559,110 @@ static int snap_target(store_t *s, MDB_txn *txn, const store__meta_t *m, uint64_
 }
 
 /*
- * Writes a snapshot of the last owed document at the seq snap_target() picks:
- * builds it from its latest good snapshot at or below that and the log up to
- * it inside the write transaction, encodes its state, and stores it with its
- * checksum; the metadata records its seq, its length and the update bytes up
- * to it. A document owing more goes back on the list. A document that will not
- * build is skipped and counted (loads report the same corruption to the
- * server). Returns 0 or the STORE_E* code of a failed commit.
+ * Builds the snapshot document `p` owes, on the compaction thread: in one read
+ * transaction, reads its metadata, picks the seq with snap_target(), builds
+ * the document as of that seq (its latest good snapshot at or below it plus
+ * the log up to it) and ends the transaction; then encodes the state and
+ * checksums it. Sets *out (NULL when nothing is owed, or the metadata is
+ * unreadable: loads will say so). A document that will not build, or a read
+ * that fails, is skipped and counted in snapshot_errors (the next append to
+ * the document lists it again).
  */
-static int compact_one(store_t *s)
+static void build_snapshot(store_t *s, const store__pending_t *p, store__snap_t **out)
 {
-    store__pending_t p = s->pending[--s->n_pending];
-    for (;;) {
-        MDB_txn *txn;
-        crdt_doc_t *doc = NULL;
-        crdt_buf_t state = {0};
-        store__meta_t m;
-        store__key_t key;
-        uint8_t mv[STORE__META_LEN];
-        MDB_val k = {sizeof key.b, key.b}, v;
-        uint64_t t0 = store__now_us(), seq = 0, bytes_at = 0;
-        int rc = write_begin(s, &txn), err = 0;
-        if (rc)
-            return store__from_mdb(rc);
-        err = store__meta_get(s, txn, p.name, p.name_len, &m);
-        if (err || !meta_owes(s, &m)) {
-            mdb_txn_abort(txn);
-            pthread_rwlock_unlock(&s->resize);
-            return 0; /* nothing owed (or unreadable: loads will say so) */
+    MDB_txn *txn;
+    crdt_doc_t *doc = NULL;
+    store__meta_t m;
+    uint64_t seq = 0, bytes_at = 0;
+    *out = NULL;
+    int err = store__read_begin(s, &txn);
+    if (err == 0) {
+        if (store__meta_get(s, txn, p->name, p->name_len, &m) != 0 || !meta_owes(s, &m)) {
+            store__read_end(s, txn);
+            return;
         }
-        rc = snap_target(s, txn, &m, &seq, &bytes_at);
-        if (rc) {
-            mdb_txn_abort(txn);
-            pthread_rwlock_unlock(&s->resize);
-            return store__from_mdb(rc);
-        }
-        err = store__build(s, txn, &m, seq, COMPACT_CLIENT, &doc, NULL);
-        if (err == 0 && crdt_doc_encode_state_ex(doc, s->snapshot_flags, &state) != 0)
-            err = STORE_ENOMEM;
-        crdt_doc_free(doc);
-        if (err) {
-            mdb_txn_abort(txn);
-            pthread_rwlock_unlock(&s->resize);
-            pthread_mutex_lock(&s->stats_mu);
-            s->stats.snapshot_errors++;
-            pthread_mutex_unlock(&s->stats_mu);
-            return 0;
-        }
-        store__key(&key, m.doc_id, seq);
-        v.mv_size = STORE__SNAP_HDR + state.len;
-        rc = mdb_put(txn, s->db_snaps, &k, &v, MDB_RESERVE);
-        if (rc == 0) {
-            uint8_t *out = v.mv_data;
-            out[0] = STORE__VALUE_V1;
-            store__put_u32(out + 1, store__crc32c(state.base, state.len));
-            memcpy(out + STORE__SNAP_HDR, state.base, state.len);
-            m.snapshot_seq = seq;
-            m.snapshot_len = state.len;
-            m.snapshot_bytes = bytes_at;
-            store__meta_encode(mv, &m);
-            MDB_val nk = {p.name_len, p.name}, mval = {sizeof mv, mv};
-            rc = mdb_put(txn, s->db_docs, &nk, &mval, 0);
-        }
-        if (rc == 0)
-            rc = mdb_txn_commit(txn);
-        else
-            mdb_txn_abort(txn);
-        pthread_rwlock_unlock(&s->resize);
-        size_t state_len = state.len;
-        crdt_buf_dispose(&state);
-        if (rc == MDB_MAP_FULL) {
-            if ((err = grow(s)))
-                return err;
-            continue;
-        }
-        if (rc)
-            return store__from_mdb(rc);
-        store__stats_commit(s, store__now_us() - t0);
-        pthread_mutex_lock(&s->stats_mu);
-        s->stats.snapshots_written++;
-        s->stats.snapshot_bytes += state_len;
-        pthread_mutex_unlock(&s->stats_mu);
-        if (meta_owes(s, &m))
-            pending_add(s, p.name, p.name_len, true);
-        return 0;
+        int rc = snap_target(s, txn, &m, &seq, &bytes_at);
+        err = rc ? store__from_mdb(rc) : store__build(s, txn, &m, seq, COMPACT_CLIENT, &doc, NULL);
+        store__read_end(s, txn);
     }
+    store__snap_t *sn = NULL;
+    if (err == 0 && !(sn = calloc(1, sizeof *sn)))
+        err = STORE_ENOMEM;
+    if (err == 0 && crdt_doc_encode_state_ex(doc, s->snapshot_flags, &sn->state) != 0)
+        err = STORE_ENOMEM;
+    crdt_doc_free(doc);
+    if (err) {
+        free(sn);
+        pthread_mutex_lock(&s->stats_mu);
+        s->stats.snapshot_errors++;
+        pthread_mutex_unlock(&s->stats_mu);
+        return;
+    }
+    sn->name_len = p->name_len;
+    memcpy(sn->name, p->name, p->name_len);
+    sn->doc_id = m.doc_id;
+    sn->seq = seq;
+    sn->bytes_at = bytes_at;
+    sn->crc = store__crc32c(sn->state.base, sn->state.len);
+    *out = sn;
+}
+
+static void snap_free(store__snap_t *sn)
+{
+    if (sn) {
+        crdt_buf_dispose(&sn->state);
+        free(sn);
+    }
+}
+
+/* The compaction thread's niceness above the process's: on a busy machine it
+ * yields the cores to the event loop and the writer. */
+#define COMPACT_NICE 10
+
+/*
+ * The compaction thread: takes the last listed document (one at a time),
+ * builds its snapshot and hands it to the writer through `ready`. The
+ * document stays in flight until the writer stored or dropped the snapshot;
+ * the writer then lists it again if it owes another.
+ */
+void *store__compactor_main(void *arg)
+{
+    store_t *s = arg;
+    /* Linux: a thread id as PRIO_PROCESS changes that thread only. Failure
+     * (a sandbox refusing it) just leaves the thread at the process's. */
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), COMPACT_NICE);
+    for (;;) {
+        pthread_mutex_lock(&s->cmu);
+        while (!s->compact_stop && (s->compact_dead || s->in_flight || s->n_pending == 0))
+            pthread_cond_wait(&s->compact_cv, &s->cmu);
+        if (s->compact_stop) {
+            pthread_mutex_unlock(&s->cmu);
+            break;
+        }
+        store__pending_t p = s->pending[--s->n_pending];
+        s->in_flight = true;
+        pthread_mutex_unlock(&s->cmu);
+
+        store__snap_t *sn;
+        build_snapshot(s, &p, &sn);
+        if (sn) {
+            pthread_mutex_lock(&s->mu);
+            if (!s->failed) {
+                s->ready = sn; /* the writer clears in_flight */
+                sn = NULL;
+                pthread_cond_signal(&s->work_cv);
+                pthread_mutex_unlock(&s->mu);
+                continue;
+            }
+            pthread_mutex_unlock(&s->mu);
+            snap_free(sn);
+        }
+        pthread_mutex_lock(&s->cmu);
+        s->in_flight = false;
+        pthread_cond_broadcast(&s->idle_cv);
+        pthread_mutex_unlock(&s->cmu);
+    }
+    return NULL;
 }
 
 static void signal_fd(store_t *s)
@@ -628,58 +691,85 @@ static void free_jobs(store__job_t *j)
     }
 }
 
+/*
+ * After a round: lists the documents it changed that now owe a snapshot (the
+ * one whose snapshot was just stored first, at the front, so documents owing
+ * many take turns), ends the snapshot's flight, and wakes the compaction
+ * thread and flushes waiting for it. A failed store lists nothing again.
+ */
+static void compaction_after(store_t *s, bool wrote, const store__snap_t *snap, bool stored,
+                             bool failed)
+{
+    pthread_mutex_lock(&s->cmu);
+    if (failed) {
+        s->compact_dead = true;
+        s->n_pending = 0;
+    } else if (wrote) {
+        if (stored) {
+            const store__bdoc_t *bd = bdoc_find(s, snap->name, snap->name_len);
+            if (meta_owes(s, &bd->m))
+                pending_add(s, snap->name, snap->name_len, true);
+        }
+        for (size_t i = 0; i < s->n_bdocs; i++) {
+            const store__bdoc_t *bd = &s->bdocs[i];
+            if (bd->state == STORE__BD_DIRTY && meta_owes(s, &bd->m))
+                pending_add(s, bd->name, bd->name_len, false);
+        }
+    }
+    if (snap)
+        s->in_flight = false;
+    pthread_cond_signal(&s->compact_cv);
+    pthread_cond_broadcast(&s->idle_cv);
+    pthread_mutex_unlock(&s->cmu);
+}
+
 void *store__writer_main(void *arg)
 {
     store_t *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->head && !s->closing && (s->n_pending == 0 || s->failed) &&
-               s->flush_req == s->flush_done)
+        while (!s->head && !s->ready && !s->closing && s->flush_req == s->flush_done)
             pthread_cond_wait(&s->work_cv, &s->mu);
         store__job_t *batch = s->head;
         s->head = s->tail = NULL;
         s->queued_entries = s->queued_bytes = 0;
+        store__snap_t *snap = s->ready;
+        s->ready = NULL;
         uint64_t gen = s->flush_req;
         int failed = s->failed;
         pthread_mutex_unlock(&s->mu);
 
-        if (batch && !failed) {
-            uint64_t last = batch->ticket;
+        bool wrote = false, stored = false;
+        if ((batch || snap) && !failed) {
+            uint64_t last = 0;
             for (store__job_t *j = batch; j; j = j->next)
                 last = j->ticket;
-            int err = write_batch(s, batch);
+            int err = write_round(s, batch, snap, &stored);
             if (err) {
                 set_failed(s, err);
                 failed = err;
             } else {
-                pthread_mutex_lock(&s->mu);
-                s->durable = last;
-                pthread_mutex_unlock(&s->mu);
-                signal_fd(s);
+                wrote = true;
+                if (batch) {
+                    pthread_mutex_lock(&s->mu);
+                    s->durable = last;
+                    pthread_mutex_unlock(&s->mu);
+                    signal_fd(s);
+                }
                 note_map_used(s);
             }
         }
+        if (wrote || snap || failed) /* before the jobs go: bdocs point at their names */
+            compaction_after(s, wrote, snap, stored, failed != 0);
         free_jobs(batch);
-        if (s->n_pending && !failed) {
-            int err = compact_one(s);
-            if (err) {
-                set_failed(s, err);
-                failed = err;
-            }
-        }
-        if (failed)
-            s->n_pending = 0;
+        snap_free(snap);
 
         pthread_mutex_lock(&s->mu);
-        if (s->n_pending == 0 && s->flush_done < gen) {
+        if (s->flush_done < gen) { /* what was queued before it is committed and listed */
             s->flush_done = gen;
             pthread_cond_broadcast(&s->done_cv);
         }
-        bool stop = s->closing && !s->head && s->n_pending == 0;
-        if (stop && s->flush_done < s->flush_req) {
-            s->flush_done = s->flush_req;
-            pthread_cond_broadcast(&s->done_cv);
-        }
+        bool stop = s->closing && !s->head && !s->ready;
         pthread_mutex_unlock(&s->mu);
         if (stop)
             break;
