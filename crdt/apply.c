@@ -248,7 +248,7 @@ static int deps_inserted(const plan_t *p, uint32_t c, uint32_t lo, uint32_t n, u
         return DEP_MISSING;
     /* Part held by the document. */
     if (lo < doc_sv) {
-        uint32_t start, v = crdt__hint_find(doc, c, lo), cc, ck;
+        uint32_t start, v = crdt__hint_find(doc, c, lo), ck;
         uint32_t end = hi < doc_sv ? hi : doc_sv;
         if (v != CRDT__NONE)
             start = ITEM(doc, v).clock;
@@ -265,7 +265,7 @@ static int deps_inserted(const plan_t *p, uint32_t c, uint32_t lo, uint32_t n, u
         if (start < end) {
             crdt__idx_seek(doc, c, start, &it);
             while (start < end) {
-                if (!crdt__idx_next(doc, &it, &cc, &ck, &v) || cc != c || ck != start)
+                if (!crdt__idx_next(doc, &it, &ck, &v) || ck != start)
                     return DEP_INVALID;
                 start = ck + ITEM(doc, v).len;
             }

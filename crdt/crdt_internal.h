@@ -118,9 +118,10 @@ typedef struct {
     /* An item of this client, usually the one it typed into last, or NONE: a
      * lookup hint only (crdt__hint_find() checks it), so it may be stale. */
     uint32_t hint;
-    /* The id-index leaf of this client's last index change: a hint like
-     * doc->idx_finger (idindex.c), for documents of many clients. */
-    uint32_t idx_leaf;
+    /* This client's id index (idindex.c): its root (NONE while the client
+     * has no item), height, and the leaf of its last change or lookup hint
+     * (NONE with the root). */
+    uint32_t idx_root, idx_height, idx_leaf;
     crdt__pool_t text; /* uint8_t: UTF-8 of every insertion, in clock order */
 } crdt__client_t;
 
@@ -144,21 +145,22 @@ typedef struct {
     uint32_t cnt[CRDT__SEQ_FAN];
 } crdt__seq_inner_t;
 
-/* Id index nodes: keys are (client << 32 | clock) of items, values item
- * indexes (below CRDT__IDX_DEL, the limit on items and delete records). */
+/* Id index nodes (one tree per client): keys are the first clocks of the
+ * client's items, values item indexes (below CRDT__IDX_DEL, the limit on
+ * items and delete records). */
 #define CRDT__IDX_LEAF 32
 #define CRDT__IDX_FAN 32
 #define CRDT__IDX_DEL 0x80000000u
 #define CRDT__IDX_MAX_HEIGHT 16
 typedef struct {
-    uint32_t n, next;
-    uint64_t keys[CRDT__IDX_LEAF];
+    uint32_t n, next; /* next: the client's next leaf, or NONE */
+    uint32_t keys[CRDT__IDX_LEAF];
     uint32_t vals[CRDT__IDX_LEAF];
 } crdt__idx_leaf_t;
 
 typedef struct {
     uint32_t n;
-    uint64_t keys[CRDT__IDX_FAN]; /* keys[i] = smallest key under child[i] */
+    uint32_t keys[CRDT__IDX_FAN]; /* keys[i] = smallest key under child[i] */
     uint32_t child[CRDT__IDX_FAN];
 } crdt__idx_inner_t;
 
@@ -192,10 +194,8 @@ struct crdt_doc {
 
     crdt__pool_t idx_leaves; /* crdt__idx_leaf_t */
     crdt__pool_t idx_inners; /* crdt__idx_inner_t */
-    uint32_t idx_root;
-    uint32_t idx_height;
-    uint32_t idx_count;
-    uint32_t idx_finger; /* leaf of the last change: a hint (idindex.c) */
+    uint32_t idx_count;      /* keys in all clients' trees */
+    uint32_t idx_tall;       /* clients whose tree has inner nodes */
 
     uint8_t *pending; /* held operations, encoded as an update */
     size_t pending_len;
@@ -398,17 +398,17 @@ void crdt__idx_remove(crdt_doc_t *doc, uint32_t client, uint32_t clock);
 bool crdt__idx_removable(const crdt_doc_t *doc, uint32_t client, uint32_t clock);
 /* Changes key (client, from) to (client, to); no key may lie between them. */
 void crdt__idx_rekey(crdt_doc_t *doc, uint32_t client, uint32_t from, uint32_t to);
-/* Greatest entry with key <= (client, clock) whose client is `client`: returns
- * its value and sets *start_clock, or returns CRDT__NONE. */
+/* Client `client`'s greatest entry with key <= clock: returns its value and
+ * sets *start_clock, or returns CRDT__NONE. */
 uint32_t crdt__idx_find_le(const crdt_doc_t *doc, uint32_t client, uint32_t clock,
                            uint32_t *start_clock);
-/* Iteration in key order from the first entry >= (client, clock). */
+/* Iteration over client `client`'s entries in key order, from the first with
+ * key >= clock. */
 typedef struct {
-    uint32_t leaf, slot;
+    uint32_t client, leaf, slot;
 } crdt__idx_iter_t;
 void crdt__idx_seek(const crdt_doc_t *doc, uint32_t client, uint32_t clock, crdt__idx_iter_t *it);
-bool crdt__idx_next(const crdt_doc_t *doc, crdt__idx_iter_t *it, uint32_t *client, uint32_t *clock,
-                    uint32_t *val);
+bool crdt__idx_next(const crdt_doc_t *doc, crdt__idx_iter_t *it, uint32_t *clock, uint32_t *val);
 int crdt__idx_check(const crdt_doc_t *doc);
 
 /* The item of client `c` holding `clock` if it is the client's hint, else
@@ -448,9 +448,8 @@ static inline int crdt__reserve(crdt_doc_t *doc, size_t items, size_t delrecs)
             (doc->seq_leaves.len + items) / (CRDT__SEQ_FAN / 2 - 1) + doc->seq_height + 3 &&
         doc->idx_leaves.cap - doc->idx_leaves.len >= keys &&
         doc->idx_inners.cap >=
-            (doc->idx_leaves.len + keys) / (CRDT__IDX_FAN / 2 - 1) + doc->idx_height + 3 &&
-        doc->idx_height + 2 < CRDT__IDX_MAX_HEIGHT && doc->items.len + items < CRDT__IDX_DEL &&
-        doc->delrecs.len + delrecs < CRDT__IDX_DEL)
+            (doc->idx_leaves.len + keys) / (CRDT__IDX_FAN / 2 - 1) + doc->idx_tall + keys + 1 &&
+        doc->items.len + items < CRDT__IDX_DEL && doc->delrecs.len + delrecs < CRDT__IDX_DEL)
         return 0;
     return crdt__reserve_slow(doc, items, delrecs);
 }

@@ -77,6 +77,8 @@ uint32_t crdt__client_add(crdt_doc_t *doc, uint64_t id)
     CLIENT(doc, c).next_clock = 0;
     CLIENT(doc, c).last_delrec = CRDT__NONE;
     CLIENT(doc, c).hint = CRDT__NONE;
+    CLIENT(doc, c).idx_root = CRDT__NONE;
+    CLIENT(doc, c).idx_height = 0;
     CLIENT(doc, c).idx_leaf = CRDT__NONE;
     memset(&CLIENT(doc, c).text, 0, sizeof(crdt__pool_t));
     hash_put(doc->client_hash, doc->client_hash_cap, id, c);
@@ -983,16 +985,16 @@ int crdt_doc_relpos_to_index(const crdt_doc_t *doc, const crdt_relpos_t *pos, si
 static int check_tiling(const crdt_doc_t *doc)
 {
     uint32_t *dels = crdt__tmp_alloc(&doc->alloc, (doc->delrecs.len + 1) * sizeof(uint32_t));
-    uint32_t c = 0, clock = 0, val = 0;
     size_t seen = 0;
-    crdt__idx_iter_t iter;
-    bool more, bad = false;
+    bool bad = false;
     if (dels == NULL)
         return CRDT_ENOMEM;
-    crdt__idx_seek(doc, 0, 0, &iter);
-    more = crdt__idx_next(doc, &iter, &c, &clock, &val);
     for (uint32_t cl = 0; cl < doc->clients.len && !bad; cl++) {
-        uint32_t nd = 0, expect = 0, bound = doc->delrecs.len;
+        uint32_t nd = 0, expect = 0, bound = doc->delrecs.len, clock = 0, val = 0;
+        crdt__idx_iter_t iter;
+        bool more;
+        crdt__idx_seek(doc, cl, 0, &iter);
+        more = crdt__idx_next(doc, &iter, &clock, &val);
         for (uint32_t r = CLIENT(doc, cl).last_delrec; r != CRDT__NONE && !bad;) {
             const crdt__delrec_t *d = &DELREC(doc, r);
             if (r >= bound || d->client != cl || d->len == 0) {
@@ -1004,23 +1006,23 @@ static int check_tiling(const crdt_doc_t *doc)
         }
         seen += nd;
         while (!bad) {
-            if (more && c == cl && clock == expect) {
+            if (more && clock == expect) {
                 if (val >= doc->items.len || ITEM(doc, val).clock != clock ||
                     ITEM(doc, val).len == 0)
                     bad = true;
                 else
                     expect += ITEM(doc, val).len;
-                more = crdt__idx_next(doc, &iter, &c, &clock, &val);
+                more = crdt__idx_next(doc, &iter, &clock, &val);
             } else if (nd > 0 && DELREC(doc, dels[nd - 1]).clock == expect) {
                 expect += DELREC(doc, dels[--nd]).len;
             } else {
                 break;
             }
         }
-        if (nd != 0 || expect != CLIENT(doc, cl).next_clock || (more && c <= cl))
+        if (nd != 0 || expect != CLIENT(doc, cl).next_clock || more)
             bad = true;
     }
-    if (more || seen != doc->delrecs.len)
+    if (seen != doc->delrecs.len)
         bad = true;
     crdt__tmp_free(&doc->alloc, dels, (doc->delrecs.len + 1) * sizeof(uint32_t));
     return bad ? CRDT_EINTERNAL : 0;

@@ -1,67 +1,62 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * idindex.c: the id index, a B+tree from insert operation ids to the items
- * holding them. Keys are (local client << 32 | first clock) of each item; the
- * value is the item index. Items of one client never overlap in clocks, so
- * the greatest key <= (client, clock) names the only candidate holder of an
- * id; the clocks no item holds are the client's deletes (delete records are
- * chained per client instead, see crdt__delrec_t). Inner nodes keep the exact
- * smallest key below each child. Leaves are chained so a client's items can
- * be read in clock order (diffs).
- * Like the sequence tree, storage is reserved before a change.
+ * idindex.c: the id index, one B+tree per client from the clock of each of
+ * its items (the first clock of the run) to the item's index. Items of one
+ * client never overlap in clocks, so the greatest key <= clock names the only
+ * candidate holder of an id; the clocks no item holds are the client's
+ * deletes (delete records are chained per client instead, see
+ * crdt__delrec_t). Keys are 32-bit clocks, so a leaf holds 32 entries in 264
+ * bytes, and a client's tree is as deep as its own history needs. Inner nodes
+ * keep the exact smallest key below each child. A client's leaves are
+ * chained so its items can be read in clock order (diffs). All trees share
+ * two node pools; like the sequence tree, storage is reserved before a
+ * change.
  */
 #include "crdt_internal.h"
 
 #define HALF_LEAF (CRDT__IDX_LEAF / 2)
 #define HALF_FAN (CRDT__IDX_FAN / 2)
-#define MAX_HEIGHT CRDT__IDX_MAX_HEIGHT
-
-static inline uint64_t key_of(uint32_t client, uint32_t clock)
-{
-    return (uint64_t)client << 32 | clock;
-}
 
 int crdt__idx_init(crdt_doc_t *doc)
 {
-    int err = crdt__pool_reserve(doc, &doc->idx_leaves, sizeof(crdt__idx_leaf_t), 1);
-    uint32_t l;
-    if (err)
-        return err;
-    l = crdt__pool_take(&doc->idx_leaves);
-    IDX_LEAF(doc, l).n = 0;
-    IDX_LEAF(doc, l).next = CRDT__NONE;
-    doc->idx_root = l;
-    doc->idx_finger = l;
-    doc->idx_height = 0;
     doc->idx_count = 0;
+    doc->idx_tall = 0;
     return 0;
 }
 
-/* Same bounds as the sequence tree (see crdt__seq_reserve()). */
+/*
+ * A change inserting `keys` keys takes at most one leaf per key (a split, or
+ * the first leaf of a client). Every inner node but a root has at least
+ * HALF_FAN children (splits make halves, nothing shrinks, snapshot builds
+ * make even groups), so a tree of L leaves has at most L / (HALF_FAN - 1)
+ * inner nodes plus its root, and all trees together at most
+ * leaves / (HALF_FAN - 1) plus one root per tree of height >= 1; each key
+ * can add one such tree.
+ */
+static inline size_t inner_need(const crdt_doc_t *doc, size_t keys)
+{
+    return (doc->idx_leaves.len + keys) / (HALF_FAN - 1) + doc->idx_tall + keys + 1;
+}
+
 int crdt__idx_reserve(crdt_doc_t *doc, size_t keys)
 {
-    size_t leaves = doc->idx_leaves.len;
-    size_t new_leaves = keys;
-    size_t inner_total;
+    size_t need;
     int err;
-    if (doc->idx_height + 2 >= MAX_HEIGHT)
-        return CRDT_ELIMIT;
-    /* Nothing to do when the pools already hold what the code below asks. */
-    if (doc->idx_leaves.cap - leaves >= keys &&
-        doc->idx_inners.cap >= (leaves + keys) / (HALF_FAN - 1) + doc->idx_height + 3)
+    if (doc->idx_leaves.cap - doc->idx_leaves.len >= keys &&
+        doc->idx_inners.cap >= inner_need(doc, keys))
         return 0;
-    err = crdt__pool_reserve(doc, &doc->idx_leaves, sizeof(crdt__idx_leaf_t), new_leaves);
+    err = crdt__pool_reserve(doc, &doc->idx_leaves, sizeof(crdt__idx_leaf_t), keys);
     if (err)
         return err;
-    inner_total = (leaves + new_leaves) / (HALF_FAN - 1) + doc->idx_height + 3;
-    if (inner_total > doc->idx_inners.len)
+    need = inner_need(doc, keys);
+    if (need > doc->idx_inners.len)
         err = crdt__pool_reserve(doc, &doc->idx_inners, sizeof(crdt__idx_inner_t),
-                                 inner_total - doc->idx_inners.len);
+                                 need - doc->idx_inners.len);
     return err;
 }
 
 /* Index of the last key <= k in a sorted array, or 0 if none. */
-static inline uint32_t child_for(const uint64_t *keys, uint32_t n, uint64_t k)
+static inline uint32_t child_for(const uint32_t *keys, uint32_t n, uint32_t k)
 {
     uint32_t lo = 0, hi = n; /* first index with keys[i] > k */
     while (lo < hi) {
@@ -75,7 +70,7 @@ static inline uint32_t child_for(const uint64_t *keys, uint32_t n, uint64_t k)
 }
 
 /* First index with keys[i] >= k. */
-static inline uint32_t lower_bound(const uint64_t *keys, uint32_t n, uint64_t k)
+static inline uint32_t lower_bound(const uint32_t *keys, uint32_t n, uint32_t k)
 {
     uint32_t lo = 0, hi = n;
     while (lo < hi) {
@@ -89,22 +84,23 @@ static inline uint32_t lower_bound(const uint64_t *keys, uint32_t n, uint64_t k)
 }
 
 /*
- * The fingers: the leaf of the last change (doc->idx_finger), and per client
- * the leaf of its last change (idx_leaf). Every leaf of the pool is in the
- * tree and leaves never empty, so they need no invalidation: a key strictly
- * inside a leaf's key range has its greatest key <= k in it, and a change at
- * a slot other than 0 leaves the inner nodes as they were. Typing and
- * backspacing keep hitting the same leaf, which skips the descent; with many
- * clients, each one's next key (a new delete record, an insert) usually
- * lands in its own last leaf. Returns the leaf's index, or NONE.
+ * The finger: per client, the leaf of its last change (idx_leaf). Every leaf
+ * of the pool is in its client's tree and leaves never empty, so it needs no
+ * invalidation: a key k at or after a leaf's first key and before the next
+ * leaf's first has its greatest key <= k in that leaf, and a change at a slot
+ * other than 0 (k strictly after the first key) leaves the inner nodes as
+ * they were. Typing, backspacing and a remote client's next edit usually
+ * land in its last leaf, which skips the descent. Returns the leaf, or NONE.
  */
-static inline uint32_t leaf_holding(const crdt_doc_t *doc, uint32_t l, uint64_t k)
+static inline uint32_t finger_holding(const crdt_doc_t *doc, const crdt__client_t *cl, uint32_t k,
+                                      bool strict)
 {
     const crdt__idx_leaf_t *leaf;
-    if (l >= doc->idx_leaves.len)
+    uint32_t l = cl->idx_leaf;
+    if (l == CRDT__NONE)
         return CRDT__NONE;
     leaf = &IDX_LEAF(doc, l);
-    if (leaf->n == 0 || k <= leaf->keys[0])
+    if (k < leaf->keys[0] || (strict && k == leaf->keys[0]))
         return CRDT__NONE;
     if (k <= leaf->keys[leaf->n - 1] || leaf->next == CRDT__NONE ||
         k < IDX_LEAF(doc, leaf->next).keys[0])
@@ -112,64 +108,96 @@ static inline uint32_t leaf_holding(const crdt_doc_t *doc, uint32_t l, uint64_t 
     return CRDT__NONE;
 }
 
-static inline uint32_t finger_holding(const crdt_doc_t *doc, uint32_t client, uint64_t k)
+/* Descends client `cl`'s tree (not empty) to the leaf where key k belongs,
+ * recording the path. */
+static uint32_t descend(const crdt_doc_t *doc, const crdt__client_t *cl, uint32_t k, uint32_t *path,
+                        uint32_t *slots)
 {
-    uint32_t l = leaf_holding(doc, doc->idx_finger, k), own;
-    if (l == CRDT__NONE && client < doc->clients.len &&
-        (own = CLIENT(doc, client).idx_leaf) != doc->idx_finger)
-        l = leaf_holding(doc, own, k);
-    return l;
-}
-
-/* Notes leaf l as the last change, of the document and of `client`. */
-static inline void finger_set(crdt_doc_t *doc, uint32_t client, uint32_t l)
-{
-    doc->idx_finger = l;
-    if (client < doc->clients.len)
-        CLIENT(doc, client).idx_leaf = l;
-}
-
-void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t val)
-{
-    uint64_t k = key_of(client, clock);
-    uint32_t path[MAX_HEIGHT], slots[MAX_HEIGHT];
-    uint32_t node = doc->idx_root, h, s, sib;
-    uint64_t sib_key;
-    uint32_t fl = finger_holding(doc, client, k);
-    crdt__idx_leaf_t *leaf = fl == CRDT__NONE ? NULL : &IDX_LEAF(doc, fl);
-
-    if (leaf && leaf->n < CRDT__IDX_LEAF) {
-        s = lower_bound(leaf->keys, leaf->n, k);
-        assert(s > 0 && (s == leaf->n || leaf->keys[s] != k));
-        memmove(&leaf->keys[s + 1], &leaf->keys[s], (leaf->n - s) * sizeof(uint64_t));
-        memmove(&leaf->vals[s + 1], &leaf->vals[s], (leaf->n - s) * sizeof(uint32_t));
-        leaf->keys[s] = k;
-        leaf->vals[s] = val;
-        leaf->n++;
-        doc->idx_count++;
-        finger_set(doc, client, fl);
-        return;
-    }
-    for (h = doc->idx_height; h > 0; h--) {
-        crdt__idx_inner_t *in = &IDX_INNER(doc, node);
+    uint32_t node = cl->idx_root;
+    for (uint32_t h = cl->idx_height; h > 0; h--) {
+        const crdt__idx_inner_t *in = &IDX_INNER(doc, node);
         uint32_t i = child_for(in->keys, in->n, k);
-        if (k < in->keys[i])
-            in->keys[i] = k; /* new smallest key of this subtree */
         path[h] = node;
         slots[h] = i;
         node = in->child[i];
     }
+    return node;
+}
+
+/* The same without the path. */
+static uint32_t leaf_for(const crdt_doc_t *doc, const crdt__client_t *cl, uint32_t k)
+{
+    uint32_t node = cl->idx_root;
+    for (uint32_t h = cl->idx_height; h > 0; h--) {
+        const crdt__idx_inner_t *in = &IDX_INNER(doc, node);
+        node = in->child[child_for(in->keys, in->n, k)];
+    }
+    return node;
+}
+
+/* A change to slot 0 of a leaf changes the smallest key recorded above it. */
+static void fix_min(crdt_doc_t *doc, const crdt__client_t *cl, const uint32_t *path,
+                    const uint32_t *slots, uint32_t min)
+{
+    for (uint32_t h = 1; h <= cl->idx_height; h++) {
+        IDX_INNER(doc, path[h]).keys[slots[h]] = min;
+        if (slots[h] != 0)
+            break;
+    }
+}
+
+static inline void leaf_put(crdt__idx_leaf_t *leaf, uint32_t s, uint32_t k, uint32_t val)
+{
+    memmove(&leaf->keys[s + 1], &leaf->keys[s], (leaf->n - s) * sizeof(uint32_t));
+    memmove(&leaf->vals[s + 1], &leaf->vals[s], (leaf->n - s) * sizeof(uint32_t));
+    leaf->keys[s] = k;
+    leaf->vals[s] = val;
+    leaf->n++;
+}
+
+void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t val)
+{
+    crdt__client_t *cl = &CLIENT(doc, client);
+    uint32_t path[CRDT__IDX_MAX_HEIGHT], slots[CRDT__IDX_MAX_HEIGHT];
+    uint32_t node, h, s, sib, sib_key;
+    crdt__idx_leaf_t *leaf;
+
     doc->idx_count++;
-    finger_set(doc, client, node);
+    if (cl->idx_root == CRDT__NONE) {
+        node = crdt__pool_take(&doc->idx_leaves);
+        leaf = &IDX_LEAF(doc, node);
+        leaf->n = 1;
+        leaf->next = CRDT__NONE;
+        leaf->keys[0] = clock;
+        leaf->vals[0] = val;
+        cl->idx_root = cl->idx_leaf = node;
+        cl->idx_height = 0;
+        return;
+    }
+    node = finger_holding(doc, cl, clock, true);
+    if (node != CRDT__NONE && IDX_LEAF(doc, node).n < CRDT__IDX_LEAF) {
+        leaf = &IDX_LEAF(doc, node);
+        s = lower_bound(leaf->keys, leaf->n, clock);
+        assert(s > 0 && (s == leaf->n || leaf->keys[s] != clock));
+        leaf_put(leaf, s, clock, val);
+        return;
+    }
+    node = cl->idx_root;
+    for (h = cl->idx_height; h > 0; h--) {
+        crdt__idx_inner_t *in = &IDX_INNER(doc, node);
+        uint32_t i = child_for(in->keys, in->n, clock);
+        if (clock < in->keys[i])
+            in->keys[i] = clock; /* new smallest key of this subtree */
+        path[h] = node;
+        slots[h] = i;
+        node = in->child[i];
+    }
+    cl->idx_leaf = node;
     leaf = &IDX_LEAF(doc, node);
-    s = lower_bound(leaf->keys, leaf->n, k);
-    assert(s == leaf->n || leaf->keys[s] != k);
+    s = lower_bound(leaf->keys, leaf->n, clock);
+    assert(s == leaf->n || leaf->keys[s] != clock);
     if (leaf->n < CRDT__IDX_LEAF) {
-        memmove(&leaf->keys[s + 1], &leaf->keys[s], (leaf->n - s) * sizeof(uint64_t));
-        memmove(&leaf->vals[s + 1], &leaf->vals[s], (leaf->n - s) * sizeof(uint32_t));
-        leaf->keys[s] = k;
-        leaf->vals[s] = val;
-        leaf->n++;
+        leaf_put(leaf, s, clock, val);
         return;
     }
 
@@ -179,7 +207,7 @@ void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t
     {
         crdt__idx_leaf_t *b = &IDX_LEAF(doc, sib), *t = leaf;
         b->n = leaf->n - HALF_LEAF;
-        memcpy(b->keys, &leaf->keys[HALF_LEAF], b->n * sizeof(uint64_t));
+        memcpy(b->keys, &leaf->keys[HALF_LEAF], b->n * sizeof(uint32_t));
         memcpy(b->vals, &leaf->vals[HALF_LEAF], b->n * sizeof(uint32_t));
         leaf->n = HALF_LEAF;
         b->next = leaf->next;
@@ -188,11 +216,7 @@ void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t
             t = b;
             s -= HALF_LEAF;
         }
-        memmove(&t->keys[s + 1], &t->keys[s], (t->n - s) * sizeof(uint64_t));
-        memmove(&t->vals[s + 1], &t->vals[s], (t->n - s) * sizeof(uint32_t));
-        t->keys[s] = k;
-        t->vals[s] = val;
-        t->n++;
+        leaf_put(t, s, clock, val);
         sib_key = b->keys[0];
     }
 
@@ -200,7 +224,7 @@ void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t
     for (h = 1;; h++) {
         crdt__idx_inner_t *in, *t;
         uint32_t p, q, at;
-        if (h > doc->idx_height) {
+        if (h > cl->idx_height) {
             uint32_t r = crdt__pool_take(&doc->idx_inners);
             in = &IDX_INNER(doc, r);
             in->n = 2;
@@ -208,15 +232,17 @@ void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t
             in->keys[0] = h == 1 ? IDX_LEAF(doc, node).keys[0] : IDX_INNER(doc, node).keys[0];
             in->child[1] = sib;
             in->keys[1] = sib_key;
-            doc->idx_root = r;
-            doc->idx_height++;
+            cl->idx_root = r;
+            if (cl->idx_height++ == 0)
+                doc->idx_tall++;
+            assert(cl->idx_height < CRDT__IDX_MAX_HEIGHT);
             return;
         }
         p = path[h];
         at = slots[h] + 1;
         in = &IDX_INNER(doc, p);
         if (in->n < CRDT__IDX_FAN) {
-            memmove(&in->keys[at + 1], &in->keys[at], (in->n - at) * sizeof(uint64_t));
+            memmove(&in->keys[at + 1], &in->keys[at], (in->n - at) * sizeof(uint32_t));
             memmove(&in->child[at + 1], &in->child[at], (in->n - at) * sizeof(uint32_t));
             in->keys[at] = sib_key;
             in->child[at] = sib;
@@ -228,7 +254,7 @@ void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t
         {
             crdt__idx_inner_t *b = &IDX_INNER(doc, q);
             b->n = in->n - HALF_FAN;
-            memcpy(b->keys, &in->keys[HALF_FAN], b->n * sizeof(uint64_t));
+            memcpy(b->keys, &in->keys[HALF_FAN], b->n * sizeof(uint32_t));
             memcpy(b->child, &in->child[HALF_FAN], b->n * sizeof(uint32_t));
             in->n = HALF_FAN;
             t = in;
@@ -236,7 +262,7 @@ void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t
                 t = b;
                 at -= HALF_FAN;
             }
-            memmove(&t->keys[at + 1], &t->keys[at], (t->n - at) * sizeof(uint64_t));
+            memmove(&t->keys[at + 1], &t->keys[at], (t->n - at) * sizeof(uint32_t));
             memmove(&t->child[at + 1], &t->child[at], (t->n - at) * sizeof(uint32_t));
             t->keys[at] = sib_key;
             t->child[at] = sib;
@@ -248,110 +274,86 @@ void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t
     }
 }
 
-/* Descends to the leaf where key k belongs, recording the path. */
-static uint32_t descend(const crdt_doc_t *doc, uint64_t k, uint32_t *path, uint32_t *slots)
-{
-    uint32_t node = doc->idx_root;
-    for (uint32_t h = doc->idx_height; h > 0; h--) {
-        const crdt__idx_inner_t *in = &IDX_INNER(doc, node);
-        uint32_t i = child_for(in->keys, in->n, k);
-        path[h] = node;
-        slots[h] = i;
-        node = in->child[i];
-    }
-    return node;
-}
-
 bool crdt__idx_removable(const crdt_doc_t *doc, uint32_t client, uint32_t clock)
 {
-    uint32_t path[MAX_HEIGHT], slots[MAX_HEIGHT];
-    return IDX_LEAF(doc, descend(doc, key_of(client, clock), path, slots)).n >= 2;
+    const crdt__client_t *cl = &CLIENT(doc, client);
+    uint32_t l = finger_holding(doc, cl, clock, false);
+    if (l == CRDT__NONE)
+        l = leaf_for(doc, cl, clock);
+    return IDX_LEAF(doc, l).n >= 2;
 }
 
-/* Removing a leaf's first key changes the smallest key recorded above it. */
 void crdt__idx_remove(crdt_doc_t *doc, uint32_t client, uint32_t clock)
 {
-    uint64_t k = key_of(client, clock);
-    uint32_t path[MAX_HEIGHT], slots[MAX_HEIGHT];
-    uint32_t node = descend(doc, k, path, slots), s;
-    crdt__idx_leaf_t *leaf = &IDX_LEAF(doc, node);
-    finger_set(doc, client, node);
-    s = lower_bound(leaf->keys, leaf->n, k);
-    assert(s < leaf->n && leaf->keys[s] == k && leaf->n >= 2);
-    memmove(&leaf->keys[s], &leaf->keys[s + 1], (leaf->n - s - 1) * sizeof(uint64_t));
+    crdt__client_t *cl = &CLIENT(doc, client);
+    uint32_t path[CRDT__IDX_MAX_HEIGHT], slots[CRDT__IDX_MAX_HEIGHT];
+    uint32_t node = finger_holding(doc, cl, clock, true), s;
+    crdt__idx_leaf_t *leaf;
+    bool fixed = node != CRDT__NONE; /* slot > 0: nothing above changes */
+    if (!fixed)
+        node = descend(doc, cl, clock, path, slots);
+    cl->idx_leaf = node;
+    leaf = &IDX_LEAF(doc, node);
+    s = lower_bound(leaf->keys, leaf->n, clock);
+    assert(s < leaf->n && leaf->keys[s] == clock && leaf->n >= 2);
+    memmove(&leaf->keys[s], &leaf->keys[s + 1], (leaf->n - s - 1) * sizeof(uint32_t));
     memmove(&leaf->vals[s], &leaf->vals[s + 1], (leaf->n - s - 1) * sizeof(uint32_t));
     leaf->n--;
     doc->idx_count--;
-    if (s == 0) {
-        for (uint32_t h = 1; h <= doc->idx_height; h++) {
-            IDX_INNER(doc, path[h]).keys[slots[h]] = leaf->keys[0];
-            if (slots[h] != 0)
-                break;
-        }
-    }
+    if (s == 0 && !fixed)
+        fix_min(doc, cl, path, slots, leaf->keys[0]);
 }
 
 void crdt__idx_rekey(crdt_doc_t *doc, uint32_t client, uint32_t from, uint32_t to)
 {
-    uint64_t k = key_of(client, from);
-    uint32_t path[MAX_HEIGHT], slots[MAX_HEIGHT];
-    uint32_t node = finger_holding(doc, client, k), s;
+    crdt__client_t *cl = &CLIENT(doc, client);
+    uint32_t path[CRDT__IDX_MAX_HEIGHT], slots[CRDT__IDX_MAX_HEIGHT];
+    uint32_t node = finger_holding(doc, cl, from, true), s;
     crdt__idx_leaf_t *leaf = node == CRDT__NONE ? NULL : &IDX_LEAF(doc, node);
-    if (leaf && (s = lower_bound(leaf->keys, leaf->n, k)) < leaf->n && leaf->keys[s] == k) {
-        leaf->keys[s] = key_of(client, to);
-        finger_set(doc, client, node);
+    if (leaf && (s = lower_bound(leaf->keys, leaf->n, from)) < leaf->n && leaf->keys[s] == from) {
+        leaf->keys[s] = to;
         return;
     }
-    node = descend(doc, k, path, slots);
-    finger_set(doc, client, node);
+    node = descend(doc, cl, from, path, slots);
+    cl->idx_leaf = node;
     leaf = &IDX_LEAF(doc, node);
-    s = lower_bound(leaf->keys, leaf->n, k);
-    assert(s < leaf->n && leaf->keys[s] == k);
-    leaf->keys[s] = key_of(client, to);
-    if (s == 0) {
-        for (uint32_t h = 1; h <= doc->idx_height; h++) {
-            IDX_INNER(doc, path[h]).keys[slots[h]] = leaf->keys[0];
-            if (slots[h] != 0)
-                break;
-        }
-    }
+    s = lower_bound(leaf->keys, leaf->n, from);
+    assert(s < leaf->n && leaf->keys[s] == from);
+    leaf->keys[s] = to;
+    if (s == 0)
+        fix_min(doc, cl, path, slots, to);
 }
 
 uint32_t crdt__idx_find_le(const crdt_doc_t *doc, uint32_t client, uint32_t clock,
                            uint32_t *start_clock)
 {
-    uint64_t k = key_of(client, clock);
-    uint32_t node = doc->idx_root, i;
-    uint32_t fl = finger_holding(doc, client, k);
-    const crdt__idx_leaf_t *leaf = fl == CRDT__NONE ? NULL : &IDX_LEAF(doc, fl);
-    if (leaf == NULL) {
-        for (uint32_t h = doc->idx_height; h > 0; h--) {
-            const crdt__idx_inner_t *in = &IDX_INNER(doc, node);
-            node = in->child[child_for(in->keys, in->n, k)];
-        }
-        leaf = &IDX_LEAF(doc, node);
-    }
-    i = lower_bound(leaf->keys, leaf->n, k + 1); /* first key > k */
-    if (i == 0)
+    const crdt__client_t *cl;
+    const crdt__idx_leaf_t *leaf;
+    uint32_t l, i;
+    if (client >= doc->clients.len || (cl = &CLIENT(doc, client))->idx_root == CRDT__NONE)
         return CRDT__NONE;
-    i--;
-    if ((uint32_t)(leaf->keys[i] >> 32) != client)
-        return CRDT__NONE;
-    *start_clock = (uint32_t)leaf->keys[i];
+    l = finger_holding(doc, cl, clock, false);
+    leaf = &IDX_LEAF(doc, l != CRDT__NONE ? l : leaf_for(doc, cl, clock));
+    i = child_for(leaf->keys, leaf->n, clock);
+    if (leaf->keys[i] > clock)
+        return CRDT__NONE; /* before the client's first item */
+    *start_clock = leaf->keys[i];
     return leaf->vals[i];
 }
 
 void crdt__idx_seek(const crdt_doc_t *doc, uint32_t client, uint32_t clock, crdt__idx_iter_t *it)
 {
-    uint64_t k = key_of(client, clock);
-    uint32_t node = doc->idx_root, s;
+    const crdt__client_t *cl;
     const crdt__idx_leaf_t *leaf;
-    for (uint32_t h = doc->idx_height; h > 0; h--) {
-        const crdt__idx_inner_t *in = &IDX_INNER(doc, node);
-        node = in->child[child_for(in->keys, in->n, k)];
-    }
+    uint32_t node, s;
+    it->client = client;
+    it->leaf = CRDT__NONE;
+    it->slot = 0;
+    if (client >= doc->clients.len || (cl = &CLIENT(doc, client))->idx_root == CRDT__NONE)
+        return;
+    node = leaf_for(doc, cl, clock);
     leaf = &IDX_LEAF(doc, node);
-    s = lower_bound(leaf->keys, leaf->n, k);
+    s = lower_bound(leaf->keys, leaf->n, clock);
     if (s == leaf->n) {
         node = leaf->next;
         s = 0;
@@ -360,17 +362,13 @@ void crdt__idx_seek(const crdt_doc_t *doc, uint32_t client, uint32_t clock, crdt
     it->slot = s;
 }
 
-bool crdt__idx_next(const crdt_doc_t *doc, crdt__idx_iter_t *it, uint32_t *client, uint32_t *clock,
-                    uint32_t *val)
+bool crdt__idx_next(const crdt_doc_t *doc, crdt__idx_iter_t *it, uint32_t *clock, uint32_t *val)
 {
     const crdt__idx_leaf_t *leaf;
     if (it->leaf == CRDT__NONE)
         return false;
     leaf = &IDX_LEAF(doc, it->leaf);
-    if (it->slot >= leaf->n)
-        return false; /* only the empty root leaf */
-    *client = (uint32_t)(leaf->keys[it->slot] >> 32);
-    *clock = (uint32_t)leaf->keys[it->slot];
+    *clock = leaf->keys[it->slot];
     *val = leaf->vals[it->slot];
     if (++it->slot == leaf->n) {
         it->leaf = leaf->next;
@@ -379,33 +377,46 @@ bool crdt__idx_next(const crdt_doc_t *doc, crdt__idx_iter_t *it, uint32_t *clien
     return true;
 }
 
-static int check_node(const crdt_doc_t *doc, uint32_t node, uint32_t h, uint64_t *min,
-                      uint64_t *last, bool *have_last, uint32_t *count)
+/* Checks one client's subtree: keys ascending across leaves, leaves chained
+ * in that order, inner keys the exact minimums, node fill within bounds. */
+typedef struct {
+    uint32_t last_key, last_leaf, count, inners, leaves;
+    bool have_key;
+} check_t;
+
+static int check_node(const crdt_doc_t *doc, uint32_t node, uint32_t h, uint32_t *min, check_t *ck)
 {
     if (h == 0) {
-        const crdt__idx_leaf_t *leaf = &IDX_LEAF(doc, node);
-        if (node >= doc->idx_leaves.len || leaf->n > CRDT__IDX_LEAF)
+        const crdt__idx_leaf_t *leaf;
+        if (node >= doc->idx_leaves.len)
             return -1;
-        if (leaf->n == 0)
-            return doc->idx_count == 0 ? 0 : -1;
+        leaf = &IDX_LEAF(doc, node);
+        if (leaf->n == 0 || leaf->n > CRDT__IDX_LEAF)
+            return -1;
+        if (ck->last_leaf != CRDT__NONE && IDX_LEAF(doc, ck->last_leaf).next != node)
+            return -1;
         for (uint32_t i = 0; i < leaf->n; i++) {
-            if (*have_last && leaf->keys[i] <= *last)
+            if (ck->have_key && leaf->keys[i] <= ck->last_key)
                 return -1;
-            *last = leaf->keys[i];
-            *have_last = true;
+            ck->last_key = leaf->keys[i];
+            ck->have_key = true;
         }
+        ck->last_leaf = node;
+        ck->leaves++;
         *min = leaf->keys[0];
-        *count += leaf->n;
+        ck->count += leaf->n;
         return 0;
     } else {
-        const crdt__idx_inner_t *in = &IDX_INNER(doc, node);
-        if (node >= doc->idx_inners.len || in->n < 2 || in->n > CRDT__IDX_FAN)
+        const crdt__idx_inner_t *in;
+        if (node >= doc->idx_inners.len)
             return -1;
+        in = &IDX_INNER(doc, node);
+        if (in->n < 2 || in->n > CRDT__IDX_FAN)
+            return -1;
+        ck->inners++;
         for (uint32_t i = 0; i < in->n; i++) {
-            uint64_t m;
-            if (check_node(doc, in->child[i], h - 1, &m, last, have_last, count) != 0)
-                return -1;
-            if (m != in->keys[i])
+            uint32_t m;
+            if (check_node(doc, in->child[i], h - 1, &m, ck) != 0 || m != in->keys[i])
                 return -1;
             if (i == 0)
                 *min = m;
@@ -416,10 +427,28 @@ static int check_node(const crdt_doc_t *doc, uint32_t node, uint32_t h, uint64_t
 
 int crdt__idx_check(const crdt_doc_t *doc)
 {
-    uint64_t min = 0, last = 0;
-    bool have = false;
-    uint32_t count = 0;
-    if (check_node(doc, doc->idx_root, doc->idx_height, &min, &last, &have, &count) != 0)
+    uint32_t count = 0, tall = 0, leaves = 0, inners = 0;
+    for (uint32_t c = 0; c < doc->clients.len; c++) {
+        const crdt__client_t *cl = &CLIENT(doc, c);
+        check_t ck = {0, CRDT__NONE, 0, 0, 0, false};
+        uint32_t min;
+        if (cl->idx_root == CRDT__NONE) {
+            if (cl->idx_height != 0 || cl->idx_leaf != CRDT__NONE)
+                return CRDT_EINTERNAL;
+            continue;
+        }
+        if (cl->idx_height >= CRDT__IDX_MAX_HEIGHT ||
+            check_node(doc, cl->idx_root, cl->idx_height, &min, &ck) != 0 ||
+            IDX_LEAF(doc, ck.last_leaf).next != CRDT__NONE || cl->idx_leaf >= doc->idx_leaves.len)
+            return CRDT_EINTERNAL;
+        count += ck.count;
+        leaves += ck.leaves;
+        inners += ck.inners;
+        tall += cl->idx_height > 0;
+    }
+    /* Every node of the pools belongs to exactly one tree. */
+    if (count != doc->idx_count || tall != doc->idx_tall || leaves != doc->idx_leaves.len ||
+        inners != doc->idx_inners.len)
         return CRDT_EINTERNAL;
-    return count == doc->idx_count ? 0 : CRDT_EINTERNAL;
+    return 0;
 }

@@ -1749,22 +1749,24 @@ static void build_seq(crdt_doc_t *doc, const crdt__snap_t *s, uint32_t n)
     doc->seq_height = level;
 }
 
-/* Builds the id index from the keys of the items, in id order. */
-static void build_idx(crdt_doc_t *doc, const crdt__snap_t *s)
+/* Builds client `c`'s id index from its `n` (> 0) items, s->bid[at ..] in
+ * clock order: even leaves, then even inner levels. */
+static void build_client_idx(crdt_doc_t *doc, const crdt__snap_t *s, uint32_t c, uint32_t at,
+                             uint32_t n)
 {
-    uint32_t n = s->nitems, nleaves = n ? groups_of(n, CRDT__IDX_LEAF) : 1, first = 0, level = 0;
-    uint32_t count, i = 0;
+    crdt__client_t *cl = &CLIENT(doc, c);
+    uint32_t nleaves = groups_of(n, CRDT__IDX_LEAF), first = doc->idx_leaves.len, level = 0;
+    uint32_t count, i = at;
     for (uint32_t lf = 0; lf < nleaves; lf++) {
-        uint32_t l = lf == 0 ? 0 : crdt__pool_take(&doc->idx_leaves);
-        crdt__idx_leaf_t *leaf = &IDX_LEAF(doc, l);
-        assert(l == lf);
-        leaf->n = n ? group_size(n, nleaves, lf) : 0;
-        leaf->next = lf + 1 < nleaves ? lf + 1 : CRDT__NONE;
+        crdt__idx_leaf_t *leaf = &IDX_LEAF(doc, crdt__pool_take(&doc->idx_leaves));
+        leaf->n = group_size(n, nleaves, lf);
+        leaf->next = lf + 1 < nleaves ? first + lf + 1 : CRDT__NONE;
         for (uint32_t m = 0; m < leaf->n; m++, i++) {
-            leaf->keys[m] = (uint64_t)s->bid[i].client << 32 | s->bid[i].clock;
+            leaf->keys[m] = s->bid[i].clock;
             leaf->vals[m] = BID_IDX(s->bid[i]);
         }
     }
+    cl->idx_leaf = first + nleaves - 1; /* where the client's next item goes */
     count = nleaves;
     while (count > 1) {
         uint32_t groups = groups_of(count, CRDT__IDX_FAN), child = first;
@@ -1772,9 +1774,9 @@ static void build_idx(crdt_doc_t *doc, const crdt__snap_t *s)
         for (uint32_t g = 0; g < groups; g++) {
             crdt__idx_inner_t *in = &IDX_INNER(doc, crdt__pool_take(&doc->idx_inners));
             in->n = group_size(count, groups, g);
-            for (uint32_t c = 0; c < in->n; c++, child++) {
-                in->child[c] = child;
-                in->keys[c] =
+            for (uint32_t k = 0; k < in->n; k++, child++) {
+                in->child[k] = child;
+                in->keys[k] =
                     level == 0 ? IDX_LEAF(doc, child).keys[0] : IDX_INNER(doc, child).keys[0];
             }
         }
@@ -1782,9 +1784,20 @@ static void build_idx(crdt_doc_t *doc, const crdt__snap_t *s)
         count = groups;
         level++;
     }
-    doc->idx_root = level == 0 ? 0 : first;
-    doc->idx_height = level;
-    doc->idx_count = n;
+    cl->idx_root = first;
+    cl->idx_height = level;
+    doc->idx_tall += level > 0;
+    doc->idx_count += n;
+}
+
+/* Builds every client's id index from the items in id order. */
+static void build_idx(crdt_doc_t *doc, const crdt__snap_t *s)
+{
+    for (uint32_t i = 0, j; i < s->nitems; i = j) {
+        for (j = i + 1; j < s->nitems && s->bid[j].client == s->bid[i].client; j++)
+            ;
+        build_client_idx(doc, s, s->bid[i].client, i, j - i);
+    }
 }
 
 /* Inner nodes needed above `count` nodes. */
@@ -1840,15 +1853,23 @@ int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
             goto Exit;
     {
         uint32_t leaves = s->nitems ? groups_of(s->nitems, CRDT__SEQ_LEAF) : 1;
-        uint32_t ileaves = s->nitems ? groups_of(s->nitems, CRDT__IDX_LEAF) : 1;
+        uint32_t ileaves = 0, iinners = 0;
+        for (uint32_t i = 0, j; i < s->nitems; i = j) {
+            uint32_t nl;
+            for (j = i + 1; j < s->nitems && s->bid[j].client == s->bid[i].client; j++)
+                ;
+            nl = groups_of(j - i, CRDT__IDX_LEAF);
+            ileaves += nl;
+            iinners += inner_nodes(nl, CRDT__IDX_FAN);
+        }
         if ((err = crdt__pool_reserve(doc, &doc->seq_leaves, sizeof(crdt__seq_leaf_t),
                                       leaves - 1)) != 0 ||
             (err = crdt__pool_reserve(doc, &doc->seq_inners, sizeof(crdt__seq_inner_t),
                                       inner_nodes(leaves, CRDT__SEQ_FAN))) != 0 ||
-            (err = crdt__pool_reserve(doc, &doc->idx_leaves, sizeof(crdt__idx_leaf_t),
-                                      ileaves - 1)) != 0 ||
-            (err = crdt__pool_reserve(doc, &doc->idx_inners, sizeof(crdt__idx_inner_t),
-                                      inner_nodes(ileaves, CRDT__IDX_FAN))) != 0)
+            (err = crdt__pool_reserve(doc, &doc->idx_leaves, sizeof(crdt__idx_leaf_t), ileaves)) !=
+                0 ||
+            (err = crdt__pool_reserve(doc, &doc->idx_inners, sizeof(crdt__idx_inner_t), iinners)) !=
+                0)
             goto Exit;
     }
 

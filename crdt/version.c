@@ -93,7 +93,7 @@ int crdt__collect_ops(const crdt_doc_t *doc, const uint32_t *clocks, crdt__op_t 
     int err = 0;
 
     for (uint32_t c = 0; c < doc->clients.len; c++) {
-        uint32_t from = clocks ? clocks[c] : 0, start, cc, ck, v, ndel, k = 0;
+        uint32_t from = clocks ? clocks[c] : 0, start, ck, v, ndel, k = 0;
         crdt__idx_iter_t it;
         bool more;
         if (from >= CLIENT(doc, c).next_clock)
@@ -115,13 +115,13 @@ int crdt__collect_ops(const crdt_doc_t *doc, const uint32_t *clocks, crdt__op_t 
         if (crdt__idx_find_le(doc, c, from, &start) == CRDT__NONE)
             start = from;
         crdt__idx_seek(doc, c, start, &it);
-        more = crdt__idx_next(doc, &it, &cc, &ck, &v) && cc == c;
+        more = crdt__idx_next(doc, &it, &ck, &v);
         while (more || k < ndel) {
             if (more && (k == ndel || ck < DELREC(doc, dels[k]).clock)) {
                 const crdt__item_t *x = &ITEM(doc, v);
                 if (ck + x->len > from && (err = push_item(doc, c, x, from, &ops, &n, &cap)) != 0)
                     goto Fail;
-                more = crdt__idx_next(doc, &it, &cc, &ck, &v) && cc == c;
+                more = crdt__idx_next(doc, &it, &ck, &v);
             } else if ((err = push_delrec(doc, &DELREC(doc, dels[k++]), from, &ops, &n, &cap)) !=
                        0) {
                 goto Fail;

@@ -1,16 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_idindex.c: white-box tests of crdt/idindex.c, the B+tree from
- * (client, clock) keys to item or delete-record values. Each test takes the
- * empty index of a fresh document (crdt_doc_new() calls crdt__idx_init()) and
- * drives crdt__idx_reserve/insert/remove/rekey/find_le/seek/next on it
- * directly, with made-up clients and values that name nothing in the
+ * test_idindex.c: white-box tests of crdt/idindex.c, the id index: one
+ * B+tree per client from clocks to item values. Each test takes the empty
+ * index of a fresh document with NCLIENTS clients (crdt_doc_new() calls
+ * crdt__idx_init()) and drives crdt__idx_reserve/insert/remove/rekey/
+ * find_le/seek/next on it directly, with values that name nothing in the
  * document; so only crdt__idx_check() (never crdt_doc_check()) judges the
- * structure. A model (a sorted array of keys and values) gives the expected
- * answers: find_le returns the greatest key <= the probe when it has the
- * probe's client and NONE otherwise; seek/next walk the keys in order across
- * leaves; inserts of distinct keys in random, ascending and descending order
- * grow the tree to several levels; removes (of a leaf's first key too, which
+ * structure. A model (a sorted array of (client, clock) keys and values)
+ * gives the expected answers: find_le returns the greatest key <= the probe
+ * when it has the probe's client and NONE otherwise; seek/next walk one
+ * client's keys in order across leaves; inserts of distinct keys in random,
+ * ascending and descending order grow the trees to several levels; removes
+ * (of a leaf's first key too, which
  * changes the minimum keys kept in inner nodes) and rekeys keep the check
  * passing. Randomized tests use fixed seeds and print them on failure; the
  * documents use the counting test allocator and must give back every byte.
@@ -101,16 +102,38 @@ typedef struct {
     model_t m;
 } fix_t;
 
+/* Clients 0 .. NCLIENTS-1 exist in every fixture's document. */
+#define NCLIENTS 8
+
 static int setup(void **state)
 {
     fix_t *f = calloc(1, sizeof(fix_t));
     if (f == NULL)
         return -1;
     test_alloc_init(&f->ta);
-    if (crdt_doc_new(1, &f->ta.alloc, &f->doc) != 0)
+    if (crdt_doc_new(1, &f->ta.alloc, &f->doc) != 0 ||
+        crdt__client_reserve(f->doc, NCLIENTS - 1) != 0)
         return -1;
+    for (uint64_t id = 2; id <= NCLIENTS; id++)
+        crdt__client_add(f->doc, id);
     *state = f;
     return 0;
+}
+
+/* Height of client `c`'s tree. */
+static uint32_t height_of(const fix_t *f, uint32_t c)
+{
+    return CLIENT(f->doc, c).idx_height;
+}
+
+/* The tallest client tree. */
+static uint32_t max_height(const fix_t *f)
+{
+    uint32_t h = 0;
+    for (uint32_t c = 0; c < NCLIENTS; c++)
+        if (height_of(f, c) > h)
+            h = height_of(f, c);
+    return h;
 }
 
 static int teardown(void **state)
@@ -140,23 +163,25 @@ static void idx_add(fix_t *f, uint32_t client, uint32_t clock, uint32_t val)
         assert_int_equal((f)->doc->idx_count, (f)->m.n);                                           \
     } while (0)
 
-/* The whole index, walked from the start, equals the model. */
+/* Every client's index, walked from its start, equals the model. */
 static void assert_iter_all(const fix_t *f)
 {
-    crdt__idx_iter_t it;
-    uint32_t c, k, v;
     size_t i = 0;
-    crdt__idx_seek(f->doc, 0, 0, &it);
-    while (crdt__idx_next(f->doc, &it, &c, &k, &v)) {
-        if (i >= f->m.n)
-            fail_msg("iteration yields more than the %zu keys", f->m.n);
-        if (key_of(c, k) != f->m.e[i].key || v != f->m.e[i].val)
-            fail_msg("entry %zu: got (%u, %u) -> %u, want (%u, %u) -> %u", i, c, k, v,
-                     (uint32_t)(f->m.e[i].key >> 32), (uint32_t)f->m.e[i].key, f->m.e[i].val);
-        i++;
+    for (uint32_t c = 0; c < NCLIENTS; c++) {
+        crdt__idx_iter_t it;
+        uint32_t k, v;
+        crdt__idx_seek(f->doc, c, 0, &it);
+        while (crdt__idx_next(f->doc, &it, &k, &v)) {
+            if (i >= f->m.n)
+                fail_msg("iteration yields more than the %zu keys", f->m.n);
+            if (key_of(c, k) != f->m.e[i].key || v != f->m.e[i].val)
+                fail_msg("entry %zu: got (%u, %u) -> %u, want (%u, %u) -> %u", i, c, k, v,
+                         (uint32_t)(f->m.e[i].key >> 32), (uint32_t)f->m.e[i].key, f->m.e[i].val);
+            i++;
+        }
+        assert_false(crdt__idx_next(f->doc, &it, &k, &v)); /* stays at the end */
     }
     assert_int_equal(i, f->m.n);
-    assert_false(crdt__idx_next(f->doc, &it, &c, &k, &v)); /* stays at the end */
 }
 
 /* find_le for one probe against the model. */
@@ -177,16 +202,17 @@ static void check_find_le(const fix_t *f, uint32_t client, uint32_t clock)
         fail_msg("find_le(%u, %u) returned NONE but wrote *start_clock", client, clock);
 }
 
-/* seek(client, clock) then up to `steps` next calls against the model. */
+/* seek(client, clock) then up to `steps` next calls against the model: the
+ * client's keys from clock on. */
 static void check_seek(const fix_t *f, uint32_t client, uint32_t clock, size_t steps)
 {
     crdt__idx_iter_t it;
     size_t i = model_lower(&f->m, key_of(client, clock));
-    uint32_t c, k, v;
+    uint32_t c = client, k, v;
     crdt__idx_seek(f->doc, client, clock, &it);
     for (size_t s = 0; s < steps; s++, i++) {
-        bool more = crdt__idx_next(f->doc, &it, &c, &k, &v);
-        if (i == f->m.n) {
+        bool more = crdt__idx_next(f->doc, &it, &k, &v);
+        if (i == f->m.n || (uint32_t)(f->m.e[i].key >> 32) != client) {
             if (more)
                 fail_msg("seek(%u, %u): step %zu yields past the last key", client, clock, s);
             return;
@@ -200,17 +226,28 @@ static void check_seek(const fix_t *f, uint32_t client, uint32_t clock, size_t s
     }
 }
 
-/* Keys of the first slot of every leaf, in key order (white-box). */
-static size_t leaf_first_keys(const crdt_doc_t *doc, uint64_t *out, size_t max)
+/* Keys of the first (or last) slot of every leaf of client `c`, in key order
+ * (white-box). */
+static size_t leaf_edge_keys(const crdt_doc_t *doc, uint32_t c, bool last, uint64_t *out,
+                             size_t max)
 {
-    uint32_t node = doc->idx_root;
+    uint32_t node = CLIENT(doc, c).idx_root;
     size_t n = 0;
-    for (uint32_t h = doc->idx_height; h > 0; h--)
+    if (node == CRDT__NONE)
+        return 0;
+    for (uint32_t h = CLIENT(doc, c).idx_height; h > 0; h--)
         node = IDX_INNER(doc, node).child[0];
-    for (; node != CRDT__NONE && n < max; node = IDX_LEAF(doc, node).next)
-        if (IDX_LEAF(doc, node).n > 0)
-            out[n++] = IDX_LEAF(doc, node).keys[0];
+    for (; node != CRDT__NONE && n < max; node = IDX_LEAF(doc, node).next) {
+        const crdt__idx_leaf_t *leaf = &IDX_LEAF(doc, node);
+        if (leaf->n > 0)
+            out[n++] = key_of(c, leaf->keys[last ? leaf->n - 1 : 0]);
+    }
     return n;
+}
+
+static size_t leaf_first_keys(const crdt_doc_t *doc, uint32_t c, uint64_t *out, size_t max)
+{
+    return leaf_edge_keys(doc, c, false, out, max);
 }
 
 /* Inserts `count` distinct random keys over `clients` clients. */
@@ -232,13 +269,16 @@ static void test_idx_find_le_empty_index(void **state)
 {
     fix_t *f = *state;
     crdt__idx_iter_t it;
-    uint32_t start = 7, c, k, v;
+    uint32_t start = 7, k, v;
     assert_idx_ok(f);
     assert_int_equal(crdt__idx_find_le(f->doc, 0, 0, &start), CRDT__NONE);
     assert_int_equal(crdt__idx_find_le(f->doc, 5, UINT32_MAX, &start), CRDT__NONE);
+    assert_int_equal(crdt__idx_find_le(f->doc, NCLIENTS + 3, 0, &start), CRDT__NONE);
     assert_int_equal(start, 7);
     crdt__idx_seek(f->doc, 0, 0, &it);
-    assert_false(crdt__idx_next(f->doc, &it, &c, &k, &v));
+    assert_false(crdt__idx_next(f->doc, &it, &k, &v));
+    crdt__idx_seek(f->doc, NCLIENTS + 3, 0, &it); /* no such client */
+    assert_false(crdt__idx_next(f->doc, &it, &k, &v));
 }
 
 static void test_idx_find_le_same_client_only(void **state)
@@ -246,7 +286,7 @@ static void test_idx_find_le_same_client_only(void **state)
     fix_t *f = *state;
     uint32_t start = 0;
     idx_add(f, 1, 10, 100);
-    idx_add(f, 1, 20, 101 | CRDT__IDX_DEL);
+    idx_add(f, 1, 20, 101);
     idx_add(f, 3, 0, 300);
     idx_add(f, 3, 5, 305);
     assert_idx_ok(f);
@@ -255,14 +295,14 @@ static void test_idx_find_le_same_client_only(void **state)
     assert_int_equal(start, 10);
     assert_int_equal(crdt__idx_find_le(f->doc, 1, 19, &start), 100);
     assert_int_equal(start, 10);
-    assert_int_equal(crdt__idx_find_le(f->doc, 1, 20, &start), 101 | CRDT__IDX_DEL);
+    assert_int_equal(crdt__idx_find_le(f->doc, 1, 20, &start), 101);
     assert_int_equal(start, 20);
-    assert_int_equal(crdt__idx_find_le(f->doc, 1, UINT32_MAX, &start), 101 | CRDT__IDX_DEL);
+    assert_int_equal(crdt__idx_find_le(f->doc, 1, UINT32_MAX, &start), 101);
     assert_int_equal(start, 20);
     /* Below the client's first key: the greater key of client 0 or none. */
     assert_int_equal(crdt__idx_find_le(f->doc, 1, 9, &start), CRDT__NONE);
     assert_int_equal(crdt__idx_find_le(f->doc, 0, 50, &start), CRDT__NONE);
-    /* Client 2 has no keys: the greatest key <= (2, x) is client 1's. */
+    /* Client 2 has no keys (client 1's keys are in another tree). */
     assert_int_equal(crdt__idx_find_le(f->doc, 2, 0, &start), CRDT__NONE);
     assert_int_equal(crdt__idx_find_le(f->doc, 2, UINT32_MAX, &start), CRDT__NONE);
     assert_int_equal(crdt__idx_find_le(f->doc, 3, 4, &start), 300);
@@ -283,7 +323,7 @@ static void test_idx_insert_random_keys(void **state)
                      round);
         assert_int_equal(f->doc->idx_count, f->m.n);
     }
-    assert_true(f->doc->idx_height >= 2);
+    assert_true(max_height(f) >= 1);
     assert_iter_all(f);
 }
 
@@ -294,7 +334,7 @@ static void test_idx_find_le_matches_model(void **state)
     rng_init(&r, 0xf1d);
     insert_random(f, &r, 6000, 5, 50000);
     assert_idx_ok(f);
-    assert_true(f->doc->idx_height >= 1);
+    assert_true(max_height(f) >= 1);
     /* Random probes, every key itself, and the keys on either side of each. */
     for (int i = 0; i < 50000; i++) {
         uint32_t c = rng_below(&r, 7), k = rng_below(&r, 50010);
@@ -327,14 +367,16 @@ static void test_idx_seek_next_order_across_leaves(void **state)
         check_seek(f, rng_below(&r, 5), rng_below(&r, 20010), 80);
     for (size_t i = 0; i < f->m.n; i += 7)
         check_seek(f, (uint32_t)(f->m.e[i].key >> 32), (uint32_t)f->m.e[i].key, 40);
-    {
-        /* Every leaf taken from the pool is in the tree. */
-        for (uint32_t node = 0; node < f->doc->idx_leaves.len; node++) {
-            const crdt__idx_leaf_t *leaf = &IDX_LEAF(f->doc, node);
-            uint64_t k0 = leaf->keys[0], kn = leaf->keys[leaf->n - 1];
-            check_seek(f, (uint32_t)(k0 >> 32), (uint32_t)k0, 40);
-            check_seek(f, (uint32_t)(kn >> 32), (uint32_t)kn, 40);
-            check_seek(f, (uint32_t)(kn >> 32), (uint32_t)kn + 1, 40); /* between leaves */
+    for (uint32_t c = 0; c < NCLIENTS; c++) {
+        /* From every leaf's first and last key, and between leaves. */
+        static uint64_t edges[4096];
+        size_t n = leaf_edge_keys(f->doc, c, false, edges, 4096);
+        for (size_t i = 0; i < n; i++)
+            check_seek(f, c, (uint32_t)edges[i], 40);
+        n = leaf_edge_keys(f->doc, c, true, edges, 4096);
+        for (size_t i = 0; i < n; i++) {
+            check_seek(f, c, (uint32_t)edges[i], 40);
+            check_seek(f, c, (uint32_t)edges[i] + 1, 40);
         }
     }
     /* Past the end. */
@@ -345,23 +387,24 @@ static void test_idx_seek_next_order_across_leaves(void **state)
 static void test_idx_insert_ascending_builds_several_levels(void **state)
 {
     fix_t *f = *state;
-    uint32_t heights = 0, last_height = 0;
-    /* Ascending keys leave every split node half full: the tallest shape. */
-    for (uint32_t i = 0; i < 20000; i++) {
-        idx_add(f, i / 5000, (i % 5000) * 3, i);
-        assert_true(f->doc->idx_height >= last_height);
-        if (f->doc->idx_height != last_height)
-            heights++;
-        last_height = f->doc->idx_height;
+    uint32_t last_height[NCLIENTS] = {0};
+    /* Ascending keys leave every split node half full: the tallest shape.
+     * Client 0 gets 12,000 keys (three levels), three more clients 2,000. */
+    for (uint32_t i = 0; i < 18000; i++) {
+        uint32_t c = i < 12000 ? 0 : 1 + (i - 12000) / 2000, h;
+        idx_add(f, c, (i < 12000 ? i : (i - 12000) % 2000) * 3, i);
+        h = height_of(f, c);
+        assert_true(h == last_height[c] || h == last_height[c] + 1); /* one level at a time */
+        last_height[c] = h;
         if (i % 997 == 0)
             assert_idx_ok(f);
     }
     assert_idx_ok(f);
-    assert_true(f->doc->idx_height >= 3);
-    assert_int_equal(heights, f->doc->idx_height); /* one level at a time */
+    assert_true(height_of(f, 0) >= 3);
+    assert_true(height_of(f, 1) >= 1);
     assert_iter_all(f);
     for (uint32_t c = 0; c < 5; c++)
-        for (uint32_t k = 0; k < 15000; k += 13)
+        for (uint32_t k = 0; k < 36000; k += 13)
             check_find_le(f, c, k);
 }
 
@@ -376,7 +419,7 @@ static void test_idx_insert_descending_keys(void **state)
             assert_idx_ok(f);
     }
     assert_idx_ok(f);
-    assert_true(f->doc->idx_height >= 2);
+    assert_true(height_of(f, 2) >= 2);
     assert_iter_all(f);
     check_find_le(f, 2, 0);
     check_find_le(f, 1, UINT32_MAX);
@@ -424,10 +467,10 @@ static void test_idx_remove_leaf_first_key_updates_inner_minimums(void **state)
     for (uint32_t i = 0; i < 12000; i++)
         idx_add(f, 1, 2 * i, i);
     assert_idx_ok(f);
-    assert_true(f->doc->idx_height >= 2);
+    assert_true(height_of(f, 1) >= 2);
     /* Remove the first key of every leaf, then again, while leaves allow. */
     for (int pass = 0; pass < 3; pass++) {
-        nf = leaf_first_keys(f->doc, firsts, 4096);
+        nf = leaf_first_keys(f->doc, 1, firsts, 4096);
         assert_true(nf > 100);
         for (size_t j = 0; j < nf; j++) {
             uint32_t c = (uint32_t)(firsts[j] >> 32), k = (uint32_t)firsts[j];
@@ -517,8 +560,8 @@ static void test_idx_rekey_leaf_first_key(void **state)
     for (uint32_t i = 0; i < 8000; i++)
         idx_add(f, 0, 10 * i + 10, i);
     assert_idx_ok(f);
-    assert_true(f->doc->idx_height >= 2);
-    nf = leaf_first_keys(f->doc, firsts, 1024);
+    assert_true(height_of(f, 0) >= 2);
+    nf = leaf_first_keys(f->doc, 0, firsts, 1024);
     /* Move each leaf's first key down (towards the previous leaf) and back up. */
     for (size_t j = 0; j < nf; j++) {
         uint32_t from = (uint32_t)firsts[j], to = from - 9;
