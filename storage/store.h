@@ -12,8 +12,10 @@
  * store_doc_stat(), store_version_list() and store_replica_name(), each of
  * which keeps one LMDB read transaction inside the call. The store's own writer thread owns every
  * write transaction: it takes everything queued, writes it in one transaction, commits (fsync), and
- * publishes "durable through ticket T", signalled on store_completion_fd(). The writer also writes
- * snapshots (compaction) and grows the map when it is full. Every function here may be called from
+ * publishes "durable through ticket T", signalled on store_completion_fd(). It also grows the map
+ * when it is full. The store's compaction thread (at a lower priority) builds and encodes snapshots
+ * in read transactions and hands each to the writer, which stores it with its next round, so a
+ * commit never waits for a snapshot to be built. Every function here may be called from
  * any thread except where noted; store_open() and store_close() are not concurrent with anything
  * else on the same store.
  *
@@ -111,7 +113,8 @@ typedef struct store store_t;
 
 /*
  * Opens (creating if missing, mode 0700 for the directory, 0600 for files) the
- * store in directory `dir` (NUL-terminated path) and starts its writer thread.
+ * store in directory `dir` (NUL-terminated path) and starts its writer and
+ * compaction threads.
  * Clears reader slots left by dead processes (mdb_reader_check). `opts` may be
  * NULL. Returns 0 and sets *out, or STORE_EINVAL, STORE_ENOMEM, STORE_EIO,
  * STORE_EACCES, STORE_ECORRUPT / STORE_EFORMAT (not a weft store of a format
@@ -121,8 +124,8 @@ int store_open(const char *dir, const store_options_t *opts, store_t **out);
 
 /*
  * Drains the queue (everything queued becomes durable, unless the store has
- * failed), lets the writer finish the snapshots it owes, joins the writer and
- * closes the environment. Returns 0 or the store's failure (store_failed());
+ * failed), lets the store write the snapshots owed (as store_flush()), joins
+ * its threads and closes the environment. Returns 0 or the store's failure (store_failed());
  * the store is freed either way. store_close(NULL) does nothing and returns 0.
  */
 int store_close(store_t *store);
@@ -360,8 +363,8 @@ int store_version_list(store_t *store, const char *name, size_t name_len, store_
  * commits that took <= commit_le_bound_us[i]; the +Inf bucket is `commits`.
  */
 typedef struct {
-    uint64_t commits;         /* write transactions committed (batches + snapshots) */
-    uint64_t batches;         /* of which group-commit batches of queued entries */
+    uint64_t commits;         /* write transactions committed (batches, snapshots, or both) */
+    uint64_t batches;         /* of which held a group-commit batch of queued entries */
     uint64_t entries_written; /* log entries committed */
     uint64_t bytes_written;   /* update bytes of those entries */
     uint64_t commit_us_sum;   /* total commit latency (txn begin to fsync done) */
@@ -370,7 +373,7 @@ typedef struct {
     uint64_t commit_le[STORE_LATENCY_BUCKETS];
     uint64_t snapshots_written;  /* compaction snapshots committed */
     uint64_t snapshot_bytes;     /* encoded state bytes of those */
-    uint64_t snapshot_errors;    /* compactions skipped (document would not build) */
+    uint64_t snapshot_errors;    /* compactions skipped (would not build, or a read failed) */
     uint64_t snapshot_fallbacks; /* corrupt snapshots skipped by loads */
     uint64_t versions_dropped;   /* store_version_put() for a document that did not exist */
     uint64_t map_size;           /* current LMDB map size in bytes */

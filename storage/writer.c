@@ -1,24 +1,38 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * writer.c: the store's writer thread, the only thread that opens LMDB write
- * transactions. Each round it takes everything queued, writes it in one
- * transaction (group commit: each log entry at the seq chosen when it was
- * queued, which must be the document's next seq, and the author's name in
- * `replicas` if the replica is new to the document), commits (fsync unless
- * no_sync), publishes the last ticket of the round as durable and signals the
- * eventfd. Then it writes at most one snapshot a document owes (compaction),
- * in its own transaction, so snapshots never delay the acknowledgement of the
- * entries that triggered them. A document owes one after snapshot_every
- * entries once their bytes reach a share of its latest snapshot's length (or after
- * snapshot_max_factor times as many entries): see snap_owed(). Each snapshot
- * goes where that rule first holds, so a document that owes several gets one
- * per round. MDB_MAP_FULL
- * aborts the transaction, doubles the map with the resize lock held exclusive
- * (no transaction of this process open), and retries the whole round. A commit that fails otherwise
- * puts the store in its failed state: queued and later work is dropped and no ticket is reported
- * durable again. Locks as in store_internal.h.
+ * writer.c: the store's two threads.
+ *
+ * The writer thread is the only thread that opens LMDB write transactions.
+ * Each round it takes everything queued and the snapshot the compaction
+ * thread finished (if any), writes them in one transaction (group commit:
+ * each log entry at the seq chosen when it was queued, which must be the
+ * document's next seq, and the author's name in `replicas` if the replica is
+ * new to the document; the snapshot, if the metadata still calls for it, as
+ * two puts), commits (fsync unless no_sync), publishes the last ticket of the
+ * round as durable and signals the eventfd. Then it lists the documents the
+ * round left owing a snapshot for the compaction thread. A document owes one
+ * after snapshot_every entries once their bytes reach a share of its latest
+ * snapshot's length (or after snapshot_max_factor times as many entries): see
+ * snap_owed(). MDB_MAP_FULL aborts the transaction, doubles the map with the
+ * resize lock held exclusive (no transaction of this process open), and
+ * retries the whole round. A commit that fails otherwise puts the store in its
+ * failed state: queued and later work is dropped and no ticket is reported
+ * durable again.
+ *
+ * The compaction thread (niceness +10, so a busy machine gives the cores to
+ * the event loop and the writer) takes one listed document at a time, and in
+ * a read transaction picks where its next snapshot goes (the first seq where
+ * the rule holds, snap_target()) and builds the document as of that seq from
+ * its latest good snapshot and the log; after the transaction it encodes
+ * (compresses) the state and hands it over. The build and the encoding, the
+ * costly part, therefore never sit inside a write transaction: commits (and
+ * the ACKs and deliveries behind them) wait at most for the two puts of a
+ * finished snapshot. The document stays "in flight" until the writer stored or
+ * dropped its snapshot, so its next one is planned from metadata recording
+ * this one; a document owing several gets one per round, taking turns with
+ * the others. Locks as in store_internal.h.
  */
-#define _GNU_SOURCE /* syscall(SYS_gettid) */
+#define _GNU_SOURCE /* syscall(SYS_gettid), pthread_setname_np */
 #include "store_internal.h"
 
 #include <stdlib.h>
@@ -27,7 +41,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* The replica id of documents the writer builds to snapshot them (never edited). */
+/* The replica id of documents built to snapshot them (never edited). */
 #define COMPACT_CLIENT 0x5707eULL
 
 /* Begins a write transaction holding the resize lock shared. */
@@ -631,6 +645,7 @@ void *store__compactor_main(void *arg)
     /* Linux: a thread id as PRIO_PROCESS changes that thread only. Failure
      * (a sandbox refusing it) just leaves the thread at the process's. */
     (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), COMPACT_NICE);
+    (void)pthread_setname_np(pthread_self(), "weft-compact"); /* for top -H, perf */
     for (;;) {
         pthread_mutex_lock(&s->cmu);
         while (!s->compact_stop && (s->compact_dead || s->in_flight || s->n_pending == 0))
@@ -726,6 +741,7 @@ static void compaction_after(store_t *s, bool wrote, const store__snap_t *snap, 
 void *store__writer_main(void *arg)
 {
     store_t *s = arg;
+    (void)pthread_setname_np(pthread_self(), "weft-writer");
     for (;;) {
         pthread_mutex_lock(&s->mu);
         while (!s->head && !s->ready && !s->closing && s->flush_req == s->flush_done)
