@@ -166,6 +166,7 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint
 typedef struct {
     crdt__op_t op;
     uint32_t seq;     /* arrival order, breaks ties when sorting */
+    uint32_t hint;    /* an item found by the dependency check (see deps_of), or NONE */
     uint8_t from_new; /* 1: from this update, 0: held from before */
     uint8_t state;    /* WAITING, PLANNED, DROPPED */
 } cand_t;
@@ -547,6 +548,7 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
             goto Exit;
         }
         k->seq = (uint32_t)i;
+        k->hint = CRDT__NONE;
         k->from_new = from_new;
         k->state = WAITING;
     }
@@ -625,7 +627,7 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
                 int r;
                 if (x->op.clock != g->psv)
                     break;
-                r = deps_of(&p, &x->op, NULL);
+                r = deps_of(&p, &x->op, &x->hint);
                 if (r == DEP_MISSING)
                     break;
                 if (r == DEP_INVALID) {
@@ -711,13 +713,16 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
         memcpy(new_pending, pend.base, pend.len);
     }
 
-    /* Commit: nothing below allocates. */
+    /* Commit: nothing below allocates. The items the planning found may
+     * have been split or merged away since; the integration checks a hint
+     * before it uses it. */
     for (i = 0; i < nplan; i++) {
         const crdt__op_t *op = &p.c[s.plan[i]].op;
+        uint32_t hint = p.c[s.plan[i]].hint;
         if (op->kind == CRDT__OP_INSERT)
-            crdt__integrate_insert(doc, op, CRDT__NONE);
+            crdt__integrate_insert(doc, op, hint);
         else
-            crdt__integrate_delete(doc, op, CRDT__NONE);
+            crdt__integrate_delete(doc, op, hint);
         CLIENT(doc, op->client).next_clock = op->clock + op->len;
     }
     crdt__free(doc, doc->pending, doc->pending_len);

@@ -642,17 +642,14 @@ static void delete_range(crdt_doc_t *doc, uint32_t c, uint32_t lo, uint32_t len,
         } else {
             it = crdt__item_find(doc, crdt__id(c, lo), &off);
         }
-        hint = CRDT__NONE;
         if (CRDT_NEVER(it == CRDT__NONE))
             return;
         x = &ITEM(doc, it);
         k = x->len - off < end - lo ? x->len - off : end - lo;
-        if (x->deleted) {
+        /* A range running on past this item usually goes on in the next. */
+        if (x->deleted || delete_by_moving(doc, it, off, k)) {
             lo += k;
-            continue;
-        }
-        if (delete_by_moving(doc, it, off, k)) {
-            lo += k;
+            hint = lo < end ? crdt__seq_next(doc, it) : CRDT__NONE;
             continue;
         }
         if (off > 0) {
@@ -673,7 +670,9 @@ static void delete_range(crdt_doc_t *doc, uint32_t c, uint32_t lo, uint32_t len,
             prev = crdt__seq_prev(doc, it);
             if (crdt__item_try_merge(doc, prev, it))
                 it = prev;
-            crdt__item_try_merge(doc, it, crdt__seq_next(doc, it));
+            hint = crdt__seq_next(doc, it);
+            if (crdt__item_try_merge(doc, it, hint) && lo < end)
+                hint = crdt__seq_next(doc, it);
         }
     }
 }
