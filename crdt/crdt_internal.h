@@ -392,6 +392,22 @@ int crdt__seq_check(const crdt_doc_t *doc);
 /* idindex.c: id index */
 int crdt__idx_init(crdt_doc_t *doc);
 int crdt__idx_reserve(crdt_doc_t *doc, size_t keys);
+/*
+ * Inner nodes the index may hold after a change inserting `keys` keys. A
+ * change takes at most one leaf per key (a split, or a client's first leaf).
+ * Every inner node but a root has at least FAN / 2 children (splits make
+ * halves, nothing shrinks, snapshot builds make even groups), so a tree of L
+ * leaves has at most L / (FAN / 2 - 1) inner nodes plus its root, and all
+ * trees together at most leaves / (FAN / 2 - 1) plus one root per tree with
+ * inner nodes. A change can give roots to at most `keys` of the clients that
+ * have none yet (a change's clients are in the table before it reserves).
+ */
+static inline size_t crdt__idx_inner_need(const crdt_doc_t *doc, size_t keys)
+{
+    size_t flat = doc->clients.len - doc->idx_tall;
+    return (doc->idx_leaves.len + keys) / (CRDT__IDX_FAN / 2 - 1) + doc->idx_tall +
+           (keys < flat ? keys : flat) + 1;
+}
 void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t val);
 /* Removes an existing key; its leaf must hold another key. */
 void crdt__idx_remove(crdt_doc_t *doc, uint32_t client, uint32_t clock);
@@ -447,8 +463,7 @@ static inline int crdt__reserve(crdt_doc_t *doc, size_t items, size_t delrecs)
         doc->seq_inners.cap >=
             (doc->seq_leaves.len + items) / (CRDT__SEQ_FAN / 2 - 1) + doc->seq_height + 3 &&
         doc->idx_leaves.cap - doc->idx_leaves.len >= keys &&
-        doc->idx_inners.cap >=
-            (doc->idx_leaves.len + keys) / (CRDT__IDX_FAN / 2 - 1) + doc->idx_tall + keys + 1 &&
+        doc->idx_inners.cap >= crdt__idx_inner_need(doc, keys) &&
         doc->items.len + items < CRDT__IDX_DEL && doc->delrecs.len + delrecs < CRDT__IDX_DEL)
         return 0;
     return crdt__reserve_slow(doc, items, delrecs);

@@ -24,31 +24,17 @@ int crdt__idx_init(crdt_doc_t *doc)
     return 0;
 }
 
-/*
- * A change inserting `keys` keys takes at most one leaf per key (a split, or
- * the first leaf of a client). Every inner node but a root has at least
- * HALF_FAN children (splits make halves, nothing shrinks, snapshot builds
- * make even groups), so a tree of L leaves has at most L / (HALF_FAN - 1)
- * inner nodes plus its root, and all trees together at most
- * leaves / (HALF_FAN - 1) plus one root per tree of height >= 1; each key
- * can add one such tree.
- */
-static inline size_t inner_need(const crdt_doc_t *doc, size_t keys)
-{
-    return (doc->idx_leaves.len + keys) / (HALF_FAN - 1) + doc->idx_tall + keys + 1;
-}
-
 int crdt__idx_reserve(crdt_doc_t *doc, size_t keys)
 {
     size_t need;
     int err;
     if (doc->idx_leaves.cap - doc->idx_leaves.len >= keys &&
-        doc->idx_inners.cap >= inner_need(doc, keys))
+        doc->idx_inners.cap >= crdt__idx_inner_need(doc, keys))
         return 0;
     err = crdt__pool_reserve(doc, &doc->idx_leaves, sizeof(crdt__idx_leaf_t), keys);
     if (err)
         return err;
-    need = inner_need(doc, keys);
+    need = crdt__idx_inner_need(doc, keys);
     if (need > doc->idx_inners.len)
         err = crdt__pool_reserve(doc, &doc->idx_inners, sizeof(crdt__idx_inner_t),
                                  need - doc->idx_inners.len);
