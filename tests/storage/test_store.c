@@ -10,7 +10,10 @@
  * back to older ones or a full replay; hostile log and metadata values are errors, never crashes;
  * group commit (fewer commits than entries, durable ticket reaches the last ticket, the completion
  * fd becomes readable); map growth from 1 MiB while another thread loads; named versions; an
- * `mdb_copy` of a live store opens and holds every entry durable before the copy; and crash safety:
+ * `mdb_copy` of a live store opens and holds every entry durable before the copy; the compaction
+ * thread (a snapshot written with the queue idle and no flush; many documents compacted while
+ * appends and loads go on, placements exactly by the rule; close while snapshots are being built;
+ * a map that may not grow failing on a round that holds only a snapshot); and crash safety:
  * a child process appending under load is SIGKILLed at random moments, and every entry it was told
  * is durable is there, byte for byte, and every document loads. Randomized tests use fixed seeds
  * and print them on failure; temporary directories are removed.
