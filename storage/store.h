@@ -97,7 +97,7 @@ typedef struct {
     uint32_t snapshot_log_percent;
     uint32_t snapshot_max_factor;
     /* Nonzero: snapshots are stored uncompressed (CRDT_STATE_UNCOMPRESSED):
-     * about 2.7 times the bytes for prose, about a tenth of the writer's CPU
+     * about 2.7 times the bytes for prose, about a tenth of the compaction thread's CPU
      * to make, and no decompression to load. */
     int uncompressed_snapshots;
     /*
