@@ -89,7 +89,7 @@ void srv_config_usage(FILE *out)
           "                        document (default 1000)\n"
           "  --snapshot-log-percent P  a snapshot also waits until the update bytes logged\n"
           "                        since the latest reach P % of that snapshot's size\n"
-          "                        (default 100; replay at load vs the writer's CPU)\n"
+          "                        (default 100; replay at load vs compaction CPU)\n"
           "  --snapshot-compression 0|1  1: snapshots compressed (default); 0: stored\n"
           "                        as is, bigger but far cheaper to write and load\n"
           "  --map-size MIB        initial LMDB map size; it grows when full (default 64)\n"
