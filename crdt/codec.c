@@ -35,13 +35,48 @@ static inline bool same_earlier(crdt__id_t o, uint32_t own, uint32_t clock)
     return o.client == own && o.clock < clock;
 }
 
+/*
+ * The encoder's numbering of the clients an update names (its id table), in
+ * order of first use. A few operations (a keystroke: one) name at most three
+ * clients each, found by a short linear search, so encoding them costs
+ * nothing per client of the document; more operations use a table indexed by
+ * local client number.
+ */
+#define REFS_SMALL_OPS 4
+typedef struct {
+    uint32_t *table;                   /* NULL: small, else NONE or the ref of each client */
+    uint32_t used[3 * REFS_SMALL_OPS]; /* small: the clients, in ref order */
+    uint32_t n;
+} refs_t;
+
+static inline uint32_t ref_of(const refs_t *r, uint32_t c)
+{
+    if (r->table)
+        return r->table[c];
+    for (uint32_t i = 0; i < r->n; i++)
+        if (r->used[i] == c)
+            return i;
+    return CRDT__NONE;
+}
+
+static inline void ref_use(refs_t *r, uint32_t c)
+{
+    if (ref_of(r, c) != CRDT__NONE)
+        return;
+    if (r->table)
+        r->table[c] = r->n;
+    else
+        r->used[r->n] = c;
+    r->n++;
+}
+
 static void put_origin(crdt_buf_t *b, crdt__id_t o, uint32_t own, uint32_t clock,
-                       const uint32_t *ref)
+                       const refs_t *refs)
 {
     if (same_earlier(o, own, clock))
         crdt__put_varint(b, clock - o.clock);
     else {
-        crdt__put_varint(b, ref[o.client]);
+        crdt__put_varint(b, ref_of(refs, o.client));
         crdt__put_varint(b, o.clock);
     }
 }
@@ -49,20 +84,20 @@ static void put_origin(crdt_buf_t *b, crdt__id_t o, uint32_t own, uint32_t clock
 int crdt__encode_ops(const crdt_alloc_t *alloc, const crdt__client_t *clients, size_t nids,
                      const crdt__op_t *ops, size_t n, crdt_buf_t *out)
 {
-    uint32_t stack_ref[64], *ref = stack_ref, nrefs = 0;
+    uint32_t stack_ref[64];
+    refs_t refs = {NULL, {0}, 0};
     size_t bound = 32, nblocks = 0, i;
     crdt_buf_t b;
     int err;
 
-    if (nids > 64 && (ref = crdt__tmp_alloc(alloc, nids * sizeof(uint32_t))) == NULL)
-        return CRDT_ENOMEM;
-    for (i = 0; i < nids; i++)
-        ref[i] = CRDT__NONE;
-#define USE(c)                                                                                     \
-    do {                                                                                           \
-        if (ref[c] == CRDT__NONE)                                                                  \
-            ref[c] = nrefs++;                                                                      \
-    } while (0)
+    if (n > REFS_SMALL_OPS) {
+        refs.table = nids > 64 ? crdt__tmp_alloc(alloc, nids * sizeof(uint32_t)) : stack_ref;
+        if (refs.table == NULL)
+            return CRDT_ENOMEM;
+        for (i = 0; i < nids; i++)
+            refs.table[i] = CRDT__NONE;
+    }
+#define USE(c) ref_use(&refs, c)
     for (i = 0; i < n; i++) {
         const crdt__op_t *op = &ops[i];
         if (i == 0 || op->client != ops[i - 1].client ||
@@ -83,21 +118,24 @@ int crdt__encode_ops(const crdt_alloc_t *alloc, const crdt__client_t *clients, s
         }
     }
 #undef USE
-    bound += (size_t)nrefs * 8;
+    bound += (size_t)refs.n * 8;
 
     err = crdt__buf_init(alloc, &b, bound + 1);
     if (err)
         goto Exit;
     crdt__put_u8(&b, FORMAT_VERSION);
-    crdt__put_varint(&b, nrefs);
-    {
+    crdt__put_varint(&b, refs.n);
+    if (refs.table == NULL) {
+        for (i = 0; i < refs.n; i++)
+            crdt__put_u64(&b, clients[refs.used[i]].id);
+    } else {
         /* Table in ref order. */
         size_t start = b.len;
-        b.len += (size_t)nrefs * 8;
+        b.len += (size_t)refs.n * 8;
         for (i = 0; i < nids; i++) {
-            if (ref[i] != CRDT__NONE) {
+            if (refs.table[i] != CRDT__NONE) {
                 size_t save = b.len;
-                b.len = start + (size_t)ref[i] * 8;
+                b.len = start + (size_t)refs.table[i] * 8;
                 crdt__put_u64(&b, clients[i].id);
                 b.len = save;
             }
@@ -110,7 +148,7 @@ int crdt__encode_ops(const crdt_alloc_t *alloc, const crdt__client_t *clients, s
         while (j < n && ops[j].client == op->client &&
                ops[j].clock == ops[j - 1].clock + ops[j - 1].len)
             j++;
-        crdt__put_varint(&b, ref[op->client]);
+        crdt__put_varint(&b, ref_of(&refs, op->client));
         crdt__put_varint(&b, op->clock);
         crdt__put_varint(&b, j - i);
         for (; i < j; i++) {
@@ -127,9 +165,9 @@ int crdt__encode_ops(const crdt_alloc_t *alloc, const crdt__client_t *clients, s
                     head |= F_ASCII;
                 crdt__put_u8(&b, head);
                 if (head & F_LEFT)
-                    put_origin(&b, op->left, op->client, op->clock, ref);
+                    put_origin(&b, op->left, op->client, op->clock, &refs);
                 if (head & F_RIGHT)
-                    put_origin(&b, op->right, op->client, op->clock, ref);
+                    put_origin(&b, op->right, op->client, op->clock, &refs);
                 if (!(head & F_ASCII))
                     crdt__put_varint(&b, op->len);
                 crdt__put_varint(&b, op->text_bytes);
@@ -143,7 +181,7 @@ int crdt__encode_ops(const crdt_alloc_t *alloc, const crdt__client_t *clients, s
                 if (head & F_TARGET_SAME)
                     crdt__put_varint(&b, op->clock - op->tlo);
                 else {
-                    crdt__put_varint(&b, ref[op->tclient]);
+                    crdt__put_varint(&b, ref_of(&refs, op->tclient));
                     crdt__put_varint(&b, op->tlo);
                 }
             }
@@ -152,8 +190,8 @@ int crdt__encode_ops(const crdt_alloc_t *alloc, const crdt__client_t *clients, s
     b.base[b.len] = 0;
     *out = b;
 Exit:
-    if (ref != stack_ref)
-        crdt__tmp_free(alloc, ref, nids * sizeof(uint32_t));
+    if (refs.table != NULL && refs.table != stack_ref)
+        crdt__tmp_free(alloc, refs.table, nids * sizeof(uint32_t));
     return err;
 }
 

@@ -1461,6 +1461,76 @@ static void test_update_summary_counts_operations(void **state)
     crdt_doc_free(a);
 }
 
+/* Text of `doc` (a malloc'd NUL-terminated copy). */
+static char *text_of(const crdt_doc_t *doc)
+{
+    crdt_buf_t t;
+    assert_int_equal(crdt_doc_text(doc, &t), 0);
+    char *s = malloc(t.len + 1);
+    assert_non_null(s);
+    memcpy(s, t.base, t.len);
+    s[t.len] = 0;
+    crdt_buf_dispose(&t);
+    return s;
+}
+
+/* Applies `u` to `b` and checks that `b` now reads like `a`; returns how many
+ * clients `u`'s id table names. */
+static uint64_t apply_and_compare(crdt_doc_t *b, const crdt_doc_t *a, crdt_buf_t *u)
+{
+    crdt_update_summary_t sum;
+    assert_int_equal(crdt_update_summary(u->base, u->len, NULL, &sum), 0);
+    apply_ok(b, u->base, u->len);
+    char *ta = text_of(a), *tb = text_of(b);
+    assert_string_equal(ta, tb);
+    free(ta);
+    free(tb);
+    crdt_buf_dispose(u);
+    return sum.clients;
+}
+
+/*
+ * An update names only the clients its operations use, however many the
+ * document knows (70 besides its own here, more than the encoder's table on
+ * the stack): a keystroke one, a delete of another client's character two,
+ * a delete across many clients' characters (more operations than the
+ * encoder's short path takes) each of them; and a replica built from a diff
+ * of everything reads the same.
+ */
+static void test_update_names_only_the_clients_it_uses(void **state)
+{
+    crdt_doc_t *a = new_doc(1, NULL), *b = new_doc(2, NULL), *fresh = new_doc(3, NULL);
+    crdt_buf_t u;
+    (void)state;
+    for (uint64_t c = 100; c < 170; c++) {
+        crdt_doc_t *r = new_doc(c, NULL);
+        sync_to(r, a);
+        assert_int_equal(crdt_doc_insert(r, 0, "x", 1, &u), 0);
+        apply_ok(a, u.base, u.len);
+        crdt_buf_dispose(&u);
+        crdt_doc_free(r);
+    }
+    sync_to(b, a);
+    assert_int_equal(crdt_doc_insert(a, crdt_doc_length(a), "y", 1, &u), 0);
+    assert_int_equal(apply_and_compare(b, a, &u), 2); /* own, and the left origin's */
+    assert_int_equal(crdt_doc_insert(a, crdt_doc_length(a), "z", 1, &u), 0);
+    assert_int_equal(apply_and_compare(b, a, &u), 1);
+    assert_int_equal(crdt_doc_delete(a, 3, 1, &u), 0);
+    assert_int_equal(apply_and_compare(b, a, &u), 2);  /* own, and the target's */
+    assert_int_equal(crdt_doc_delete(a, 5, 9, &u), 0); /* nine clients' characters */
+    assert_int_equal(apply_and_compare(b, a, &u), 10);
+    assert_int_equal(crdt_doc_insert(a, 20, "mid", 3, &u), 0);
+    assert_true(apply_and_compare(b, a, &u) <= 3);
+    sync_to(fresh, a);
+    char *ta = text_of(a), *tf = text_of(fresh);
+    assert_string_equal(ta, tf);
+    free(ta);
+    free(tf);
+    crdt_doc_free(a);
+    crdt_doc_free(b);
+    crdt_doc_free(fresh);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1486,6 +1556,7 @@ int main(void)
         cmocka_unit_test(test_diff_malformed_sv_emalformed),
         cmocka_unit_test(test_load_roundtrip),
         cmocka_unit_test(test_update_summary_counts_operations),
+        cmocka_unit_test(test_update_names_only_the_clients_it_uses),
     };
 
     if (getenv("CMOCKA_TEST_FILTER") != NULL)
