@@ -101,6 +101,16 @@ typedef struct {
     uint32_t prev : 31;    /* this client's previous record, or CRDT__DEL_NOPREV */
     uint32_t backward : 1; /* 1: a run of backspaces */
 } crdt__delrec_t;
+/* Links record `d` after the client's previous one `prev` (NONE: its first). */
+static inline void crdt__delrec_link(crdt__delrec_t *d, uint32_t prev)
+{
+    d->prev = prev == CRDT__NONE ? CRDT__DEL_NOPREV : prev;
+}
+/* The client's record before `d`, or NONE. */
+static inline uint32_t crdt__delrec_prev(const crdt__delrec_t *d)
+{
+    return d->prev == CRDT__DEL_NOPREV ? CRDT__NONE : d->prev;
+}
 
 /* A growable array of fixed-size elements addressed by index. */
 typedef struct {

@@ -707,22 +707,21 @@ static void add_delrec(crdt_doc_t *doc, const crdt__op_t *op, uint32_t tlo, uint
     DELREC(doc, r).tclient = op->tclient;
     DELREC(doc, r).tlo = tlo;
     DELREC(doc, r).backward = op->backward && len > 1;
-    DELREC(doc, r).prev = v == CRDT__NONE ? CRDT__DEL_NOPREV : v;
+    crdt__delrec_link(&DELREC(doc, r), v);
     CLIENT(doc, op->client).last_delrec = r;
 }
 
 uint32_t crdt__delrecs_since(const crdt_doc_t *doc, uint32_t c, uint32_t from, uint32_t *out)
 {
     uint32_t n = 0, r;
-    for (r = CLIENT(doc, c).last_delrec; r != CRDT__NONE && r != CRDT__DEL_NOPREV;
-         r = DELREC(doc, r).prev) {
+    for (r = CLIENT(doc, c).last_delrec; r != CRDT__NONE; r = crdt__delrec_prev(&DELREC(doc, r))) {
         if (DELREC(doc, r).clock + DELREC(doc, r).len <= from)
             break;
         n++;
     }
     if (out) {
         uint32_t i = n;
-        for (r = CLIENT(doc, c).last_delrec; i > 0; r = DELREC(doc, r).prev)
+        for (r = CLIENT(doc, c).last_delrec; i > 0; r = crdt__delrec_prev(&DELREC(doc, r)))
             out[--i] = r;
     }
     return n;
@@ -1001,7 +1000,7 @@ static int check_tiling(const crdt_doc_t *doc)
                 break;
             }
             dels[nd++] = bound = r;
-            r = d->prev == CRDT__DEL_NOPREV ? CRDT__NONE : d->prev;
+            r = crdt__delrec_prev(d);
         }
         seen += nd;
         while (!bad) {

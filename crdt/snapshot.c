@@ -1901,7 +1901,7 @@ int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
      * before it, and its last is its latest. */
     for (uint32_t i = 0; i < s->ndel; i++) {
         uint32_t *last = &CLIENT(doc, s->dels[i].client).last_delrec;
-        s->dels[i].prev = *last == CRDT__NONE ? CRDT__DEL_NOPREV : *last;
+        crdt__delrec_link(&s->dels[i], *last);
         *last = i;
     }
     build_seq(doc, s, s->nitems);
