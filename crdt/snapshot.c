@@ -359,8 +359,9 @@ struct crdt__snap {
     uint32_t nrefs;
     /* When the clients' clocks are dense enough (see dense_init()): a bitmap
      * of the inserted characters, client c's clock x at bit vbase[c] + x,
-     * filled by parse_items() in document order; then refs holds only the
-     * right origins. NULL otherwise. */
+     * filled by parse_items() in document order, followed by (at
+     * vbits + vwords) a bitmap of the characters of the items flagged
+     * deleted; then refs holds only the right origins. NULL otherwise. */
     uint64_t *vbits, *vbase;
     size_t vwords;
     snap_del_t *dels; /* per client in clock order */
@@ -381,7 +382,7 @@ void crdt__snapshot_dispose(const crdt_alloc_t *a, crdt__snap_t *s)
     crdt__tmp_free(a, s->toff, ((size_t)s->nitems + 1) * sizeof(uint32_t));
     crdt__tmp_free(a, s->aoff, s->nitems * sizeof(uint32_t));
     crdt__tmp_free(a, s->refs, 2 * (size_t)s->nitems * sizeof(snap_ref_t));
-    crdt__tmp_free(a, s->vbits, s->vwords * sizeof(uint64_t));
+    crdt__tmp_free(a, s->vbits, 2 * s->vwords * sizeof(uint64_t));
     crdt__tmp_free(a, s->vbase, s->nclients * sizeof(uint64_t));
     crdt__tmp_free(a, s->dels, s->ndel * sizeof(snap_del_t));
     crdt__tmp_free(a, s->owned, s->owned_len);
@@ -745,11 +746,11 @@ static int dense_init(const crdt_alloc_t *a, crdt__snap_t *s)
     if ((s->vbase = crdt__tmp_alloc(a, s->nclients * sizeof(uint64_t))) == NULL)
         return CRDT_ENOMEM;
     s->vwords = (size_t)(total / 64) + 1;
-    if ((s->vbits = crdt__tmp_alloc(a, s->vwords * sizeof(uint64_t))) == NULL) {
+    if ((s->vbits = crdt__tmp_alloc(a, 2 * s->vwords * sizeof(uint64_t))) == NULL) {
         s->vwords = 0;
         return CRDT_ENOMEM;
     }
-    memset(s->vbits, 0, s->vwords * sizeof(uint64_t));
+    memset(s->vbits, 0, 2 * s->vwords * sizeof(uint64_t));
     total = 0;
     for (uint32_t c = 0; c < s->nclients; c++) {
         s->vbase[c] = total;
@@ -773,13 +774,13 @@ static inline bool clock_set(const crdt__snap_t *s, uint32_t c, uint32_t x)
  * The rest of the dense check (see dense_init()), once every item's bits are
  * set: right origins name inserted characters; delete targets name inserted
  * characters only (exactly "consecutive items with no gap"), and the
- * deleted characters, collected in a second bitmap, make every item's
- * deleted flag true: all of its characters deleted, or none.
+ * deleted characters, collected in another bitmap, make every item's
+ * deleted flag true: all of its characters deleted, or none (the bitmap
+ * equals the one of the flagged items' characters that parse_items() set).
  */
 CRDT__NOINLINE static int check_refs_dense(const crdt_alloc_t *a, const crdt__snap_t *s)
 {
-    const snap_bid_t *bid = s->bid;
-    const uint64_t *ins = s->vbits, *base = s->vbase;
+    const uint64_t *ins = s->vbits, *flagged = s->vbits + s->vwords, *base = s->vbase;
     uint64_t *del = crdt__tmp_alloc(a, s->vwords * sizeof(uint64_t));
     int err = CRDT_EMALFORMED;
     if (del == NULL)
@@ -800,12 +801,13 @@ CRDT__NOINLINE static int check_refs_dense(const crdt_alloc_t *a, const crdt__sn
             goto Exit; /* a target clock that no item holds */
         bits_set(del, lo, lo + d->len);
     }
-    for (uint32_t k = 0; k < s->nitems; k++) {
-        uint64_t lo = base[bid[k].client] + bid[k].clock;
-        int st = bits_all(del, lo, lo + (bid[k].end - bid[k].clock));
-        if (st < 0 || st != ((bid[k].idx & BID_DELETED) != 0))
-            goto Exit; /* deleted in part, or not as its flag says */
-    }
+    /* The deleted characters lie within the items (checked above), which
+     * do not overlap (place_by_id()), so every item is deleted whole or not
+     * at all, as its flag says, exactly when they are the characters of
+     * the items flagged deleted. */
+    for (size_t w = 0; w < s->vwords; w++)
+        if (del[w] != flagged[w])
+            goto Exit;
     err = 0;
 Exit:
     crdt__tmp_free(a, del, s->vwords * sizeof(uint64_t));
@@ -995,6 +997,7 @@ CRDT__NOINLINE static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end
     uint32_t nrefs = 0;
     uint64_t *vbits = s->vbits;
     const uint64_t *vbase = s->vbase;
+    const size_t vwords = s->vwords;
     col_t cclient = col[C_CLIENT], cclock = col[C_CLOCK], clen = col[C_LEN];
     col_t cleft = col[C_LEFT], cright = col[C_RIGHT];
     /* The current client, where its previous item ended and its clock limit. */
@@ -1107,7 +1110,10 @@ CRDT__NOINLINE static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end
              * set), then this item's characters are set. */
             if (lm >= 2 && !clock_set(s, x.left.client, x.left.clock))
                 return CRDT_EMALFORMED;
-            bits_set(vbits, vbase[client] + x.clock, vbase[client] + x.clock + x.len);
+            uint64_t lo = vbase[client] + x.clock;
+            bits_set(vbits, lo, lo + x.len);
+            if (x.deleted)
+                bits_set(vbits + vwords, lo, lo + x.len);
         } else if (lm >= 2) {
             refs[nrefs++] = (snap_ref_t){x.left.client, x.left.clock, i};
         }
