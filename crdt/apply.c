@@ -27,8 +27,10 @@ static int64_t char_rank(const crdt_doc_t *doc, crdt__id_t id)
 
 void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint)
 {
-    uint32_t left_it = CRDT__NONE, right_it = CRDT__NONE, off, o, dest, y;
+    uint32_t left_it = CRDT__NONE, right_it = CRDT__NONE, off, o = CRDT__NONE, dest, y;
+    uint32_t prev, pred; /* the items before o and before dest (NONE: none) */
     int64_t left_rank = -1, right_rank = INT64_MAX;
+    bool have_o = false;
     uint64_t my_id = CLIENT(doc, op->client).id;
     bool scanning = false;
 
@@ -48,10 +50,11 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint
     }
     if (op->right.client != CRDT__NONE) {
         /* Usually the right origin is what follows the left one. */
-        uint32_t nx = left_it == CRDT__NONE ? crdt__seq_first(doc) : crdt__seq_next(doc, left_it);
-        if (nx != CRDT__NONE && ITEM(doc, nx).client == op->right.client &&
-            ITEM(doc, nx).clock == op->right.clock) {
-            right_it = nx;
+        o = left_it == CRDT__NONE ? crdt__seq_first(doc) : crdt__seq_next(doc, left_it);
+        have_o = true;
+        if (o != CRDT__NONE && ITEM(doc, o).client == op->right.client &&
+            ITEM(doc, o).clock == op->right.clock) {
+            right_it = o;
             off = 0;
         } else {
             right_it = crdt__item_find(doc, op->right, &off);
@@ -66,12 +69,16 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint
                      (ITEM(doc, left_it).len - 1)))
                 right_it = CRDT__NONE;
         }
-        if (right_it != CRDT__NONE && off > 0)
+        if (right_it != CRDT__NONE && off > 0) {
             right_it = crdt__item_split(doc, right_it, off);
+            have_o = false; /* the split may have put the right part next */
+        }
     }
 
-    o = left_it == CRDT__NONE ? crdt__seq_first(doc) : crdt__seq_next(doc, left_it);
+    if (!have_o)
+        o = left_it == CRDT__NONE ? crdt__seq_first(doc) : crdt__seq_next(doc, left_it);
     dest = o;
+    prev = pred = left_it;
     if (o != right_it) {
         if (left_it != CRDT__NONE)
             left_rank =
@@ -82,8 +89,10 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint
     for (;;) {
         const crdt__item_t *x;
         int64_t oleft, oright;
-        if (!scanning)
+        if (!scanning) {
             dest = o;
+            pred = prev;
+        }
         if (o == CRDT__NONE || o == right_it)
             break;
         x = &ITEM(doc, o);
@@ -113,15 +122,13 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint
                 scanning = false;
             }
         }
+        prev = o;
         o = crdt__seq_next(doc, o);
     }
 
     /* A run typed remotely arrives a piece at a time: when the new
      * characters continue the run right before their place, grow it. */
     {
-        uint32_t pred = dest == crdt__seq_first(doc) ? CRDT__NONE
-                        : dest == CRDT__NONE         ? crdt__seq_last(doc)
-                                                     : crdt__seq_prev(doc, dest);
         if (pred != CRDT__NONE) {
             crdt__item_t *x = &ITEM(doc, pred);
             if (x->client == op->client && x->clock + x->len == op->clock && !x->deleted &&
