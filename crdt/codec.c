@@ -29,6 +29,25 @@
 #define MIN_OP_BYTES 3
 #define MIN_BLOCK_BYTES 3
 
+/* Sanitizer builds (tests, fuzz targets) check every fast path against the
+ * general code it stands in for. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CODEC_CROSSCHECK 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CODEC_CROSSCHECK 1
+#endif
+#endif
+#ifndef CODEC_CROSSCHECK
+#define CODEC_CROSSCHECK 0
+#endif
+
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
 /* Same-client references to earlier clocks use the short delta form. */
 static inline bool same_earlier(crdt__id_t o, uint32_t own, uint32_t clock)
 {
@@ -81,8 +100,148 @@ static void put_origin(crdt_buf_t *b, crdt__id_t o, uint32_t own, uint32_t clock
     }
 }
 
-int crdt__encode_ops(const crdt_alloc_t *alloc, const crdt__client_t *clients, size_t nids,
-                     const crdt__op_t *ops, size_t n, crdt_buf_t *out)
+/* Bytes of `v` (below 2^32) as a varint. */
+static ALWAYS_INLINE size_t varint_len(uint32_t v)
+{
+    return v < 1u << 7 ? 1 : v < 1u << 14 ? 2 : v < 1u << 21 ? 3 : v < 1u << 28 ? 4 : 5;
+}
+
+static ALWAYS_INLINE uint8_t *write_varint(uint8_t *p, uint32_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/*
+ * One operation (a local edit's update): the same bytes as the general
+ * encoder, in a buffer of exactly their size (and the NUL), written through a
+ * local pointer. The operation names at most three clients; its own is ref 0.
+ */
+static ALWAYS_INLINE int encode_one(const crdt_alloc_t *alloc, const crdt__client_t *clients,
+                                    const crdt__op_t *op, crdt_buf_t *out)
+{
+    uint32_t own = op->client, clock = op->clock, used[3], n = 1, i;
+    uint32_t ref[3] = {0, 0, 0}; /* of the left origin, the right one, the target */
+    uint8_t head;
+    size_t size;
+    crdt_buf_t b;
+    uint8_t *p;
+    int err;
+
+#define REF(c, slot)                                                                               \
+    do {                                                                                           \
+        for (i = 0; i < n && used[i] != (c); i++)                                                  \
+            ;                                                                                      \
+        if (i == n)                                                                                \
+            used[n++] = (c);                                                                       \
+        ref[slot] = i;                                                                             \
+    } while (0)
+    used[0] = own;
+    /* version, the client count, one block of one op: ref 0, clock, count, head */
+    size = 1 + 1 + 1 + 1 + varint_len(clock) + 1 + 1;
+    if (op->kind == CRDT__OP_INSERT) {
+        head = CRDT__OP_INSERT;
+        if (op->left.client != CRDT__NONE) {
+            REF(op->left.client, 0);
+            head |= F_LEFT;
+            if (same_earlier(op->left, own, clock)) {
+                head |= F_LEFT_SAME;
+                size += varint_len(clock - op->left.clock);
+            } else {
+                size += 1 + varint_len(op->left.clock);
+            }
+        }
+        if (op->right.client != CRDT__NONE) {
+            REF(op->right.client, 1);
+            head |= F_RIGHT;
+            if (same_earlier(op->right, own, clock)) {
+                head |= F_RIGHT_SAME;
+                size += varint_len(clock - op->right.clock);
+            } else {
+                size += 1 + varint_len(op->right.clock);
+            }
+        }
+        if (op->text_bytes == op->len)
+            head |= F_ASCII;
+        else
+            size += varint_len(op->len);
+        size += varint_len(op->text_bytes) + op->text_bytes;
+    } else {
+        REF(op->tclient, 2);
+        head = CRDT__OP_DELETE | (op->backward ? F_BACKWARD : 0);
+        size += varint_len(op->len);
+        if (op->tclient == own && op->tlo + op->len <= clock) {
+            head |= F_TARGET_SAME;
+            size += varint_len(clock - op->tlo);
+        } else {
+            size += 1 + varint_len(op->tlo);
+        }
+    }
+#undef REF
+    size += (size_t)n * 8;
+    if ((err = crdt__buf_init(alloc, &b, size + 1)) != 0)
+        return err;
+    p = b.base;
+    *p++ = FORMAT_VERSION;
+    *p++ = (uint8_t)n;
+    for (i = 0; i < n; i++, p += 8) {
+        uint64_t id = clients[used[i]].id;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        memcpy(p, &id, 8);
+#else
+        for (int k = 0; k < 8; k++)
+            p[k] = (uint8_t)(id >> (8 * k));
+#endif
+    }
+    *p++ = 1; /* blocks */
+    *p++ = 0; /* the block's client: ref 0 */
+    p = write_varint(p, clock);
+    *p++ = 1; /* operations in the block */
+    *p++ = head;
+    if (op->kind == CRDT__OP_INSERT) {
+        if (head & F_LEFT_SAME) {
+            p = write_varint(p, clock - op->left.clock);
+        } else if (head & F_LEFT) {
+            *p++ = (uint8_t)ref[0];
+            p = write_varint(p, op->left.clock);
+        }
+        if (head & F_RIGHT_SAME) {
+            p = write_varint(p, clock - op->right.clock);
+        } else if (head & F_RIGHT) {
+            *p++ = (uint8_t)ref[1];
+            p = write_varint(p, op->right.clock);
+        }
+        if (!(head & F_ASCII))
+            p = write_varint(p, op->len);
+        p = write_varint(p, op->text_bytes);
+        if (op->text_bytes == 1)
+            *p = op->text[0]; /* a typed character */
+        else if (op->text_bytes > 0)
+            memcpy(p, op->text, op->text_bytes);
+        p += op->text_bytes;
+    } else {
+        p = write_varint(p, op->len);
+        if (head & F_TARGET_SAME) {
+            p = write_varint(p, clock - op->tlo);
+        } else {
+            *p++ = (uint8_t)ref[2];
+            p = write_varint(p, op->tlo);
+        }
+    }
+    b.len = (size_t)(p - b.base);
+    assert(b.len == size);
+    b.base[b.len] = 0;
+    *out = b;
+    return 0;
+}
+
+static CRDT__NOINLINE int encode_general(const crdt_alloc_t *alloc, const crdt__client_t *clients,
+                                         size_t nids, const crdt__op_t *ops, size_t n,
+                                         crdt_buf_t *out)
 {
     uint32_t stack_ref[64];
     refs_t refs = {NULL, {0}, 0};
@@ -195,6 +354,26 @@ Exit:
     return err;
 }
 
+int crdt__encode_ops(const crdt_alloc_t *alloc, const crdt__client_t *clients, size_t nids,
+                     const crdt__op_t *ops, size_t n, crdt_buf_t *out)
+{
+    int err;
+    if (n != 1)
+        return encode_general(alloc, clients, nids, ops, n, out);
+    err = encode_one(alloc, clients, ops, out);
+#if CODEC_CROSSCHECK
+    if (err == 0) {
+        crdt_buf_t g;
+        if (encode_general(alloc, clients, nids, ops, n, &g) == 0) {
+            if (g.len != out->len || memcmp(g.base, out->base, g.len) != 0)
+                abort(); /* the fast path must write the general encoder's bytes */
+            crdt_buf_dispose(&g);
+        }
+    }
+#endif
+    return err;
+}
+
 void crdt__decoded_dispose(const crdt_alloc_t *alloc, crdt__decoded_t *d)
 {
     if ((d->ops == NULL || d->ops == d->small_ops) && (d->ids == NULL || d->ids == d->small_ids) &&
@@ -235,8 +414,165 @@ static inline crdt__id_t get_origin(crdt__reader_t *r, bool same, uint32_t own, 
     return o;
 }
 
-int crdt__decode_update(const crdt_alloc_t *alloc, const uint8_t *data, size_t len,
-                        crdt__decoded_t *out)
+/*
+ * The fast path for the usual update, one operation from one client (a
+ * keystroke, a paste, a deletion): straight-line reads through a local
+ * pointer instead of the checked reader. It accepts only input that the
+ * general decoder accepts with the same result, and leaves everything else
+ * (other shapes, varints of more than three bytes, and every malformed or
+ * refused input) to it, so errors stay exactly those of the general decoder.
+ * Returns true when it decoded the update into `d`.
+ */
+#define FAST_MIN_BYTES 15 /* version, 1 id, block of one 1-byte insert */
+
+/* A varint of at most three bytes from [*pp, end), else false. Decodes as
+ * crdt__get_u32v() does, overlong forms included. */
+static ALWAYS_INLINE bool fast_u21(const uint8_t **pp, const uint8_t *end, uint32_t *v)
+{
+    const uint8_t *p = *pp;
+    size_t left = (size_t)(end - p);
+    if (left >= 1 && p[0] < 0x80) {
+        *v = p[0];
+        *pp = p + 1;
+        return true;
+    }
+    if (left >= 2 && p[1] < 0x80) {
+        *v = (uint32_t)(p[0] & 0x7f) | (uint32_t)p[1] << 7;
+        *pp = p + 2;
+        return true;
+    }
+    if (left >= 3 && p[2] < 0x80) {
+        *v = (uint32_t)(p[0] & 0x7f) | (uint32_t)(p[1] & 0x7f) << 7 | (uint32_t)p[2] << 14;
+        *pp = p + 3;
+        return true;
+    }
+    return false;
+}
+
+/* An insert's origin as get_origin() reads it, also refusing an origin of the
+ * insert's own client at or after its clock; false where the general decoder
+ * fails. */
+static ALWAYS_INLINE bool fast_origin(const uint8_t **pp, const uint8_t *end, bool same,
+                                      uint32_t own, uint32_t clock, uint32_t nids, crdt__id_t *o)
+{
+    uint32_t a, b;
+    if (!fast_u21(pp, end, &a))
+        return false;
+    if (same) {
+        if (a == 0 || a > clock)
+            return false;
+        o->client = own;
+        o->clock = clock - a;
+        return true;
+    }
+    if (!fast_u21(pp, end, &b) || a >= nids || (a == own && b >= clock))
+        return false;
+    o->client = a;
+    o->clock = b;
+    return true;
+}
+
+static ALWAYS_INLINE bool decode_one(const uint8_t *data, size_t len, crdt__decoded_t *d)
+{
+    const uint8_t *p = data, *end = data + len;
+    crdt__op_t *op = &d->small_ops[0];
+    uint32_t nids, client, clock, head, n, i;
+
+    /* Version 1, at most four ids (a one-byte count), one block of one operation. */
+    if (len < FAST_MIN_BYTES || p[0] != FORMAT_VERSION)
+        return false;
+    nids = p[1];
+    if (nids == 0 || nids > 4 || len - 2 < 8 * (size_t)nids + 4)
+        return false;
+    p += 2;
+    for (i = 0; i < nids; i++, p += 8) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        memcpy(&d->small_ids[i], p, 8);
+#else
+        d->small_ids[i] = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 |
+                          (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 |
+                          (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
+#endif
+    }
+    /* One block (its header's count bound: at least three bytes follow). */
+    if (*p++ != 1 || !fast_u21(&p, end, &client) || client >= nids || !fast_u21(&p, end, &clock) ||
+        end - p < 1 + MIN_OP_BYTES || *p++ != 1)
+        return false;
+    head = *p++;
+    op->kind = head & OP_KIND_MASK;
+    op->client = client;
+    op->clock = clock;
+    if (op->kind == CRDT__OP_INSERT) {
+        size_t cps, u16;
+        op->left = CRDT__NOID;
+        op->right = CRDT__NOID;
+        if (head & F_LEFT) {
+            if (!fast_origin(&p, end, head & F_LEFT_SAME, client, clock, nids, &op->left))
+                return false;
+        } else if (head & F_LEFT_SAME) {
+            return false;
+        }
+        if (head & F_RIGHT) {
+            if (!fast_origin(&p, end, head & F_RIGHT_SAME, client, clock, nids, &op->right))
+                return false;
+        } else if (head & F_RIGHT_SAME) {
+            return false;
+        }
+        if (!(head & F_ASCII) && !fast_u21(&p, end, &op->len))
+            return false;
+        if (!fast_u21(&p, end, &n))
+            return false;
+        if (head & F_ASCII)
+            op->len = n;
+        /* The text ends the update. */
+        if (op->len == 0 || (size_t)(end - p) != n)
+            return false;
+        if (n == 1 && p[0] < 0x80)
+            cps = u16 = 1; /* a typed ASCII character */
+        else if (crdt__utf8_scan(p, n, &cps, &u16) != 0)
+            return false;
+        if (cps != op->len)
+            return false;
+        op->text = p;
+        op->text_bytes = n;
+        op->u16len = (uint32_t)u16;
+        op->tclient = op->tlo = op->backward = 0;
+    } else if (op->kind == CRDT__OP_DELETE) {
+        if (head & ~(OP_KIND_MASK | F_DELETE_MASK) || !fast_u21(&p, end, &op->len))
+            return false;
+        if (head & F_TARGET_SAME) {
+            uint32_t delta;
+            if (!fast_u21(&p, end, &delta) || delta < op->len || delta > clock)
+                return false;
+            op->tclient = client;
+            op->tlo = clock - delta;
+        } else if (!fast_u21(&p, end, &op->tclient) || !fast_u21(&p, end, &op->tlo) ||
+                   op->tclient >= nids) {
+            return false;
+        }
+        if (p != end || op->len == 0 ||
+            (op->tclient == client && (uint64_t)op->tlo + op->len > clock))
+            return false;
+        /* tlo + len and clock + len stay far below 2^32: all below 2^22. */
+        op->backward = (head & F_BACKWARD) ? 1 : 0;
+        op->left = op->right = crdt__id(0, 0);
+        op->text = NULL;
+        op->text_bytes = op->u16len = 0;
+    } else {
+        return false;
+    }
+    d->ops = d->small_ops;
+    d->nops = 1;
+    d->opcap = 4;
+    d->ids = d->small_ids;
+    d->nids = nids;
+    d->owned = NULL;
+    d->owned_len = 0;
+    return true;
+}
+
+static CRDT__NOINLINE int decode_general(const crdt_alloc_t *alloc, const uint8_t *data, size_t len,
+                                         crdt__decoded_t *out)
 {
     crdt__reader_t r = {data, data + len, 0};
     crdt__decoded_t *d = out;
@@ -418,6 +754,43 @@ Exit:
         return r.err;
     }
     return 0;
+}
+
+#if CODEC_CROSSCHECK
+static bool same_op(const crdt__op_t *a, const crdt__op_t *b)
+{
+    return a->kind == b->kind && a->client == b->client && a->clock == b->clock &&
+           a->len == b->len && crdt__id_eq(a->left, b->left) && crdt__id_eq(a->right, b->right) &&
+           a->text == b->text && a->text_bytes == b->text_bytes && a->u16len == b->u16len &&
+           a->tclient == b->tclient && a->tlo == b->tlo && a->backward == b->backward;
+}
+
+/* Sanitizer builds (the tests and fuzz targets) decode every update the
+ * fast path took again with the general decoder: it must agree. */
+static void crosscheck_one(const crdt_alloc_t *alloc, const uint8_t *data, size_t len,
+                           const crdt__decoded_t *d)
+{
+    crdt__decoded_t g;
+    if (decode_general(alloc, data, len, &g) != 0)
+        abort(); /* the fast path accepted what the general decoder refuses */
+    if (g.nids != d->nids || memcmp(g.ids, d->ids, g.nids * sizeof(uint64_t)) != 0 ||
+        g.nops != d->nops || g.opcap != d->opcap || g.owned != d->owned ||
+        !same_op(&g.ops[0], &d->ops[0]))
+        abort();
+    crdt__decoded_dispose(alloc, &g);
+}
+#endif
+
+int crdt__decode_update(const crdt_alloc_t *alloc, const uint8_t *data, size_t len,
+                        crdt__decoded_t *out)
+{
+    if (data != NULL && decode_one(data, len, out)) {
+#if CODEC_CROSSCHECK
+        crosscheck_one(alloc, data, len, out);
+#endif
+        return 0;
+    }
+    return decode_general(alloc, data, len, out);
 }
 
 int crdt__decode_sv(const crdt_doc_t *doc, const uint8_t *data, size_t len, uint32_t **clocks,

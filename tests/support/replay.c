@@ -54,48 +54,66 @@ static int size_updates(replay_result_t *res)
     return 0;
 }
 
-/* Takes ownership of `buf` (disposing of it if it cannot be stored). */
-static int keep_update(replay_result_t *res, crdt_buf_t *buf)
+/*
+ * The slot for the next kept update. size_updates() made room for every update
+ * the trace's edits can make, so this only grows the array if that bound were
+ * ever wrong (a safety net, out of the way of the loop). NULL: out of memory.
+ */
+static crdt_buf_t *grow_updates(replay_result_t *res)
 {
-    if (res->nupdates == res->_cap) { /* not after size_updates(); kept as a safety net */
-        size_t cap = res->_cap ? res->_cap * 2 : 1024;
-        crdt_buf_t *p = cap > SIZE_MAX / sizeof *p ? NULL : realloc(res->updates, cap * sizeof *p);
-        if (p == NULL) {
-            crdt_buf_dispose(buf);
-            return fail(res, CRDT_ENOMEM, "replay: keeping update %zu", res->nupdates);
-        }
-        res->updates = p;
-        res->_cap = cap;
+    size_t cap = res->_cap ? res->_cap * 2 : 1024;
+    crdt_buf_t *p = cap > SIZE_MAX / sizeof *p ? NULL : realloc(res->updates, cap * sizeof *p);
+
+    if (p == NULL) {
+        fail(res, CRDT_ENOMEM, "replay: keeping update %zu", res->nupdates);
+        return NULL;
     }
-    res->updates[res->nupdates++] = *buf;
-    res->update_bytes += buf->len;
-    return 0;
+    res->updates = p;
+    res->_cap = cap;
+    return &p[res->nupdates];
 }
 
-/* Applies one patch as local edits: the delete, then the insert, at p->pos. */
+static inline crdt_buf_t *update_slot(replay_result_t *res)
+{
+    return res->nupdates < res->_cap ? &res->updates[res->nupdates] : grow_updates(res);
+}
+
+/* Counts the update just written into update_slot(res) as kept. */
+static inline void keep_update(replay_result_t *res)
+{
+    res->update_bytes += res->updates[res->nupdates++].len;
+}
+
+/*
+ * Applies one patch as local edits: the delete, then the insert, at p->pos. With
+ * `keep` each edit writes its update bytes straight into the next slot of
+ * res->updates (an edit that fails leaves the slot uncounted).
+ */
 static int apply_patch(replay_result_t *res, crdt_doc_t *doc, size_t txn, size_t k,
                        const trace_patch_t *p, int keep)
 {
-    crdt_buf_t buf;
+    crdt_buf_t *buf = NULL;
     int rc;
 
     if (p->del > 0) {
-        memset(&buf, 0, sizeof buf);
-        rc = crdt_doc_delete(doc, p->pos, p->del, keep ? &buf : NULL);
+        if (keep && (buf = update_slot(res)) == NULL)
+            return CRDT_ENOMEM;
+        rc = crdt_doc_delete(doc, p->pos, p->del, buf);
         if (rc < 0)
             return fail(res, rc, "txn %zu patch %zu: crdt_doc_delete(pos %u, len %u)", txn, k,
                         (unsigned)p->pos, (unsigned)p->del);
-        if (keep && (rc = keep_update(res, &buf)) < 0)
-            return rc;
+        if (keep)
+            keep_update(res);
     }
     if (p->ins_len > 0) {
-        memset(&buf, 0, sizeof buf);
-        rc = crdt_doc_insert(doc, p->pos, p->ins, p->ins_len, keep ? &buf : NULL);
+        if (keep && (buf = update_slot(res)) == NULL)
+            return CRDT_ENOMEM;
+        rc = crdt_doc_insert(doc, p->pos, p->ins, p->ins_len, buf);
         if (rc < 0)
             return fail(res, rc, "txn %zu patch %zu: crdt_doc_insert(pos %u, %zu bytes)", txn, k,
                         (unsigned)p->pos, p->ins_len);
-        if (keep && (rc = keep_update(res, &buf)) < 0)
-            return rc;
+        if (keep)
+            keep_update(res);
     }
     return 0;
 }
@@ -116,38 +134,46 @@ static int apply_txn_local(replay_result_t *res, crdt_doc_t *doc, size_t i, int 
     return 0;
 }
 
-/* Applies the kept updates of transaction `i` to `doc` as remote updates. */
-static int apply_txn_remote(replay_result_t *res, crdt_doc_t *doc, size_t i, const char *who,
-                            uint32_t agent)
+/* Records the failure of kept update `u` (of transaction `txn`) applied to a
+ * replica as a remote update. */
+static int remote_fail(replay_result_t *res, int rc, const char *who, uint32_t agent, size_t txn,
+                       size_t u)
 {
-    size_t u;
+    return fail(res, rc, "%s %u: crdt_doc_apply_update(update %zu of txn %zu)", who,
+                (unsigned)agent, u - res->txn_updates[txn], txn);
+}
+
+/* Applies the kept updates of transaction `i` to `doc` as remote updates. */
+static inline int apply_txn_remote(replay_result_t *res, crdt_doc_t *doc, size_t i, const char *who,
+                                   uint32_t agent)
+{
+    const crdt_buf_t *up = res->updates;
+    size_t u, end = res->txn_updates[i + 1];
     int rc;
 
-    for (u = res->txn_updates[i]; u < res->txn_updates[i + 1]; u++) {
-        rc = crdt_doc_apply_update(doc, res->updates[u].base, res->updates[u].len);
-        if (rc < 0)
-            return fail(res, rc, "%s %u: crdt_doc_apply_update(update %zu of txn %zu)", who,
-                        (unsigned)agent, u - res->txn_updates[i], i);
-    }
+    for (u = res->txn_updates[i]; u < end; u++)
+        if ((rc = crdt_doc_apply_update(doc, up[u].base, up[u].len)) < 0)
+            return remote_fail(res, rc, who, agent, i, u);
     return 0;
 }
 
 static int replay_sequential(replay_result_t *res, int keep)
 {
     const trace_t *t = res->_trace;
-    crdt_buf_t buf;
+    crdt_buf_t *buf = NULL;
     size_t i;
     int rc;
 
     if ((rc = crdt_doc_new(1, res->_alloc, &res->doc)) < 0)
         return fail(res, rc, "crdt_doc_new(1)");
     if (t->start_len > 0) {
-        memset(&buf, 0, sizeof buf);
-        rc = crdt_doc_insert(res->doc, 0, t->start_content, t->start_len, keep ? &buf : NULL);
+        if (keep && (buf = update_slot(res)) == NULL)
+            return CRDT_ENOMEM;
+        rc = crdt_doc_insert(res->doc, 0, t->start_content, t->start_len, buf);
         if (rc < 0)
             return fail(res, rc, "crdt_doc_insert(startContent, %zu bytes)", t->start_len);
-        if (keep && (rc = keep_update(res, &buf)) < 0)
-            return rc;
+        if (keep)
+            keep_update(res);
     }
     for (i = 0; i < t->ntxns; i++)
         if ((rc = apply_txn_local(res, res->doc, i, keep)) < 0)
@@ -177,7 +203,7 @@ static int ctz64(uint64_t x)
 static int replay_concurrent(replay_result_t *res)
 {
     const trace_t *t = res->_trace;
-    size_t stride = (t->ntxns + 7) / 8, i, k, sp, lo, w;
+    size_t stride = (t->ntxns + 7) / 8, i, k, sp, lo, w, u;
     unsigned char *seen = NULL;
     uint64_t *want = NULL; /* scratch: the ancestors to send; all zero between txns */
     uint32_t *stack = NULL;
@@ -255,9 +281,16 @@ static int replay_concurrent(replay_result_t *res)
         rc = fail(res, rc, "crdt_doc_new(%u) for the merge", (unsigned)t->num_agents + 1);
         goto exit;
     }
-    for (i = 0; i < t->ntxns; i++)
-        if ((rc = apply_txn_remote(res, res->doc, i, "merge replica", t->num_agents + 1)) < 0)
+    /* Transactions were made in index order, so their updates are all of them
+     * in order. */
+    for (u = 0; u < res->nupdates; u++) {
+        if ((rc = crdt_doc_apply_update(res->doc, res->updates[u].base, res->updates[u].len)) < 0) {
+            for (i = 0; res->txn_updates[i + 1] <= u; i++)
+                ;
+            rc = remote_fail(res, rc, "merge replica", t->num_agents + 1, i, u);
             goto exit;
+        }
+    }
     rc = 0;
 exit:
     free(seen);
