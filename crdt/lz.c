@@ -1061,7 +1061,10 @@ static inline uint8_t *copy_match(uint8_t *out, uint32_t len, uint32_t dist, con
  * symbols before it), leaving at least 56 bits, enough for four literals
  * (4 x 12 bits) or a match (12 + 13 + 12 + 18 = 55 bits). The count of
  * bits in bb is kept modulo 64 in bc: a whole entry is subtracted, as every
- * field above its low 6 bits (its bits consumed) is a multiple of 64. lt is
+ * field above its low 6 bits (its bits consumed) is a multiple of 64. The
+ * entry of the next symbol is looked up as soon as its bits are there:
+ * after a match, before the match is copied, so that this load (on which
+ * all that follows depends) does not wait for the copy's branches. lt is
  * the literal/length table followed by the distance table. A separate
  * function so that the few values it needs stay in registers.
  * Updates the bit reader and the output position; returns 0, or
@@ -1079,6 +1082,7 @@ decode_fast(const uint32_t *lt, const uint8_t **in_p, const uint8_t *in_end, uin
     uint8_t *out = *out_p, *out_last;
     uint64_t bb = *bb_p;
     unsigned bc = *bc_p;
+    uint32_t e;
     int err = 0;
     if (in_end - in < 8 || blk_end - out < 4)
         return 0;
@@ -1091,11 +1095,12 @@ decode_fast(const uint32_t *lt, const uint8_t **in_p, const uint8_t *in_end, uin
         in += (~bc >> 3) & 7;                                                                      \
         bc |= 56;                                                                                  \
     } while (0)
-    while (in <= in_last) { /* and out <= out_last */
-        uint32_t e, len, dist;
+    REFILL_FAST();
+    e = lt[bb & ((1u << MAXBITS) - 1)];
+    for (;;) { /* bb holds at least 56 bits, e is the next symbol's entry */
+        uint32_t len, dist, d;
         size_t room;
-        REFILL_FAST();
-        e = lt[bb & ((1u << MAXBITS) - 1)];
+        bool more;
         if (!(e & E_MATCH)) {
             /* Up to four literals; after fewer, a match (the block has room
              * for it to start) needs a refill, which keeps the bits of e. */
@@ -1117,8 +1122,10 @@ decode_fast(const uint32_t *lt, const uint8_t **in_p, const uint8_t *in_end, uin
                 goto Refill;
             LITERAL();
 #undef LITERAL
-            if (out > out_last)
+            if (out > out_last || in > in_last)
                 break;
+            REFILL_FAST();
+            e = lt[bb & ((1u << MAXBITS) - 1)];
             continue;
         Refill:
             if (in > in_last)
@@ -1131,10 +1138,17 @@ decode_fast(const uint32_t *lt, const uint8_t **in_p, const uint8_t *in_end, uin
             len += extra_bits(e, E_LEN_XSHIFT, bb);
         bb >>= E_BITS(e);
         bc -= e;
-        e = lt[(1u << MAXBITS) + (bb & ((1u << MAXBITS) - 1))]; /* dt[] */
-        dist = dist_value(e, bb);
-        bb >>= E_BITS(e);
-        bc -= e;
+        d = lt[(1u << MAXBITS) + (bb & ((1u << MAXBITS) - 1))]; /* dt[] */
+        dist = dist_value(d, bb);
+        bb >>= E_BITS(d);
+        bc -= d;
+        /* The next symbol's entry is fetched before the copy, so that its
+         * load does not wait for the copy's branches. */
+        more = in <= in_last;
+        if (more) {
+            REFILL_FAST();
+            e = lt[bb & ((1u << MAXBITS) - 1)];
+        }
         room = (size_t)(blk_end - out);
         if (len + 15 <= room && dist >= 16 && dist <= (size_t)(out - dst)) {
             /* the common case: 16-byte chunks, not overlapping */
@@ -1148,14 +1162,13 @@ decode_fast(const uint32_t *lt, const uint8_t **in_p, const uint8_t *in_end, uin
                 memcpy(out, from, 16);
             }
             out = end; /* still at least 15 bytes from blk_end */
-            continue;
-        }
-        if (len > room || dist > (size_t)(out - dst)) {
+        } else if (len > room || dist > (size_t)(out - dst)) {
             err = CRDT_EMALFORMED;
             break;
+        } else {
+            out = copy_match(out, len, dist, blk_end);
         }
-        out = copy_match(out, len, dist, blk_end);
-        if (out > out_last)
+        if (!more || out > out_last)
             break;
     }
 #undef REFILL_FAST
