@@ -130,7 +130,6 @@ static ALWAYS_INLINE int encode_one(const crdt_alloc_t *alloc, const crdt__clien
     size_t size;
     crdt_buf_t b;
     uint8_t *p;
-    int err;
 
 #define REF(c, slot)                                                                               \
     do {                                                                                           \
@@ -183,8 +182,11 @@ static ALWAYS_INLINE int encode_one(const crdt_alloc_t *alloc, const crdt__clien
     }
 #undef REF
     size += (size_t)n * 8;
-    if ((err = crdt__buf_init(alloc, &b, size + 1)) != 0)
-        return err;
+    b.base = alloc->malloc(alloc->ctx, size + 1);
+    if (b.base == NULL)
+        return CRDT_ENOMEM;
+    b._cap = size + 1;
+    b._alloc = alloc;
     p = b.base;
     *p++ = FORMAT_VERSION;
     *p++ = (uint8_t)n;
