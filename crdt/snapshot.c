@@ -701,6 +701,28 @@ static inline void bits_set(uint64_t *w, uint64_t lo, uint64_t hi)
     w[b] |= mb;
 }
 
+/* Sets bits lo .. lo + len - 1 (len > 0) of w, and of the bitmap of
+ * `words` words that follows it if `both`. */
+static inline void bits_set2(uint64_t *w, size_t words, uint64_t lo, uint32_t len, bool both)
+{
+    uint64_t hi = lo + len - 1, a = lo >> 6, b = hi >> 6;
+    uint64_t ma = ~(uint64_t)0 << (lo & 63), mb = ~(uint64_t)0 >> (63 - (hi & 63));
+    uint64_t *w2 = w + words, m2 = 0 - (uint64_t)both;
+    if (a == b) {
+        w[a] |= ma & mb;
+        w2[a] |= ma & mb & m2;
+        return;
+    }
+    w[a] |= ma;
+    w2[a] |= ma & m2;
+    for (uint64_t k = a + 1; k < b; k++) {
+        w[k] = ~(uint64_t)0;
+        w2[k] |= m2;
+    }
+    w[b] |= mb;
+    w2[b] |= mb & m2;
+}
+
 static inline int bits_all(const uint64_t *w, uint64_t lo, uint64_t hi)
 {
     uint64_t a = lo >> 6, b = (hi - 1) >> 6;
@@ -987,24 +1009,32 @@ static bool all_ascii(const uint8_t *text, size_t total)
  * fails yields 0 and is reported after the loop, every value is range
  * checked before it is used, so nothing here reads out of bounds meanwhile.
  */
-CRDT__NOINLINE static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end,
-                                      const uint8_t *text, size_t total, kv_t *kv, uint64_t *vary)
+#if defined(__GNUC__)
+#define SNAP_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define SNAP_ALWAYS_INLINE inline
+#endif
+static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32_t *end,
+                                             const uint8_t *text, size_t total, kv_t *kv,
+                                             uint64_t *vary, bool ascii, bool dense)
 {
     const uint32_t n = s->nitems, nclients = s->nclients;
     snap_item_t *items = s->items;
     uint32_t *toff = s->toff;
     snap_ref_t *refs = s->refs;
     uint32_t nrefs = 0;
-    uint64_t *vbits = s->vbits;
+    uint64_t *vbits = dense ? s->vbits : NULL;
     const uint64_t *vbase = s->vbase;
     const size_t vwords = s->vwords;
     col_t cclient = col[C_CLIENT], cclock = col[C_CLOCK], clen = col[C_LEN];
     col_t cleft = col[C_LEFT], cright = col[C_RIGHT];
     /* The current client, where its previous item ended and its clock limit. */
     uint32_t client = CRDT__NONE, cend = 0, climit = 0;
-    const crdt__item_t *p = NULL; /* the previous item */
+    /* The previous item: its client, clock, length and right origin as read
+     * (client CRDT__NONE - 1: the next item, not yet resolved). */
+    uint32_t pclient = CRDT__NONE, pclock = 0, plen = 0;
+    crdt__id_t pright = CRDT__NOID;
     uint64_t all_or = 0, all_and = ~(uint64_t)0;
-    bool ascii = all_ascii(text, total);
     size_t pos = 0;
     /* The head column holds exactly one byte per item (the caller checked). */
     const uint8_t *heads = col[C_HEAD].p;
@@ -1012,9 +1042,11 @@ CRDT__NOINLINE static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end
     for (uint32_t c = 0; c < nclients; c++)
         end[c] = 0;
     for (uint32_t i = 0; i < n; i++) {
-        uint8_t head = heads[i];
-        unsigned lm = (head >> I_LEFT_SHIFT) & 3, rm = (head >> I_RIGHT_SHIFT) & 3;
-        crdt__item_t x;
+        const unsigned head = heads[i];
+        const unsigned lm = (head >> I_LEFT_SHIFT) & 3, rm = (head >> I_RIGHT_SHIFT) & 3;
+        const uint16_t deleted = (uint16_t)(head & I_DELETED);
+        crdt__id_t left = CRDT__NOID, right = CRDT__NOID;
+        uint32_t len, tbytes, u16;
         int64_t clock;
         uint64_t key;
         if (head & I_CLIENT) {
@@ -1029,105 +1061,105 @@ CRDT__NOINLINE static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end
         } else if (client == CRDT__NONE) {
             return CRDT_EMALFORMED; /* the first item names its client */
         }
-        x.client = client;
-        x.deleted = (uint16_t)(head & I_DELETED);
-        x.left = CRDT__NOID;
-        x.right = CRDT__NOID;
-        x.leaf = 0;
-        x.slot = 0;
-        x.text_off = 0; /* set when the document is built */
         /* The left origin first: the clock may be written relative to it. */
         if (lm == 1) {
             if (i == 0)
                 return CRDT_EMALFORMED;
-            x.left = crdt__id(p->client, p->clock + p->len - 1);
+            left = crdt__id(pclient, pclock + plen - 1);
         } else if (lm == 3) {
-            x.left = get_id(&cleft, nclients);
+            left = get_id(&cleft, nclients);
         }
-        clock = clock_base(client, x.left, lm, cend);
+        clock = clock_base(client, left, lm, cend);
         if (head & I_CLOCK) {
             uint64_t z = col_u64(&cclock);
             if (z > 2 * (uint64_t)UINT32_MAX + 1)
                 return CRDT_EMALFORMED; /* no clock is that far off */
             clock += unzigzag(z);
         }
-        x.len = col_u32(&clen);
-        if (clock < 0 || x.len == 0 || (uint64_t)clock + x.len > climit)
+        len = col_u32(&clen);
+        if (clock < 0 || len == 0 || (uint64_t)clock + len > climit)
             return CRDT_EMALFORMED;
-        x.clock = (uint32_t)clock;
-        cend = x.clock + x.len;
+        cend = (uint32_t)clock + len;
         if (lm == 2) {
             uint32_t d = col_u32(&cleft);
-            if (d == 0 || d > x.clock)
+            if (d == 0 || d > clock)
                 return CRDT_EMALFORMED;
-            x.left = crdt__id(client, x.clock - d);
+            left = crdt__id(client, (uint32_t)clock - d);
         }
         if (rm == 1) {
-            x.right.client = CRDT__NONE - 1; /* the next item: resolved below */
+            right.client = CRDT__NONE - 1; /* the next item: resolved below */
         } else if (rm == 2) {
             if (i == 0)
                 return CRDT_EMALFORMED;
-            x.right = p->right;
+            right = pright;
         } else if (rm == 3 && (head & I_RIGHT_SAME)) {
             uint32_t d = col_u32(&cright);
-            if (d == 0 || d > x.clock)
+            if (d == 0 || d > clock)
                 return CRDT_EMALFORMED;
-            x.right = crdt__id(client, x.clock - d);
+            right = crdt__id(client, (uint32_t)clock - d);
         } else if (rm == 3) {
-            x.right = get_id(&cright, nclients);
+            right = get_id(&cright, nclients);
         }
         if ((head & I_RIGHT_SAME) && rm != 3)
             return CRDT_EMALFORMED;
         /* The previous item's right origin may be this item (read after
          * this item's rm 2 copied it, so such a copy is resolved to the next
          * item in turn). */
-        if (p != NULL && p->right.client == CRDT__NONE - 1) {
-            if (client == p->client && x.clock >= p->clock)
+        if (pright.client == CRDT__NONE - 1) {
+            if (client == pclient && clock >= pclock)
                 return CRDT_EMALFORMED;
-            items[i - 1].right = crdt__id(client, x.clock);
+            items[i - 1].right = crdt__id(client, (uint32_t)clock);
         }
         /* Origins come before the insert: never the client's own later
          * clocks (the same rule updates follow). */
-        if ((x.left.client == client && x.left.clock >= x.clock) ||
-            (x.right.client == client && x.right.clock >= x.clock))
+        if ((left.client == client && left.clock >= clock) ||
+            (right.client == client && right.clock >= clock))
             return CRDT_EMALFORMED;
         /* Its text. */
         if (ascii) {
-            if (x.len > total - pos)
+            if (len > total - pos)
                 return CRDT_EMALFORMED;
-            x.text_bytes = x.u16len = x.len;
+            tbytes = u16 = len;
         } else {
-            size_t bytes, u16;
-            if (measure_text(text + pos, total - pos, x.len, &bytes, &u16) != 0)
+            size_t bytes, units;
+            if (measure_text(text + pos, total - pos, len, &bytes, &units) != 0)
                 return CRDT_EMALFORMED;
-            x.text_bytes = (uint32_t)bytes;
-            x.u16len = (uint32_t)u16;
+            tbytes = (uint32_t)bytes;
+            u16 = (uint32_t)units;
         }
         toff[i] = (uint32_t)pos;
-        pos += x.text_bytes;
-        if (vbits) {
+        pos += tbytes;
+        if (dense) {
             /* Dense: the left origin's item came earlier (its bits are
              * set), then this item's characters are set. */
-            if (lm >= 2 && !clock_set(s, x.left.client, x.left.clock))
+            if (lm >= 2 && !clock_set(s, left.client, left.clock))
                 return CRDT_EMALFORMED;
-            uint64_t lo = vbase[client] + x.clock;
-            bits_set(vbits, lo, lo + x.len);
-            if (x.deleted)
-                bits_set(vbits + vwords, lo, lo + x.len);
+            bits_set2(vbits, vwords, vbase[client] + (uint64_t)clock, len, deleted);
         } else if (lm >= 2) {
-            refs[nrefs++] = (snap_ref_t){x.left.client, x.left.clock, i};
+            refs[nrefs++] = (snap_ref_t){left.client, left.clock, i};
         }
         if (rm == 3)
-            refs[nrefs++] = (snap_ref_t){x.right.client, x.right.clock, i | REF_RIGHT};
-        key = (uint64_t)client << 32 | x.clock;
+            refs[nrefs++] = (snap_ref_t){right.client, right.clock, i | REF_RIGHT};
+        key = (uint64_t)client << 32 | (uint64_t)clock;
         kv[i].key = key;
-        kv[i].val = (uint64_t)x.len << 32 | i | (x.deleted ? BID_DELETED : 0);
+        kv[i].val = (uint64_t)len << 32 | i | (deleted ? BID_DELETED : 0);
         all_or |= key;
         all_and &= key;
-        items[i] = x;
-        p = &items[i];
+        /* leaf, slot and text_off are set when the document is built */
+        items[i] = (crdt__item_t){.client = client,
+                                  .clock = (uint32_t)clock,
+                                  .len = len,
+                                  .u16len = u16,
+                                  .text_bytes = tbytes,
+                                  .left = left,
+                                  .right = right,
+                                  .deleted = deleted};
+        pclient = client;
+        pclock = (uint32_t)clock;
+        plen = len;
+        pright = right;
     }
-    if ((p != NULL && p->right.client == CRDT__NONE - 1) || pos != total)
+    if (pright.client == CRDT__NONE - 1 || pos != total)
         return CRDT_EMALFORMED;
     /* A column read past its end (or a bad varint, or a client out of
      * range) is reported now. */
@@ -1142,6 +1174,17 @@ CRDT__NOINLINE static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end
     s->nrefs = nrefs;
     *vary = all_or ^ all_and;
     return 0;
+}
+
+/* parse_items_as() made for the common case (ASCII text, dense clocks), so
+ * that the loop carries neither test, and for the others. */
+CRDT__NOINLINE static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end,
+                                      const uint8_t *text, size_t total, kv_t *kv, uint64_t *vary)
+{
+    bool ascii = all_ascii(text, total);
+    if (ascii && s->vbits != NULL)
+        return parse_items_as(col, s, end, text, total, kv, vary, true, true);
+    return parse_items_as(col, s, end, text, total, kv, vary, ascii, s->vbits != NULL);
 }
 
 /*
@@ -1796,12 +1839,26 @@ static void build_client_idx(crdt_doc_t *doc, const crdt__snap_t *s, uint32_t c,
     doc->idx_count += n;
 }
 
+/* The by-id position after the last item of the client of item i (binary
+ * search: the items are sorted by client). */
+static uint32_t client_run_end(const crdt__snap_t *s, uint32_t i)
+{
+    uint32_t c = s->bid[i].client, lo = i + 1, hi = s->nitems;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (s->bid[mid].client == c)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* Builds every client's id index from the items in id order. */
 static void build_idx(crdt_doc_t *doc, const crdt__snap_t *s)
 {
     for (uint32_t i = 0, j; i < s->nitems; i = j) {
-        for (j = i + 1; j < s->nitems && s->bid[j].client == s->bid[i].client; j++)
-            ;
+        j = client_run_end(s, i);
         build_client_idx(doc, s, s->bid[i].client, i, j - i);
     }
 }
@@ -1862,8 +1919,7 @@ int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
         uint32_t ileaves = 0, iinners = 0;
         for (uint32_t i = 0, j; i < s->nitems; i = j) {
             uint32_t nl;
-            for (j = i + 1; j < s->nitems && s->bid[j].client == s->bid[i].client; j++)
-                ;
+            j = client_run_end(s, i);
             nl = groups_of(j - i, CRDT__IDX_LEAF);
             ileaves += nl;
             iinners += inner_nodes(nl, CRDT__IDX_FAN);
