@@ -380,6 +380,8 @@ int crdt__seq_init(crdt_doc_t *doc);
 int crdt__seq_reserve(crdt_doc_t *doc, size_t items);
 /* Inserts item `it` directly after item `after` (CRDT__NONE: at the very start). */
 void crdt__seq_insert_after(crdt_doc_t *doc, uint32_t after, uint32_t it);
+/* Inserts items `a` then `b` directly after item `after`. */
+void crdt__seq_insert2_after(crdt_doc_t *doc, uint32_t after, uint32_t a, uint32_t b);
 /* Inserts item `it` directly before item `before` (CRDT__NONE: at the very end). */
 void crdt__seq_insert_before(crdt_doc_t *doc, uint32_t before, uint32_t it);
 /* Removes item `it` from the sequence; its leaf must hold another item. */

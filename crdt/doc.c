@@ -555,9 +555,6 @@ Done:
 
 /* ---- deletes ------------------------------------------------------------ */
 
-/* Marks the characters [lo, lo+len) of client `c` deleted, splitting items at
- * the range's ends. Every character must be an inserted one. Needs two
- * reserved items. */
 /* Hides the visible item `it` (its characters were just deleted). */
 static void hide(crdt_doc_t *doc, uint32_t it, uint32_t u16, uint32_t bytes)
 {
@@ -626,6 +623,57 @@ static bool delete_by_moving(crdt_doc_t *doc, uint32_t it, uint32_t off, uint32_
     return false;
 }
 
+/*
+ * Deletes characters [off, off+k) of the visible item `it`, strictly inside
+ * it (0 < off, off + k < len): the item becomes three, the middle one a
+ * tombstone, with one pass over the sequence leaf and one walk up the tree
+ * instead of two splits and a hide (remote deletes inside a run: 15,713 of
+ * node_nodecc's). Returns the tombstone. Needs two reserved items.
+ */
+static uint32_t cut_out(crdt_doc_t *doc, uint32_t it, uint32_t off, uint32_t k)
+{
+    uint32_t m = crdt__item_new(doc), r = crdt__item_new(doc);
+    crdt__item_t *x = &ITEM(doc, it), *xm = &ITEM(doc, m), *xr = &ITEM(doc, r);
+    const uint8_t *text = crdt__item_text(doc, x);
+    uint32_t b1, b2, u1, u2;
+
+    assert(off > 0 && off + k < x->len && !x->deleted);
+    if (x->text_bytes == x->len) { /* ASCII */
+        b1 = u1 = off;
+        b2 = u2 = off + k;
+    } else {
+        b1 = (uint32_t)crdt__utf8_offset(text, x->text_bytes, x->len, off);
+        u1 = crdt__utf8_u16_prefix(text, x->text_bytes, x->len, off);
+        b2 = (uint32_t)crdt__utf8_offset(text, x->text_bytes, x->len, off + k);
+        u2 = crdt__utf8_u16_prefix(text, x->text_bytes, x->len, off + k);
+    }
+    *xm = *x;
+    xm->clock = x->clock + off;
+    xm->len = k;
+    xm->text_off = x->text_off + b1;
+    xm->text_bytes = b2 - b1;
+    xm->u16len = u2 - u1;
+    xm->left = crdt__id(x->client, xm->clock - 1);
+    xm->deleted = 1;
+    *xr = *x;
+    xr->clock = x->clock + off + k;
+    xr->len = x->len - off - k;
+    xr->text_off = x->text_off + b2;
+    xr->text_bytes = x->text_bytes - b2;
+    xr->u16len = x->u16len - u2;
+    xr->left = crdt__id(x->client, xr->clock - 1);
+    x->len = off;
+    x->text_bytes = b1;
+    x->u16len = u1;
+    crdt__seq_adjust_vis(doc, it, -(int64_t)(xm->u16len + xr->u16len));
+    crdt__seq_insert2_after(doc, it, m, r);
+    crdt__idx_insert(doc, x->client, xm->clock, m);
+    crdt__idx_insert(doc, x->client, xr->clock, r);
+    doc->vis_len -= u2 - u1;
+    doc->utf8_len -= b2 - b1;
+    return m;
+}
+
 /* Marks the characters [lo, lo+len) of client `c` deleted, splitting items at
  * the range's ends. Every character must be an inserted one. Needs two
  * reserved items. */
@@ -652,10 +700,16 @@ static void delete_range(crdt_doc_t *doc, uint32_t c, uint32_t lo, uint32_t len,
             hint = lo < end ? crdt__seq_next(doc, it) : CRDT__NONE;
             continue;
         }
-        if (off > 0) {
-            /* The part left of the deletion is where a run of backspaces
-             * goes next: the client's hint. */
+        if (off > 0 && off + k < x->len) {
+            /* Inside the item, so the range ends here, and nothing next to
+             * the tombstone can merge with it. The part left of it is where
+             * a run of backspaces goes next: the client's hint. */
             CLIENT(doc, c).hint = it;
+            cut_out(doc, it, off, k);
+            return;
+        }
+        if (off > 0) {
+            CLIENT(doc, c).hint = it; /* as above */
             it = crdt__item_split(doc, it, off);
         }
         if (ITEM(doc, it).len > k)

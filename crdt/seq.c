@@ -303,6 +303,29 @@ void crdt__seq_insert_after(crdt_doc_t *doc, uint32_t after, uint32_t it)
         insert_at(doc, ITEM(doc, after).leaf, item_slot(doc, after) + 1, it);
 }
 
+void crdt__seq_insert2_after(crdt_doc_t *doc, uint32_t after, uint32_t a, uint32_t b)
+{
+    uint32_t l = ITEM(doc, after).leaf, slot = item_slot(doc, after) + 1;
+    crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
+    uint32_t va = item_vis(doc, a), vb = item_vis(doc, b);
+    if (leaf->n + 2 > CRDT__SEQ_LEAF) {
+        insert_at(doc, l, slot, a);
+        crdt__seq_insert_after(doc, a, b);
+        return;
+    }
+    /* Both fit: the items after them move once, and the path up is walked once. */
+    memmove(&leaf->items[slot + 2], &leaf->items[slot], (leaf->n - slot) * sizeof(uint32_t));
+    memmove(&leaf->vis[slot + 2], &leaf->vis[slot], (leaf->n - slot) * sizeof(uint32_t));
+    leaf->items[slot] = a;
+    leaf->vis[slot] = va;
+    leaf->items[slot + 1] = b;
+    leaf->vis[slot + 1] = vb;
+    leaf->n += 2;
+    reslot(doc, l, slot);
+    doc->finger_item = CRDT__NONE;
+    propagate(doc, l, true, (int64_t)va + vb, 2);
+}
+
 void crdt__seq_insert_before(crdt_doc_t *doc, uint32_t before, uint32_t it)
 {
     if (before == CRDT__NONE) {
