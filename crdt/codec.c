@@ -458,19 +458,21 @@ static ALWAYS_INLINE bool fast_origin(const uint8_t **pp, const uint8_t *end, bo
                                       uint32_t own, uint32_t clock, uint32_t nids, crdt__id_t *o)
 {
     uint32_t a, b;
-    if (!fast_u21(pp, end, &a))
-        return false;
-    if (same) {
-        if (a == 0 || a > clock)
+    if (!same) {
+        /* A one-byte ref, as it is below nids, and a clock. */
+        if (*pp >= end || (a = **pp) >= nids)
             return false;
-        o->client = own;
-        o->clock = clock - a;
+        ++*pp;
+        if (!fast_u21(pp, end, &b) || (a == own && b >= clock))
+            return false;
+        o->client = a;
+        o->clock = b;
         return true;
     }
-    if (!fast_u21(pp, end, &b) || a >= nids || (a == own && b >= clock))
+    if (!fast_u21(pp, end, &a) || a == 0 || a > clock)
         return false;
-    o->client = a;
-    o->clock = b;
+    o->client = own;
+    o->clock = clock - a;
     return true;
 }
 
@@ -496,11 +498,16 @@ static ALWAYS_INLINE bool decode_one(const uint8_t *data, size_t len, crdt__deco
                           (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
 #endif
     }
-    /* One block (its header's count bound: at least three bytes follow). */
-    if (*p++ != 1 || !fast_u21(&p, end, &client) || client >= nids || !fast_u21(&p, end, &clock) ||
-        end - p < 1 + MIN_OP_BYTES || *p++ != 1)
+    /* One block (its header's count bound: at least three bytes follow; the
+     * four checked above hold the count and the block's client, a one-byte
+     * ref as it is below nids) of one operation. */
+    if (p[0] != 1 || (client = p[1]) >= nids)
         return false;
-    head = *p++;
+    p += 2;
+    if (!fast_u21(&p, end, &clock) || end - p < 1 + MIN_OP_BYTES || p[0] != 1)
+        return false;
+    head = p[1];
+    p += 2;
     op->kind = head & OP_KIND_MASK;
     op->client = client;
     op->clock = clock;
@@ -520,21 +527,23 @@ static ALWAYS_INLINE bool decode_one(const uint8_t *data, size_t len, crdt__deco
         } else if (head & F_RIGHT_SAME) {
             return false;
         }
-        if (!(head & F_ASCII) && !fast_u21(&p, end, &op->len))
-            return false;
-        if (!fast_u21(&p, end, &n))
-            return false;
-        if (head & F_ASCII)
-            op->len = n;
-        /* The text ends the update. */
-        if (op->len == 0 || (size_t)(end - p) != n)
-            return false;
-        if (n == 1 && p[0] < 0x80)
-            cps = u16 = 1; /* a typed ASCII character */
-        else if (crdt__utf8_scan(p, n, &cps, &u16) != 0)
-            return false;
-        if (cps != op->len)
-            return false;
+        if ((head & F_ASCII) && end - p == 2 && p[0] == 1 && p[1] < 0x80) {
+            n = op->len = 1; /* a typed ASCII character ends the update */
+            u16 = 1;
+            p++;
+        } else {
+            if (!(head & F_ASCII) && !fast_u21(&p, end, &op->len))
+                return false;
+            if (!fast_u21(&p, end, &n))
+                return false;
+            if (head & F_ASCII)
+                op->len = n;
+            /* The text ends the update. */
+            if (op->len == 0 || (size_t)(end - p) != n)
+                return false;
+            if (crdt__utf8_scan(p, n, &cps, &u16) != 0 || cps != op->len)
+                return false;
+        }
         op->text = p;
         op->text_bytes = n;
         op->u16len = (uint32_t)u16;
