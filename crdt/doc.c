@@ -708,13 +708,23 @@ static void delete_range(crdt_doc_t *doc, uint32_t c, uint32_t lo, uint32_t len,
             cut_out(doc, it, off, k);
             return;
         }
-        if (off > 0) {
-            CLIENT(doc, c).hint = it; /* as above */
-            it = crdt__item_split(doc, it, off);
+        /* After a split the tombstone's neighbour on the cut side is the
+         * live rest of the item, and on the other side one that
+         * delete_by_moving() found it cannot merge with. */
+        if (off > 0 || k < x->len) {
+            if (off > 0) {
+                CLIENT(doc, c).hint = it; /* as above */
+                it = crdt__item_split(doc, it, off);
+            }
+            if (ITEM(doc, it).len > k)
+                crdt__item_split(doc, it, k);
+            x = &ITEM(doc, it);
+            lo += k;
+            x->deleted = 1;
+            hide(doc, it, x->u16len, x->text_bytes);
+            hint = lo < end ? crdt__seq_next(doc, it) : CRDT__NONE;
+            continue;
         }
-        if (ITEM(doc, it).len > k)
-            crdt__item_split(doc, it, k);
-        x = &ITEM(doc, it);
         lo += k;
         {
             uint32_t prev;
