@@ -341,6 +341,11 @@ typedef struct {
 #define BID_IDX(b) ((b).idx & ~BID_DELETED)
 #define SNAP_MAX_ITEMS (BID_DELETED - 1)
 
+/* A run of a client's clocks that no item holds (lo < hi). */
+typedef struct {
+    uint32_t lo, hi;
+} gap_t;
+
 struct crdt__snap {
     uint32_t nclients, nitems, ndel;
     snap_client_t *clients;
@@ -350,6 +355,11 @@ struct crdt__snap {
      * item holds; two items of a client have no gap between them exactly
      * when these are equal. */
     uint32_t *gap;
+    /* The same gaps listed, client by client in clock order (place_by_id()
+     * notes them): client c's are glist[gfirst[c] .. gfirst[c + 1]). At most
+     * one before each item and one after each client's last. */
+    gap_t *glist;
+    uint32_t *gfirst; /* nclients + 1 entries */
     /* Per item in document order: where its text starts in the body's text
      * (nitems + 1 entries, the last the text's length), then in its client's
      * arena (nitems entries). Compact, so that the passes in id order need
@@ -379,6 +389,8 @@ void crdt__snapshot_dispose(const crdt_alloc_t *a, crdt__snap_t *s)
     crdt__tmp_free(a, s->items, s->nitems * sizeof(snap_item_t));
     crdt__tmp_free(a, s->bid, s->nitems * sizeof(snap_bid_t));
     crdt__tmp_free(a, s->gap, s->nitems * sizeof(uint32_t));
+    crdt__tmp_free(a, s->glist, ((size_t)s->nitems + s->nclients) * sizeof(gap_t));
+    crdt__tmp_free(a, s->gfirst, ((size_t)s->nclients + 1) * sizeof(uint32_t));
     crdt__tmp_free(a, s->toff, ((size_t)s->nitems + 1) * sizeof(uint32_t));
     crdt__tmp_free(a, s->aoff, s->nitems * sizeof(uint32_t));
     crdt__tmp_free(a, s->refs, 2 * (size_t)s->nitems * sizeof(snap_ref_t));
@@ -1195,7 +1207,8 @@ CRDT__NOINLINE static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end
  * gaps (s->gap) and places their text: per client in clock order, the items
  * must not overlap and their text (at s->toff[], in document order) is copied
  * into the client's arena, which must come out exactly text_len bytes long;
- * s->aoff[] records where each item's text went.
+ * s->aoff[] records where each item's text went. The gaps are also listed
+ * (s->glist, s->gfirst) for parse_dels().
  */
 CRDT__NOINLINE static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv_t *kv,
                                       uint64_t vary, const uint8_t *text, size_t total,
@@ -1203,12 +1216,19 @@ CRDT__NOINLINE static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv
 {
     size_t off = 0;
     const uint8_t *arena_end;
-    uint32_t client = CRDT__NONE, end = 0, gap = 0;
+    uint32_t client = CRDT__NONE, end = 0, gap = 0, ng = 0, next = 0;
+    gap_t *g;
+    uint32_t *gfirst;
     if ((s->arenas = crdt__tmp_alloc(a, total)) == NULL)
         return CRDT_ENOMEM;
     s->arenas_len = total;
-    if ((s->gap = crdt__tmp_alloc(a, (size_t)s->nitems * sizeof(uint32_t))) == NULL)
+    if ((s->gap = crdt__tmp_alloc(a, (size_t)s->nitems * sizeof(uint32_t))) == NULL ||
+        (s->glist = crdt__tmp_alloc(a, ((size_t)s->nitems + s->nclients) * sizeof(gap_t))) ==
+            NULL ||
+        (s->gfirst = crdt__tmp_alloc(a, ((size_t)s->nclients + 1) * sizeof(uint32_t))) == NULL)
         return CRDT_ENOMEM;
+    g = s->glist;
+    gfirst = s->gfirst;
     for (uint32_t c = 0; c < s->nclients; c++) {
         s->clients[c].text = s->arenas + off;
         off += s->clients[c].text_len;
@@ -1230,8 +1250,18 @@ CRDT__NOINLINE static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv
             uint32_t bytes = toff[idx + 1] - from;
             uint8_t *dst;
             if (c != client) {
-                if (client != CRDT__NONE)
+                if (client != CRDT__NONE) {
                     used[client] = cused;
+                    if (end < s->clients[client].next_clock)
+                        g[ng++] = (gap_t){end, s->clients[client].next_clock};
+                }
+                /* (next: the first client not yet listed) */
+                for (; next < c; next++) {
+                    gfirst[next] = ng;
+                    g[ng++] = (gap_t){0, s->clients[next].next_clock}; /* no items */
+                }
+                gfirst[c] = ng;
+                next = c + 1;
                 client = c;
                 end = gap = 0;
                 arena = (uint8_t *)s->clients[c].text;
@@ -1240,6 +1270,8 @@ CRDT__NOINLINE static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv
             } else if (clock < end) {
                 return CRDT_EMALFORMED; /* overlaps the client's previous item */
             }
+            if (clock > end)
+                g[ng++] = (gap_t){end, clock};
             gap += clock - end;
             bid[k].client = c;
             bid[k].clock = clock;
@@ -1258,8 +1290,16 @@ CRDT__NOINLINE static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv
             aoff[idx] = cused;
             cused += bytes;
         }
-        if (client != CRDT__NONE)
+        if (client != CRDT__NONE) {
             used[client] = cused;
+            if (end < s->clients[client].next_clock)
+                g[ng++] = (gap_t){end, s->clients[client].next_clock};
+        }
+        for (; next < s->nclients; next++) {
+            gfirst[next] = ng;
+            g[ng++] = (gap_t){0, s->clients[next].next_clock}; /* no items */
+        }
+        gfirst[s->nclients] = ng;
     }
     for (uint32_t c = 0; c < s->nclients; c++)
         if (used[c] != s->clients[c].text_len)
@@ -1267,52 +1307,30 @@ CRDT__NOINLINE static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv
     return 0;
 }
 
-/* A run of a client's clocks that no item holds (lo < hi). */
-typedef struct {
-    uint32_t lo, hi;
-} gap_t;
-
 /*
  * Reads the delete records. Their clocks fill, per client and in order, the
- * clocks no item holds: these gaps are listed first from the items in id
- * order, then each record takes the next clocks of its client's current gap
+ * clocks no item holds (the gaps place_by_id() listed): each record takes
+ * the next clocks of its client's current gap
  * and moves to the next gap once one is full; afterwards every gap must be
  * full. `fill` and `at` (per client) are scratch: the client's fill point and
  * current gap. As in parse_items(), column read errors are reported after
  * the loop.
  */
-CRDT__NOINLINE static int parse_dels(const crdt_alloc_t *a, col_t *col, crdt__snap_t *s,
-                                     uint32_t *fill, uint32_t *at)
+CRDT__NOINLINE static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill, uint32_t *at)
 {
-    const snap_bid_t *bid = s->bid;
-    const uint32_t n = s->nitems, nclients = s->nclients;
+    const uint32_t nclients = s->nclients;
     snap_del_t *dels = s->dels;
     col_t cclient = col[D_CLIENTC], clen = col[D_LENC], ctarget = col[D_TARGETC];
-    size_t gcap = (size_t)n + nclients;
-    int err = 0;
-    gap_t *g = alloc_array(a, gcap, sizeof(gap_t), &err);
-    uint32_t *gfirst = alloc_array(a, (size_t)nclients + 1, sizeof(uint32_t), &err);
+    const gap_t *g = s->glist; /* listed by place_by_id() */
+    const uint32_t *gfirst = s->gfirst;
+    int err = CRDT_EMALFORMED;
     /* The current client: its fill point, current gap's end, gap and the
      * first gap of the next client. */
-    uint32_t client = CRDT__NONE, cfill = 0, gend = 0, gi = 0, glast = 0, ng = 0;
-    if (err)
-        goto Exit; /* out of memory */
-    err = CRDT_EMALFORMED;
-    for (uint32_t c = 0, k = 0; c < nclients; c++) {
-        uint32_t e = 0;
-        gfirst[c] = ng;
-        /* Items come sorted by id and do not overlap (place_by_id()). */
-        for (; k < n && bid[k].client == c; k++) {
-            if (bid[k].clock > e)
-                g[ng++] = (gap_t){e, bid[k].clock};
-            e = bid[k].end;
-        }
-        if (e < s->clients[c].next_clock)
-            g[ng++] = (gap_t){e, s->clients[c].next_clock};
+    uint32_t client = CRDT__NONE, cfill = 0, gend = 0, gi = 0, glast = 0;
+    for (uint32_t c = 0; c < nclients; c++) {
         at[c] = gfirst[c];
-        fill[c] = ng > gfirst[c] ? g[gfirst[c]].lo : 0;
+        fill[c] = gfirst[c + 1] > gfirst[c] ? g[gfirst[c]].lo : 0;
     }
-    gfirst[nclients] = ng;
     /* The head column holds exactly one byte per record (the caller checked). */
     const uint8_t *heads = col[D_HEADC].p;
     col[D_HEADC].p = col[D_HEADC].end;
@@ -1387,8 +1405,6 @@ CRDT__NOINLINE static int parse_dels(const crdt_alloc_t *a, col_t *col, crdt__sn
             goto Exit;
     err = 0;
 Exit:
-    crdt__tmp_free(a, g, gcap * sizeof(gap_t));
-    crdt__tmp_free(a, gfirst, ((size_t)nclients + 1) * sizeof(uint32_t));
     return err;
 }
 
@@ -1637,10 +1653,14 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
     if ((s->dels = alloc_array(a, (size_t)n, sizeof(snap_del_t), &err)) == NULL)
         goto Fail;
     s->ndel = (uint32_t)n;
-    if ((err = parse_dels(a, dcol, s, tmp, aux)) != 0 || !cols_done(dcol, NDCOLS) || r.p != r.end) {
+    if ((err = parse_dels(dcol, s, tmp, aux)) != 0 || !cols_done(dcol, NDCOLS) || r.p != r.end) {
         err = err ? err : CRDT_EMALFORMED;
         goto Fail;
     }
+    crdt__tmp_free(a, s->glist, ((size_t)s->nitems + s->nclients) * sizeof(gap_t));
+    s->glist = NULL;
+    crdt__tmp_free(a, s->gfirst, ((size_t)s->nclients + 1) * sizeof(uint32_t));
+    s->gfirst = NULL;
     /* Everything is read out of the body (the text is in the arenas): its
      * memory can serve the checks and the build. */
     crdt__tmp_free(a, s->owned, s->owned_len);
