@@ -1249,6 +1249,7 @@ CRDT__NOINLINE static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv
             uint32_t idx = (uint32_t)kv[k].val & ~BID_DELETED, from = toff[idx];
             uint32_t bytes = toff[idx + 1] - from;
             uint8_t *dst;
+            size_t span;
             if (c != client) {
                 if (client != CRDT__NONE) {
                     used[client] = cused;
@@ -1270,8 +1271,10 @@ CRDT__NOINLINE static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv
             } else if (clock < end) {
                 return CRDT_EMALFORMED; /* overlaps the client's previous item */
             }
-            if (clock > end)
-                g[ng++] = (gap_t){end, clock};
+            /* A gap before it (stored anyway, kept if there is one: no
+             * branch to mispredict; there is room, as ng <= k + client). */
+            g[ng] = (gap_t){end, clock};
+            ng += clock > end;
             gap += clock - end;
             bid[k].client = c;
             bid[k].clock = clock;
@@ -1281,12 +1284,17 @@ CRDT__NOINLINE static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv
             if (bytes > csize - cused)
                 return CRDT_EMALFORMED;
             dst = arena + cused;
-            if (bytes <= 16 && total - from >= 16 && arena_end - dst >= 16)
-                /* Items are copied in arena order, so what this writes past
-                 * the item's text is overwritten by the items after it. */
+            span = bytes <= 16 ? 16 : ((size_t)bytes + 15) & ~(size_t)15;
+            if (total - from >= span && (size_t)(arena_end - dst) >= span) {
+                /* In 16-byte chunks. Items are copied in arena order, so
+                 * what this writes past the item's text is overwritten by
+                 * the items after it. */
                 memcpy(dst, text + from, 16);
-            else
+                for (size_t o = 16; o < bytes; o += 16)
+                    memcpy(dst + o, text + from + o, 16);
+            } else {
                 memcpy(dst, text + from, bytes);
+            }
             aoff[idx] = cused;
             cused += bytes;
         }
