@@ -4,7 +4,11 @@
  * relative positions. Encoders write into buffers sized up front; the decoder
  * treats its input as hostile: every count is bounded by the bytes left, every
  * clock range checked for overflow, all text validated as UTF-8, and nothing is
- * allocated beyond a small multiple of the input size.
+ * allocated beyond a small multiple of the input size. An update of one
+ * operation (a keystroke) takes a fast path both ways: the encoder writes it
+ * through a local pointer into a buffer of its exact size, and the decoder
+ * reads it without the checked reader, leaving every other or doubtful input
+ * to the general decoder; sanitizer builds check both against the general code.
  */
 #include "crdt_internal.h"
 
@@ -425,7 +429,9 @@ static inline crdt__id_t get_origin(crdt__reader_t *r, bool same, uint32_t own, 
  * refused input) to it, so errors stay exactly those of the general decoder.
  * Returns true when it decoded the update into `d`.
  */
-#define FAST_MIN_BYTES 15 /* version, 1 id, block of one 1-byte insert */
+/* Fewer bytes cannot hold one operation (an insert of one byte without
+ * origins, or a delete, takes 17 at least). */
+#define FAST_MIN_BYTES 17
 
 /* A varint of at most three bytes from [*pp, end), else false. Decodes as
  * crdt__get_u32v() does, overlong forms included. */

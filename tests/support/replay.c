@@ -9,7 +9,9 @@
  * what it finds in a scratch bitmap, which is then read (and cleared) word by word
  * from the lowest index found, so the updates go out in index order without a sort.
  * The update array is sized once from the trace (one update per delete and per
- * insert of each patch), so keeping an update is a store.
+ * insert of each patch), so each edit writes its update straight into the next
+ * slot, and a replica that receives every update (the merge replica) reads them
+ * in order, as transactions were made in index order.
  */
 #include "replay.h"
 
