@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * replay.c: trace replay on crdt/ documents, as declared in replay.h. Concurrent
- * traces use one replica per agent and a bitmap per agent of the transactions its
- * replica has seen. That set is always closed under ancestry (a replica only ever
- * receives whole ancestor closures), so finding what an agent lacks before its next
- * transaction is a search from the transaction's parents that stops at seen
- * transactions: each transaction is visited at most once per agent. The search marks
- * what it finds in a scratch bitmap, which is then read (and cleared) word by word
- * from the lowest index found, so the updates go out in index order without a sort.
- * The update array is sized once from the trace (one update per delete and per
- * insert of each patch), so each edit writes its update straight into the next
+ * traces use one replica per agent and a byte per agent and transaction saying
+ * whether its replica has seen it (bytes rather than bits: one load to test, and
+ * agents times transactions stays small for real traces). That set is always closed under ancestry
+ * (a replica only ever receives whole ancestor closures), so finding what an agent lacks before its
+ * next transaction is a search from the transaction's parents that stops at seen transactions: each
+ * transaction is visited at most once per agent. The search marks what it finds in a scratch
+ * bitmap, which is then read (and cleared) word by word from the lowest index found, so the updates
+ * go out in index order without a sort. The update array is sized once from the trace (one update
+ * per delete and per insert of each patch), so each edit writes its update straight into the next
  * slot, and a replica that receives every update (the merge replica) reads them
  * in order, as transactions were made in index order.
  */
@@ -183,8 +183,8 @@ static int replay_sequential(replay_result_t *res, int keep)
     return 0;
 }
 
-#define BIT_TEST(bits, i) ((bits)[(i) >> 3] & (1u << ((i)&7)))
-#define BIT_SET(bits, i) ((bits)[(i) >> 3] |= (unsigned char)(1u << ((i)&7)))
+#define SEEN(seen, i) ((seen)[i])
+#define SEE(seen, i) ((seen)[i] = 1)
 
 /* Index of the lowest set bit of x (x != 0). */
 static int ctz64(uint64_t x)
@@ -205,7 +205,7 @@ static int ctz64(uint64_t x)
 static int replay_concurrent(replay_result_t *res)
 {
     const trace_t *t = res->_trace;
-    size_t stride = (t->ntxns + 7) / 8, i, k, sp, lo, w, u;
+    size_t stride = t->ntxns, i, k, sp, lo, w, u;
     unsigned char *seen = NULL;
     uint64_t *want = NULL; /* scratch: the ancestors to send; all zero between txns */
     uint32_t *stack = NULL;
@@ -245,8 +245,8 @@ static int replay_concurrent(replay_result_t *res)
         sp = 0;
         lo = i;
         for (k = 0; k < txn->nparents; k++) {
-            if (!BIT_TEST(bits, txn->parents[k])) {
-                BIT_SET(bits, txn->parents[k]);
+            if (!SEEN(bits, txn->parents[k])) {
+                SEE(bits, txn->parents[k]);
                 stack[sp++] = txn->parents[k];
             }
         }
@@ -258,8 +258,8 @@ static int replay_concurrent(replay_result_t *res)
             if (x < lo)
                 lo = x;
             for (k = 0; k < anc->nparents; k++) {
-                if (!BIT_TEST(bits, anc->parents[k])) {
-                    BIT_SET(bits, anc->parents[k]);
+                if (!SEEN(bits, anc->parents[k])) {
+                    SEE(bits, anc->parents[k]);
                     stack[sp++] = anc->parents[k];
                 }
             }
@@ -276,7 +276,7 @@ static int replay_concurrent(replay_result_t *res)
         }
         if ((rc = apply_txn_local(res, res->agents[a], i, 1)) < 0)
             goto exit;
-        BIT_SET(bits, i);
+        SEE(bits, i);
     }
 
     if ((rc = crdt_doc_new((uint64_t)t->num_agents + 1, res->_alloc, &res->doc)) < 0) {
