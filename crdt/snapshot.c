@@ -1284,13 +1284,15 @@ CRDT__NOINLINE static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv
             if (bytes > csize - cused)
                 return CRDT_EMALFORMED;
             dst = arena + cused;
-            span = bytes <= 16 ? 16 : ((size_t)bytes + 15) & ~(size_t)15;
+            span = bytes <= 32 ? 32 : ((size_t)bytes + 15) & ~(size_t)15;
             if (total - from >= span && (size_t)(arena_end - dst) >= span) {
-                /* In 16-byte chunks. Items are copied in arena order, so
-                 * what this writes past the item's text is overwritten by
-                 * the items after it. */
+                /* In 16-byte chunks, two whatever the length (most items
+                 * are shorter). Items are copied in arena order, so what
+                 * this writes past the item's text is overwritten by the
+                 * items after it. */
                 memcpy(dst, text + from, 16);
-                for (size_t o = 16; o < bytes; o += 16)
+                memcpy(dst + 16, text + from + 16, 16);
+                for (size_t o = 32; o < bytes; o += 16)
                     memcpy(dst + o, text + from + o, 16);
             } else {
                 memcpy(dst, text + from, bytes);
@@ -1773,10 +1775,12 @@ static void build_seq(crdt_doc_t *doc, const crdt__snap_t *s, uint32_t n)
         leaf->next = j + 1 < nleaves ? j + 1 : CRDT__NONE;
         for (uint32_t i = 0; i < m; i++, it++) {
             crdt__item_t *x = &ITEM(doc, it);
+            /* masks, not branches: deleted items come in no pattern */
+            uint32_t keep = (uint32_t)(x->deleted != 0) - 1u;
             leaf->items[i] = it;
-            leaf->vis[i] = x->deleted ? 0 : x->u16len;
+            leaf->vis[i] = x->u16len & keep;
             doc->vis_len += leaf->vis[i];
-            doc->utf8_len += x->deleted ? 0 : x->text_bytes;
+            doc->utf8_len += x->text_bytes & keep;
             x->leaf = l;
             x->slot = (uint16_t)i;
             x->text_off = s->aoff[it];
