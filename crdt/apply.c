@@ -386,6 +386,21 @@ static void map_op(crdt__op_t *op, const uint32_t *map)
  * Returns 0 (applied, or already known), an error, or CRDT__SLOW when the
  * general path must decide (new clients, missing dependencies, overlaps).
  */
+/* crdt__client_find() behind doc->recent_client. */
+static inline uint32_t find_client_recent(crdt_doc_t *doc, uint64_t id)
+{
+    uint32_t c0 = doc->recent_client[0], c1 = doc->recent_client[1], c;
+    if (c0 < doc->clients.len && CLIENT(doc, c0).id == id)
+        return c0;
+    if (c1 < doc->clients.len && CLIENT(doc, c1).id == id)
+        return c1;
+    if ((c = crdt__client_find(doc, id)) != CRDT__NONE) {
+        doc->recent_client[1] = c0;
+        doc->recent_client[0] = c;
+    }
+    return c;
+}
+
 static int apply_one(crdt_doc_t *doc, const crdt__decoded_t *dn, plan_t *p)
 {
     crdt__op_t op = dn->ops[0];
@@ -394,7 +409,7 @@ static int apply_one(crdt_doc_t *doc, const crdt__decoded_t *dn, plan_t *p)
     if (dn->nids > 3)
         return CRDT__SLOW;
     for (size_t i = 0; i < dn->nids; i++)
-        if ((map[i] = crdt__client_find(doc, dn->ids[i])) == CRDT__NONE)
+        if ((map[i] = find_client_recent(doc, dn->ids[i])) == CRDT__NONE)
             return CRDT__SLOW;
     map_op(&op, map);
     if (refers_forward(&op))
@@ -742,9 +757,13 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
 Exit:
     if (err && new_pending)
         crdt__free(doc, new_pending, pend.len);
-    crdt_buf_dispose(&pend);
-    crdt__tmp_free(a, leftover, nleft * sizeof(crdt__op_t));
-    crdt__tmp_free(a, tmpclients, ntmpclients * sizeof(crdt__client_t));
+    /* A keystroke's apply allocated none of these: skip the calls. */
+    if (pend.base)
+        crdt_buf_dispose(&pend);
+    if (leftover)
+        crdt__tmp_free(a, leftover, nleft * sizeof(crdt__op_t));
+    if (tmpclients)
+        crdt__tmp_free(a, tmpclients, ntmpclients * sizeof(crdt__client_t));
     if (s.size)
         crdt__tmp_free(a, s.block, s.size);
     /* Small updates (a keystroke) own no memory: skip the calls. */

@@ -199,6 +199,9 @@ struct crdt_doc {
     uint32_t finger_leaf, finger_vis;
     /* The same for one item (typing keeps editing the same item). */
     uint32_t finger_item, finger_item_vis;
+    /* The clients of the last updates applied one operation at a time
+     * (apply.c), checked before use: most updates name the same one or two. */
+    uint32_t recent_client[2];
     uint32_t vis_len; /* visible UTF-16 units */
     size_t utf8_len;  /* visible UTF-8 bytes */
 
