@@ -225,10 +225,14 @@ int crdt_doc_encode_state(const crdt_doc_t *doc, crdt_buf_t *out);
  * about 2.7 times bigger for prose, but made about ten times faster and loaded
  * without decompressing: for snapshots a store writes often. */
 #define CRDT_STATE_UNCOMPRESSED 1u
+/* crdt_doc_encode_state_ex() flag: the body is compressed with less effort
+ * (several times faster, a somewhat larger state, the same format), for a
+ * store compacting busy documents. Ignored with CRDT_STATE_UNCOMPRESSED. */
+#define CRDT_STATE_FAST 2u
 
 /*
- * crdt_doc_encode_state() with `flags` (0, or CRDT_STATE_UNCOMPRESSED).
- * Returns 0, CRDT_EINVAL (unknown flags) or CRDT_ENOMEM.
+ * crdt_doc_encode_state() with `flags` (0, or CRDT_STATE_UNCOMPRESSED or
+ * CRDT_STATE_FAST). Returns 0, CRDT_EINVAL (unknown flags) or CRDT_ENOMEM.
  */
 int crdt_doc_encode_state_ex(const crdt_doc_t *doc, unsigned flags, crdt_buf_t *out);
 

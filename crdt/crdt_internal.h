@@ -547,7 +547,11 @@ void crdt__integrate_delete(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint
 
 /* snapshot.c: the whole-document state (format version 2) */
 typedef struct crdt__snap crdt__snap_t;
-/* `compress`: LZ-compress the body when it is long enough (else stored as is). */
+/* `compress`: CRDT__SNAP_LZ or CRDT__SNAP_LZ_FAST compress the body when it is
+ * long enough (else it is stored as is, as with CRDT__SNAP_STORED). */
+#define CRDT__SNAP_STORED 0
+#define CRDT__SNAP_LZ 1
+#define CRDT__SNAP_LZ_FAST 2
 int crdt__snapshot_encode(const crdt_doc_t *doc, int compress, crdt_buf_t *out);
 /* Parses and checks a state; the result may point into `data`. */
 int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,

@@ -345,6 +345,9 @@ _Static_assert(SEQ_MAX >= BLOCK_MIN && BLOCK_MAX - MAX_MATCH >= BLOCK_MIN, "bloc
 #define HASHC_BITS 17
 #define SKIP_AFTER 256 /* searches without a match before skipping some */
 #define SKIP_MAX 32    /* most positions skipped at a time */
+/* CRDT__LZ_FAST: chain candidates examined, and the length that ends a search */
+#define FAST_CHAIN_MAX 4
+#define FAST_NICE_LEN 32
 
 typedef struct {
     uint32_t len;  /* 0 for a literal */
@@ -368,6 +371,7 @@ typedef struct {
     unsigned hbitsc, hbits4, hbits3;
     uint32_t wmask; /* prev[] has wmask + 1 entries */
     size_t headc_size, head4_size, head3_size, prev_size;
+    unsigned chain_max, nice_len; /* CHAIN_MAX and NICE_LEN, or the fast ones */
 
     seq_t *seq;
     size_t nseq;
@@ -443,7 +447,7 @@ static unsigned find_match(enc_t *e, uint32_t pos, unsigned min_len, uint32_t *d
     uint32_t cand = e->headc[hc], c4 = e->head4[h4], c3 = e->head3[h3];
     uint32_t cur = pos + BIAS, limit = e->wmask; /* farthest distance + 1 */
     unsigned best = min_len < MIN_MATCH - 1 ? MIN_MATCH - 1 : min_len;
-    unsigned chain = CHAIN_MAX;
+    unsigned chain = e->chain_max, nice = e->nice_len;
     uint32_t p4 = load_le32(p);
 
     e->prev[pos & e->wmask] = cand;
@@ -464,7 +468,7 @@ static unsigned find_match(enc_t *e, uint32_t pos, unsigned min_len, uint32_t *d
             *dist = cur - c3;
         }
     }
-    if (best >= NICE_LEN || best >= maxlen)
+    if (best >= nice || best >= maxlen)
         return *dist ? best : 0;
     if (min_len >= GOOD_LEN)
         chain >>= 2;
@@ -475,7 +479,7 @@ static unsigned find_match(enc_t *e, uint32_t pos, unsigned min_len, uint32_t *d
             if (len > best) {
                 best = len;
                 *dist = cur - cand;
-                if (len >= NICE_LEN || len >= maxlen)
+                if (len >= nice || len >= maxlen)
                     break;
             }
         }
@@ -786,6 +790,50 @@ static int parse_piece(enc_t *e)
     return err;
 }
 
+/* CRDT__LZ_FAST's parse: the match found at a position is taken (no lazy
+ * step), and inside a long match only its first positions are indexed. */
+static int parse_piece_fast(enc_t *e)
+{
+    const uint8_t *src = e->src;
+    size_t n = e->n, pos = 0, misses = 0;
+    int err = 0;
+
+    memset(e->headc, 0, e->headc_size * sizeof(uint32_t));
+    memset(e->head4, 0, e->head4_size * sizeof(uint32_t));
+    memset(e->head3, 0, e->head3_size * sizeof(uint32_t));
+    while (pos < n) {
+        uint32_t dist = 0;
+        unsigned len = n - pos >= 8 ? find_match(e, (uint32_t)pos, 0, &dist) : 0;
+        if (len >= MIN_MATCH) {
+            size_t end = pos + len, q, stop;
+            if ((err = add_match(e, len, dist)) != 0)
+                return err;
+            stop = end - pos > 16 ? pos + 16 : end;
+            for (q = pos + 1; q < stop && n - q >= 8; q++)
+                insert_pos(e, (uint32_t)q);
+            pos = end;
+            misses = 0;
+            continue;
+        }
+        if ((err = add_literal(e, src[pos])) != 0)
+            return err;
+        pos++;
+        if (++misses > SKIP_AFTER) {
+            /* As in parse_piece(): a drought skips ahead, more the longer it lasts. */
+            size_t step = (misses - SKIP_AFTER) >> 4;
+            if (step > SKIP_MAX)
+                step = SKIP_MAX;
+            if (step > n - pos)
+                step = n - pos;
+            for (size_t q = pos; q < pos + step; q++)
+                if ((err = add_literal(e, src[q])) != 0)
+                    return err;
+            pos += step;
+        }
+    }
+    return err;
+}
+
 static unsigned ceil_log2(size_t n)
 {
     unsigned b = 0;
@@ -795,6 +843,12 @@ static unsigned ceil_log2(size_t n)
 }
 
 int crdt__lz_compress(const crdt_alloc_t *a, const uint8_t *src, size_t n, crdt_buf_t *out)
+{
+    return crdt__lz_compress_ex(a, src, n, CRDT__LZ_BEST, out);
+}
+
+int crdt__lz_compress_ex(const crdt_alloc_t *a, const uint8_t *src, size_t n, int effort,
+                         crdt_buf_t *out)
 {
     enc_t *e;
     size_t start_len = out->len, first = n < PIECE_MAX ? n : PIECE_MAX;
@@ -812,6 +866,8 @@ int crdt__lz_compress(const crdt_alloc_t *a, const uint8_t *src, size_t n, crdt_
         return CRDT_ENOMEM;
     memset(e, 0, sizeof(*e));
     e->out = out;
+    e->chain_max = effort == CRDT__LZ_FAST ? FAST_CHAIN_MAX : CHAIN_MAX;
+    e->nice_len = effort == CRDT__LZ_FAST ? FAST_NICE_LEN : NICE_LEN;
     if (wb > WBITS)
         wb = WBITS;
     if (wb < 10)
@@ -836,7 +892,7 @@ int crdt__lz_compress(const crdt_alloc_t *a, const uint8_t *src, size_t n, crdt_
     for (size_t off = 0; off < n; off += e->n) {
         e->src = src + off;
         e->n = n - off < PIECE_MAX ? n - off : PIECE_MAX;
-        err = parse_piece(e);
+        err = effort == CRDT__LZ_FAST ? parse_piece_fast(e) : parse_piece(e);
         if (err)
             goto Exit;
     }

@@ -24,6 +24,17 @@
 int crdt__lz_compress(const crdt_alloc_t *a, const uint8_t *src, size_t n, crdt_buf_t *out);
 
 /*
+ * The same with a choice of effort: CRDT__LZ_BEST (what crdt__lz_compress()
+ * does: deep match search, lazy matching) or CRDT__LZ_FAST (a few candidates
+ * per position, the first match taken: several times faster, a larger
+ * stream). Both write the one format crdt__lz_decompress() reads.
+ */
+#define CRDT__LZ_BEST 0
+#define CRDT__LZ_FAST 1
+int crdt__lz_compress_ex(const crdt_alloc_t *a, const uint8_t *src, size_t n, int effort,
+                         crdt_buf_t *out);
+
+/*
  * Decompresses exactly dst_len bytes from the stream src[0..n) into dst (which
  * must not overlap src). Returns 0, or CRDT_EMALFORMED if the stream is corrupt
  * or truncated, has trailing bytes, or does not produce exactly dst_len bytes;

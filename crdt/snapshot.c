@@ -272,7 +272,9 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, int compress, crdt_buf_t *out)
         size_t mark = b.len, start;
         crdt__put_varint(&b, body.len);
         start = b.len;
-        if ((err = crdt__lz_compress(a, body.base, body.len, &b)) != 0)
+        if ((err = crdt__lz_compress_ex(
+                 a, body.base, body.len,
+                 compress == CRDT__SNAP_LZ_FAST ? CRDT__LZ_FAST : CRDT__LZ_BEST, &b)) != 0)
             goto Exit;
         if (body.len > (b.len - start) * SNAP_LZ_MAX_RATIO) {
             b.len = mark; /* too compressible for readers to accept: store it */

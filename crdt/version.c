@@ -173,9 +173,13 @@ int crdt_doc_encode_state(const crdt_doc_t *doc, crdt_buf_t *out)
 
 int crdt_doc_encode_state_ex(const crdt_doc_t *doc, unsigned flags, crdt_buf_t *out)
 {
-    if (doc == NULL || out == NULL || (flags & ~CRDT_STATE_UNCOMPRESSED))
+    if (doc == NULL || out == NULL || (flags & ~(CRDT_STATE_UNCOMPRESSED | CRDT_STATE_FAST)))
         return CRDT_EINVAL;
-    return crdt__snapshot_encode(doc, !(flags & CRDT_STATE_UNCOMPRESSED), out);
+    return crdt__snapshot_encode(doc,
+                                 flags & CRDT_STATE_UNCOMPRESSED ? CRDT__SNAP_STORED
+                                 : flags & CRDT_STATE_FAST       ? CRDT__SNAP_LZ_FAST
+                                                                 : CRDT__SNAP_LZ,
+                                 out);
 }
 
 int crdt_doc_load(uint64_t client, const crdt_alloc_t *alloc, const uint8_t *data, size_t len,

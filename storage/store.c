@@ -896,7 +896,9 @@ int store_open(const char *dir, const store_options_t *opts, store_t **out)
     s->snapshot_every = o.snapshot_every;
     s->snapshot_percent = o.snapshot_log_percent;
     s->snapshot_cap = (uint64_t)o.snapshot_every * o.snapshot_max_factor;
-    s->snapshot_flags = o.uncompressed_snapshots ? CRDT_STATE_UNCOMPRESSED : 0;
+    /* Compressed snapshots take the faster effort: a store rewrites them for
+     * its busiest documents over and over (docs/storage.md, "Compaction"). */
+    s->snapshot_flags = o.uncompressed_snapshots ? CRDT_STATE_UNCOMPRESSED : CRDT_STATE_FAST;
     s->map_max = o.map_size_max;
     for (int i = 0; i < STORE_LATENCY_BUCKETS; i++)
         s->stats.commit_le_bound_us[i] = bounds[i];

@@ -97,8 +97,9 @@ typedef struct {
     uint32_t snapshot_log_percent;
     uint32_t snapshot_max_factor;
     /* Nonzero: snapshots are stored uncompressed (CRDT_STATE_UNCOMPRESSED):
-     * about 2.7 times the bytes for prose, about a tenth of the compaction thread's CPU
-     * to make, and no decompression to load. */
+     * about 2.7 times the bytes for prose, less of the compaction thread's CPU
+     * to make, and no decompression to load. Zero: compressed with
+     * CRDT_STATE_FAST (a few percent bigger than crdt_doc_encode_state()'s). */
     int uncompressed_snapshots;
     /*
      * Nonzero: open LMDB with MDB_NOSYNC, so commits are not flushed to disk.

@@ -33,11 +33,18 @@
 
 /* ---- helpers ------------------------------------------------------------------ */
 
+/* The effort compress() uses: test_lz_compress_fast_effort_roundtrips() runs
+ * the round-trip tests again with CRDT__LZ_FAST. */
+static int effort = CRDT__LZ_BEST;
+
 static crdt_buf_t compress(const uint8_t *src, size_t n)
 {
     crdt_buf_t b;
     assert_int_equal(crdt__buf_init(&crdt__libc_alloc, &b, 16), 0);
-    assert_int_equal(crdt__lz_compress(&crdt__libc_alloc, src, n, &b), 0);
+    if (effort == CRDT__LZ_BEST)
+        assert_int_equal(crdt__lz_compress(&crdt__libc_alloc, src, n, &b), 0);
+    else
+        assert_int_equal(crdt__lz_compress_ex(&crdt__libc_alloc, src, n, effort, &b), 0);
     return b;
 }
 
@@ -310,6 +317,32 @@ static void test_lz_compress_roundtrip_text_compresses(void **state)
     clen = roundtrip(text, n);
     if (clen > n * 40 / 100)
         fail_msg("generated text: %zu bytes compressed to %zu", n, clen);
+    free(text);
+}
+
+/* Less effort: the same stream format (the same round trips pass, text still
+ * compresses), and never more than a little bigger than the best effort's. */
+static void test_lz_compress_fast_effort_roundtrips(void **state)
+{
+    const size_t n = 200000;
+    uint8_t *text = gen_text(77, n);
+    size_t best, fast;
+    effort = CRDT__LZ_FAST;
+    test_lz_compress_empty_input_gives_empty_stream(state);
+    test_lz_compress_roundtrip_one_byte(state);
+    test_lz_compress_roundtrip_short_inputs(state);
+    test_lz_compress_roundtrip_repetitive(state);
+    test_lz_compress_roundtrip_overlapping_copies(state);
+    test_lz_compress_roundtrip_random(state);
+    test_lz_compress_roundtrip_long_runs(state);
+    test_lz_compress_roundtrip_all_byte_values(state);
+    test_lz_compress_roundtrip_block_boundaries(state);
+    test_lz_compress_roundtrip_text_compresses(state);
+    fast = roundtrip(text, n);
+    effort = CRDT__LZ_BEST;
+    best = roundtrip(text, n);
+    if (fast < best || fast > best + best / 4)
+        fail_msg("generated text: best effort %zu bytes, fast %zu", best, fast);
     free(text);
 }
 
@@ -1146,6 +1179,7 @@ int main(void)
         cmocka_unit_test(test_lz_compress_roundtrip_all_byte_values),
         cmocka_unit_test(test_lz_compress_roundtrip_block_boundaries),
         cmocka_unit_test(test_lz_compress_roundtrip_text_compresses),
+        cmocka_unit_test(test_lz_compress_fast_effort_roundtrips),
         cmocka_unit_test(test_lz_compress_appends_to_buffer),
         cmocka_unit_test(test_lz_compress_enomem_leaves_buffer),
         cmocka_unit_test(test_lz_decompress_handmade_stream),

@@ -785,7 +785,8 @@ static void test_doc_load_both_body_forms(void **state)
 }
 
 /* crdt_doc_encode_state_ex(CRDT_STATE_UNCOMPRESSED) gives exactly the plain
- * form of the compressed state; unknown flags are refused. */
+ * form of the compressed state, CRDT_STATE_FAST a compressed one of the same
+ * document; unknown flags are refused. */
 static void test_doc_encode_state_ex_uncompressed(void **state)
 {
     session_t s;
@@ -811,8 +812,24 @@ static void test_doc_encode_state_ex_uncompressed(void **state)
         crdt_doc_free(a);
         crdt_doc_free(b);
     }
+    /* CRDT_STATE_FAST: compressed with less effort, the same document;
+     * with CRDT_STATE_UNCOMPRESSED it changes nothing. */
+    assert_int_equal(crdt_doc_encode_state_ex(s.d[2], CRDT_STATE_FAST, &raw2), 0);
+    assert_int_equal(raw2.base[1], 1);
+    assert_true(raw2.len < raw.len);
+    {
+        crdt_doc_t *a = load(43, &raw2);
+        assert_same_doc(s.d[2], a);
+        assert_versions(&s, a);
+        crdt_doc_free(a);
+    }
+    crdt_buf_dispose(&raw2);
+    assert_int_equal(
+        crdt_doc_encode_state_ex(s.d[2], CRDT_STATE_FAST | CRDT_STATE_UNCOMPRESSED, &raw2), 0);
+    assert_true(same_bytes(&raw2, &raw));
+    crdt_buf_dispose(&raw2);
     raw2.base = NULL;
-    assert_int_equal(crdt_doc_encode_state_ex(s.d[2], 2, &raw2), CRDT_EINVAL);
+    assert_int_equal(crdt_doc_encode_state_ex(s.d[2], 4, &raw2), CRDT_EINVAL);
     assert_int_equal(crdt_doc_encode_state_ex(NULL, 0, &raw2), CRDT_EINVAL);
     assert_null(raw2.base);
     crdt_buf_dispose(&st);

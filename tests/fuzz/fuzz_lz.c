@@ -65,6 +65,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(decompress(b.base, b.len, size - 1, NULL) == CRDT_EMALFORMED);
     check(decompress(b.base, b.len, size + 1, NULL) == CRDT_EMALFORMED);
 
+    /* the fast effort: the same format */
+    {
+        crdt_buf_t f;
+        check(crdt__buf_init(&crdt__libc_alloc, &f, 16) == 0);
+        check(crdt__lz_compress_ex(&crdt__libc_alloc, data, size, CRDT__LZ_FAST, &f) == 0);
+        check(f.len <= size + size / 1024 + 8);
+        check(decompress(f.base, f.len, size, &dst) == 0);
+        check(size == 0 || memcmp(dst, data, size) == 0);
+        free(dst);
+        crdt_buf_dispose(&f);
+    }
+
     /* one changed byte */
     if (size >= 4 && b.len > 0) {
         size_t at = ((size_t)data[0] | (size_t)data[1] << 8 | (size_t)data[2] << 16) % b.len;
