@@ -128,23 +128,21 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint
 
     /* A run typed remotely arrives a piece at a time: when the new
      * characters continue the run right before their place, grow it. */
-    {
-        if (pred != CRDT__NONE) {
-            crdt__item_t *x = &ITEM(doc, pred);
-            if (x->client == op->client && x->clock + x->len == op->clock && !x->deleted &&
-                crdt__id_eq(op->left, crdt__id(x->client, op->clock - 1)) &&
-                crdt__id_eq(op->right, x->right) &&
-                x->text_off + x->text_bytes == CLIENT(doc, op->client).text.len) {
-                crdt__text_append(doc, op->client, op->text, op->text_bytes);
-                x->len += op->len;
-                x->text_bytes += op->text_bytes;
-                x->u16len += op->u16len;
-                crdt__seq_adjust_vis(doc, pred, op->u16len);
-                CLIENT(doc, op->client).hint = pred;
-                doc->vis_len += op->u16len;
-                doc->utf8_len += op->text_bytes;
-                return;
-            }
+    if (pred != CRDT__NONE) {
+        crdt__item_t *x = &ITEM(doc, pred);
+        if (x->client == op->client && x->clock + x->len == op->clock && !x->deleted &&
+            crdt__id_eq(op->left, crdt__id(x->client, op->clock - 1)) &&
+            crdt__id_eq(op->right, x->right) &&
+            x->text_off + x->text_bytes == CLIENT(doc, op->client).text.len) {
+            crdt__text_append(doc, op->client, op->text, op->text_bytes);
+            x->len += op->len;
+            x->text_bytes += op->text_bytes;
+            x->u16len += op->u16len;
+            crdt__seq_adjust_vis(doc, pred, op->u16len);
+            CLIENT(doc, op->client).hint = pred;
+            doc->vis_len += op->u16len;
+            doc->utf8_len += op->text_bytes;
+            return;
         }
     }
     y = crdt__item_new(doc);
@@ -380,12 +378,6 @@ static void map_op(crdt__op_t *op, const uint32_t *map)
 
 #define CRDT__SLOW 1 /* apply_one(): take the general path */
 
-/*
- * The common case of a single operation from a known client that is next in
- * line and whose dependencies the document has: applied without planning.
- * Returns 0 (applied, or already known), an error, or CRDT__SLOW when the
- * general path must decide (new clients, missing dependencies, overlaps).
- */
 /* crdt__client_find() behind doc->recent_client. */
 static inline uint32_t find_client_recent(crdt_doc_t *doc, uint64_t id)
 {
@@ -401,6 +393,12 @@ static inline uint32_t find_client_recent(crdt_doc_t *doc, uint64_t id)
     return c;
 }
 
+/*
+ * The common case of a single operation from a known client that is next in
+ * line and whose dependencies the document has: applied without planning.
+ * Returns 0 (applied, or already known), an error, or CRDT__SLOW when the
+ * general path must decide (new clients, missing dependencies, overlaps).
+ */
 static int apply_one(crdt_doc_t *doc, const crdt__decoded_t *dn, plan_t *p)
 {
     crdt__op_t op = dn->ops[0];

@@ -201,26 +201,32 @@ uint32_t crdt__item_find(const crdt_doc_t *doc, crdt__id_t id, uint32_t *off)
     return v;
 }
 
-uint32_t crdt__item_split(crdt_doc_t *doc, uint32_t it, uint32_t off)
+/* Moves characters [off, len) of item x (their bytes from `boff` on, their
+ * UTF-16 units from `u16a` on) to r, which then continues x's run. */
+static void split_fields(crdt__item_t *x, crdt__item_t *r, uint32_t off, uint32_t boff,
+                         uint32_t u16a)
 {
-    uint32_t y = crdt__item_new(doc);
-    crdt__item_t *x = &ITEM(doc, it), *r = &ITEM(doc, y);
-    const uint8_t *text = crdt__item_text(doc, x);
-    uint32_t boff, u16a;
-
-    assert(off > 0 && off < x->len);
-    boff = (uint32_t)crdt__utf8_offset(text, x->text_bytes, x->len, off);
-    u16a = crdt__utf8_u16_prefix(text, x->text_bytes, x->len, off);
     *r = *x;
     r->clock = x->clock + off;
     r->len = x->len - off;
     r->text_off = x->text_off + boff;
     r->text_bytes = x->text_bytes - boff;
     r->u16len = x->u16len - u16a;
-    r->left = crdt__id(x->client, x->clock + off - 1);
+    r->left = crdt__id(x->client, r->clock - 1);
     x->len = off;
     x->text_bytes = boff;
     x->u16len = u16a;
+}
+
+uint32_t crdt__item_split(crdt_doc_t *doc, uint32_t it, uint32_t off)
+{
+    uint32_t y = crdt__item_new(doc);
+    crdt__item_t *x = &ITEM(doc, it), *r = &ITEM(doc, y);
+    const uint8_t *text = crdt__item_text(doc, x);
+
+    assert(off > 0 && off < x->len);
+    split_fields(x, r, off, (uint32_t)crdt__utf8_offset(text, x->text_bytes, x->len, off),
+                 crdt__utf8_u16_prefix(text, x->text_bytes, x->len, off));
     if (!x->deleted)
         crdt__seq_adjust_vis(doc, it, -(int64_t)r->u16len);
     crdt__seq_insert_after(doc, it, y);
@@ -647,24 +653,9 @@ static uint32_t cut_out(crdt_doc_t *doc, uint32_t it, uint32_t off, uint32_t k)
         b2 = (uint32_t)crdt__utf8_offset(text, x->text_bytes, x->len, off + k);
         u2 = crdt__utf8_u16_prefix(text, x->text_bytes, x->len, off + k);
     }
-    *xm = *x;
-    xm->clock = x->clock + off;
-    xm->len = k;
-    xm->text_off = x->text_off + b1;
-    xm->text_bytes = b2 - b1;
-    xm->u16len = u2 - u1;
-    xm->left = crdt__id(x->client, xm->clock - 1);
+    split_fields(x, xr, off + k, b2, u2); /* x is now [0, off + k) */
+    split_fields(x, xm, off, b1, u1);
     xm->deleted = 1;
-    *xr = *x;
-    xr->clock = x->clock + off + k;
-    xr->len = x->len - off - k;
-    xr->text_off = x->text_off + b2;
-    xr->text_bytes = x->text_bytes - b2;
-    xr->u16len = x->u16len - u2;
-    xr->left = crdt__id(x->client, xr->clock - 1);
-    x->len = off;
-    x->text_bytes = b1;
-    x->u16len = u1;
     crdt__seq_adjust_vis(doc, it, -(int64_t)(xm->u16len + xr->u16len));
     crdt__seq_insert2_after(doc, it, m, r);
     crdt__idx_insert(doc, x->client, xm->clock, m);

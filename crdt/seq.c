@@ -143,6 +143,27 @@ static void inner_agg(const crdt_doc_t *doc, uint32_t n, uint32_t *vis, uint32_t
     *cnt = c;
 }
 
+/* Puts the k items `its` at `slot` of leaf `l`, which has room for them: the
+ * items after them move once and the path up is walked once. */
+static inline void leaf_insert(crdt_doc_t *doc, uint32_t l, uint32_t slot, const uint32_t *its,
+                               uint32_t k)
+{
+    crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
+    int64_t v = 0;
+    assert(leaf->n + k <= CRDT__SEQ_LEAF);
+    memmove(&leaf->items[slot + k], &leaf->items[slot], (leaf->n - slot) * sizeof(uint32_t));
+    memmove(&leaf->vis[slot + k], &leaf->vis[slot], (leaf->n - slot) * sizeof(uint32_t));
+    for (uint32_t i = 0; i < k; i++) {
+        leaf->items[slot + i] = its[i];
+        leaf->vis[slot + i] = item_vis(doc, its[i]);
+        v += leaf->vis[slot + i];
+    }
+    leaf->n += k;
+    reslot(doc, l, slot);
+    doc->finger_item = CRDT__NONE;
+    propagate(doc, l, true, v, k);
+}
+
 /* Inserts item `it` at `slot` of leaf `l`, splitting nodes up the tree. */
 static void insert_at(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it)
 {
@@ -152,14 +173,7 @@ static void insert_at(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it)
     bool leaf_level = true;
 
     if (leaf->n < CRDT__SEQ_LEAF) {
-        memmove(&leaf->items[slot + 1], &leaf->items[slot], (leaf->n - slot) * sizeof(uint32_t));
-        memmove(&leaf->vis[slot + 1], &leaf->vis[slot], (leaf->n - slot) * sizeof(uint32_t));
-        leaf->items[slot] = it;
-        leaf->vis[slot] = (uint32_t)v;
-        leaf->n++;
-        reslot(doc, l, slot);
-        doc->finger_item = CRDT__NONE;
-        propagate(doc, l, true, v, 1);
+        leaf_insert(doc, l, slot, &it, 1);
         return;
     }
     doc->finger_item = CRDT__NONE;
@@ -305,25 +319,13 @@ void crdt__seq_insert_after(crdt_doc_t *doc, uint32_t after, uint32_t it)
 
 void crdt__seq_insert2_after(crdt_doc_t *doc, uint32_t after, uint32_t a, uint32_t b)
 {
-    uint32_t l = ITEM(doc, after).leaf, slot = item_slot(doc, after) + 1;
-    crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
-    uint32_t va = item_vis(doc, a), vb = item_vis(doc, b);
-    if (leaf->n + 2 > CRDT__SEQ_LEAF) {
+    uint32_t l = ITEM(doc, after).leaf, slot = item_slot(doc, after) + 1, its[2] = {a, b};
+    if (SEQ_LEAF(doc, l).n + 2 <= CRDT__SEQ_LEAF) {
+        leaf_insert(doc, l, slot, its, 2);
+    } else {
         insert_at(doc, l, slot, a);
         crdt__seq_insert_after(doc, a, b);
-        return;
     }
-    /* Both fit: the items after them move once, and the path up is walked once. */
-    memmove(&leaf->items[slot + 2], &leaf->items[slot], (leaf->n - slot) * sizeof(uint32_t));
-    memmove(&leaf->vis[slot + 2], &leaf->vis[slot], (leaf->n - slot) * sizeof(uint32_t));
-    leaf->items[slot] = a;
-    leaf->vis[slot] = va;
-    leaf->items[slot + 1] = b;
-    leaf->vis[slot + 1] = vb;
-    leaf->n += 2;
-    reslot(doc, l, slot);
-    doc->finger_item = CRDT__NONE;
-    propagate(doc, l, true, (int64_t)va + vb, 2);
 }
 
 void crdt__seq_insert_before(crdt_doc_t *doc, uint32_t before, uint32_t it)

@@ -321,7 +321,7 @@ static void test_lz_compress_roundtrip_text_compresses(void **state)
 }
 
 /* Less effort: the same stream format (the same round trips pass, text still
- * compresses), and never more than a little bigger than the best effort's. */
+ * compresses), a stream of its own, a little bigger than the best effort's. */
 static void test_lz_compress_fast_effort_roundtrips(void **state)
 {
     const size_t n = 200000;
@@ -341,7 +341,7 @@ static void test_lz_compress_fast_effort_roundtrips(void **state)
     fast = roundtrip(text, n);
     effort = CRDT__LZ_BEST;
     best = roundtrip(text, n);
-    if (fast < best || fast > best + best / 4)
+    if (fast <= best || fast > best + best / 4) /* equal: the effort was not taken */
         fail_msg("generated text: best effort %zu bytes, fast %zu", best, fast);
     free(text);
 }

@@ -817,6 +817,7 @@ static void test_doc_encode_state_ex_uncompressed(void **state)
     assert_int_equal(crdt_doc_encode_state_ex(s.d[2], CRDT_STATE_FAST, &raw2), 0);
     assert_int_equal(raw2.base[1], 1);
     assert_true(raw2.len < raw.len);
+    assert_false(same_bytes(&raw2, &st)); /* not the full effort's stream */
     {
         crdt_doc_t *a = load(43, &raw2);
         assert_same_doc(s.d[2], a);
