@@ -137,7 +137,6 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint
             crdt__text_append(doc, op->client, op->text, op->text_bytes);
             x->len += op->len;
             x->text_bytes += op->text_bytes;
-            x->u16len += op->u16len;
             crdt__seq_adjust_vis(doc, pred, op->u16len);
             CLIENT(doc, op->client).hint = pred;
             doc->vis_len += op->u16len;
@@ -151,15 +150,14 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint
         n->client = op->client;
         n->clock = op->clock;
         n->len = op->len;
-        n->u16len = op->u16len;
         n->text_off = crdt__text_append(doc, op->client, op->text, op->text_bytes);
         n->text_bytes = op->text_bytes;
         n->left = op->left;
         n->right = op->right;
         n->deleted = 0;
-        n->leaf = CRDT__NONE;
+        n->leaf = CRDT__NO_LEAF;
     }
-    crdt__seq_insert_before(doc, dest, y);
+    crdt__seq_insert_before(doc, dest, y, op->u16len);
     crdt__idx_insert(doc, op->client, op->clock, y);
     CLIENT(doc, op->client).hint = y;
     doc->vis_len += op->u16len;

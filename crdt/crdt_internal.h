@@ -74,16 +74,33 @@ static const crdt__id_t CRDT__NOID = {CRDT__NONE, 0};
 typedef struct {
     uint32_t client, clock;
     uint32_t len;        /* characters (code points), >= 1 */
-    uint32_t u16len;     /* UTF-16 units of all `len` characters */
     uint32_t text_off;   /* first byte in the client's text arena */
     uint32_t text_bytes; /* UTF-8 bytes; == len when the run is ASCII */
     crdt__id_t left;     /* origin-left of the first character, or NOID */
     crdt__id_t right;    /* origin-right of every character, or NOID */
-    uint32_t leaf;       /* sequence-tree leaf holding this item */
-    uint16_t slot;       /* index in that leaf's items[] */
-    uint16_t deleted;    /* 1 if every character is deleted, else 0 */
+    union {
+        struct {
+            uint32_t leaf : 26;   /* sequence-tree leaf holding this item, or CRDT__NO_LEAF */
+            uint32_t slot : 5;    /* index in that leaf's items[] (CRDT__SEQ_LEAF is 32) */
+            uint32_t deleted : 1; /* 1 if every character is deleted, else 0 */
+        };
+        uint32_t place; /* the three as one word, for seq.c's bulk updates */
+    };
 } crdt__item_t;
-/* An item merged into its left neighbour is dead: len == 0, and `clock` links
+_Static_assert(sizeof(crdt__item_t) == 40, "items stay 40 bytes");
+/* The word `place` of a live item at `slot` of leaf `leaf` (the compiler
+ * folds the fields' layout away). */
+static inline uint32_t crdt__item_place(uint32_t leaf, uint32_t slot)
+{
+    crdt__item_t t;
+    t.place = 0;
+    t.leaf = leaf;
+    t.slot = slot;
+    return t.place;
+}
+/* Items are 40 bytes: their UTF-16 length is not kept (crdt__item_u16()),
+ * and their place in the sequence tree shares one word with the deleted flag.
+ * An item merged into its left neighbour is dead: len == 0, and `clock` links
  * the free list of dead items. */
 
 /* A run of delete operations (client, clock .. clock+len-1) deleting `len`
@@ -139,6 +156,9 @@ typedef struct {
  * and the number of items below it. */
 #define CRDT__SEQ_LEAF 32
 #define CRDT__SEQ_FAN 32
+/* An item's `leaf` (26 bits) when it is in no leaf; crdt__seq_reserve() keeps
+ * leaf indexes below it (CRDT_ELIMIT). */
+#define CRDT__NO_LEAF ((1u << 26) - 1)
 typedef struct {
     uint32_t parent, pslot; /* parent inner node and our index in it */
     uint32_t n;
@@ -381,12 +401,16 @@ uint32_t crdt__client_add(crdt_doc_t *doc, uint64_t id);
 int crdt__seq_init(crdt_doc_t *doc);
 /* Reserves nodes for `items` more items. */
 int crdt__seq_reserve(crdt_doc_t *doc, size_t items);
-/* Inserts item `it` directly after item `after` (CRDT__NONE: at the very start). */
-void crdt__seq_insert_after(crdt_doc_t *doc, uint32_t after, uint32_t it);
-/* Inserts items `a` then `b` directly after item `after`. */
-void crdt__seq_insert2_after(crdt_doc_t *doc, uint32_t after, uint32_t a, uint32_t b);
+/* Inserts item `it` directly after item `after` (CRDT__NONE: at the very start).
+ * `vis` is its visible UTF-16 length: 0 for a tombstone, else its units (the
+ * tree keeps them; items do not). */
+void crdt__seq_insert_after(crdt_doc_t *doc, uint32_t after, uint32_t it, uint32_t vis);
+/* Inserts items `a` then `b`, of visible lengths `avis` and `bvis`, directly
+ * after item `after`. */
+void crdt__seq_insert2_after(crdt_doc_t *doc, uint32_t after, uint32_t a, uint32_t avis, uint32_t b,
+                             uint32_t bvis);
 /* Inserts item `it` directly before item `before` (CRDT__NONE: at the very end). */
-void crdt__seq_insert_before(crdt_doc_t *doc, uint32_t before, uint32_t it);
+void crdt__seq_insert_before(crdt_doc_t *doc, uint32_t before, uint32_t it, uint32_t vis);
 /* Removes item `it` from the sequence; its leaf must hold another item. */
 void crdt__seq_remove(crdt_doc_t *doc, uint32_t it);
 bool crdt__seq_removable(const crdt_doc_t *doc, uint32_t it);
@@ -490,6 +514,16 @@ uint32_t crdt__text_append(crdt_doc_t *doc, uint32_t c, const uint8_t *text, uin
 static inline const uint8_t *crdt__item_text(const crdt_doc_t *doc, const crdt__item_t *x)
 {
     return (const uint8_t *)CLIENT(doc, x->client).text.base + x->text_off;
+}
+/* UTF-16 units of item `x`, which is in the sequence: one per character for
+ * ASCII, a visible item's count in its leaf, else counted from its text. */
+static inline uint32_t crdt__item_u16(const crdt_doc_t *doc, const crdt__item_t *x)
+{
+    if (x->text_bytes == x->len)
+        return x->len;
+    if (!x->deleted)
+        return SEQ_LEAF(doc, x->leaf).vis[x->slot];
+    return crdt__utf8_u16_prefix(crdt__item_text(doc, x), x->text_bytes, x->len, x->len);
 }
 /* A new item slot (reserved): a dead one or a fresh one. */
 uint32_t crdt__item_new(crdt_doc_t *doc);

@@ -201,35 +201,33 @@ uint32_t crdt__item_find(const crdt_doc_t *doc, crdt__id_t id, uint32_t *off)
     return v;
 }
 
-/* Moves characters [off, len) of item x (their bytes from `boff` on, their
- * UTF-16 units from `u16a` on) to r, which then continues x's run. */
-static void split_fields(crdt__item_t *x, crdt__item_t *r, uint32_t off, uint32_t boff,
-                         uint32_t u16a)
+/* Moves characters [off, len) of item x (their bytes from `boff` on) to r,
+ * which then continues x's run. */
+static void split_fields(crdt__item_t *x, crdt__item_t *r, uint32_t off, uint32_t boff)
 {
     *r = *x;
     r->clock = x->clock + off;
     r->len = x->len - off;
     r->text_off = x->text_off + boff;
     r->text_bytes = x->text_bytes - boff;
-    r->u16len = x->u16len - u16a;
     r->left = crdt__id(x->client, r->clock - 1);
     x->len = off;
     x->text_bytes = boff;
-    x->u16len = u16a;
 }
 
 uint32_t crdt__item_split(crdt_doc_t *doc, uint32_t it, uint32_t off)
 {
-    uint32_t y = crdt__item_new(doc);
+    uint32_t y = crdt__item_new(doc), rvis = 0;
     crdt__item_t *x = &ITEM(doc, it), *r = &ITEM(doc, y);
     const uint8_t *text = crdt__item_text(doc, x);
 
     assert(off > 0 && off < x->len);
-    split_fields(x, r, off, (uint32_t)crdt__utf8_offset(text, x->text_bytes, x->len, off),
-                 crdt__utf8_u16_prefix(text, x->text_bytes, x->len, off));
     if (!x->deleted)
-        crdt__seq_adjust_vis(doc, it, -(int64_t)r->u16len);
-    crdt__seq_insert_after(doc, it, y);
+        rvis = crdt__item_u16(doc, x) - crdt__utf8_u16_prefix(text, x->text_bytes, x->len, off);
+    split_fields(x, r, off, (uint32_t)crdt__utf8_offset(text, x->text_bytes, x->len, off));
+    if (rvis)
+        crdt__seq_adjust_vis(doc, it, -(int64_t)rvis);
+    crdt__seq_insert_after(doc, it, y, rvis);
     crdt__idx_insert(doc, r->client, r->clock, y);
     return y;
 }
@@ -273,14 +271,13 @@ bool crdt__item_try_merge(crdt_doc_t *doc, uint32_t a, uint32_t b)
         return false;
     if (!crdt__seq_removable(doc, b) || !crdt__idx_removable(doc, y->client, y->clock))
         return false;
-    vis = y->deleted ? 0 : y->u16len;
+    vis = y->deleted ? 0 : crdt__item_u16(doc, y);
     crdt__seq_remove(doc, b);
     crdt__idx_remove(doc, y->client, y->clock);
     x = &ITEM(doc, a);
     y = &ITEM(doc, b);
     x->len += y->len;
     x->text_bytes += y->text_bytes;
-    x->u16len += y->u16len;
     if (vis)
         crdt__seq_adjust_vis(doc, a, vis);
     y->len = 0;
@@ -422,8 +419,9 @@ static int typing_insert(crdt_doc_t *doc, size_t index, const char *text, size_t
     crdt_buf_t buf = {0};
     int err;
 
-    if (x->deleted || index != (size_t)doc->finger_item_vis + x->u16len || x->client != doc->self ||
-        x->clock + x->len != me->next_clock || x->text_off + x->text_bytes != me->text.len)
+    if (x->deleted || index != (size_t)doc->finger_item_vis + crdt__item_u16(doc, x) ||
+        x->client != doc->self || x->clock + x->len != me->next_clock ||
+        x->text_off + x->text_bytes != me->text.len)
         return CRDT__SLOW;
     next = crdt__seq_next(doc, f);
     if (next == CRDT__NONE
@@ -447,7 +445,6 @@ static int typing_insert(crdt_doc_t *doc, size_t index, const char *text, size_t
     crdt__text_append(doc, doc->self, (const uint8_t *)text, (uint32_t)len);
     x->len += (uint32_t)cps;
     x->text_bytes += (uint32_t)len;
-    x->u16len += (uint32_t)u16;
     crdt__seq_adjust_vis(doc, f, (int64_t)u16);
     me->hint = f;
     me->next_clock += (uint32_t)cps;
@@ -521,7 +518,6 @@ int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len,
             crdt__text_append(doc, doc->self, (const uint8_t *)text, (uint32_t)len);
             x->len += op.len;
             x->text_bytes += op.text_bytes;
-            x->u16len += op.u16len;
             crdt__seq_adjust_vis(doc, left_it, op.u16len);
             CLIENT(doc, doc->self).hint = left_it;
             goto Done;
@@ -535,15 +531,14 @@ int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len,
         n->client = doc->self;
         n->clock = op.clock;
         n->len = op.len;
-        n->u16len = op.u16len;
         n->text_off = crdt__text_append(doc, doc->self, (const uint8_t *)text, (uint32_t)len);
         n->text_bytes = op.text_bytes;
         n->left = op.left;
         n->right = op.right;
         n->deleted = 0;
-        n->leaf = CRDT__NONE;
+        n->leaf = CRDT__NO_LEAF;
     }
-    crdt__seq_insert_after(doc, left_it, y);
+    crdt__seq_insert_after(doc, left_it, y, op.u16len);
     crdt__idx_insert(doc, doc->self, op.clock, y);
     CLIENT(doc, doc->self).hint = y;
     /* The next keystroke extends y: let typing_insert() find it. */
@@ -588,16 +583,14 @@ static bool delete_by_moving(crdt_doc_t *doc, uint32_t it, uint32_t off, uint32_
         if (!t->deleted || !continues(x, t))
             return false;
         bytes = x->text_bytes - (uint32_t)crdt__utf8_offset(text, x->text_bytes, x->len, off);
-        u16 = x->u16len - crdt__utf8_u16_prefix(text, x->text_bytes, x->len, off);
+        u16 = crdt__item_u16(doc, x) - crdt__utf8_u16_prefix(text, x->text_bytes, x->len, off);
         x->len = off;
         x->text_bytes -= bytes;
-        x->u16len -= u16;
         old = t->clock;
         t->clock -= k;
         t->len += k;
         t->text_off -= bytes;
         t->text_bytes += bytes;
-        t->u16len += u16;
         t->left = crdt__id(t->client, t->clock - 1);
         crdt__idx_rekey(doc, t->client, old, t->clock);
         hide(doc, it, u16, bytes);
@@ -614,13 +607,11 @@ static bool delete_by_moving(crdt_doc_t *doc, uint32_t it, uint32_t off, uint32_
         u16 = crdt__utf8_u16_prefix(text, x->text_bytes, x->len, k);
         t->len += k;
         t->text_bytes += bytes;
-        t->u16len += u16;
         old = x->clock;
         x->clock += k;
         x->len -= k;
         x->text_off += bytes;
         x->text_bytes -= bytes;
-        x->u16len -= u16;
         x->left = crdt__id(x->client, x->clock - 1);
         crdt__idx_rekey(doc, x->client, old, x->clock);
         hide(doc, it, u16, bytes);
@@ -641,7 +632,7 @@ static uint32_t cut_out(crdt_doc_t *doc, uint32_t it, uint32_t off, uint32_t k)
     uint32_t m = crdt__item_new(doc), r = crdt__item_new(doc);
     crdt__item_t *x = &ITEM(doc, it), *xm = &ITEM(doc, m), *xr = &ITEM(doc, r);
     const uint8_t *text = crdt__item_text(doc, x);
-    uint32_t b1, b2, u1, u2;
+    uint32_t b1, b2, u1, u2, total = crdt__item_u16(doc, x);
 
     assert(off > 0 && off + k < x->len && !x->deleted);
     if (x->text_bytes == x->len) { /* ASCII */
@@ -653,11 +644,11 @@ static uint32_t cut_out(crdt_doc_t *doc, uint32_t it, uint32_t off, uint32_t k)
         b2 = (uint32_t)crdt__utf8_offset(text, x->text_bytes, x->len, off + k);
         u2 = crdt__utf8_u16_prefix(text, x->text_bytes, x->len, off + k);
     }
-    split_fields(x, xr, off + k, b2, u2); /* x is now [0, off + k) */
-    split_fields(x, xm, off, b1, u1);
+    split_fields(x, xr, off + k, b2); /* x is now [0, off + k) */
+    split_fields(x, xm, off, b1);
     xm->deleted = 1;
-    crdt__seq_adjust_vis(doc, it, -(int64_t)(xm->u16len + xr->u16len));
-    crdt__seq_insert2_after(doc, it, m, r);
+    crdt__seq_adjust_vis(doc, it, -(int64_t)(total - u1));
+    crdt__seq_insert2_after(doc, it, m, 0, r, total - u2);
     crdt__idx_insert(doc, x->client, xm->clock, m);
     crdt__idx_insert(doc, x->client, xr->clock, r);
     doc->vis_len -= u2 - u1;
@@ -711,16 +702,16 @@ static void delete_range(crdt_doc_t *doc, uint32_t c, uint32_t lo, uint32_t len,
                 crdt__item_split(doc, it, k);
             x = &ITEM(doc, it);
             lo += k;
+            hide(doc, it, crdt__item_u16(doc, x), x->text_bytes);
             x->deleted = 1;
-            hide(doc, it, x->u16len, x->text_bytes);
             hint = lo < end ? crdt__seq_next(doc, it) : CRDT__NONE;
             continue;
         }
         lo += k;
         {
             uint32_t prev;
+            hide(doc, it, crdt__item_u16(doc, x), x->text_bytes);
             x->deleted = 1;
-            hide(doc, it, x->u16len, x->text_bytes);
             /* Tombstones next to tombstones of the same run merge back. */
             prev = crdt__seq_prev(doc, it);
             if (crdt__item_try_merge(doc, prev, it))
@@ -804,7 +795,7 @@ static int typing_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *
     int err;
 
     if (x->deleted || index < doc->finger_item_vis ||
-        index + len > (size_t)doc->finger_item_vis + x->u16len)
+        index + len > (size_t)doc->finger_item_vis + crdt__item_u16(doc, x))
         return CRDT__SLOW;
     rel = (uint32_t)(index - doc->finger_item_vis);
     if (x->text_bytes == x->len) { /* ASCII: units are characters */
@@ -878,7 +869,7 @@ int crdt_doc_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *updat
             continue;
         }
         u0 = crdt__utf8_u16_prefix(item_text(doc, x), x->text_bytes, x->len, off);
-        avail = x->u16len - u0;
+        avail = crdt__item_u16(doc, x) - u0;
         if (remaining >= avail) {
             end = x->len;
             remaining -= avail;
@@ -1096,15 +1087,14 @@ int crdt_doc_check(const crdt_doc_t *doc)
         if (x->client >= doc->clients.len ||
             (uint64_t)x->text_off + x->text_bytes > CLIENT(doc, x->client).text.len)
             return CRDT_EINTERNAL;
-        if (crdt__utf8_scan(item_text(doc, x), x->text_bytes, &cps, &u16) != 0 || cps != x->len ||
-            u16 != x->u16len)
+        if (crdt__utf8_scan(item_text(doc, x), x->text_bytes, &cps, &u16) != 0 || cps != x->len)
             return CRDT_EINTERNAL;
         if (crdt__item_find(doc, crdt__id(x->client, x->clock), &off) != i || off != 0)
             return CRDT_EINTERNAL;
         if (x->clock + x->len > CLIENT(doc, x->client).next_clock)
             return CRDT_EINTERNAL;
         if (!x->deleted) {
-            vis += x->u16len;
+            vis += u16;
             bytes += x->text_bytes;
         }
     }

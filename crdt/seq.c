@@ -18,11 +18,6 @@
 #define HALF_LEAF (CRDT__SEQ_LEAF / 2)
 #define HALF_FAN (CRDT__SEQ_FAN / 2)
 
-static inline uint32_t item_vis(const crdt_doc_t *doc, uint32_t it)
-{
-    return ITEM(doc, it).deleted ? 0 : ITEM(doc, it).u16len;
-}
-
 int crdt__seq_init(crdt_doc_t *doc)
 {
     int err = crdt__pool_reserve(doc, &doc->seq_leaves, sizeof(crdt__seq_leaf_t), 1);
@@ -50,6 +45,8 @@ int crdt__seq_reserve(crdt_doc_t *doc, size_t items)
     size_t new_leaves = items;
     size_t inner_total;
     int err;
+    if (leaves + items > CRDT__NO_LEAF)
+        return CRDT_ELIMIT; /* an item could not name its leaf */
     /* Nothing to do when the pools already hold what the code below asks. */
     if (doc->seq_leaves.cap - leaves >= items &&
         doc->seq_inners.cap >= (leaves + items) / (HALF_FAN - 1) + doc->seq_height + 3)
@@ -95,14 +92,31 @@ static inline uint32_t item_slot(const crdt_doc_t *doc, uint32_t it)
     return ITEM(doc, it).slot;
 }
 
+/* Points items [from, to) of leaf `l` back at their place; their deleted
+ * flags stay. */
+static void reslot_range(crdt_doc_t *doc, uint32_t l, uint32_t from, uint32_t to)
+{
+    const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
+    const uint32_t flag = ~crdt__item_place(CRDT__NO_LEAF, CRDT__SEQ_LEAF - 1);
+    for (uint32_t j = from; j < to; j++) {
+        crdt__item_t *x = &ITEM(doc, leaf->items[j]);
+        x->place = (x->place & flag) | crdt__item_place(l, j);
+    }
+}
+
 /* Points items [from, n) of leaf `l` back at their place. */
 static void reslot(crdt_doc_t *doc, uint32_t l, uint32_t from)
 {
+    reslot_range(doc, l, from, SEQ_LEAF(doc, l).n);
+}
+
+/* Items [from, n) of leaf `l` moved `by` slots along it (one add each). */
+static void shift_slots(crdt_doc_t *doc, uint32_t l, uint32_t from, int32_t by)
+{
     const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
-    for (uint32_t j = from; j < leaf->n; j++) {
-        ITEM(doc, leaf->items[j]).leaf = l;
-        ITEM(doc, leaf->items[j]).slot = (uint16_t)j;
-    }
+    const uint32_t step = (uint32_t)by * crdt__item_place(0, 1);
+    for (uint32_t j = from; j < leaf->n; j++)
+        ITEM(doc, leaf->items[j]).place += step;
 }
 
 /* Adds (dv, dc) to the entries on the path from `node` to the root. */
@@ -143,10 +157,11 @@ static void inner_agg(const crdt_doc_t *doc, uint32_t n, uint32_t *vis, uint32_t
     *cnt = c;
 }
 
-/* Puts the k items `its` at `slot` of leaf `l`, which has room for them: the
- * items after them move once and the path up is walked once. */
+/* Puts the k items `its`, of visible lengths `vis`, at `slot` of leaf `l`,
+ * which has room for them: the items after them move once and the path up is
+ * walked once. */
 static inline void leaf_insert(crdt_doc_t *doc, uint32_t l, uint32_t slot, const uint32_t *its,
-                               uint32_t k)
+                               const uint32_t *vis, uint32_t k)
 {
     crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
     int64_t v = 0;
@@ -155,25 +170,27 @@ static inline void leaf_insert(crdt_doc_t *doc, uint32_t l, uint32_t slot, const
     memmove(&leaf->vis[slot + k], &leaf->vis[slot], (leaf->n - slot) * sizeof(uint32_t));
     for (uint32_t i = 0; i < k; i++) {
         leaf->items[slot + i] = its[i];
-        leaf->vis[slot + i] = item_vis(doc, its[i]);
+        leaf->vis[slot + i] = vis[i];
         v += leaf->vis[slot + i];
     }
     leaf->n += k;
-    reslot(doc, l, slot);
+    reslot_range(doc, l, slot, slot + k);
+    shift_slots(doc, l, slot + k, (int32_t)k);
     doc->finger_item = CRDT__NONE;
     propagate(doc, l, true, v, k);
 }
 
-/* Inserts item `it` at `slot` of leaf `l`, splitting nodes up the tree. */
-static void insert_at(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it)
+/* Inserts item `it`, of `vis` visible units, at `slot` of leaf `l`, splitting
+ * nodes up the tree. */
+static void insert_at(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it, uint32_t vis)
 {
-    int64_t v = item_vis(doc, it);
+    int64_t v = vis;
     crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
     uint32_t child, sib;
     bool leaf_level = true;
 
     if (leaf->n < CRDT__SEQ_LEAF) {
-        leaf_insert(doc, l, slot, &it, 1);
+        leaf_insert(doc, l, slot, &it, &vis, 1);
         return;
     }
     doc->finger_item = CRDT__NONE;
@@ -309,32 +326,34 @@ static uint32_t last_leaf(const crdt_doc_t *doc)
     return n;
 }
 
-void crdt__seq_insert_after(crdt_doc_t *doc, uint32_t after, uint32_t it)
+void crdt__seq_insert_after(crdt_doc_t *doc, uint32_t after, uint32_t it, uint32_t vis)
 {
     if (after == CRDT__NONE)
-        insert_at(doc, 0, 0, it);
+        insert_at(doc, 0, 0, it, vis);
     else
-        insert_at(doc, ITEM(doc, after).leaf, item_slot(doc, after) + 1, it);
+        insert_at(doc, ITEM(doc, after).leaf, item_slot(doc, after) + 1, it, vis);
 }
 
-void crdt__seq_insert2_after(crdt_doc_t *doc, uint32_t after, uint32_t a, uint32_t b)
+void crdt__seq_insert2_after(crdt_doc_t *doc, uint32_t after, uint32_t a, uint32_t avis, uint32_t b,
+                             uint32_t bvis)
 {
     uint32_t l = ITEM(doc, after).leaf, slot = item_slot(doc, after) + 1, its[2] = {a, b};
+    uint32_t vis[2] = {avis, bvis};
     if (SEQ_LEAF(doc, l).n + 2 <= CRDT__SEQ_LEAF) {
-        leaf_insert(doc, l, slot, its, 2);
+        leaf_insert(doc, l, slot, its, vis, 2);
     } else {
-        insert_at(doc, l, slot, a);
-        crdt__seq_insert_after(doc, a, b);
+        insert_at(doc, l, slot, a, avis);
+        crdt__seq_insert_after(doc, a, b, bvis);
     }
 }
 
-void crdt__seq_insert_before(crdt_doc_t *doc, uint32_t before, uint32_t it)
+void crdt__seq_insert_before(crdt_doc_t *doc, uint32_t before, uint32_t it, uint32_t vis)
 {
     if (before == CRDT__NONE) {
         uint32_t l = last_leaf(doc);
-        insert_at(doc, l, SEQ_LEAF(doc, l).n, it);
+        insert_at(doc, l, SEQ_LEAF(doc, l).n, it, vis);
     } else {
-        insert_at(doc, ITEM(doc, before).leaf, item_slot(doc, before), it);
+        insert_at(doc, ITEM(doc, before).leaf, item_slot(doc, before), it, vis);
     }
 }
 
@@ -363,8 +382,8 @@ void crdt__seq_remove(crdt_doc_t *doc, uint32_t it)
     memmove(&leaf->items[s], &leaf->items[s + 1], (leaf->n - s - 1) * sizeof(uint32_t));
     memmove(&leaf->vis[s], &leaf->vis[s + 1], (leaf->n - s - 1) * sizeof(uint32_t));
     leaf->n--;
-    ITEM(doc, it).leaf = CRDT__NONE;
-    reslot(doc, l, s);
+    ITEM(doc, it).leaf = CRDT__NO_LEAF;
+    shift_slots(doc, l, s, -1);
     doc->finger_item = CRDT__NONE;
     propagate(doc, l, true, -v, -1);
 }
@@ -383,7 +402,7 @@ uint32_t crdt__seq_find_vis(const crdt_doc_t *doc, uint32_t pos, uint32_t *off, 
     const crdt__seq_leaf_t *leaf;
     if (doc->finger_item != CRDT__NONE && pos >= doc->finger_item_vis) {
         const crdt__item_t *x = &ITEM(doc, doc->finger_item);
-        if (!x->deleted && pos - doc->finger_item_vis < x->u16len) {
+        if (!x->deleted && pos - doc->finger_item_vis < crdt__item_u16(doc, x)) {
             *off = pos - doc->finger_item_vis;
             return doc->finger_item;
         }
@@ -499,9 +518,14 @@ static int check_node(const crdt_doc_t *doc, uint32_t node, uint32_t height, uin
         if (leaf->n == 0 && doc->live_items != 0)
             return -1;
         for (uint32_t i = 0; i < leaf->n; i++) {
-            if (leaf->items[i] >= doc->items.len || ITEM(doc, leaf->items[i]).leaf != node ||
-                ITEM(doc, leaf->items[i]).slot != i || ITEM(doc, leaf->items[i]).len == 0 ||
-                leaf->vis[i] != item_vis(doc, leaf->items[i]))
+            const crdt__item_t *x;
+            if (leaf->items[i] >= doc->items.len)
+                return -1;
+            x = &ITEM(doc, leaf->items[i]);
+            if (x->leaf != node || x->slot != i || x->len == 0 ||
+                leaf->vis[i] != (x->deleted ? 0
+                                            : crdt__utf8_u16_prefix(crdt__item_text(doc, x),
+                                                                    x->text_bytes, x->len, x->len)))
                 return -1;
         }
         leaf_agg(doc, node, vis, cnt);

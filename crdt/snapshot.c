@@ -1060,7 +1060,7 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
         const unsigned lm = (head >> I_LEFT_SHIFT) & 3, rm = (head >> I_RIGHT_SHIFT) & 3;
         const uint16_t deleted = (uint16_t)(head & I_DELETED);
         crdt__id_t left = CRDT__NOID, right = CRDT__NOID;
-        uint32_t len, tbytes, u16;
+        uint32_t len, tbytes;
         int64_t clock;
         uint64_t key;
         if (head & I_CLIENT) {
@@ -1133,13 +1133,13 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
         if (ascii) {
             if (len > total - pos)
                 return CRDT_EMALFORMED;
-            tbytes = u16 = len;
+            tbytes = len;
         } else {
             size_t bytes, units;
             if (measure_text(text + pos, total - pos, len, &bytes, &units) != 0)
                 return CRDT_EMALFORMED;
             tbytes = (uint32_t)bytes;
-            u16 = (uint32_t)units;
+            (void)units; /* the sequence tree counts them when it is built */
         }
         toff[i] = (uint32_t)pos;
         pos += tbytes;
@@ -1163,7 +1163,6 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
         items[i] = (crdt__item_t){.client = client,
                                   .clock = (uint32_t)clock,
                                   .len = len,
-                                  .u16len = u16,
                                   .text_bytes = tbytes,
                                   .left = left,
                                   .right = right,
@@ -1725,7 +1724,9 @@ int crdt__snapshot_to_ops(const crdt_alloc_t *a, crdt__snap_t *s, crdt__decoded_
         op->right = x->right;
         op->text = s->clients[x->client].text + s->aoff[idx];
         op->text_bytes = x->text_bytes;
-        op->u16len = x->u16len;
+        op->u16len = x->text_bytes == x->len
+                         ? x->len
+                         : crdt__utf8_u16_prefix(op->text, x->text_bytes, x->len, x->len);
     }
     for (uint32_t i = 0; i < s->ndel; i++) {
         const snap_del_t *x = &s->dels[i];
@@ -1763,6 +1764,7 @@ static uint32_t group_size(uint32_t count, uint32_t groups, uint32_t g)
 /* Builds the sequence tree over items 0 .. n-1, already in document order. */
 static void build_seq(crdt_doc_t *doc, const crdt__snap_t *s, uint32_t n)
 {
+    const uint32_t flag = ~crdt__item_place(CRDT__NO_LEAF, CRDT__SEQ_LEAF - 1);
     uint32_t nleaves = n ? groups_of(n, CRDT__SEQ_LEAF) : 1, first = 0, level, count;
     uint32_t it = 0;
     for (uint32_t j = 0; j < nleaves; j++) {
@@ -1778,14 +1780,15 @@ static void build_seq(crdt_doc_t *doc, const crdt__snap_t *s, uint32_t n)
         for (uint32_t i = 0; i < m; i++, it++) {
             crdt__item_t *x = &ITEM(doc, it);
             /* masks, not branches: deleted items come in no pattern */
-            uint32_t keep = (uint32_t)(x->deleted != 0) - 1u;
+            uint32_t keep = (uint32_t)(x->deleted != 0) - 1u, u16 = x->len;
+            x->text_off = s->aoff[it];
+            if (x->text_bytes != x->len) /* not ASCII: count its UTF-16 units */
+                u16 = crdt__utf8_u16_prefix(crdt__item_text(doc, x), x->text_bytes, x->len, x->len);
             leaf->items[i] = it;
-            leaf->vis[i] = x->u16len & keep;
+            leaf->vis[i] = u16 & keep;
             doc->vis_len += leaf->vis[i];
             doc->utf8_len += x->text_bytes & keep;
-            x->leaf = l;
-            x->slot = (uint16_t)i;
-            x->text_off = s->aoff[it];
+            x->place = (x->place & flag) | crdt__item_place(l, i);
         }
     }
     /* Inner levels, bottom-up: the children of a level are consecutive node

@@ -50,7 +50,7 @@ static int push_item(const crdt_doc_t *doc, uint32_t c, const crdt__item_t *x, u
     op.right = x->right;
     op.text = item_text(doc, x);
     op.text_bytes = x->text_bytes;
-    op.u16len = x->u16len;
+    op.u16len = crdt__item_u16(doc, x);
     if (prev && prev->kind == CRDT__OP_INSERT && prev->client == c &&
         prev->clock + prev->len == op.clock && op.clock >= from &&
         crdt__id_eq(op.left, crdt__id(c, op.clock - 1)) && crdt__id_eq(op.right, prev->right) &&
