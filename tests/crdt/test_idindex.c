@@ -13,8 +13,12 @@
  * ascending and descending order grow the trees to several levels; removes
  * (of a leaf's first key too, which
  * changes the minimum keys kept in inner nodes) and rekeys keep the check
- * passing. Randomized tests use fixed seeds and print them on failure; the
- * documents use the counting test allocator and must give back every byte.
+ * passing. Ascending keys (appends) must leave every leaf but the last with
+ * all but one key; keys inserted into full leaves (inside, right after a
+ * leaf's last key, right before a leaf's first) go to a sibling with room
+ * or split the leaf, and removes after them keep matching the model. Randomized tests use fixed
+ * seeds and print them on failure; the documents use the counting test allocator and must give back
+ * every byte.
  */
 #include <setjmp.h>
 #include <stdarg.h>
