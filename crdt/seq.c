@@ -233,9 +233,8 @@ static uint32_t split_half(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t 
  * An item after the last one of the last leaf (typing at the end of the
  * document): the full leaf keeps all but its last APPEND_MOVE items,
  * which start the new leaf with `it`, so the leaves behind stay full (a
- * split in halves would leave the lower half empty for good). One item
- * moves along so that no leaf is left holding just one (which would keep
- * the item from merging away). Returns the new leaf.
+ * split in halves would leave each lower half half empty for good). Returns
+ * the new leaf.
  */
 static uint32_t split_append(crdt_doc_t *doc, uint32_t l, uint32_t it, uint32_t v)
 {
