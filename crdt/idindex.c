@@ -6,7 +6,11 @@
  * candidate holder of an id; the clocks no item holds are the client's
  * deletes (delete records are chained per client instead, see
  * crdt__delrec_t). Keys are 32-bit clocks, so a leaf holds 32 entries in 264
- * bytes, and a client's tree is as deep as its own history needs. Inner nodes
+ * bytes, and a client's tree is as deep as its own history needs. Leaves are
+ * kept nearly full: a client's new items take ever greater clocks, so a full
+ * last leaf passes only its last key on to the new leaf (split_append), and
+ * a full leaf elsewhere first hands keys to a sibling with room; only when
+ * neither sibling has any does it split in halves. Inner nodes
  * keep the exact smallest key below each child. A client's leaves are
  * chained so its items can be read in clock order (diffs). All trees share
  * two node pools; like the sequence tree, storage is reserved before a
@@ -16,6 +20,9 @@
 
 #define HALF_LEAF (CRDT__IDX_LEAF / 2)
 #define HALF_FAN (CRDT__IDX_FAN / 2)
+/* Keys a leaf split by an append passes on to the new leaf with the new key:
+ * one, so that no leaf holds a single key, which could not be removed. */
+#define APPEND_MOVE 1
 
 int crdt__idx_init(crdt_doc_t *doc)
 {
@@ -145,6 +152,120 @@ static inline void leaf_put(crdt__idx_leaf_t *leaf, uint32_t s, uint32_t k, uint
     leaf->n++;
 }
 
+/* Splits the full leaf `node` in halves and adds the key (clock, val) at
+ * slot `s` of the proper half; returns the new leaf, the upper half. */
+static uint32_t split_half(crdt_doc_t *doc, crdt__client_t *cl, uint32_t node, uint32_t s,
+                           uint32_t clock, uint32_t val)
+{
+    uint32_t sib = crdt__pool_take(&doc->idx_leaves);
+    crdt__idx_leaf_t *a = &IDX_LEAF(doc, node), *b = &IDX_LEAF(doc, sib), *t = a;
+    b->n = a->n - HALF_LEAF;
+    memcpy(b->keys, &a->keys[HALF_LEAF], b->n * sizeof(uint32_t));
+    memcpy(b->vals, &a->vals[HALF_LEAF], b->n * sizeof(uint32_t));
+    a->n = HALF_LEAF;
+    b->next = a->next;
+    a->next = sib;
+    if (s > HALF_LEAF) {
+        t = b;
+        s -= HALF_LEAF;
+        cl->idx_leaf = sib;
+    }
+    leaf_put(t, s, clock, val);
+    return sib;
+}
+
+/*
+ * A key past the end of the client's last leaf is an append (a client's new
+ * items take ever greater clocks): the full leaf keeps all but its last
+ * APPEND_MOVE keys, which start the new leaf with the new key, so the
+ * leaves behind the appends stay full. (A split in halves would leave each
+ * half empty for good.) Returns the new leaf.
+ */
+static uint32_t split_append(crdt_doc_t *doc, crdt__client_t *cl, uint32_t node, uint32_t clock,
+                             uint32_t val)
+{
+    uint32_t sib = crdt__pool_take(&doc->idx_leaves);
+    crdt__idx_leaf_t *a = &IDX_LEAF(doc, node), *b = &IDX_LEAF(doc, sib);
+    a->n -= APPEND_MOVE;
+    memcpy(b->keys, &a->keys[a->n], APPEND_MOVE * sizeof(uint32_t));
+    memcpy(b->vals, &a->vals[a->n], APPEND_MOVE * sizeof(uint32_t));
+    b->keys[APPEND_MOVE] = clock;
+    b->vals[APPEND_MOVE] = val;
+    b->n = APPEND_MOVE + 1;
+    b->next = CRDT__NONE;
+    a->next = sib;
+    cl->idx_leaf = sib;
+    return sib;
+}
+
+/*
+ * Before a full leaf splits, a sibling under the same parent with room takes
+ * some of its keys (about half the sibling's room), so leaves filled by
+ * appends stay nearly full when keys later land inside them (item splits).
+ * The new key stays in the leaf, except that a key past the leaf's last one
+ * goes to the right sibling's front. Only the parent's key of whichever of
+ * the two leaves got a new first key changes: that leaf is not its parent's
+ * first child, so nothing above the parent does. Returns whether the key
+ * (clock, val), due at slot `s` of leaf `node`, went in.
+ */
+static bool shift_to_sibling(crdt_doc_t *doc, crdt__client_t *cl, const uint32_t *path,
+                             const uint32_t *slots, uint32_t node, uint32_t s, uint32_t clock,
+                             uint32_t val)
+{
+    crdt__idx_inner_t *in;
+    crdt__idx_leaf_t *leaf, *sib;
+    uint32_t i, room_l = 0, room_r = 0, move;
+    if (cl->idx_height == 0)
+        return false;
+    in = &IDX_INNER(doc, path[1]);
+    i = slots[1];
+    if (i > 0)
+        room_l = CRDT__IDX_LEAF - IDX_LEAF(doc, in->child[i - 1]).n;
+    if (i + 1 < in->n)
+        room_r = CRDT__IDX_LEAF - IDX_LEAF(doc, in->child[i + 1]).n;
+    if (room_l == 0 && room_r == 0)
+        return false;
+    leaf = &IDX_LEAF(doc, node);
+    if (room_l >= room_r) {
+        /* The first keys go to the end of the left sibling. The leaf is
+         * not the first child, so its first key is < clock: s >= 1. */
+        assert(s >= 1);
+        move = (room_l + 1) / 2;
+        if (move > s)
+            move = s;
+        sib = &IDX_LEAF(doc, in->child[i - 1]);
+        memcpy(&sib->keys[sib->n], leaf->keys, move * sizeof(uint32_t));
+        memcpy(&sib->vals[sib->n], leaf->vals, move * sizeof(uint32_t));
+        sib->n += move;
+        leaf->n -= move;
+        memmove(leaf->keys, &leaf->keys[move], leaf->n * sizeof(uint32_t));
+        memmove(leaf->vals, &leaf->vals[move], leaf->n * sizeof(uint32_t));
+        leaf_put(leaf, s - move, clock, val);
+        in->keys[i] = leaf->keys[0];
+        return true;
+    }
+    sib = &IDX_LEAF(doc, in->child[i + 1]);
+    cl->idx_leaf = in->child[i + 1];
+    if (s == leaf->n) {
+        leaf_put(sib, 0, clock, val);
+    } else {
+        /* The last keys go to the front of the right sibling. */
+        move = (room_r + 1) / 2;
+        if (move > leaf->n - s)
+            move = leaf->n - s;
+        memmove(&sib->keys[move], sib->keys, sib->n * sizeof(uint32_t));
+        memmove(&sib->vals[move], sib->vals, sib->n * sizeof(uint32_t));
+        leaf->n -= move;
+        memcpy(sib->keys, &leaf->keys[leaf->n], move * sizeof(uint32_t));
+        memcpy(sib->vals, &leaf->vals[leaf->n], move * sizeof(uint32_t));
+        sib->n += move;
+        leaf_put(leaf, s, clock, val);
+        cl->idx_leaf = node;
+    }
+    in->keys[i + 1] = sib->keys[0];
+    return true;
+}
+
 void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t val)
 {
     crdt__client_t *cl = &CLIENT(doc, client);
@@ -191,24 +312,13 @@ void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t
         return;
     }
 
-    /* Split the leaf and insert into the proper half. */
-    sib = crdt__pool_take(&doc->idx_leaves);
-    leaf = &IDX_LEAF(doc, node);
-    {
-        crdt__idx_leaf_t *b = &IDX_LEAF(doc, sib), *t = leaf;
-        b->n = leaf->n - HALF_LEAF;
-        memcpy(b->keys, &leaf->keys[HALF_LEAF], b->n * sizeof(uint32_t));
-        memcpy(b->vals, &leaf->vals[HALF_LEAF], b->n * sizeof(uint32_t));
-        leaf->n = HALF_LEAF;
-        b->next = leaf->next;
-        leaf->next = sib;
-        if (s > HALF_LEAF) {
-            t = b;
-            s -= HALF_LEAF;
-        }
-        leaf_put(t, s, clock, val);
-        sib_key = b->keys[0];
-    }
+    if (s == leaf->n && leaf->next == CRDT__NONE)
+        sib = split_append(doc, cl, node, clock, val);
+    else if (shift_to_sibling(doc, cl, path, slots, node, s, clock, val))
+        return;
+    else
+        sib = split_half(doc, cl, node, s, clock, val);
+    sib_key = IDX_LEAF(doc, sib).keys[0];
 
     /* Insert (sib_key, sib) after the child we came from, splitting upwards. */
     for (h = 1;; h++) {

@@ -7,6 +7,10 @@
  *
  * Items leave the tree only when merged into their left neighbour, and never
  * from a leaf holding one item, so leaves never empty and nodes only split.
+ * A full leaf takes an item after the document's last one by passing only
+ * its own last item on to a new leaf (split_append); elsewhere it first
+ * fills a sibling that has plenty of room (shift_to_sibling) and splits in
+ * halves only when neither has: leaves stay fuller than halves would.
  * Each node knows its parent, each item its leaf, and leaves also keep each
  * item's visible length so walks stay inside the tree. The leftmost leaf is
  * always leaf 0: splits move the upper half to a new node.
@@ -17,6 +21,14 @@
 
 #define HALF_LEAF (CRDT__SEQ_LEAF / 2)
 #define HALF_FAN (CRDT__SEQ_FAN / 2)
+/* Items a leaf split by an append passes on to the new leaf with the new
+ * one: one, so that no leaf holds a single item (which could not merge away). */
+#define APPEND_MOVE 1
+/* A full leaf hands items to a sibling that has room for at least this many
+ * (and then fills it); with less room it splits. Shifting costs instructions
+ * (every moved item and every item whose slot changes is rewritten), so a
+ * shift must move enough to pay for itself. */
+#define SHIFT_MIN 12
 
 int crdt__seq_init(crdt_doc_t *doc)
 {
@@ -180,56 +192,181 @@ static inline void leaf_insert(crdt_doc_t *doc, uint32_t l, uint32_t slot, const
     propagate(doc, l, true, v, k);
 }
 
-/* Inserts item `it`, of `vis` visible units, at `slot` of leaf `l`, splitting
- * nodes up the tree. */
-static void insert_at(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it, uint32_t vis)
+/* Puts item `it` (visible units v) at `slot` of leaf `l`, which has room;
+ * the caller fixes slots and counts. */
+static inline void leaf_put(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it, uint32_t v)
 {
-    int64_t v = vis;
+    crdt__seq_leaf_t *t = &SEQ_LEAF(doc, l);
+    memmove(&t->items[slot + 1], &t->items[slot], (t->n - slot) * sizeof(uint32_t));
+    memmove(&t->vis[slot + 1], &t->vis[slot], (t->n - slot) * sizeof(uint32_t));
+    t->items[slot] = it;
+    t->vis[slot] = v;
+    t->n++;
+}
+
+/* A new leaf right after leaf `l`, in the leaf chain but not yet in a parent. */
+static uint32_t new_leaf_after(crdt_doc_t *doc, uint32_t l)
+{
+    uint32_t sib = crdt__pool_take(&doc->seq_leaves);
+    crdt__seq_leaf_t *a = &SEQ_LEAF(doc, l), *b = &SEQ_LEAF(doc, sib);
+    b->n = 0;
+    b->parent = a->parent;
+    b->prev = l;
+    b->next = a->next;
+    if (a->next != CRDT__NONE)
+        SEQ_LEAF(doc, a->next).prev = sib;
+    a->next = sib;
+    return sib;
+}
+
+/* Moves the last `k` items of leaf `l` to the empty leaf `sib`. */
+static void move_tail(crdt_doc_t *doc, uint32_t l, uint32_t sib, uint32_t k)
+{
+    crdt__seq_leaf_t *a = &SEQ_LEAF(doc, l), *b = &SEQ_LEAF(doc, sib);
+    a->n -= k;
+    memcpy(b->items, &a->items[a->n], k * sizeof(uint32_t));
+    memcpy(b->vis, &a->vis[a->n], k * sizeof(uint32_t));
+    b->n = k;
+}
+
+/* Splits the full leaf `l` in halves, item `it` going to `slot` of the
+ * proper half; returns the new leaf (the upper half). */
+static uint32_t split_half(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it, uint32_t v)
+{
+    uint32_t sib = new_leaf_after(doc, l);
+    move_tail(doc, l, sib, SEQ_LEAF(doc, l).n - HALF_LEAF);
+    if (slot > HALF_LEAF) {
+        leaf_put(doc, sib, slot - HALF_LEAF, it, v);
+    } else {
+        leaf_put(doc, l, slot, it, v);
+        reslot(doc, l, slot);
+    }
+    reslot(doc, sib, 0);
+    return sib;
+}
+
+/*
+ * An item after the last one of the last leaf (typing at the end of the
+ * document): the full leaf keeps all but its last APPEND_MOVE items,
+ * which start the new leaf with `it`, so the leaves behind stay full (a
+ * split in halves would leave each lower half half empty for good). Returns
+ * the new leaf.
+ */
+static uint32_t split_append(crdt_doc_t *doc, uint32_t l, uint32_t it, uint32_t v)
+{
+    uint32_t sib = new_leaf_after(doc, l);
+    move_tail(doc, l, sib, APPEND_MOVE);
+    leaf_put(doc, sib, APPEND_MOVE, it, v);
+    reslot(doc, sib, 0);
+    return sib;
+}
+
+/*
+ * Before a full leaf `l` splits, a sibling under the same parent with room
+ * for at least SHIFT_MIN items is filled from it (the one with more room),
+ * so leaves stay fuller as items land inside them. Item `it` (due at `slot`)
+ * stays in the leaf: only items before it move left, only items after it
+ * move right; at the leaf's very start or end it goes to the sibling on
+ * that side instead. The parent's counts of the two leaves change and the
+ * nodes above gain the one item. Returns whether it went in.
+ */
+static bool shift_to_sibling(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it, uint32_t v)
+{
+    crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l), *sib;
+    uint32_t p = leaf->parent, i = leaf->pslot, room_l = 0, room_r = 0, move, sl, vs = 0;
+    crdt__seq_inner_t *in;
+    if (p == CRDT__NONE)
+        return false;
+    in = &SEQ_INNER(doc, p);
+    if (i > 0)
+        room_l = CRDT__SEQ_LEAF - SEQ_LEAF(doc, in->child[i - 1]).n;
+    if (i + 1 < in->n)
+        room_r = CRDT__SEQ_LEAF - SEQ_LEAF(doc, in->child[i + 1]).n;
+    if (room_l < SHIFT_MIN && room_r < SHIFT_MIN)
+        return false;
+    if (room_l >= room_r) {
+        /* The first `move` items go to the end of the left sibling. */
+        sl = in->child[i - 1];
+        sib = &SEQ_LEAF(doc, sl);
+        move = room_l;
+        if (move > slot)
+            move = slot;
+        for (uint32_t k = 0; k < move; k++)
+            vs += leaf->vis[k];
+        memcpy(&sib->items[sib->n], leaf->items, move * sizeof(uint32_t));
+        memcpy(&sib->vis[sib->n], leaf->vis, move * sizeof(uint32_t));
+        sib->n += move;
+        leaf->n -= move;
+        memmove(leaf->items, &leaf->items[move], leaf->n * sizeof(uint32_t));
+        memmove(leaf->vis, &leaf->vis[move], leaf->n * sizeof(uint32_t));
+        if (move == 0) { /* it goes at the very start: the sibling's end does */
+            leaf_put(doc, sl, sib->n, it, v);
+            reslot(doc, sl, sib->n - 1);
+            in->vis[i - 1] += v;
+            in->cnt[i - 1]++;
+        } else {
+            leaf_put(doc, l, slot - move, it, v);
+            reslot(doc, sl, sib->n - move);
+            reslot(doc, l, 0);
+            in->vis[i - 1] += vs;
+            in->cnt[i - 1] += move;
+            in->vis[i] = in->vis[i] - vs + v;
+            in->cnt[i] = in->cnt[i] - move + 1;
+        }
+    } else {
+        /* The last `move` items go to the front of the right sibling. */
+        sl = in->child[i + 1];
+        sib = &SEQ_LEAF(doc, sl);
+        move = room_r;
+        if (move > leaf->n - slot)
+            move = leaf->n - slot;
+        for (uint32_t k = leaf->n - move; k < leaf->n; k++)
+            vs += leaf->vis[k];
+        memmove(&sib->items[move], sib->items, sib->n * sizeof(uint32_t));
+        memmove(&sib->vis[move], sib->vis, sib->n * sizeof(uint32_t));
+        leaf->n -= move;
+        memcpy(sib->items, &leaf->items[leaf->n], move * sizeof(uint32_t));
+        memcpy(sib->vis, &leaf->vis[leaf->n], move * sizeof(uint32_t));
+        sib->n += move;
+        if (move == 0) { /* it goes at the very end: the sibling's front does */
+            leaf_put(doc, sl, 0, it, v);
+            in->vis[i + 1] += v;
+            in->cnt[i + 1]++;
+        } else {
+            leaf_put(doc, l, slot, it, v);
+            reslot(doc, l, slot);
+            in->vis[i + 1] += vs;
+            in->cnt[i + 1] += move;
+            in->vis[i] = in->vis[i] - vs + v;
+            in->cnt[i] = in->cnt[i] - move + 1;
+        }
+        reslot(doc, sl, 0);
+    }
+    propagate(doc, p, false, v, 1);
+    return true;
+}
+
+/* Inserts item `it`, of `v` visible units, at `slot` of leaf `l`: into the
+ * leaf when it has room, else into a sibling with room, else splitting nodes
+ * up the tree. */
+static void insert_at(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it, uint32_t v)
+{
     crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
-    uint32_t child, sib;
+    uint32_t child = l, sib;
     bool leaf_level = true;
 
     if (leaf->n < CRDT__SEQ_LEAF) {
-        leaf_insert(doc, l, slot, &it, &vis, 1);
+        leaf_insert(doc, l, slot, &it, &v, 1);
         return;
     }
     doc->finger_item = CRDT__NONE;
     doc->finger_leaf = CRDT__NONE;
-
-    /* Split the full leaf: the upper half moves to a new leaf. */
-    sib = crdt__pool_take(&doc->seq_leaves);
-    leaf = &SEQ_LEAF(doc, l);
-    {
-        crdt__seq_leaf_t *s = &SEQ_LEAF(doc, sib);
-        uint32_t keep = HALF_LEAF;
-        s->n = leaf->n - keep;
-        memcpy(s->items, &leaf->items[keep], s->n * sizeof(uint32_t));
-        memcpy(s->vis, &leaf->vis[keep], s->n * sizeof(uint32_t));
-        leaf->n = keep;
-        s->parent = leaf->parent;
-        s->prev = l;
-        s->next = leaf->next;
-        if (leaf->next != CRDT__NONE)
-            SEQ_LEAF(doc, leaf->next).prev = sib;
-        leaf->next = sib;
-        {
-            crdt__seq_leaf_t *t = leaf;
-            uint32_t tl = l;
-            if (slot > keep) {
-                t = s;
-                tl = sib;
-                slot -= keep;
-            }
-            memmove(&t->items[slot + 1], &t->items[slot], (t->n - slot) * sizeof(uint32_t));
-            memmove(&t->vis[slot + 1], &t->vis[slot], (t->n - slot) * sizeof(uint32_t));
-            t->items[slot] = it;
-            t->vis[slot] = (uint32_t)v;
-            t->n++;
-            reslot(doc, tl, slot);
-            reslot(doc, sib, 0);
-        }
-    }
-    child = l;
+    if (slot == leaf->n && leaf->next == CRDT__NONE)
+        sib = split_append(doc, l, it, v);
+    else if (shift_to_sibling(doc, l, slot, it, v))
+        return;
+    else
+        sib = split_half(doc, l, slot, it, v);
 
     /* Hang `sib` next to `child` in their parent, splitting upwards. */
     for (;;) {

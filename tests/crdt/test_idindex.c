@@ -13,8 +13,12 @@
  * ascending and descending order grow the trees to several levels; removes
  * (of a leaf's first key too, which
  * changes the minimum keys kept in inner nodes) and rekeys keep the check
- * passing. Randomized tests use fixed seeds and print them on failure; the
- * documents use the counting test allocator and must give back every byte.
+ * passing. Ascending keys (appends) must leave every leaf but the last with
+ * all but one key; keys inserted into full leaves (inside, right after a
+ * leaf's last key, right before a leaf's first) go to a sibling with room
+ * or split the leaf, and removes after them keep matching the model. Randomized tests use fixed
+ * seeds and print them on failure; the documents use the counting test allocator and must give back
+ * every byte.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -250,6 +254,35 @@ static size_t leaf_first_keys(const crdt_doc_t *doc, uint32_t c, uint64_t *out, 
     return leaf_edge_keys(doc, c, false, out, max);
 }
 
+/* Number of leaves of client `c`, and (with `sizes`) their key counts in
+ * order (white-box). */
+static size_t leaf_sizes(const crdt_doc_t *doc, uint32_t c, uint32_t *sizes, size_t max)
+{
+    uint32_t node = CLIENT(doc, c).idx_root;
+    size_t n = 0;
+    if (node == CRDT__NONE)
+        return 0;
+    for (uint32_t h = CLIENT(doc, c).idx_height; h > 0; h--)
+        node = IDX_INNER(doc, node).child[0];
+    for (; node != CRDT__NONE; node = IDX_LEAF(doc, node).next, n++)
+        if (sizes && n < max)
+            sizes[n] = IDX_LEAF(doc, node).n;
+    return n;
+}
+
+/* One insert with the structure and the lookups around the key checked. */
+static void idx_add_checked(fix_t *f, unsigned long long seed, uint32_t c, uint32_t k, uint32_t v,
+                            const char *what)
+{
+    idx_add(f, c, k, v);
+    if (crdt__idx_check(f->doc) != 0 || f->doc->idx_count != f->m.n)
+        fail_msg("seed %#llx: check failed after inserting (%u, %u) %s", seed, c, k, what);
+    check_find_le(f, c, k);
+    if (k > 0)
+        check_find_le(f, c, k - 1);
+    check_find_le(f, c, k + 1);
+}
+
 /* Inserts `count` distinct random keys over `clients` clients. */
 static void insert_random(fix_t *f, rng_t *r, size_t count, uint32_t clients, uint32_t clock_range)
 {
@@ -388,11 +421,11 @@ static void test_idx_insert_ascending_builds_several_levels(void **state)
 {
     fix_t *f = *state;
     uint32_t last_height[NCLIENTS] = {0};
-    /* Ascending keys leave every split node half full: the tallest shape.
-     * Client 0 gets 12,000 keys (three levels), three more clients 2,000. */
-    for (uint32_t i = 0; i < 18000; i++) {
-        uint32_t c = i < 12000 ? 0 : 1 + (i - 12000) / 2000, h;
-        idx_add(f, c, (i < 12000 ? i : (i - 12000) % 2000) * 3, i);
+    /* Ascending keys fill leaves but leave every split inner node half full.
+     * Client 0 gets 20,000 keys (three levels), three more clients 2,000. */
+    for (uint32_t i = 0; i < 26000; i++) {
+        uint32_t c = i < 20000 ? 0 : 1 + (i - 20000) / 2000, h;
+        idx_add(f, c, (i < 20000 ? i : (i - 20000) % 2000) * 3, i);
         h = height_of(f, c);
         assert_true(h == last_height[c] || h == last_height[c] + 1); /* one level at a time */
         last_height[c] = h;
@@ -404,7 +437,7 @@ static void test_idx_insert_ascending_builds_several_levels(void **state)
     assert_true(height_of(f, 1) >= 1);
     assert_iter_all(f);
     for (uint32_t c = 0; c < 5; c++)
-        for (uint32_t k = 0; k < 36000; k += 13)
+        for (uint32_t k = 0; k < 60000; k += 13)
             check_find_le(f, c, k);
 }
 
@@ -424,6 +457,108 @@ static void test_idx_insert_descending_keys(void **state)
     check_find_le(f, 2, 0);
     check_find_le(f, 1, UINT32_MAX);
     check_find_le(f, 3, 0);
+}
+
+static void test_idx_append_keeps_leaves_full(void **state)
+{
+    fix_t *f = *state;
+    uint32_t sizes[512];
+    size_t n;
+    /* A client's new items take ever greater clocks: each full last leaf
+     * passes one key on with the new one and keeps the rest. */
+    for (uint32_t i = 0; i < 5000; i++) {
+        idx_add(f, 4, 100 + 7 * i, i);
+        if (i % 499 == 0)
+            assert_idx_ok(f);
+    }
+    assert_idx_ok(f);
+    n = leaf_sizes(f->doc, 4, sizes, 512);
+    assert_int_equal(n, (5000 - 2) / (CRDT__IDX_LEAF - 1) + 1);
+    for (size_t j = 0; j + 1 < n; j++)
+        if (sizes[j] != CRDT__IDX_LEAF - 1)
+            fail_msg("leaf %zu of %zu holds %u keys, want %u", j, n, sizes[j], CRDT__IDX_LEAF - 1);
+    assert_true(sizes[n - 1] >= 2); /* its keys stay removable */
+    assert_true(crdt__idx_removable(f->doc, 4, 100 + 7 * 4999));
+    assert_iter_all(f);
+    check_seek(f, 4, 0, 5001);
+    for (uint32_t k = 0; k < 100 + 7 * 5000; k += 5)
+        check_find_le(f, 4, k);
+}
+
+static void test_idx_insert_into_full_leaves_shifts_to_siblings(void **state)
+{
+    fix_t *f = *state;
+    rng_t r;
+    uint64_t edges[1024];
+    size_t leaves_full, leaves, removed = 0;
+    rng_init(&r, 0x5b1f);
+    /* Full leaves of keys 8 apart; clients 2 and 6 share the pools. */
+    for (uint32_t i = 0; i < 4000; i++) {
+        idx_add(f, 3, 8 * i + 8, i);
+        if (i % 4 == 0)
+            idx_add(f, i % 8 == 0 ? 2 : 6, i, i);
+    }
+    assert_idx_ok(f);
+    leaves_full = leaf_sizes(f->doc, 3, NULL, 0);
+    /* Keys inside full leaves go to a sibling with room (left or right) or
+     * split the leaf; every tenth lands right after a leaf's last key or
+     * right before a leaf's first key (the end of the leaf before it). */
+    for (uint32_t i = 0; i < 3000; i++) {
+        uint32_t k;
+        if (i % 10 == 0) {
+            bool last = rng_below(&r, 2) == 1;
+            size_t ne = leaf_edge_keys(f->doc, 3, last, edges, 1024);
+            k = (uint32_t)edges[rng_below(&r, (uint32_t)ne)] + (last ? 1 : (uint32_t)-1);
+            if (model_has(&f->m, key_of(3, k)))
+                continue;
+            idx_add_checked(f, r.seed, 3, k, 100000 + i, last ? "after a leaf" : "before a leaf");
+        } else {
+            do
+                k = 1 + rng_below(&r, 8 * 4000 + 8);
+            while (model_has(&f->m, key_of(3, k)));
+            idx_add_checked(f, r.seed, 3, k, 100000 + i, "inside");
+        }
+    }
+    leaves = leaf_sizes(f->doc, 3, NULL, 0);
+    /* Splits in halves alone would leave the 7,000 keys in about 350 leaves
+     * of 20 or so; siblings taking keys keep them fuller. */
+    if (leaves > 7000 / 24)
+        fail_msg("seed %#llx: %zu leaves for 7,000 keys (%zu when full)",
+                 (unsigned long long)r.seed, leaves, leaves_full);
+    assert_iter_all(f);
+    /* Removes (leaf first keys too) mixed with inserts after the shifts. */
+    while (removed < 2500) {
+        size_t i = rng_below(&r, (uint32_t)f->m.n);
+        uint32_t c = (uint32_t)(f->m.e[i].key >> 32), k = (uint32_t)f->m.e[i].key;
+        if (removed % 5 == 0) {
+            size_t ne = leaf_first_keys(f->doc, 3, edges, 1024);
+            c = 3;
+            k = (uint32_t)edges[rng_below(&r, (uint32_t)ne)];
+            i = model_lower(&f->m, key_of(c, k));
+        }
+        if (crdt__idx_removable(f->doc, c, k)) {
+            crdt__idx_remove(f->doc, c, k);
+            model_remove_at(&f->m, i);
+            removed++;
+            if (crdt__idx_check(f->doc) != 0 || f->doc->idx_count != f->m.n)
+                fail_msg("seed %#llx: check failed after removing (%u, %u)",
+                         (unsigned long long)r.seed, c, k);
+            check_find_le(f, c, k);
+        }
+        if (removed % 3 == 0) {
+            do
+                k = rng_below(&r, 8 * 4000 + 64);
+            while (model_has(&f->m, key_of(3, k)));
+            idx_add_checked(f, r.seed, 3, k, 200000 + (uint32_t)removed, "between removes");
+        }
+    }
+    assert_idx_ok(f);
+    assert_iter_all(f);
+    for (uint32_t k = 0; k < 8 * 4000 + 80; k += 3) {
+        check_find_le(f, 3, k);
+        check_find_le(f, 2, k);
+        check_find_le(f, 6, k);
+    }
 }
 
 static void test_idx_remove_keeps_check(void **state)
@@ -463,7 +598,7 @@ static void test_idx_remove_leaf_first_key_updates_inner_minimums(void **state)
     fix_t *f = *state;
     uint64_t firsts[4096];
     size_t nf;
-    /* Three levels, ascending (leaves half full). */
+    /* Two levels, ascending (leaves full). */
     for (uint32_t i = 0; i < 12000; i++)
         idx_add(f, 1, 2 * i, i);
     assert_idx_ok(f);
@@ -656,6 +791,8 @@ int main(void)
         T(test_idx_seek_next_order_across_leaves),
         T(test_idx_insert_ascending_builds_several_levels),
         T(test_idx_insert_descending_keys),
+        T(test_idx_append_keeps_leaves_full),
+        T(test_idx_insert_into_full_leaves_shifts_to_siblings),
         T(test_idx_remove_keeps_check),
         T(test_idx_remove_leaf_first_key_updates_inner_minimums),
         T(test_idx_removable_false_for_single_key_leaf),

@@ -15,6 +15,12 @@
  * other leaves check that the edit finger never goes stale: every step is
  * compared with a naive string model of the text. A tree built directly by
  * crdt_doc_load() (full leaves) keeps splitting correctly under edits.
+ * Alternating inserts at the end and at the front must leave all but a few
+ * leaves full (an item after the last one splits a full last leaf
+ * unevenly; a full leaf fills a sibling before it splits). Local and remote
+ * inserts into full leaves, at a leaf's first item too, and deletes after
+ * them keep two replicas equal to a string model, with the tree checked
+ * after every step.
  * Smaller runs call crdt_doc_check() after every operation. Randomized tests use fixed seeds and
  * print them on failure.
  */
@@ -308,6 +314,33 @@ static void find_with_finger(crdt_doc_t *doc, uint32_t pos)
     b = crdt__seq_find_vis(doc, pos, &off2, NULL);
     assert_int_equal(a, b);
     assert_int_equal(off1, off2);
+}
+
+/* Item counts of the leaves in chain order (white-box); returns how many. */
+static size_t leaf_sizes(const crdt_doc_t *doc, uint32_t *sizes, size_t max)
+{
+    size_t n = 0;
+    for (uint32_t l = 0; l != CRDT__NONE; l = SEQ_LEAF(doc, l).next, n++)
+        if (n < max)
+            sizes[n] = SEQ_LEAF(doc, l).n;
+    return n;
+}
+
+/* Applies `u` (an update from one replica) to the other one, and frees it. */
+static void pass_on(crdt_doc_t *to, crdt_buf_t *u)
+{
+    int rc = crdt_doc_apply_update(to, u->base, u->len);
+    if (rc != 0)
+        fail_msg("apply_update: %s", crdt_strerror(rc));
+    crdt_buf_dispose(u);
+}
+
+/* Alternating inserts at the end and at the front: every character is an
+ * item of its own (neither can continue the one before it). */
+static void build_ends(crdt_doc_t *doc, model_t *m, int count)
+{
+    for (int i = 0; i < count; i++)
+        ins(doc, m, i % 2 ? 0 : model_units(m), alphabet[i % 7]);
 }
 
 /* ---- tests --------------------------------------------------------------------- */
@@ -739,6 +772,113 @@ static void test_seq_insert_splits_tree_built_by_load(void **state)
     model_free(&m);
 }
 
+static void test_seq_appends_and_front_inserts_fill_leaves(void **state)
+{
+    crdt_doc_t *doc = new_doc(5);
+    model_t m = {0};
+    rng_t r;
+    uint32_t sizes[512];
+    size_t n, full = 0;
+    (void)state;
+    rng_init(&r, 0xf111);
+    build_ends(doc, &m, 8000);
+    assert_int_equal(doc->live_items, 8000);
+    assert_int_equal(crdt_doc_check(doc), 0);
+    assert_text_is(doc, &m);
+    /* An item after the last leaf's last one leaves that leaf with all but
+     * one of its items; a full leaf 0 fills its right sibling before it
+     * splits. Only leaf 0, the last leaf and the leaf where the two ends
+     * meet may be short. */
+    n = leaf_sizes(doc, sizes, 512);
+    for (size_t j = 0; j < n && j < 512; j++)
+        full += sizes[j] >= CRDT__SEQ_LEAF - 1;
+    if (full + 3 < n)
+        fail_msg("%zu of %zu leaves hold fewer than %u items", n - full, n, CRDT__SEQ_LEAF - 1);
+    assert_true(SEQ_LEAF(doc, 0).n >= 2 && sizes[n - 1] >= 2);
+    check_against_naive(doc, &r, 0);
+    crdt_doc_free(doc);
+    model_free(&m);
+}
+
+static void test_seq_full_leaves_shift_and_split_match_model(void **state)
+{
+    crdt_doc_t *a = new_doc(1), *b = new_doc(2);
+    model_t m = {0};
+    rng_t r;
+    crdt_buf_t u;
+    uint32_t sizes[1024];
+    size_t leaves0;
+    (void)state;
+    rng_init(&r, 0x5eb5);
+    /* Full leaves, the same on both replicas. */
+    build_ends(a, &m, 6000);
+    assert_int_equal(crdt_doc_encode_state(a, &u), 0);
+    pass_on(b, &u);
+    leaves0 = leaf_sizes(a, sizes, 1024);
+    /* Local and remote inserts inside full leaves (a sibling with room
+     * takes items, or the leaf splits), inserts at the first item of a
+     * leaf (local ones go after the previous leaf's last item, remote ones
+     * before the leaf's first), then deletes: removes after the shifts. */
+    for (int i = 0; i < 5000; i++) {
+        uint32_t op = rng_below(&r, 10);
+        const char *c = alphabet[rng_below(&r, 7)];
+        size_t at;
+        if (op < 3 || (op < 5 && i < 2500)) {
+            at = boundary(&r, &m);
+            assert_int_equal(crdt_doc_insert(a, at, c, strlen(c), &u), 0);
+            pass_on(b, &u);
+        } else if (op < 5 || (op < 7 && i < 2500)) {
+            at = boundary(&r, &m);
+            assert_int_equal(crdt_doc_insert(b, at, c, strlen(c), &u), 0);
+            pass_on(a, &u);
+        } else if (op < 7) {
+            /* At a leaf's first item (its visible units before it). */
+            size_t nl = leaf_sizes(a, NULL, 0), j = rng_below(&r, (uint32_t)nl);
+            uint32_t l = 0, before = 0;
+            while (j-- > 0)
+                l = SEQ_LEAF(a, l).next;
+            crdt__seq_rank(a, SEQ_LEAF(a, l).items[0], &before);
+            at = before;
+            if (model_byte(&m, at) < m.n && ((uint8_t)m.s[model_byte(&m, at)] & 0xc0) == 0x80)
+                continue;
+            assert_int_equal(crdt_doc_insert(op == 5 ? a : b, at, c, strlen(c), &u), 0);
+            pass_on(op == 5 ? b : a, &u);
+        } else {
+            size_t w;
+            at = boundary(&r, &m);
+            w = units_of_chars(&m, at, rng_below(&r, 3) + 1);
+            if (w == 0)
+                continue;
+            assert_int_equal(crdt_doc_delete(op == 7 ? b : a, at, w, &u), 0);
+            pass_on(op == 7 ? a : b, &u);
+            model_delete(&m, at, w);
+            c = NULL;
+        }
+        if (c)
+            model_insert(&m, at, c);
+        if (crdt__seq_check(a) != 0 || crdt__seq_check(b) != 0)
+            fail_msg("seed %#llx, step %d (op %u at %zu): crdt__seq_check failed",
+                     (unsigned long long)r.seed, i, op, at);
+        if (i % 250 == 249) {
+            if (crdt_doc_check(a) != 0 || crdt_doc_check(b) != 0)
+                fail_msg("seed %#llx, step %d: crdt_doc_check failed", (unsigned long long)r.seed,
+                         i);
+            assert_text_is(a, &m);
+            assert_text_is(b, &m);
+        }
+    }
+    assert_text_is(a, &m);
+    assert_text_is(b, &m);
+    check_against_naive(a, &r, 0);
+    check_against_naive(b, &r, 0);
+    /* The shifts and splits happened (white-box). */
+    if (leaf_sizes(a, NULL, 0) <= leaves0)
+        fail_msg("seed %#llx: no leaf was added", (unsigned long long)r.seed);
+    crdt_doc_free(a);
+    crdt_doc_free(b);
+    model_free(&m);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -756,6 +896,8 @@ int main(void)
         T(test_seq_find_vis_finger_updates_consistently),
         T(test_seq_find_vis_finger_survives_remote_inserts),
         T(test_seq_insert_splits_tree_built_by_load),
+        T(test_seq_appends_and_front_inserts_fill_leaves),
+        T(test_seq_full_leaves_shift_and_split_match_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
