@@ -95,13 +95,16 @@ int crdt__pool_reserve(crdt_doc_t *doc, crdt__pool_t *pool, size_t elem, size_t 
     return 0;
 }
 
-/* Gives back most of a pool's unused room after a large reservation. A failed
+/* Gives back most of a pool's unused room after a large reservation (room for
+ * one leaf per inserted item, say): down to a quarter over its length once it
+ * is more than about half over. Growing back costs an apply at least a quarter
+ * of the pool's length in items, so the copies stay amortized. A failed
  * shrink keeps the larger block, which is harmless. */
 void crdt__pool_shrink(crdt_doc_t *doc, crdt__pool_t *pool, size_t elem)
 {
     size_t cap = (size_t)pool->len + pool->len / 4 + 8;
     void *p;
-    if (pool->cap <= cap + cap / 2 || pool->base == NULL)
+    if (pool->cap <= cap + cap / 4 || pool->base == NULL)
         return;
     p = doc->alloc.realloc(doc->alloc.ctx, pool->base, (size_t)pool->cap * elem, cap * elem);
     if (p == NULL)
