@@ -1023,6 +1023,16 @@ static bool all_ascii(const uint8_t *text, size_t total)
  * fails yields 0 and is reported after the loop, every value is range
  * checked before it is used, so nothing here reads out of bounds meanwhile.
  */
+/* v with every bit below its highest set bit set too. */
+static inline uint32_t smear32(uint32_t v)
+{
+    v |= v >> 1;
+    v |= v >> 2;
+    v |= v >> 4;
+    v |= v >> 8;
+    return v | v >> 16;
+}
+
 #if defined(__GNUC__)
 #define SNAP_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
@@ -1157,17 +1167,22 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
         key = (uint64_t)client << 32 | (uint64_t)clock;
         kv[i].key = key;
         kv[i].val = (uint64_t)len << 32 | i | (deleted ? BID_DELETED : 0);
-        all_or |= key;
-        all_and &= key;
+        if (!dense) {
+            all_or |= key;
+            all_and &= key;
+        }
         /* leaf, slot and text_off are set when the document is built */
-        items[i] = (crdt__item_t){.client = client,
-                                  .clock = (uint32_t)clock,
-                                  .len = len,
-                                  .u16len = u16,
-                                  .text_bytes = tbytes,
-                                  .left = left,
-                                  .right = right,
-                                  .deleted = deleted};
+        {
+            snap_item_t *x = &items[i];
+            x->client = client;
+            x->clock = (uint32_t)clock;
+            x->len = len;
+            x->u16len = u16;
+            x->text_bytes = tbytes;
+            x->left = left;
+            x->right = right;
+            x->deleted = deleted;
+        }
         pclient = client;
         pclock = (uint32_t)clock;
         plen = len;
@@ -1186,6 +1201,17 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
     col[C_RIGHT] = cright;
     toff[n] = (uint32_t)pos;
     s->nrefs = nrefs;
+    if (dense) {
+        /* Dense clocks are few: every bit of a client number or clock in
+         * range may vary (enough for sort_kv()), and the loop need not
+         * gather them. */
+        uint32_t maxclock = 0;
+        for (uint32_t c = 0; c < nclients; c++)
+            if (s->clients[c].next_clock > maxclock)
+                maxclock = s->clients[c].next_clock;
+        all_or = (uint64_t)smear32(nclients - 1) << 32 | smear32(maxclock - 1);
+        all_and = 0;
+    }
     *vary = all_or ^ all_and;
     return 0;
 }
