@@ -376,8 +376,14 @@ struct crdt__snap {
      * deleted; then refs holds only the right origins. NULL otherwise. */
     uint64_t *vbits, *vbase;
     size_t vwords;
+    /* With vbits: the bitmap of the deleted characters (vwords words),
+     * which parse_dels() fills, checking each target against vbits. */
+    uint64_t *vdel;
     snap_del_t *dels; /* per client in clock order */
-    uint8_t *owned;   /* the decompressed body */
+    /* Per client: its last delete record, or CRDT__NONE (parse_dels() links
+     * each record to the client's one before it as it reads them). */
+    uint32_t *dlast;
+    uint8_t *owned; /* the decompressed body */
     size_t owned_len;
     uint8_t *arenas; /* every client's text, in clock order */
     size_t arenas_len;
@@ -398,7 +404,9 @@ void crdt__snapshot_dispose(const crdt_alloc_t *a, crdt__snap_t *s)
     crdt__tmp_free(a, s->refs, 2 * (size_t)s->nitems * sizeof(snap_ref_t));
     crdt__tmp_free(a, s->vbits, 2 * s->vwords * sizeof(uint64_t));
     crdt__tmp_free(a, s->vbase, s->nclients * sizeof(uint64_t));
+    crdt__tmp_free(a, s->vdel, s->vdel ? s->vwords * sizeof(uint64_t) : 0);
     crdt__tmp_free(a, s->dels, s->ndel * sizeof(snap_del_t));
+    crdt__tmp_free(a, s->dlast, s->nclients * sizeof(uint32_t));
     crdt__tmp_free(a, s->owned, s->owned_len);
     crdt__tmp_free(a, s->arenas, s->arenas_len);
     crdt__tmp_free(a, s, sizeof(*s));
@@ -808,46 +816,29 @@ static inline bool clock_set(const crdt__snap_t *s, uint32_t c, uint32_t x)
 
 /*
  * The rest of the dense check (see dense_init()), once every item's bits are
- * set: right origins name inserted characters; delete targets name inserted
- * characters only (exactly "consecutive items with no gap"), and the
- * deleted characters, collected in another bitmap, make every item's
- * deleted flag true: all of its characters deleted, or none (the bitmap
- * equals the one of the flagged items' characters that parse_items() set).
+ * set: right origins name inserted characters, and the deleted characters,
+ * collected by parse_dels() in another bitmap (it checked that each delete
+ * target names inserted characters only, exactly "consecutive items with no
+ * gap"), make every item's deleted flag true: all of its characters deleted,
+ * or none (the bitmap equals the one of the flagged items' characters that
+ * parse_items() set).
  */
 CRDT__NOINLINE static int check_refs_dense(const crdt_alloc_t *a, const crdt__snap_t *s)
 {
-    const uint64_t *ins = s->vbits, *flagged = s->vbits + s->vwords, *base = s->vbase;
-    uint64_t *del = crdt__tmp_alloc(a, s->vwords * sizeof(uint64_t));
-    int err = CRDT_EMALFORMED;
-    if (del == NULL)
-        return CRDT_ENOMEM;
-    memset(del, 0, s->vwords * sizeof(uint64_t));
+    const uint64_t *flagged = s->vbits + s->vwords, *del = s->vdel;
+    (void)a;
     for (uint32_t r = 0; r < s->nrefs; r++) {
         if (!clock_set(s, s->refs[r].client, s->refs[r].clock))
-            goto Exit; /* not an inserted character */
+            return CRDT_EMALFORMED; /* not an inserted character */
     }
-    for (uint32_t j = 0; j < s->ndel; j++) {
-        const snap_del_t *d = &s->dels[j];
-        uint64_t lo;
-        /* parse_dels() bounded tclient, and tlo + len below 2^32 */
-        if ((uint64_t)d->tlo + d->len > s->clients[d->tclient].next_clock)
-            goto Exit;
-        lo = base[d->tclient] + d->tlo;
-        if (bits_all(ins, lo, lo + d->len) != 1)
-            goto Exit; /* a target clock that no item holds */
-        bits_set(del, lo, lo + d->len);
-    }
-    /* The deleted characters lie within the items (checked above), which
-     * do not overlap (place_by_id()), so every item is deleted whole or not
-     * at all, as its flag says, exactly when they are the characters of
-     * the items flagged deleted. */
+    /* The deleted characters lie within the items (parse_dels() checked
+     * each target), which do not overlap (place_by_id()), so every item is
+     * deleted whole or not at all, as its flag says, exactly when they are
+     * the characters of the items flagged deleted. */
     for (size_t w = 0; w < s->vwords; w++)
         if (del[w] != flagged[w])
-            goto Exit;
-    err = 0;
-Exit:
-    crdt__tmp_free(a, del, s->vwords * sizeof(uint64_t));
-    return err;
+            return CRDT_EMALFORMED;
+    return 0;
 }
 
 static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
@@ -1365,7 +1356,14 @@ CRDT__NOINLINE static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill
     /* The current client: its fill point, current gap's end, gap and the
      * first gap of the next client. */
     uint32_t client = CRDT__NONE, cfill = 0, gend = 0, gi = 0, glast = 0;
+    /* and its last record so far */
+    uint32_t *dlast = s->dlast, clast = CRDT__NONE;
+    /* dense clocks: targets are checked against the inserted characters
+     * here, and the deleted ones collected */
+    const uint64_t *ins = s->vbits, *vbase = s->vbase;
+    uint64_t *del = s->vdel;
     for (uint32_t c = 0; c < nclients; c++) {
+        dlast[c] = CRDT__NONE;
         at[c] = gfirst[c];
         fill[c] = gfirst[c + 1] > gfirst[c] ? g[gfirst[c]].lo : 0;
     }
@@ -1387,9 +1385,11 @@ CRDT__NOINLINE static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill
             if (client != CRDT__NONE) {
                 fill[client] = cfill;
                 at[client] = gi;
+                dlast[client] = clast;
             }
             client = c;
             cfill = fill[c];
+            clast = dlast[c];
             gi = at[c];
             glast = gfirst[c + 1];
             gend = gi < glast ? g[gi].hi : cfill;
@@ -1410,26 +1410,40 @@ CRDT__NOINLINE static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill
         d->client = client;
         d->clock = cfill;
         d->len = len;
+        /* linked to the client's record before it (both bit fields in
+         * one go) */
+        d->prev = clast == CRDT__NONE ? CRDT__DEL_NOPREV : clast;
         d->backward = (head & D_BACKWARD) != 0;
+        clast = i;
         cfill += len;
         if (head & D_TARGET_SAME) {
             uint32_t delta = (head & D_JUST_TYPED) ? 0 : col_u32(&ctarget);
             if (len > d->clock || delta > d->clock - len)
                 goto Exit; /* the target starts before clock 0 */
             d->tclient = client;
-            d->tlo = d->clock - len - delta;
+            d->tlo = d->clock - len - delta; /* below the client's next clock */
         } else {
             crdt__id_t t = get_id(&ctarget, nclients);
             if ((uint64_t)t.clock + len > UINT32_MAX ||
                 (t.client == client && t.clock + len > d->clock))
                 goto Exit;
+            if (ins &&
+                (t.client >= nclients || (uint64_t)t.clock + len > s->clients[t.client].next_clock))
+                goto Exit;
             d->tclient = t.client;
             d->tlo = t.clock;
+        }
+        if (ins) {
+            uint64_t lo = vbase[d->tclient] + d->tlo;
+            if (bits_all(ins, lo, lo + len) != 1)
+                goto Exit; /* a target clock that no item holds */
+            bits_set(del, lo, lo + len);
         }
     }
     if (client != CRDT__NONE) {
         fill[client] = cfill;
         at[client] = gi;
+        dlast[client] = clast;
     }
     if (cclient.err || clen.err || ctarget.err)
         goto Exit;
@@ -1691,6 +1705,13 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
     if ((s->dels = alloc_array(a, (size_t)n, sizeof(snap_del_t), &err)) == NULL)
         goto Fail;
     s->ndel = (uint32_t)n;
+    if ((s->dlast = alloc_array(a, s->nclients, sizeof(uint32_t), &err)) == NULL)
+        goto Fail;
+    if (s->vbits) {
+        if ((s->vdel = alloc_array(a, s->vwords, sizeof(uint64_t), &err)) == NULL)
+            goto Fail;
+        memset(s->vdel, 0, s->vwords * sizeof(uint64_t));
+    }
     if ((err = parse_dels(dcol, s, tmp, aux)) != 0 || !cols_done(dcol, NDCOLS) || r.p != r.end) {
         err = err ? err : CRDT_EMALFORMED;
         goto Fail;
@@ -2019,13 +2040,10 @@ int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
         s->items = NULL;
     }
     doc->live_items = s->nitems;
-    /* Each client's records come in clock order: each links to the one
-     * before it, and its last is its latest. */
-    for (uint32_t i = 0; i < s->ndel; i++) {
-        uint32_t *last = &CLIENT(doc, s->dels[i].client).last_delrec;
-        crdt__delrec_link(&s->dels[i], *last);
-        *last = i;
-    }
+    /* Each client's records come in clock order, each linked to the one
+     * before it (parse_dels()), and its last is its latest. */
+    for (uint32_t c = 0; c < s->nclients; c++)
+        CLIENT(doc, map[c]).last_delrec = s->dlast[c];
     build_seq(doc, s, s->nitems);
     build_idx(doc, s);
     /* The parsed delete records become the document's (same client
