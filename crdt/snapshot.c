@@ -829,11 +829,12 @@ static inline bool clock_set(const crdt__snap_t *s, uint32_t c, uint32_t x)
 /*
  * The rest of the dense check (see dense_init()), once every item's bits are
  * set: right origins name inserted characters, and the deleted characters,
- * collected by parse_dels() in another bitmap (it checked that each delete
- * target names inserted characters only, exactly "consecutive items with no
- * gap"), make every item's deleted flag true: all of its characters deleted,
- * or none (the bitmap equals the one of the flagged items' characters that
- * parse_items() set).
+ * collected by parse_dels() in another bitmap (each target within its
+ * client's clocks), are exactly the characters of the items flagged deleted
+ * (the bitmap that parse_items() set). That makes every item's deleted flag
+ * true (all of its characters deleted, or none) and every delete target name
+ * inserted characters only (exactly "consecutive items with no gap"), as
+ * the flagged characters are inserted ones.
  */
 CRDT__NOINLINE static int check_refs_dense(const crdt_alloc_t *a, const crdt__snap_t *s)
 {
@@ -843,10 +844,8 @@ CRDT__NOINLINE static int check_refs_dense(const crdt_alloc_t *a, const crdt__sn
         if (!clock_set(s, s->refs[r].client, s->refs[r].clock))
             return CRDT_EMALFORMED; /* not an inserted character */
     }
-    /* The deleted characters lie within the items (parse_dels() checked
-     * each target), which do not overlap (place_by_id()), so every item is
-     * deleted whole or not at all, as its flag says, exactly when they are
-     * the characters of the items flagged deleted. */
+    /* The items do not overlap (parse_items(), place_by_id()), so the
+     * flagged characters are those of whole items. */
     for (size_t w = 0; w < s->vwords; w++)
         if (del[w] != flagged[w])
             return CRDT_EMALFORMED;
@@ -1537,9 +1536,11 @@ CRDT__NOINLINE static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill
     uint32_t client = CRDT__NONE, cfill = 0, gend = 0, gi = 0, glast = 0;
     /* and its last record so far */
     uint32_t *dlast = s->dlast, clast = CRDT__NONE;
-    /* dense clocks: targets are checked against the inserted characters
-     * here, and the deleted ones collected */
-    const uint64_t *ins = s->vbits, *vbase = s->vbase;
+    /* Dense clocks: the deleted characters are collected, each target
+     * within its client's clocks; check_refs_dense() then finds them all
+     * characters of items (flagged deleted). */
+    const bool dense = s->vbits != NULL;
+    const uint64_t *vbase = s->vbase;
     uint64_t *del = s->vdel;
     for (uint32_t c = 0; c < nclients; c++) {
         dlast[c] = CRDT__NONE;
@@ -1606,16 +1607,14 @@ CRDT__NOINLINE static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill
             if ((uint64_t)t.clock + len > UINT32_MAX ||
                 (t.client == client && t.clock + len > d->clock))
                 goto Exit;
-            if (ins &&
+            if (dense &&
                 (t.client >= nclients || (uint64_t)t.clock + len > s->clients[t.client].next_clock))
                 goto Exit;
             d->tclient = t.client;
             d->tlo = t.clock;
         }
-        if (ins) {
+        if (dense) {
             uint64_t lo = vbase[d->tclient] + d->tlo;
-            if (bits_all(ins, lo, lo + len) != 1)
-                goto Exit; /* a target clock that no item holds */
             bits_set(del, lo, lo + len);
         }
     }
@@ -1997,6 +1996,8 @@ static void build_seq(crdt_doc_t *doc, const crdt__snap_t *s, uint32_t n)
 {
     uint32_t nleaves = n ? groups_of(n, CRDT__SEQ_LEAF) : 1, first = 0, level, count;
     uint32_t it = 0;
+    uint32_t vis_len = 0; /* summed in registers */
+    size_t utf8_len = 0;
     for (uint32_t j = 0; j < nleaves; j++) {
         uint32_t l = j == 0 ? 0 : crdt__pool_take(&doc->seq_leaves);
         crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
@@ -2013,13 +2014,15 @@ static void build_seq(crdt_doc_t *doc, const crdt__snap_t *s, uint32_t n)
             uint32_t keep = (uint32_t)(x->deleted != 0) - 1u;
             leaf->items[i] = it;
             leaf->vis[i] = x->u16len & keep;
-            doc->vis_len += leaf->vis[i];
-            doc->utf8_len += x->text_bytes & keep;
+            vis_len += x->u16len & keep;
+            utf8_len += x->text_bytes & keep;
             x->leaf = l;
             x->slot = (uint16_t)i;
             x->text_off = s->aoff[it];
         }
     }
+    doc->vis_len += vis_len;
+    doc->utf8_len += utf8_len;
     /* Inner levels, bottom-up: the children of a level are consecutive node
      * indexes starting at `first`. */
     count = nleaves;
