@@ -1075,8 +1075,10 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
     const size_t vwords = s->vwords;
     col_t cclient = col[C_CLIENT], cclock = col[C_CLOCK], clen = col[C_LEN];
     col_t cleft = col[C_LEFT], cright = col[C_RIGHT];
-    /* The current client, where its previous item ended and its clock limit. */
+    /* The current client, where its previous item ended, its clock limit
+     * and (dense) where its clocks start in the bitmaps. */
     uint32_t client = CRDT__NONE, cend = 0, climit = 0;
+    uint64_t cbase = 0;
     /* The previous item: its client, clock, length and right origin as read
      * (client CRDT__NONE - 1: the next item, not yet resolved). */
     uint32_t pclient = CRDT__NONE, pclock = 0, plen = 0;
@@ -1086,6 +1088,11 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
     /* The head column holds exactly one byte per item (the caller checked). */
     const uint8_t *heads = col[C_HEAD].p;
     col[C_HEAD].p = col[C_HEAD].end;
+    /* The first item names its client and has no previous item to refer
+     * to (so the loop need not check). */
+    if (n > 0 && (!(heads[0] & I_CLIENT) || ((heads[0] >> I_LEFT_SHIFT) & 3) == 1 ||
+                  ((heads[0] >> I_RIGHT_SHIFT) & 3) == 2))
+        return CRDT_EMALFORMED;
     for (uint32_t c = 0; c < nclients; c++)
         end[c] = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -1105,13 +1112,11 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
             client = c;
             cend = end[c];
             climit = s->clients[c].next_clock;
-        } else if (client == CRDT__NONE) {
-            return CRDT_EMALFORMED; /* the first item names its client */
+            if (dense)
+                cbase = vbase[c];
         }
         /* The left origin first: the clock may be written relative to it. */
         if (lm == 1) {
-            if (i == 0)
-                return CRDT_EMALFORMED;
             left = crdt__id(pclient, pclock + plen - 1);
         } else if (lm == 3) {
             left = get_id(&cleft, nclients);
@@ -1136,8 +1141,6 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
         if (rm == 1) {
             right.client = CRDT__NONE - 1; /* the next item: resolved below */
         } else if (rm == 2) {
-            if (i == 0)
-                return CRDT_EMALFORMED;
             right = pright;
         } else if (rm == 3 && (head & I_RIGHT_SAME)) {
             uint32_t d = col_u32(&cright);
@@ -1162,10 +1165,9 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
         if ((left.client == client && left.clock >= clock) ||
             (right.client == client && right.clock >= clock))
             return CRDT_EMALFORMED;
-        /* Its text. */
+        /* Its text (ASCII: not read here, so the length is checked once, at
+         * the end). */
         if (ascii) {
-            if (len > total - pos)
-                return CRDT_EMALFORMED;
             tbytes = u16 = len;
         } else {
             size_t bytes, units;
@@ -1182,9 +1184,15 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
              * set), then this item's characters are set (none of them
              * already: items do not overlap), and its first character is
              * noted. */
-            if (lm >= 2 && !clock_set(s, left.client, left.clock))
+            if (lm == 2) {
+                /* own client, an earlier clock: in range */
+                uint64_t bit = cbase + left.clock;
+                if (!(vbits[bit >> 6] >> (bit & 63) & 1))
+                    return CRDT_EMALFORMED;
+            } else if (lm == 3 && !clock_set(s, left.client, left.clock)) {
                 return CRDT_EMALFORMED;
-            if (bits_set2(vbits, vwords, vbase[client] + (uint64_t)clock, len, deleted))
+            }
+            if (bits_set2(vbits, vwords, cbase + (uint64_t)clock, len, deleted))
                 return CRDT_EMALFORMED; /* overlaps an item read before */
         } else if (lm >= 2) {
             refs[nrefs++] = (snap_ref_t){left.client, left.clock, i};
