@@ -373,8 +373,7 @@ struct crdt__snap {
      * of the inserted characters, client c's clock x at bit vbase[c] + x,
      * filled by parse_items() in document order, followed by (at
      * vbits + vwords) a bitmap of the characters of the items flagged
-     * deleted and (at vbits + 2 * vwords) one of the items' first
-     * characters; then refs holds only the right origins. NULL otherwise. */
+     * deleted; then refs holds only the right origins. NULL otherwise. */
     uint64_t *vbits, *vbase;
     size_t vwords;
     /* With vbits: the bitmap of the deleted characters (vwords words),
@@ -388,10 +387,6 @@ struct crdt__snap {
     size_t owned_len;
     uint8_t *arenas; /* every client's text, in clock order */
     size_t arenas_len;
-    /* parse_items() found the text ASCII and the clocks dense, and this
-     * processor counts bits: place_dense_ascii() places the items, so
-     * parse_items() left out their sort keys and text offsets. */
-    bool ranked;
 };
 
 void crdt__snapshot_dispose(const crdt_alloc_t *a, crdt__snap_t *s)
@@ -407,7 +402,7 @@ void crdt__snapshot_dispose(const crdt_alloc_t *a, crdt__snap_t *s)
     crdt__tmp_free(a, s->toff, ((size_t)s->nitems + 1) * sizeof(uint32_t));
     crdt__tmp_free(a, s->aoff, s->nitems * sizeof(uint32_t));
     crdt__tmp_free(a, s->refs, 2 * (size_t)s->nitems * sizeof(snap_ref_t));
-    crdt__tmp_free(a, s->vbits, 3 * s->vwords * sizeof(uint64_t));
+    crdt__tmp_free(a, s->vbits, 2 * s->vwords * sizeof(uint64_t));
     crdt__tmp_free(a, s->vbase, s->nclients * sizeof(uint64_t));
     crdt__tmp_free(a, s->vdel, s->vdel ? s->vwords * sizeof(uint64_t) : 0);
     crdt__tmp_free(a, s->dels, s->ndel * sizeof(snap_del_t));
@@ -729,32 +724,25 @@ static inline void bits_set(uint64_t *w, uint64_t lo, uint64_t hi)
 }
 
 /* Sets bits lo .. lo + len - 1 (len > 0) of w, and of the bitmap of
- * `words` words that follows it if `both`, and bit lo of the bitmap after
- * that. Returns nonzero if one of the bits of w was set already. */
-static inline uint64_t bits_set2(uint64_t *w, size_t words, uint64_t lo, uint32_t len, bool both)
+ * `words` words that follows it if `both`. */
+static inline void bits_set2(uint64_t *w, size_t words, uint64_t lo, uint32_t len, bool both)
 {
     uint64_t hi = lo + len - 1, a = lo >> 6, b = hi >> 6;
     uint64_t ma = ~(uint64_t)0 << (lo & 63), mb = ~(uint64_t)0 >> (63 - (hi & 63));
-    uint64_t *w2 = w + words, m2 = 0 - (uint64_t)both, seen;
-    w2[words + a] |= ma & ~(ma << 1);
+    uint64_t *w2 = w + words, m2 = 0 - (uint64_t)both;
     if (a == b) {
-        seen = w[a] & ma & mb;
         w[a] |= ma & mb;
         w2[a] |= ma & mb & m2;
-        return seen;
+        return;
     }
-    seen = w[a] & ma;
     w[a] |= ma;
     w2[a] |= ma & m2;
     for (uint64_t k = a + 1; k < b; k++) {
-        seen |= w[k];
         w[k] = ~(uint64_t)0;
         w2[k] |= m2;
     }
-    seen |= w[b] & mb;
     w[b] |= mb;
     w2[b] |= mb & m2;
-    return seen;
 }
 
 static inline int bits_all(const uint64_t *w, uint64_t lo, uint64_t hi)
@@ -797,16 +785,16 @@ static int dense_init(const crdt_alloc_t *a, crdt__snap_t *s)
     uint64_t total = 0, limit = DENSE_BITS * ((uint64_t)s->nitems + 1);
     for (uint32_t c = 0; c < s->nclients && total <= limit; c++)
         total += ((uint64_t)s->clients[c].next_clock + 63) & ~(uint64_t)63;
-    if (total > limit || total / 64 + 1 > SIZE_MAX / sizeof(uint64_t) / 3)
+    if (total > limit || total / 64 + 1 > SIZE_MAX / sizeof(uint64_t) / 2)
         return 0;
     if ((s->vbase = crdt__tmp_alloc(a, s->nclients * sizeof(uint64_t))) == NULL)
         return CRDT_ENOMEM;
     s->vwords = (size_t)(total / 64) + 1;
-    if ((s->vbits = crdt__tmp_alloc(a, 3 * s->vwords * sizeof(uint64_t))) == NULL) {
+    if ((s->vbits = crdt__tmp_alloc(a, 2 * s->vwords * sizeof(uint64_t))) == NULL) {
         s->vwords = 0;
         return CRDT_ENOMEM;
     }
-    memset(s->vbits, 0, 3 * s->vwords * sizeof(uint64_t));
+    memset(s->vbits, 0, 2 * s->vwords * sizeof(uint64_t));
     total = 0;
     for (uint32_t c = 0; c < s->nclients; c++) {
         s->vbase[c] = total;
@@ -844,7 +832,7 @@ CRDT__NOINLINE static int check_refs_dense(const crdt_alloc_t *a, const crdt__sn
         if (!clock_set(s, s->refs[r].client, s->refs[r].clock))
             return CRDT_EMALFORMED; /* not an inserted character */
     }
-    /* The items do not overlap (parse_items(), place_by_id()), so the
+    /* The items do not overlap (place_by_id()), so the
      * flagged characters are those of whole items. */
     for (size_t w = 0; w < s->vwords; w++)
         if (del[w] != flagged[w])
@@ -1025,27 +1013,6 @@ static bool all_ascii(const uint8_t *text, size_t total)
  * fails yields 0 and is reported after the loop, every value is range
  * checked before it is used, so nothing here reads out of bounds meanwhile.
  */
-/*
- * place_dense_ascii() counts bits, which pays only with the processor's own
- * instruction for it (a computed count costs more than the sort it
- * replaces). On x86-64 the function is compiled for that instruction and
- * used when the processor has it (every one since about 2008); where the
- * target always has it (WebAssembly, 64-bit ARM, an x86-64 build for it) it
- * is always used; elsewhere never, and place_by_id() sorts.
- */
-#if defined(__GNUC__) && (defined(__POPCNT__) || defined(__wasm__) || defined(__aarch64__))
-#define SNAP_POPCOUNT 1
-#define SNAP_POPCOUNT_TARGET
-#define SNAP_HAS_POPCOUNT() true
-#elif defined(__GNUC__) && defined(__x86_64__)
-#define SNAP_POPCOUNT 1
-#define SNAP_POPCOUNT_TARGET __attribute__((target("popcnt")))
-#define SNAP_HAS_POPCOUNT() (__builtin_cpu_supports("popcnt") != 0)
-#else
-#define SNAP_POPCOUNT 0
-#define SNAP_HAS_POPCOUNT() false
-#endif
-
 /* v with every bit below its highest set bit set too. */
 static inline uint32_t smear32(uint32_t v)
 {
@@ -1063,7 +1030,7 @@ static inline uint32_t smear32(uint32_t v)
 #endif
 static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32_t *end,
                                              const uint8_t *text, size_t total, kv_t *kv,
-                                             uint64_t *vary, bool ascii, bool dense, bool ranked)
+                                             uint64_t *vary, bool ascii, bool dense)
 {
     const uint32_t n = s->nitems, nclients = s->nclients;
     snap_item_t *items = s->items;
@@ -1176,14 +1143,11 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
             tbytes = (uint32_t)bytes;
             u16 = (uint32_t)units;
         }
-        if (!ranked)
-            toff[i] = (uint32_t)pos;
+        toff[i] = (uint32_t)pos;
         pos += tbytes;
         if (dense) {
             /* Dense: the left origin's item came earlier (its bits are
-             * set), then this item's characters are set (none of them
-             * already: items do not overlap), and its first character is
-             * noted. */
+             * set), then this item's characters are set. */
             if (lm == 2) {
                 /* own client, an earlier clock: in range */
                 uint64_t bit = cbase + left.clock;
@@ -1192,21 +1156,18 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
             } else if (lm == 3 && !clock_set(s, left.client, left.clock)) {
                 return CRDT_EMALFORMED;
             }
-            if (bits_set2(vbits, vwords, cbase + (uint64_t)clock, len, deleted))
-                return CRDT_EMALFORMED; /* overlaps an item read before */
+            bits_set2(vbits, vwords, cbase + (uint64_t)clock, len, deleted);
         } else if (lm >= 2) {
             refs[nrefs++] = (snap_ref_t){left.client, left.clock, i};
         }
         if (rm == 3)
             refs[nrefs++] = (snap_ref_t){right.client, right.clock, i | REF_RIGHT};
-        if (!ranked) {
-            key = (uint64_t)client << 32 | (uint64_t)clock;
-            kv[i].key = key;
-            kv[i].val = (uint64_t)len << 32 | i | (deleted ? BID_DELETED : 0);
-            if (!dense) {
-                all_or |= key;
-                all_and &= key;
-            }
+        key = (uint64_t)client << 32 | (uint64_t)clock;
+        kv[i].key = key;
+        kv[i].val = (uint64_t)len << 32 | i | (deleted ? BID_DELETED : 0);
+        if (!dense) {
+            all_or |= key;
+            all_and &= key;
         }
         /* leaf, slot and text_off are set when the document is built */
         {
@@ -1236,8 +1197,7 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
     col[C_LEN] = clen;
     col[C_LEFT] = cleft;
     col[C_RIGHT] = cright;
-    if (!ranked)
-        toff[n] = (uint32_t)pos;
+    toff[n] = (uint32_t)pos;
     s->nrefs = nrefs;
     if (dense) {
         /* Dense clocks are few: every bit of a client number or clock in
@@ -1260,13 +1220,9 @@ CRDT__NOINLINE static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end
                                       const uint8_t *text, size_t total, kv_t *kv, uint64_t *vary)
 {
     bool ascii = all_ascii(text, total);
-#if SNAP_POPCOUNT
-    /* (its ranks count 32 bits) */
-    s->ranked = ascii && s->vbits != NULL && s->vwords < ((size_t)1 << 26) && SNAP_HAS_POPCOUNT();
-    if (s->ranked)
-        return parse_items_as(col, s, end, text, total, kv, vary, true, true, true);
-#endif
-    return parse_items_as(col, s, end, text, total, kv, vary, ascii, s->vbits != NULL, false);
+    if (ascii && s->vbits != NULL)
+        return parse_items_as(col, s, end, text, total, kv, vary, true, true);
+    return parse_items_as(col, s, end, text, total, kv, vary, ascii, s->vbits != NULL);
 }
 
 /*
@@ -1386,141 +1342,6 @@ CRDT__NOINLINE static int place_by_id(const crdt_alloc_t *a, crdt__snap_t *s, kv
             return CRDT_EMALFORMED;
     return 0;
 }
-
-#if SNAP_POPCOUNT
-#define POPCOUNT64(v) ((uint32_t)__builtin_popcountll(v))
-
-/* Index of the lowest set bit of v (v != 0). */
-static inline unsigned lowest_bit(uint64_t v)
-{
-#if defined(__GNUC__)
-    return (unsigned)__builtin_ctzll(v);
-#else
-    return next_bit(v, 0);
-#endif
-}
-
-/* The first bit at or after `from` (below `limit`) of the bitmap w that is
- * `want` (all ones: set; 0: clear), or `limit` if none. The bitmap has a
- * word past (limit - 1) / 64. */
-static inline uint64_t find_bit(const uint64_t *w, uint64_t from, uint64_t limit, uint64_t want)
-{
-    uint64_t k = from >> 6, x = ~(w[k] ^ want) >> (from & 63);
-    if (x != 0)
-        from += lowest_bit(x);
-    else {
-        while (++k << 6 < limit && (w[k] ^ want) == ~(uint64_t)0)
-            ;
-        from = k << 6 < limit ? (k << 6) + lowest_bit(~(w[k] ^ want)) : limit;
-    }
-    return from < limit ? from : limit;
-}
-
-/*
- * Lists the gaps between each client's items (s->glist, s->gfirst, as
- * place_by_id() does; not s->gap, which only the sparse way reads) from the
- * bitmap of inserted characters: they are its runs of clear bits.
- */
-static void list_gaps_dense(crdt__snap_t *s)
-{
-    const uint64_t *ins = s->vbits;
-    gap_t *g = s->glist;
-    uint32_t ng = 0;
-    for (uint32_t c = 0; c < s->nclients; c++) {
-        uint64_t base = s->vbase[c], limit = base + s->clients[c].next_clock, at = base;
-        s->gfirst[c] = ng;
-        while ((at = find_bit(ins, at, limit, 0)) < limit) {
-            uint64_t held = find_bit(ins, at, limit, ~(uint64_t)0);
-            g[ng++] = (gap_t){(uint32_t)(at - base), (uint32_t)(held - base)};
-            at = held;
-        }
-    }
-    s->gfirst[s->nclients] = ng;
-}
-
-/*
- * place_by_id() for ASCII text and dense clocks, without sorting: every
- * item's place in id order is the number of items starting before its
- * first character (the bitmap of first characters that parse_items() set),
- * and its text's place in the arenas is the number of inserted characters
- * before it (one byte each), both counted with a running count per bitmap
- * word. So the items are taken in document order, their text read in
- * order. parse_items() already refused overlapping items. Each client's
- * inserted characters must number its text_len.
- */
-CRDT__NOINLINE SNAP_POPCOUNT_TARGET static int place_dense_ascii(const crdt_alloc_t *a,
-                                                                 crdt__snap_t *s,
-                                                                 const uint8_t *text, size_t total,
-                                                                 size_t text_avail)
-{
-    const size_t words = s->vwords;
-    const uint64_t *ins = s->vbits, *first = s->vbits + 2 * words, *vbase = s->vbase;
-    uint32_t *rank, *cstart; /* per word: inserted, then first characters before it */
-    snap_bid_t *bid = s->bid;
-    uint32_t *aoff = s->aoff;
-    size_t pos = 0, rank_len = 2 * (words + 1) + s->nclients;
-    int err = CRDT_EMALFORMED;
-    if ((s->arenas = crdt__tmp_alloc(a, total)) == NULL)
-        return CRDT_ENOMEM;
-    s->arenas_len = total;
-    if ((s->glist = crdt__tmp_alloc(a, ((size_t)s->nitems + s->nclients) * sizeof(gap_t))) ==
-            NULL ||
-        (s->gfirst = crdt__tmp_alloc(a, ((size_t)s->nclients + 1) * sizeof(uint32_t))) == NULL ||
-        (rank = crdt__tmp_alloc(a, rank_len * sizeof(uint32_t))) == NULL)
-        return CRDT_ENOMEM;
-    cstart = rank + 2 * (words + 1);
-    {
-        uint32_t ni = 0, nf = 0;
-        for (size_t w = 0; w < words; w++) {
-            rank[w] = ni;
-            rank[words + 1 + w] = nf;
-            ni += POPCOUNT64(ins[w]);
-            nf += POPCOUNT64(first[w]);
-        }
-        rank[words] = ni;
-        rank[2 * words + 1] = nf;
-    }
-    /* Each client's characters are its arena (vbase[c] is a multiple of 64). */
-    for (uint32_t c = 0; c < s->nclients; c++) {
-        uint64_t lo = vbase[c] >> 6, hi = (vbase[c] + s->clients[c].next_clock + 63) >> 6;
-        if (rank[hi] - rank[lo] != s->clients[c].text_len)
-            goto Exit;
-        cstart[c] = rank[lo];
-        s->clients[c].text = s->arenas + rank[lo];
-    }
-    for (uint32_t i = 0, n = s->nitems; i < n; i++) {
-        const snap_item_t *x = &s->items[i];
-        uint32_t c = x->client, clock = x->clock, len = x->len; /* len: bytes too (ASCII) */
-        uint64_t lo = vbase[c] + clock, below = ((uint64_t)1 << (lo & 63)) - 1;
-        size_t w = (size_t)(lo >> 6);
-        uint32_t k = rank[words + 1 + w] + POPCOUNT64(first[w] & below);
-        uint32_t at = rank[w] + POPCOUNT64(ins[w] & below);
-        uint8_t *dst = s->arenas + at;
-        bid[k].client = c;
-        bid[k].clock = clock;
-        bid[k].end = clock + len;
-        bid[k].idx = i | (x->deleted ? BID_DELETED : 0);
-        aoff[i] = at - cstart[c];
-        if (len <= 32 && (size_t)at + len + 32 <= total && pos + 32 <= text_avail) {
-            /* 32 bytes copied, and the 32 after the item's put back: no
-             * branch on the length, and the text of items placed before
-             * (in any order) is kept. */
-            uint8_t keep[32];
-            memcpy(keep, dst + len, 32);
-            memcpy(dst, text + pos, 32);
-            memcpy(dst + len, keep, 32);
-        } else {
-            memcpy(dst, text + pos, len);
-        }
-        pos += len;
-    }
-    list_gaps_dense(s);
-    err = 0;
-Exit:
-    crdt__tmp_free(a, rank, rank_len * sizeof(uint32_t));
-    return err;
-}
-#endif /* SNAP_POPCOUNT */
 
 /*
  * Reads the delete records. Their clocks fill, per client and in order, the
@@ -1874,13 +1695,7 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
         err = err ? err : CRDT_EMALFORMED;
         goto Fail;
     }
-#if SNAP_POPCOUNT
-    if (s->ranked)
-        err = place_dense_ascii(a, s, doc_text, total_text, (size_t)(r.end - doc_text));
-    else
-#endif
-        err = place_by_id(a, s, kv, vary, doc_text, total_text, aux);
-    if (err != 0)
+    if ((err = place_by_id(a, s, kv, vary, doc_text, total_text, aux)) != 0)
         goto Fail;
     crdt__tmp_free(a, kv, (size_t)n * sizeof(kv_t));
     kv = NULL;
