@@ -1111,8 +1111,8 @@ static inline uint8_t *copy_match(uint8_t *out, uint32_t len, uint32_t dist, con
 }
 
 /*
- * The symbols of a Huffman block while at least 8 input bytes are left and
- * the block has at least 4 bytes to go: every refill is one 8-byte load
+ * The symbols of a Huffman block while at least 16 input bytes are left and
+ * the block has at least 4 bytes to go (16 to start): every refill is one 8-byte load
  * (whose address is known a refill ahead, so it does not wait for the
  * symbols before it), leaving at least 56 bits, enough for four literals
  * (4 x 12 bits) or a match (12 + 13 + 12 + 18 = 55 bits). The count of
@@ -1134,16 +1134,21 @@ static int
 decode_fast(const uint32_t *lt, const uint8_t **in_p, const uint8_t *in_end, uint64_t *bb_p,
             unsigned *bc_p, uint8_t **out_p, uint8_t *blk_end, const uint8_t *dst)
 {
-    const uint8_t *in = *in_p, *in_last;
-    uint8_t *out = *out_p, *out_last;
+    const uint8_t *in = *in_p, *in_last, *in_last2;
+    uint8_t *out = *out_p, *out_last, *blk_end15;
     uint64_t bb = *bb_p;
     unsigned bc = *bc_p;
     uint32_t e;
     int err = 0;
-    if (in_end - in < 8 || blk_end - out < 4)
+    if (in_end - in < 16 || blk_end - out < 16)
         return 0;
+    /* A refill at in <= in_last reads inside the input, and so do two in a
+     * row from in <= in_last2 (a refill advances at most 7 bytes). At the top
+     * of the loop in <= in_last, so a match there may refill once. */
     in_last = in_end - 8;
+    in_last2 = in_end - 15;
     out_last = blk_end - 4;
+    blk_end15 = blk_end - 15;
 /* Fills bb up to 56..63 bits with whole bytes, as REFILL() does. */
 #define REFILL_FAST()                                                                              \
     do {                                                                                           \
@@ -1155,8 +1160,6 @@ decode_fast(const uint32_t *lt, const uint8_t **in_p, const uint8_t *in_end, uin
     e = lt[bb & ((1u << MAXBITS) - 1)];
     for (;;) { /* bb holds at least 56 bits, e is the next symbol's entry */
         uint32_t len, dist, d;
-        size_t room;
-        bool more;
         if (!(e & E_MATCH)) {
             /* Up to four literals; after fewer, a match (the block has room
              * for it to start) needs a refill, which keeps the bits of e. */
@@ -1178,13 +1181,13 @@ decode_fast(const uint32_t *lt, const uint8_t **in_p, const uint8_t *in_end, uin
                 goto Refill;
             LITERAL();
 #undef LITERAL
-            if (out > out_last || in > in_last)
+            if (out > out_last || in > in_last2)
                 break;
             REFILL_FAST();
             e = lt[bb & ((1u << MAXBITS) - 1)];
             continue;
         Refill:
-            if (in > in_last)
+            if (in > in_last2)
                 break;
             REFILL_FAST();
         }
@@ -1199,15 +1202,12 @@ decode_fast(const uint32_t *lt, const uint8_t **in_p, const uint8_t *in_end, uin
         bb >>= E_BITS(d);
         bc -= d;
         /* The next symbol's entry is fetched before the copy, so that its
-         * load does not wait for the copy's branches. */
-        more = in <= in_last;
-        if (more) {
-            REFILL_FAST();
-            e = lt[bb & ((1u << MAXBITS) - 1)];
-        }
-        room = (size_t)(blk_end - out);
-        if (len + 15 <= room && dist >= 16 && dist <= (size_t)(out - dst)) {
-            /* the common case: 16-byte chunks, not overlapping */
+         * load does not wait for the copy's branches (in <= in_last here). */
+        REFILL_FAST();
+        e = lt[bb & ((1u << MAXBITS) - 1)];
+        if ((ptrdiff_t)len <= blk_end15 - out && dist >= 16 && dist <= (size_t)(out - dst)) {
+            /* the common case: 16-byte chunks, not overlapping, and room
+             * for 15 bytes more after the match */
             const uint8_t *from = out - dist;
             uint8_t *end = out + len;
             memcpy(out, from, 16);
@@ -1217,14 +1217,14 @@ decode_fast(const uint32_t *lt, const uint8_t **in_p, const uint8_t *in_end, uin
                 len -= 16;
                 memcpy(out, from, 16);
             }
-            out = end; /* still at least 15 bytes from blk_end */
-        } else if (len > room || dist > (size_t)(out - dst)) {
+            out = end;
+        } else if (len > (size_t)(blk_end - out) || dist > (size_t)(out - dst)) {
             err = CRDT_EMALFORMED;
             break;
         } else {
             out = copy_match(out, len, dist, blk_end);
         }
-        if (!more || out > out_last)
+        if (out > out_last || in > in_last)
             break;
     }
 #undef REFILL_FAST

@@ -376,8 +376,14 @@ struct crdt__snap {
      * deleted; then refs holds only the right origins. NULL otherwise. */
     uint64_t *vbits, *vbase;
     size_t vwords;
+    /* With vbits: the bitmap of the deleted characters (vwords words),
+     * which parse_dels() fills, checking each target against vbits. */
+    uint64_t *vdel;
     snap_del_t *dels; /* per client in clock order */
-    uint8_t *owned;   /* the decompressed body */
+    /* Per client: its last delete record, or CRDT__NONE (parse_dels() links
+     * each record to the client's one before it as it reads them). */
+    uint32_t *dlast;
+    uint8_t *owned; /* the decompressed body */
     size_t owned_len;
     uint8_t *arenas; /* every client's text, in clock order */
     size_t arenas_len;
@@ -398,7 +404,9 @@ void crdt__snapshot_dispose(const crdt_alloc_t *a, crdt__snap_t *s)
     crdt__tmp_free(a, s->refs, 2 * (size_t)s->nitems * sizeof(snap_ref_t));
     crdt__tmp_free(a, s->vbits, 2 * s->vwords * sizeof(uint64_t));
     crdt__tmp_free(a, s->vbase, s->nclients * sizeof(uint64_t));
+    crdt__tmp_free(a, s->vdel, s->vdel ? s->vwords * sizeof(uint64_t) : 0);
     crdt__tmp_free(a, s->dels, s->ndel * sizeof(snap_del_t));
+    crdt__tmp_free(a, s->dlast, s->nclients * sizeof(uint32_t));
     crdt__tmp_free(a, s->owned, s->owned_len);
     crdt__tmp_free(a, s->arenas, s->arenas_len);
     crdt__tmp_free(a, s, sizeof(*s));
@@ -808,46 +816,28 @@ static inline bool clock_set(const crdt__snap_t *s, uint32_t c, uint32_t x)
 
 /*
  * The rest of the dense check (see dense_init()), once every item's bits are
- * set: right origins name inserted characters; delete targets name inserted
- * characters only (exactly "consecutive items with no gap"), and the
- * deleted characters, collected in another bitmap, make every item's
- * deleted flag true: all of its characters deleted, or none (the bitmap
- * equals the one of the flagged items' characters that parse_items() set).
+ * set: right origins name inserted characters, and the deleted characters,
+ * collected by parse_dels() in another bitmap (each target within its
+ * client's clocks), are exactly the characters of the items flagged deleted
+ * (the bitmap that parse_items() set). That makes every item's deleted flag
+ * true (all of its characters deleted, or none) and every delete target name
+ * inserted characters only (exactly "consecutive items with no gap"), as
+ * the flagged characters are inserted ones.
  */
 CRDT__NOINLINE static int check_refs_dense(const crdt_alloc_t *a, const crdt__snap_t *s)
 {
-    const uint64_t *ins = s->vbits, *flagged = s->vbits + s->vwords, *base = s->vbase;
-    uint64_t *del = crdt__tmp_alloc(a, s->vwords * sizeof(uint64_t));
-    int err = CRDT_EMALFORMED;
-    if (del == NULL)
-        return CRDT_ENOMEM;
-    memset(del, 0, s->vwords * sizeof(uint64_t));
+    const uint64_t *flagged = s->vbits + s->vwords, *del = s->vdel;
+    (void)a;
     for (uint32_t r = 0; r < s->nrefs; r++) {
         if (!clock_set(s, s->refs[r].client, s->refs[r].clock))
-            goto Exit; /* not an inserted character */
+            return CRDT_EMALFORMED; /* not an inserted character */
     }
-    for (uint32_t j = 0; j < s->ndel; j++) {
-        const snap_del_t *d = &s->dels[j];
-        uint64_t lo;
-        /* parse_dels() bounded tclient, and tlo + len below 2^32 */
-        if ((uint64_t)d->tlo + d->len > s->clients[d->tclient].next_clock)
-            goto Exit;
-        lo = base[d->tclient] + d->tlo;
-        if (bits_all(ins, lo, lo + d->len) != 1)
-            goto Exit; /* a target clock that no item holds */
-        bits_set(del, lo, lo + d->len);
-    }
-    /* The deleted characters lie within the items (checked above), which
-     * do not overlap (place_by_id()), so every item is deleted whole or not
-     * at all, as its flag says, exactly when they are the characters of
-     * the items flagged deleted. */
+    /* The items do not overlap (place_by_id()), so the
+     * flagged characters are those of whole items. */
     for (size_t w = 0; w < s->vwords; w++)
         if (del[w] != flagged[w])
-            goto Exit;
-    err = 0;
-Exit:
-    crdt__tmp_free(a, del, s->vwords * sizeof(uint64_t));
-    return err;
+            return CRDT_EMALFORMED;
+    return 0;
 }
 
 static int check_refs(const crdt_alloc_t *a, const crdt__snap_t *s)
@@ -1023,6 +1013,16 @@ static bool all_ascii(const uint8_t *text, size_t total)
  * fails yields 0 and is reported after the loop, every value is range
  * checked before it is used, so nothing here reads out of bounds meanwhile.
  */
+/* v with every bit below its highest set bit set too. */
+static inline uint32_t smear32(uint32_t v)
+{
+    v |= v >> 1;
+    v |= v >> 2;
+    v |= v >> 4;
+    v |= v >> 8;
+    return v | v >> 16;
+}
+
 #if defined(__GNUC__)
 #define SNAP_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
@@ -1042,8 +1042,10 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
     const size_t vwords = s->vwords;
     col_t cclient = col[C_CLIENT], cclock = col[C_CLOCK], clen = col[C_LEN];
     col_t cleft = col[C_LEFT], cright = col[C_RIGHT];
-    /* The current client, where its previous item ended and its clock limit. */
+    /* The current client, where its previous item ended, its clock limit
+     * and (dense) where its clocks start in the bitmaps. */
     uint32_t client = CRDT__NONE, cend = 0, climit = 0;
+    uint64_t cbase = 0;
     /* The previous item: its client, clock, length and right origin as read
      * (client CRDT__NONE - 1: the next item, not yet resolved). */
     uint32_t pclient = CRDT__NONE, pclock = 0, plen = 0;
@@ -1053,6 +1055,11 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
     /* The head column holds exactly one byte per item (the caller checked). */
     const uint8_t *heads = col[C_HEAD].p;
     col[C_HEAD].p = col[C_HEAD].end;
+    /* The first item names its client and has no previous item to refer
+     * to (so the loop need not check). */
+    if (n > 0 && (!(heads[0] & I_CLIENT) || ((heads[0] >> I_LEFT_SHIFT) & 3) == 1 ||
+                  ((heads[0] >> I_RIGHT_SHIFT) & 3) == 2))
+        return CRDT_EMALFORMED;
     for (uint32_t c = 0; c < nclients; c++)
         end[c] = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -1072,13 +1079,11 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
             client = c;
             cend = end[c];
             climit = s->clients[c].next_clock;
-        } else if (client == CRDT__NONE) {
-            return CRDT_EMALFORMED; /* the first item names its client */
+            if (dense)
+                cbase = vbase[c];
         }
         /* The left origin first: the clock may be written relative to it. */
         if (lm == 1) {
-            if (i == 0)
-                return CRDT_EMALFORMED;
             left = crdt__id(pclient, pclock + plen - 1);
         } else if (lm == 3) {
             left = get_id(&cleft, nclients);
@@ -1103,8 +1108,6 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
         if (rm == 1) {
             right.client = CRDT__NONE - 1; /* the next item: resolved below */
         } else if (rm == 2) {
-            if (i == 0)
-                return CRDT_EMALFORMED;
             right = pright;
         } else if (rm == 3 && (head & I_RIGHT_SAME)) {
             uint32_t d = col_u32(&cright);
@@ -1129,10 +1132,9 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
         if ((left.client == client && left.clock >= clock) ||
             (right.client == client && right.clock >= clock))
             return CRDT_EMALFORMED;
-        /* Its text. */
+        /* Its text (ASCII: not read here, so the length is checked once, at
+         * the end). */
         if (ascii) {
-            if (len > total - pos)
-                return CRDT_EMALFORMED;
             tbytes = len;
         } else {
             size_t bytes, units;
@@ -1146,9 +1148,15 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
         if (dense) {
             /* Dense: the left origin's item came earlier (its bits are
              * set), then this item's characters are set. */
-            if (lm >= 2 && !clock_set(s, left.client, left.clock))
+            if (lm == 2) {
+                /* own client, an earlier clock: in range */
+                uint64_t bit = cbase + left.clock;
+                if (!(vbits[bit >> 6] >> (bit & 63) & 1))
+                    return CRDT_EMALFORMED;
+            } else if (lm == 3 && !clock_set(s, left.client, left.clock)) {
                 return CRDT_EMALFORMED;
-            bits_set2(vbits, vwords, vbase[client] + (uint64_t)clock, len, deleted);
+            }
+            bits_set2(vbits, vwords, cbase + (uint64_t)clock, len, deleted);
         } else if (lm >= 2) {
             refs[nrefs++] = (snap_ref_t){left.client, left.clock, i};
         }
@@ -1157,16 +1165,22 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
         key = (uint64_t)client << 32 | (uint64_t)clock;
         kv[i].key = key;
         kv[i].val = (uint64_t)len << 32 | i | (deleted ? BID_DELETED : 0);
-        all_or |= key;
-        all_and &= key;
+        if (!dense) {
+            all_or |= key;
+            all_and &= key;
+        }
         /* leaf, slot and text_off are set when the document is built */
-        items[i] = (crdt__item_t){.client = client,
-                                  .clock = (uint32_t)clock,
-                                  .len = len,
-                                  .text_bytes = tbytes,
-                                  .left = left,
-                                  .right = right,
-                                  .deleted = deleted};
+        {
+            snap_item_t *x = &items[i];
+            x->client = client;
+            x->clock = (uint32_t)clock;
+            x->len = len;
+            x->text_bytes = tbytes;
+            x->left = left;
+            x->right = right;
+            x->place = 0;
+            x->deleted = deleted;
+        }
         pclient = client;
         pclock = (uint32_t)clock;
         plen = len;
@@ -1185,6 +1199,17 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
     col[C_RIGHT] = cright;
     toff[n] = (uint32_t)pos;
     s->nrefs = nrefs;
+    if (dense) {
+        /* Dense clocks are few: every bit of a client number or clock in
+         * range may vary (enough for sort_kv()), and the loop need not
+         * gather them. */
+        uint32_t maxclock = 0;
+        for (uint32_t c = 0; c < nclients; c++)
+            if (s->clients[c].next_clock > maxclock)
+                maxclock = s->clients[c].next_clock;
+        all_or = (uint64_t)smear32(nclients - 1) << 32 | smear32(maxclock - 1);
+        all_and = 0;
+    }
     *vary = all_or ^ all_and;
     return 0;
 }
@@ -1338,7 +1363,16 @@ CRDT__NOINLINE static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill
     /* The current client: its fill point, current gap's end, gap and the
      * first gap of the next client. */
     uint32_t client = CRDT__NONE, cfill = 0, gend = 0, gi = 0, glast = 0;
+    /* and its last record so far */
+    uint32_t *dlast = s->dlast, clast = CRDT__NONE;
+    /* Dense clocks: the deleted characters are collected, each target
+     * within its client's clocks; check_refs_dense() then finds them all
+     * characters of items (flagged deleted). */
+    const bool dense = s->vbits != NULL;
+    const uint64_t *vbase = s->vbase;
+    uint64_t *del = s->vdel;
     for (uint32_t c = 0; c < nclients; c++) {
+        dlast[c] = CRDT__NONE;
         at[c] = gfirst[c];
         fill[c] = gfirst[c + 1] > gfirst[c] ? g[gfirst[c]].lo : 0;
     }
@@ -1360,9 +1394,11 @@ CRDT__NOINLINE static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill
             if (client != CRDT__NONE) {
                 fill[client] = cfill;
                 at[client] = gi;
+                dlast[client] = clast;
             }
             client = c;
             cfill = fill[c];
+            clast = dlast[c];
             gi = at[c];
             glast = gfirst[c + 1];
             gend = gi < glast ? g[gi].hi : cfill;
@@ -1383,26 +1419,38 @@ CRDT__NOINLINE static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill
         d->client = client;
         d->clock = cfill;
         d->len = len;
+        /* linked to the client's record before it (both bit fields in
+         * one go) */
+        d->prev = clast == CRDT__NONE ? CRDT__DEL_NOPREV : clast;
         d->backward = (head & D_BACKWARD) != 0;
+        clast = i;
         cfill += len;
         if (head & D_TARGET_SAME) {
             uint32_t delta = (head & D_JUST_TYPED) ? 0 : col_u32(&ctarget);
             if (len > d->clock || delta > d->clock - len)
                 goto Exit; /* the target starts before clock 0 */
             d->tclient = client;
-            d->tlo = d->clock - len - delta;
+            d->tlo = d->clock - len - delta; /* below the client's next clock */
         } else {
             crdt__id_t t = get_id(&ctarget, nclients);
             if ((uint64_t)t.clock + len > UINT32_MAX ||
                 (t.client == client && t.clock + len > d->clock))
                 goto Exit;
+            if (dense &&
+                (t.client >= nclients || (uint64_t)t.clock + len > s->clients[t.client].next_clock))
+                goto Exit;
             d->tclient = t.client;
             d->tlo = t.clock;
+        }
+        if (dense) {
+            uint64_t lo = vbase[d->tclient] + d->tlo;
+            bits_set(del, lo, lo + len);
         }
     }
     if (client != CRDT__NONE) {
         fill[client] = cfill;
         at[client] = gi;
+        dlast[client] = clast;
     }
     if (cclient.err || clen.err || ctarget.err)
         goto Exit;
@@ -1664,6 +1712,13 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
     if ((s->dels = alloc_array(a, (size_t)n, sizeof(snap_del_t), &err)) == NULL)
         goto Fail;
     s->ndel = (uint32_t)n;
+    if ((s->dlast = alloc_array(a, s->nclients, sizeof(uint32_t), &err)) == NULL)
+        goto Fail;
+    if (s->vbits) {
+        if ((s->vdel = alloc_array(a, s->vwords, sizeof(uint64_t), &err)) == NULL)
+            goto Fail;
+        memset(s->vdel, 0, s->vwords * sizeof(uint64_t));
+    }
     if ((err = parse_dels(dcol, s, tmp, aux)) != 0 || !cols_done(dcol, NDCOLS) || r.p != r.end) {
         err = err ? err : CRDT_EMALFORMED;
         goto Fail;
@@ -1767,6 +1822,8 @@ static void build_seq(crdt_doc_t *doc, const crdt__snap_t *s, uint32_t n)
     const uint32_t flag = ~crdt__item_place(CRDT__NO_LEAF, CRDT__SEQ_LEAF - 1);
     uint32_t nleaves = n ? groups_of(n, CRDT__SEQ_LEAF) : 1, first = 0, level, count;
     uint32_t it = 0;
+    uint32_t vis_len = 0; /* summed in registers */
+    size_t utf8_len = 0;
     for (uint32_t j = 0; j < nleaves; j++) {
         uint32_t l = j == 0 ? 0 : crdt__pool_take(&doc->seq_leaves);
         crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
@@ -1786,11 +1843,13 @@ static void build_seq(crdt_doc_t *doc, const crdt__snap_t *s, uint32_t n)
                 u16 = crdt__utf8_u16_prefix(crdt__item_text(doc, x), x->text_bytes, x->len, x->len);
             leaf->items[i] = it;
             leaf->vis[i] = u16 & keep;
-            doc->vis_len += leaf->vis[i];
-            doc->utf8_len += x->text_bytes & keep;
+            vis_len += u16 & keep;
+            utf8_len += x->text_bytes & keep;
             x->place = (x->place & flag) | crdt__item_place(l, i);
         }
     }
+    doc->vis_len += vis_len;
+    doc->utf8_len += utf8_len;
     /* Inner levels, bottom-up: the children of a level are consecutive node
      * indexes starting at `first`. */
     count = nleaves;
@@ -1996,13 +2055,10 @@ int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
         s->items = NULL;
     }
     doc->live_items = s->nitems;
-    /* Each client's records come in clock order: each links to the one
-     * before it, and its last is its latest. */
-    for (uint32_t i = 0; i < s->ndel; i++) {
-        uint32_t *last = &CLIENT(doc, s->dels[i].client).last_delrec;
-        crdt__delrec_link(&s->dels[i], *last);
-        *last = i;
-    }
+    /* Each client's records come in clock order, each linked to the one
+     * before it (parse_dels()), and its last is its latest. */
+    for (uint32_t c = 0; c < s->nclients; c++)
+        CLIENT(doc, map[c]).last_delrec = s->dlast[c];
     build_seq(doc, s, s->nitems);
     build_idx(doc, s);
     /* The parsed delete records become the document's (same client
