@@ -423,12 +423,12 @@ static int apply_one(crdt_doc_t *doc, const crdt__decoded_t *dn, plan_t *p)
     if (r == DEP_MISSING)
         return CRDT__SLOW;
     if (op.kind == CRDT__OP_INSERT) {
-        if ((err = crdt__reserve(doc, 3, 0)) != 0 ||
+        if ((err = crdt__reserve(doc, 3)) != 0 ||
             (err = crdt__text_reserve(doc, c, op.text_bytes)) != 0)
             return err;
         crdt__integrate_insert(doc, &op, found);
     } else {
-        if ((err = crdt__reserve(doc, 2, 1)) != 0)
+        if ((err = crdt__reserve(doc, 2)) != 0 || (err = crdt__delrec_reserve(doc, c, 1)) != 0)
             return err;
         crdt__integrate_delete(doc, &op, found);
     }
@@ -483,7 +483,7 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
         uint64_t align;
         char bytes[1024];
     } stack;
-    size_t nnew = 0, nall, i, nplan = 0, nleft = 0, nitems = 0, ndel = 0, ntmpclients = 0;
+    size_t nnew = 0, nall, i, nplan = 0, nleft = 0, nitems = 0, ntmpclients = 0;
     crdt__client_t *tmpclients = NULL;
     crdt__op_t *leftover = NULL;
     crdt_buf_t pend = {0};
@@ -661,12 +661,7 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
                 s.plan[nplan++] = k;
                 g->psv = x->op.clock + x->op.len;
                 progress = true;
-                if (x->op.kind == CRDT__OP_INSERT) {
-                    nitems += 3;
-                } else {
-                    nitems += 2;
-                    ndel++;
-                }
+                nitems += x->op.kind == CRDT__OP_INSERT ? 3 : 2;
             }
         }
     }
@@ -711,14 +706,21 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
         crdt__client_add(doc, s.newids[i]);
     for (uint32_t j = 0; j < p.ng; j++) {
         const group_t *g = &p.g[j];
-        size_t bytes = 0;
-        for (uint32_t k = g->start; k < g->end; k++)
-            if (p.c[k].state == PLANNED && p.c[k].op.kind == CRDT__OP_INSERT)
+        size_t bytes = 0, ndel = 0;
+        for (uint32_t k = g->start; k < g->end; k++) {
+            if (p.c[k].state != PLANNED)
+                continue;
+            if (p.c[k].op.kind == CRDT__OP_INSERT)
                 bytes += p.c[k].op.text_bytes;
+            else
+                ndel++;
+        }
         if (bytes && (err = crdt__text_reserve(doc, g->client, bytes)) != 0)
             goto Exit;
+        if (ndel && (err = crdt__delrec_reserve(doc, g->client, ndel)) != 0)
+            goto Exit;
     }
-    if ((err = crdt__reserve(doc, nitems, ndel)) != 0)
+    if ((err = crdt__reserve(doc, nitems)) != 0)
         goto Exit;
     /* The held operations' new encoding; the old one stays alive until the
      * planned operations (whose text may point into it) are integrated. */

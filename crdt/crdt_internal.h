@@ -103,31 +103,19 @@ static inline uint32_t crdt__item_place(uint32_t leaf, uint32_t slot)
  * An item merged into its left neighbour is dead: len == 0, and `clock` links
  * the free list of dead items. */
 
-/* A run of delete operations (client, clock .. clock+len-1) deleting `len`
- * characters (tclient, tlo .. tlo+len-1): forward, operation i deletes tlo+i;
- * backward (a run of backspaces), operation i deletes tlo+len-1-i. Delete
- * records are not in the id index: a client's records are created in clock
- * order, so each links to the client's previous one (`prev`), and the
- * client's newest (crdt__client_t.last_delrec) starts the chain. Reading
- * them from the newest back costs what is read, which is what a diff since
- * a recent state vector needs; ids no item holds are exactly theirs. */
-#define CRDT__DEL_NOPREV 0x7fffffffu
+/* A run of delete operations of one client (clock .. clock+len-1) deleting
+ * `len` characters (tclient, tlo .. tlo+len-1): forward, operation i deletes
+ * tlo+i; backward (a run of backspaces), operation i deletes tlo+len-1-i.
+ * Delete records are not in the id index: each client keeps its own in
+ * clock order (crdt__client_t.dels, as they are created), so the records
+ * from a clock on are found by a binary search (crdt__delrecs_from()); ids no
+ * item holds are exactly theirs. 16 bytes. */
 typedef struct {
-    uint32_t client, clock, len;
-    uint32_t tclient, tlo;
-    uint32_t prev : 31;    /* this client's previous record, or CRDT__DEL_NOPREV */
+    uint32_t clock, len;
+    uint32_t tlo;
+    uint32_t tclient : 31; /* below CRDT__IDX_DEL, the limit on clients */
     uint32_t backward : 1; /* 1: a run of backspaces */
 } crdt__delrec_t;
-/* Links record `d` after the client's previous one `prev` (NONE: its first). */
-static inline void crdt__delrec_link(crdt__delrec_t *d, uint32_t prev)
-{
-    d->prev = prev == CRDT__NONE ? CRDT__DEL_NOPREV : prev;
-}
-/* The client's record before `d`, or NONE. */
-static inline uint32_t crdt__delrec_prev(const crdt__delrec_t *d)
-{
-    return d->prev == CRDT__DEL_NOPREV ? CRDT__NONE : d->prev;
-}
 
 /* A growable array of fixed-size elements addressed by index. */
 typedef struct {
@@ -140,8 +128,7 @@ typedef struct {
  * consecutive bytes: runs can always grow and re-merge. */
 typedef struct {
     uint64_t id;
-    uint32_t next_clock;  /* state vector entry */
-    uint32_t last_delrec; /* this client's newest delete record, or NONE */
+    uint32_t next_clock; /* state vector entry */
     /* An item of this client, usually the one it typed into last, or NONE: a
      * lookup hint only (crdt__hint_find() checks it), so it may be stale. */
     uint32_t hint;
@@ -150,6 +137,7 @@ typedef struct {
      * (NONE with the root). */
     uint32_t idx_root, idx_height, idx_leaf;
     crdt__pool_t text; /* uint8_t: UTF-8 of every insertion, in clock order */
+    crdt__pool_t dels; /* crdt__delrec_t: its delete records, in clock order */
 } crdt__client_t;
 
 /* Sequence tree nodes. Inner nodes keep, per child, the visible UTF-16 length
@@ -204,10 +192,9 @@ struct crdt_doc {
     uint32_t *client_hash; /* open addressing: local index or NONE */
     uint32_t client_hash_cap;
 
-    crdt__pool_t items;   /* crdt__item_t */
-    uint32_t free_items;  /* head of the dead items' list, or NONE */
-    uint32_t live_items;  /* items in the sequence */
-    crdt__pool_t delrecs; /* crdt__delrec_t */
+    crdt__pool_t items;  /* crdt__item_t */
+    uint32_t free_items; /* head of the dead items' list, or NONE */
+    uint32_t live_items; /* items in the sequence */
 
     crdt__pool_t seq_leaves; /* crdt__seq_leaf_t */
     crdt__pool_t seq_inners; /* crdt__seq_inner_t */
@@ -240,7 +227,7 @@ struct crdt_doc {
 /* Pool element access. */
 #define CRDT__AT(pool, type, i) (((type *)(pool).base)[i])
 #define ITEM(doc, i) CRDT__AT((doc)->items, crdt__item_t, i)
-#define DELREC(doc, i) CRDT__AT((doc)->delrecs, crdt__delrec_t, i)
+#define DELREC(doc, c, i) CRDT__AT(CLIENT(doc, c).dels, crdt__delrec_t, i)
 #define CLIENT(doc, i) CRDT__AT((doc)->clients, crdt__client_t, i)
 #define SEQ_LEAF(doc, i) CRDT__AT((doc)->seq_leaves, crdt__seq_leaf_t, i)
 #define SEQ_INNER(doc, i) CRDT__AT((doc)->seq_inners, crdt__seq_inner_t, i)
@@ -485,27 +472,35 @@ uint32_t crdt__item_find(const crdt_doc_t *doc, crdt__id_t id, uint32_t *off);
  * part, placed right after it in the sequence and in the id index. Needs one
  * reserved item, sequence and index slot. */
 uint32_t crdt__item_split(crdt_doc_t *doc, uint32_t it, uint32_t off);
-/* Number of client `c`'s delete records holding clocks >= `from`; with `out`,
- * also stores their indexes there, oldest first. */
-uint32_t crdt__delrecs_since(const crdt_doc_t *doc, uint32_t c, uint32_t from, uint32_t *out);
-/* Reserves room for `items` new items and `delrecs` delete records. */
-int crdt__reserve_slow(crdt_doc_t *doc, size_t items, size_t delrecs);
+/* Index of client `c`'s first delete record holding clocks >= `from` (its
+ * record count if none): the records from there on, oldest first. */
+uint32_t crdt__delrecs_from(const crdt_doc_t *doc, uint32_t c, uint32_t from);
+/* Delete records of all clients together. */
+size_t crdt__delrecs_total(const crdt_doc_t *doc);
+/* Reserves room for `n` more delete records of client `c`. */
+int crdt__delrec_reserve_slow(crdt_doc_t *doc, uint32_t c, size_t n);
+static inline int crdt__delrec_reserve(crdt_doc_t *doc, uint32_t c, size_t n)
+{
+    const crdt__pool_t *p = &CLIENT(doc, c).dels;
+    return p->cap - p->len >= n ? 0 : crdt__delrec_reserve_slow(doc, c, n);
+}
+/* Reserves room for `items` new items. */
+int crdt__reserve_slow(crdt_doc_t *doc, size_t items);
 /* The same; inline for the usual case, a keystroke with room everywhere:
  * these are the conditions under which crdt__seq_reserve(),
  * crdt__idx_reserve() and the pools have nothing to do. */
-static inline int crdt__reserve(crdt_doc_t *doc, size_t items, size_t delrecs)
+static inline int crdt__reserve(crdt_doc_t *doc, size_t items)
 {
     size_t keys = items;
     if (doc->items.cap - doc->items.len >= items &&
-        doc->delrecs.cap - doc->delrecs.len >= delrecs &&
         doc->seq_leaves.cap - doc->seq_leaves.len >= items &&
         doc->seq_inners.cap >=
             (doc->seq_leaves.len + items) / (CRDT__SEQ_FAN / 2 - 1) + doc->seq_height + 3 &&
         doc->idx_leaves.cap - doc->idx_leaves.len >= keys &&
         doc->idx_inners.cap >= crdt__idx_inner_need(doc, keys) &&
-        doc->items.len + items < CRDT__IDX_DEL && doc->delrecs.len + delrecs < CRDT__IDX_DEL)
+        doc->items.len + items < CRDT__IDX_DEL)
         return 0;
-    return crdt__reserve_slow(doc, items, delrecs);
+    return crdt__reserve_slow(doc, items);
 }
 /* Reserves `bytes` more text in client `c`'s arena. */
 int crdt__text_reserve(crdt_doc_t *doc, uint32_t c, size_t bytes);

@@ -45,8 +45,10 @@ int crdt__client_reserve(crdt_doc_t *doc, size_t extra)
 {
     size_t want = ((size_t)doc->clients.len + extra) * 2, cap = doc->client_hash_cap;
     uint32_t *table;
-    int err = crdt__pool_reserve(doc, &doc->clients, sizeof(crdt__client_t), extra);
-    if (err)
+    int err;
+    if ((size_t)doc->clients.len + extra >= CRDT__IDX_DEL)
+        return CRDT_ELIMIT; /* delete records name clients in 31 bits */
+    if ((err = crdt__pool_reserve(doc, &doc->clients, sizeof(crdt__client_t), extra)) != 0)
         return err;
     if (want <= cap)
         return 0;
@@ -75,12 +77,12 @@ uint32_t crdt__client_add(crdt_doc_t *doc, uint64_t id)
     assert(((size_t)doc->clients.len) * 2 <= doc->client_hash_cap);
     CLIENT(doc, c).id = id;
     CLIENT(doc, c).next_clock = 0;
-    CLIENT(doc, c).last_delrec = CRDT__NONE;
     CLIENT(doc, c).hint = CRDT__NONE;
     CLIENT(doc, c).idx_root = CRDT__NONE;
     CLIENT(doc, c).idx_height = 0;
     CLIENT(doc, c).idx_leaf = CRDT__NONE;
     memset(&CLIENT(doc, c).text, 0, sizeof(crdt__pool_t));
+    memset(&CLIENT(doc, c).dels, 0, sizeof(crdt__pool_t));
     hash_put(doc->client_hash, doc->client_hash_cap, id, c);
     return c;
 }
@@ -123,12 +125,13 @@ void crdt_doc_free(crdt_doc_t *doc)
     if (doc == NULL)
         return;
     alloc = doc->alloc;
-    for (uint32_t i = 0; i < doc->clients.len; i++)
+    for (uint32_t i = 0; i < doc->clients.len; i++) {
         crdt__pool_dispose(doc, &CLIENT(doc, i).text, 1);
+        crdt__pool_dispose(doc, &CLIENT(doc, i).dels, sizeof(crdt__delrec_t));
+    }
     crdt__pool_dispose(doc, &doc->clients, sizeof(crdt__client_t));
     crdt__free(doc, doc->client_hash, doc->client_hash_cap * sizeof(uint32_t));
     crdt__pool_dispose(doc, &doc->items, sizeof(crdt__item_t));
-    crdt__pool_dispose(doc, &doc->delrecs, sizeof(crdt__delrec_t));
     crdt__pool_dispose(doc, &doc->seq_leaves, sizeof(crdt__seq_leaf_t));
     crdt__pool_dispose(doc, &doc->seq_inners, sizeof(crdt__seq_inner_t));
     crdt__pool_dispose(doc, &doc->idx_leaves, sizeof(crdt__idx_leaf_t));
@@ -305,29 +308,36 @@ uint32_t crdt__text_append(crdt_doc_t *doc, uint32_t c, const uint8_t *text, uin
     return off;
 }
 
-int crdt__reserve_slow(crdt_doc_t *doc, size_t items, size_t delrecs)
+int crdt__reserve_slow(crdt_doc_t *doc, size_t items)
 {
     int err;
-    if (doc->items.cap - doc->items.len >= items &&
-        doc->delrecs.cap - doc->delrecs.len >= delrecs && crdt__seq_reserve(doc, items) == 0 &&
+    if (doc->items.cap - doc->items.len >= items && crdt__seq_reserve(doc, items) == 0 &&
         crdt__idx_reserve(doc, items) == 0)
         goto Limits;
     if ((err = crdt__pool_reserve(doc, &doc->items, sizeof(crdt__item_t), items)) != 0 ||
-        (err = crdt__seq_reserve(doc, items)) != 0 || (err = crdt__idx_reserve(doc, items)) != 0 ||
-        (err = crdt__pool_reserve(doc, &doc->delrecs, sizeof(crdt__delrec_t), delrecs)) != 0)
+        (err = crdt__seq_reserve(doc, items)) != 0 || (err = crdt__idx_reserve(doc, items)) != 0)
         return err;
 Limits:
-    if (doc->items.len + items >= CRDT__IDX_DEL || doc->delrecs.len + delrecs >= CRDT__IDX_DEL)
+    if (doc->items.len + items >= CRDT__IDX_DEL)
         return CRDT_ELIMIT;
     return 0;
+}
+
+int crdt__delrec_reserve_slow(crdt_doc_t *doc, uint32_t c, size_t n)
+{
+    crdt__pool_t *p = &CLIENT(doc, c).dels;
+    if ((size_t)p->len + n >= CRDT__IDX_DEL)
+        return CRDT_ELIMIT;
+    return crdt__pool_reserve(doc, p, sizeof(crdt__delrec_t), n);
 }
 
 void crdt__shrink(crdt_doc_t *doc)
 {
     crdt__pool_shrink(doc, &doc->items, sizeof(crdt__item_t));
-    crdt__pool_shrink(doc, &doc->delrecs, sizeof(crdt__delrec_t));
-    for (uint32_t i = 0; i < doc->clients.len; i++)
+    for (uint32_t i = 0; i < doc->clients.len; i++) {
         crdt__pool_shrink(doc, &CLIENT(doc, i).text, 1);
+        crdt__pool_shrink(doc, &CLIENT(doc, i).dels, sizeof(crdt__delrec_t));
+    }
     crdt__pool_shrink(doc, &doc->seq_leaves, sizeof(crdt__seq_leaf_t));
     crdt__pool_shrink(doc, &doc->seq_inners, sizeof(crdt__seq_inner_t));
     crdt__pool_shrink(doc, &doc->idx_leaves, sizeof(crdt__idx_leaf_t));
@@ -503,7 +513,7 @@ int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len,
     if (update && (err = crdt__encode_ops(doc->out_alloc, &CLIENT(doc, 0), doc->clients.len, &op, 1,
                                           &buf)) != 0)
         return err;
-    if ((err = crdt__reserve(doc, 2, 0)) != 0 ||
+    if ((err = crdt__reserve(doc, 2)) != 0 ||
         (err = crdt__text_reserve(doc, doc->self, len)) != 0) {
         crdt_buf_dispose(&buf);
         return err;
@@ -727,9 +737,10 @@ static void delete_range(crdt_doc_t *doc, uint32_t c, uint32_t lo, uint32_t len,
  * record when the two form one run (typing backspace or delete repeatedly). */
 static void add_delrec(crdt_doc_t *doc, const crdt__op_t *op, uint32_t tlo, uint32_t len)
 {
-    uint32_t v = CLIENT(doc, op->client).last_delrec, r;
-    if (v != CRDT__NONE) {
-        crdt__delrec_t *d = &DELREC(doc, v);
+    crdt__pool_t *p = &CLIENT(doc, op->client).dels;
+    crdt__delrec_t *d;
+    if (p->len > 0) {
+        d = &CRDT__AT(*p, crdt__delrec_t, p->len - 1);
         if (d->clock + d->len == op->clock && d->tclient == op->tclient) {
             bool d_back = d->backward || d->len == 1, d_fwd = !d->backward || d->len == 1;
             bool o_back = op->backward || len == 1, o_fwd = !op->backward || len == 1;
@@ -746,30 +757,35 @@ static void add_delrec(crdt_doc_t *doc, const crdt__op_t *op, uint32_t tlo, uint
             }
         }
     }
-    r = crdt__pool_take(&doc->delrecs);
-    DELREC(doc, r).client = op->client;
-    DELREC(doc, r).clock = op->clock;
-    DELREC(doc, r).len = len;
-    DELREC(doc, r).tclient = op->tclient;
-    DELREC(doc, r).tlo = tlo;
-    DELREC(doc, r).backward = op->backward && len > 1;
-    crdt__delrec_link(&DELREC(doc, r), v);
-    CLIENT(doc, op->client).last_delrec = r;
+    d = &CRDT__AT(*p, crdt__delrec_t, crdt__pool_take(p));
+    d->clock = op->clock;
+    d->len = len;
+    d->tclient = op->tclient;
+    d->tlo = tlo;
+    d->backward = op->backward && len > 1;
 }
 
-uint32_t crdt__delrecs_since(const crdt_doc_t *doc, uint32_t c, uint32_t from, uint32_t *out)
+uint32_t crdt__delrecs_from(const crdt_doc_t *doc, uint32_t c, uint32_t from)
 {
-    uint32_t n = 0, r;
-    for (r = CLIENT(doc, c).last_delrec; r != CRDT__NONE; r = crdt__delrec_prev(&DELREC(doc, r))) {
-        if (DELREC(doc, r).clock + DELREC(doc, r).len <= from)
-            break;
-        n++;
+    const crdt__pool_t *p = &CLIENT(doc, c).dels;
+    uint32_t lo = 0, hi = p->len;
+    /* the first record ending after `from`; records tile clocks in order */
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        const crdt__delrec_t *d = &CRDT__AT(*p, crdt__delrec_t, mid);
+        if (d->clock + d->len <= from)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    if (out) {
-        uint32_t i = n;
-        for (r = CLIENT(doc, c).last_delrec; i > 0; r = crdt__delrec_prev(&DELREC(doc, r)))
-            out[--i] = r;
-    }
+    return lo;
+}
+
+size_t crdt__delrecs_total(const crdt_doc_t *doc)
+{
+    size_t n = 0;
+    for (uint32_t c = 0; c < doc->clients.len; c++)
+        n += CLIENT(doc, c).dels.len;
     return n;
 }
 
@@ -821,7 +837,8 @@ static int typing_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *
     if (update && (err = crdt__encode_ops(doc->out_alloc, &CLIENT(doc, 0), doc->clients.len, &op, 1,
                                           &buf)) != 0)
         return err;
-    if ((err = crdt__reserve(doc, 2, 1)) != 0) {
+    if ((err = crdt__reserve(doc, 2)) != 0 ||
+        (err = crdt__delrec_reserve(doc, doc->self, 1)) != 0) {
         crdt_buf_dispose(&buf);
         return err;
     }
@@ -922,7 +939,8 @@ int crdt_doc_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *updat
     if (update && (err = crdt__encode_ops(doc->out_alloc, &CLIENT(doc, 0), doc->clients.len, ops,
                                           nops, &buf)) != 0)
         goto Exit;
-    if ((err = crdt__reserve(doc, 2 * nops, nops)) != 0)
+    if ((err = crdt__reserve(doc, 2 * nops)) != 0 ||
+        (err = crdt__delrec_reserve(doc, doc->self, nops)) != 0)
         goto Exit;
     for (i = 0; i < nops; i++)
         crdt__integrate_delete(doc, &ops[i], i == 0 ? first_it : CRDT__NONE);
@@ -1023,53 +1041,35 @@ int crdt_doc_relpos_to_index(const crdt_doc_t *doc, const crdt_relpos_t *pos, si
 
 /* ---- consistency -------------------------------------------------------- */
 
-/* Each client's items (in the id index) and delete records (its chain, whose
- * indexes fall, so a walk ends) tile [0, next_clock), and every record is on
- * its client's chain. */
+/* Each client's items (in the id index) and delete records (in clock order)
+ * tile [0, next_clock). */
 static int check_tiling(const crdt_doc_t *doc)
 {
-    uint32_t *dels = crdt__tmp_alloc(&doc->alloc, (doc->delrecs.len + 1) * sizeof(uint32_t));
-    size_t seen = 0;
-    bool bad = false;
-    if (dels == NULL)
-        return CRDT_ENOMEM;
-    for (uint32_t cl = 0; cl < doc->clients.len && !bad; cl++) {
-        uint32_t nd = 0, expect = 0, bound = doc->delrecs.len, clock = 0, val = 0;
+    for (uint32_t cl = 0; cl < doc->clients.len; cl++) {
+        const crdt__pool_t *dels = &CLIENT(doc, cl).dels;
+        uint32_t nd = 0, expect = 0, clock = 0, val = 0;
         crdt__idx_iter_t iter;
         bool more;
         crdt__idx_seek(doc, cl, 0, &iter);
         more = crdt__idx_next(doc, &iter, &clock, &val);
-        for (uint32_t r = CLIENT(doc, cl).last_delrec; r != CRDT__NONE && !bad;) {
-            const crdt__delrec_t *d = &DELREC(doc, r);
-            if (r >= bound || d->client != cl || d->len == 0) {
-                bad = true;
-                break;
-            }
-            dels[nd++] = bound = r;
-            r = crdt__delrec_prev(d);
-        }
-        seen += nd;
-        while (!bad) {
+        for (;;) {
             if (more && clock == expect) {
                 if (val >= doc->items.len || ITEM(doc, val).clock != clock ||
                     ITEM(doc, val).len == 0)
-                    bad = true;
-                else
-                    expect += ITEM(doc, val).len;
+                    return CRDT_EINTERNAL;
+                expect += ITEM(doc, val).len;
                 more = crdt__idx_next(doc, &iter, &clock, &val);
-            } else if (nd > 0 && DELREC(doc, dels[nd - 1]).clock == expect) {
-                expect += DELREC(doc, dels[--nd]).len;
+            } else if (nd < dels->len && DELREC(doc, cl, nd).clock == expect &&
+                       DELREC(doc, cl, nd).len > 0) {
+                expect += DELREC(doc, cl, nd++).len;
             } else {
                 break;
             }
         }
-        if (nd != 0 || expect != CLIENT(doc, cl).next_clock || more)
-            bad = true;
+        if (nd != dels->len || expect != CLIENT(doc, cl).next_clock || more)
+            return CRDT_EINTERNAL;
     }
-    if (seen != doc->delrecs.len)
-        bad = true;
-    crdt__tmp_free(&doc->alloc, dels, (doc->delrecs.len + 1) * sizeof(uint32_t));
-    return bad ? CRDT_EINTERNAL : 0;
+    return 0;
 }
 
 int crdt_doc_check(const crdt_doc_t *doc)

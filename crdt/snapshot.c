@@ -103,8 +103,7 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, int compress, crdt_buf_t *out)
 {
     const crdt_alloc_t *a = doc->out_alloc;
     uint32_t nc = doc->clients.len, nref = 0, *ref = NULL, *end = NULL, *order = NULL;
-    uint32_t *dels = NULL; /* one client's delete records, oldest first */
-    size_t text = 0, ndel = doc->delrecs.len, nitems = doc->live_items, body_len;
+    size_t text = 0, ndel = crdt__delrecs_total(doc), nitems = doc->live_items, body_len;
     crdt_buf_t b = {0}, body = {0}, ic[NICOLS], dc[NDCOLS];
     int err;
 
@@ -113,8 +112,7 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, int compress, crdt_buf_t *out)
     ref = crdt__tmp_alloc(a, nc * sizeof(uint32_t));
     end = crdt__tmp_alloc(a, nc * sizeof(uint32_t));
     order = crdt__tmp_alloc(a, nc * sizeof(uint32_t));
-    dels = crdt__tmp_alloc(a, ndel * sizeof(uint32_t));
-    if (!ref || !end || !order || !dels) {
+    if (!ref || !end || !order) {
         err = CRDT_ENOMEM;
         goto Exit;
     }
@@ -210,9 +208,9 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, int compress, crdt_buf_t *out)
      * they fill, in order, the clocks no item holds. A record deleting what
      * was typed just before it (the usual backspace) has delta == len. */
     for (uint32_t k = 0, last = CRDT__NONE; k < nref; k++) {
-        uint32_t c = order[k], nd = crdt__delrecs_since(doc, c, 0, dels);
+        uint32_t c = order[k], nd = CLIENT(doc, c).dels.len;
         for (uint32_t i = 0; i < nd; i++) {
-            const crdt__delrec_t *d = &DELREC(doc, dels[i]);
+            const crdt__delrec_t *d = &DELREC(doc, c, i);
             uint8_t head;
             head = (d->backward ? D_BACKWARD : 0) | (c != last ? D_CLIENT : 0) |
                    (d->len == 1 ? D_LEN1 : 0) |
@@ -299,7 +297,6 @@ Exit:
     crdt__tmp_free(a, ref, nc * sizeof(uint32_t));
     crdt__tmp_free(a, end, nc * sizeof(uint32_t));
     crdt__tmp_free(a, order, nc * sizeof(uint32_t));
-    crdt__tmp_free(a, dels, ndel * sizeof(uint32_t));
     return err;
 }
 
@@ -321,8 +318,9 @@ typedef struct {
 } snap_ref_t;
 #define REF_RIGHT 0x80000000u
 
-/* A parsed delete record is a document one, so a loaded document adopts the
- * array, as it does the items. */
+/* A parsed delete record is a document's; its client is kept beside it
+ * (crdt__snap_t.dclient), so a loaded document whose records are all one
+ * client's adopts the array as that client's pool. */
 typedef crdt__delrec_t snap_del_t;
 
 typedef struct {
@@ -379,11 +377,10 @@ struct crdt__snap {
     /* With vbits: the bitmap of the deleted characters (vwords words),
      * which parse_dels() fills, checking each target against vbits. */
     uint64_t *vdel;
-    snap_del_t *dels; /* per client in clock order */
-    /* Per client: its last delete record, or CRDT__NONE (parse_dels() links
-     * each record to the client's one before it as it reads them). */
-    uint32_t *dlast;
-    uint8_t *owned; /* the decompressed body */
+    snap_del_t *dels;  /* per client in clock order */
+    uint32_t *dclient; /* the client of each of dels */
+    uint32_t *dcount;  /* per client: its delete records (parse_dels() counts) */
+    uint8_t *owned;    /* the decompressed body */
     size_t owned_len;
     uint8_t *arenas; /* every client's text, in clock order */
     size_t arenas_len;
@@ -406,7 +403,8 @@ void crdt__snapshot_dispose(const crdt_alloc_t *a, crdt__snap_t *s)
     crdt__tmp_free(a, s->vbase, s->nclients * sizeof(uint64_t));
     crdt__tmp_free(a, s->vdel, s->vdel ? s->vwords * sizeof(uint64_t) : 0);
     crdt__tmp_free(a, s->dels, s->ndel * sizeof(snap_del_t));
-    crdt__tmp_free(a, s->dlast, s->nclients * sizeof(uint32_t));
+    crdt__tmp_free(a, s->dclient, s->ndel * sizeof(uint32_t));
+    crdt__tmp_free(a, s->dcount, s->nclients * sizeof(uint32_t));
     crdt__tmp_free(a, s->owned, s->owned_len);
     crdt__tmp_free(a, s->arenas, s->arenas_len);
     crdt__tmp_free(a, s, sizeof(*s));
@@ -707,8 +705,7 @@ Exit:
 }
 
 /* Bitmaps over the clocks of every client (client c's clock x is bit
- * base[c] + x): bits_set() sets bits lo .. hi-1, bits_all() says whether all
- * of them are set (1), none (0) or some (-1). lo < hi. */
+ * base[c] + x): bits_set() sets bits lo .. hi-1 (lo < hi). */
 static inline void bits_set(uint64_t *w, uint64_t lo, uint64_t hi)
 {
     uint64_t a = lo >> 6, b = (hi - 1) >> 6;
@@ -743,26 +740,6 @@ static inline void bits_set2(uint64_t *w, size_t words, uint64_t lo, uint32_t le
     }
     w[b] |= mb;
     w2[b] |= mb & m2;
-}
-
-static inline int bits_all(const uint64_t *w, uint64_t lo, uint64_t hi)
-{
-    uint64_t a = lo >> 6, b = (hi - 1) >> 6;
-    uint64_t ma = ~(uint64_t)0 << (lo & 63), mb = ~(uint64_t)0 >> (63 - ((hi - 1) & 63));
-    uint64_t any, all;
-    if (a == b) {
-        uint64_t m = ma & mb, v = w[a] & m;
-        return v == m ? 1 : v == 0 ? 0 : -1;
-    }
-    any = w[a] & ma;
-    all = any == ma;
-    for (uint64_t k = a + 1; k < b; k++) {
-        any |= w[k];
-        all &= w[k] == ~(uint64_t)0;
-    }
-    any |= w[b] & mb;
-    all &= (w[b] & mb) == mb;
-    return all ? 1 : any ? -1 : 0;
 }
 
 /*
@@ -1356,6 +1333,7 @@ CRDT__NOINLINE static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill
 {
     const uint32_t nclients = s->nclients;
     snap_del_t *dels = s->dels;
+    uint32_t *dclient = s->dclient;
     col_t cclient = col[D_CLIENTC], clen = col[D_LENC], ctarget = col[D_TARGETC];
     const gap_t *g = s->glist; /* listed by place_by_id() */
     const uint32_t *gfirst = s->gfirst;
@@ -1363,8 +1341,7 @@ CRDT__NOINLINE static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill
     /* The current client: its fill point, current gap's end, gap and the
      * first gap of the next client. */
     uint32_t client = CRDT__NONE, cfill = 0, gend = 0, gi = 0, glast = 0;
-    /* and its last record so far */
-    uint32_t *dlast = s->dlast, clast = CRDT__NONE;
+    uint32_t *dcount = s->dcount;
     /* Dense clocks: the deleted characters are collected, each target
      * within its client's clocks; check_refs_dense() then finds them all
      * characters of items (flagged deleted). */
@@ -1372,7 +1349,7 @@ CRDT__NOINLINE static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill
     const uint64_t *vbase = s->vbase;
     uint64_t *del = s->vdel;
     for (uint32_t c = 0; c < nclients; c++) {
-        dlast[c] = CRDT__NONE;
+        dcount[c] = 0;
         at[c] = gfirst[c];
         fill[c] = gfirst[c + 1] > gfirst[c] ? g[gfirst[c]].lo : 0;
     }
@@ -1394,11 +1371,9 @@ CRDT__NOINLINE static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill
             if (client != CRDT__NONE) {
                 fill[client] = cfill;
                 at[client] = gi;
-                dlast[client] = clast;
             }
             client = c;
             cfill = fill[c];
-            clast = dlast[c];
             gi = at[c];
             glast = gfirst[c + 1];
             gend = gi < glast ? g[gi].hi : cfill;
@@ -1416,14 +1391,11 @@ CRDT__NOINLINE static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill
         }
         if (len == 0 || len > gend - cfill)
             goto Exit;
-        d->client = client;
+        dclient[i] = client;
         d->clock = cfill;
         d->len = len;
-        /* linked to the client's record before it (both bit fields in
-         * one go) */
-        d->prev = clast == CRDT__NONE ? CRDT__DEL_NOPREV : clast;
         d->backward = (head & D_BACKWARD) != 0;
-        clast = i;
+        dcount[client]++;
         cfill += len;
         if (head & D_TARGET_SAME) {
             uint32_t delta = (head & D_JUST_TYPED) ? 0 : col_u32(&ctarget);
@@ -1450,7 +1422,6 @@ CRDT__NOINLINE static int parse_dels(col_t *col, crdt__snap_t *s, uint32_t *fill
     if (client != CRDT__NONE) {
         fill[client] = cfill;
         at[client] = gi;
-        dlast[client] = clast;
     }
     if (cclient.err || clen.err || ctarget.err)
         goto Exit;
@@ -1496,13 +1467,13 @@ static int check_causal(const crdt_alloc_t *a, const crdt__snap_t *s)
     /* Delete records grouped by client (counting sort keeps clock order). */
     memset(dcur, 0, (nc + 1) * sizeof(uint32_t));
     for (uint32_t i = 0; i < s->ndel; i++)
-        dcur[s->dels[i].client + 1]++;
+        dcur[s->dclient[i] + 1]++;
     for (uint32_t c = 0; c < nc; c++)
         dcur[c + 1] += dcur[c];
     for (uint32_t c = 0; c < nc; c++)
         dend[c] = dcur[c];
     for (uint32_t i = 0; i < s->ndel; i++)
-        dorder[dend[s->dels[i].client]++] = i;
+        dorder[dend[s->dclient[i]]++] = i;
     for (uint32_t c = 0, k = 0; c < nc; c++) {
         front[c] = 0;
         icur[c] = k;
@@ -1709,10 +1680,11 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
         err = CRDT_EMALFORMED;
         goto Fail;
     }
-    if ((s->dels = alloc_array(a, (size_t)n, sizeof(snap_del_t), &err)) == NULL)
+    s->ndel = (uint32_t)n; /* the size of both arrays, for the dispose */
+    if ((s->dels = alloc_array(a, (size_t)n, sizeof(snap_del_t), &err)) == NULL ||
+        (s->dclient = alloc_array(a, (size_t)n, sizeof(uint32_t), &err)) == NULL)
         goto Fail;
-    s->ndel = (uint32_t)n;
-    if ((s->dlast = alloc_array(a, s->nclients, sizeof(uint32_t), &err)) == NULL)
+    if ((s->dcount = alloc_array(a, s->nclients, sizeof(uint32_t), &err)) == NULL)
         goto Fail;
     if (s->vbits) {
         if ((s->vdel = alloc_array(a, s->vwords, sizeof(uint64_t), &err)) == NULL)
@@ -1788,7 +1760,7 @@ int crdt__snapshot_to_ops(const crdt_alloc_t *a, crdt__snap_t *s, crdt__decoded_
         crdt__op_t *op = &d->ops[k++];
         memset(op, 0, sizeof(*op));
         op->kind = CRDT__OP_DELETE;
-        op->client = x->client;
+        op->client = s->dclient[i];
         op->clock = x->clock;
         op->len = x->len;
         op->tclient = x->tclient;
@@ -1973,7 +1945,7 @@ static uint32_t inner_nodes(uint32_t count, uint32_t fan)
 int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
 {
     const crdt_alloc_t *a = &doc->alloc;
-    uint32_t *map = NULL;
+    uint32_t *map = NULL, dels_of = CRDT__NONE; /* the one client holding every record */
     bool adopt_text;
     int err;
 
@@ -2030,6 +2002,16 @@ int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
                 0)
             goto Exit;
     }
+    /* Delete records all of one client are adopted (below); else each
+     * client's pool is reserved here and they are copied. */
+    for (uint32_t c = 0; c < s->nclients; c++)
+        if (s->dcount[c] == s->ndel)
+            dels_of = c;
+    for (uint32_t c = 0; c < s->nclients && dels_of == CRDT__NONE; c++)
+        if (s->dcount[c] > 0 &&
+            (err = crdt__pool_reserve(doc, &CLIENT(doc, map[c]).dels, sizeof(crdt__delrec_t),
+                                      s->dcount[c])) != 0)
+            goto Exit;
 
     /* Nothing below allocates. */
     for (uint32_t c = 0; c < s->nclients; c++) {
@@ -2055,20 +2037,22 @@ int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
         s->items = NULL;
     }
     doc->live_items = s->nitems;
-    /* Each client's records come in clock order, each linked to the one
-     * before it (parse_dels()), and its last is its latest. */
-    for (uint32_t c = 0; c < s->nclients; c++)
-        CLIENT(doc, map[c]).last_delrec = s->dlast[c];
     build_seq(doc, s, s->nitems);
     build_idx(doc, s);
-    /* The parsed delete records become the document's (same client
-     * numbers). */
-    if (s->ndel > 0) {
-        crdt__pool_dispose(doc, &doc->delrecs, sizeof(crdt__delrec_t));
-        doc->delrecs.base = s->dels;
-        doc->delrecs.len = doc->delrecs.cap = s->ndel;
+    /* The parsed delete records (same client numbers) become their clients'
+     * pools, each client's in clock order as parsed. */
+    if (dels_of != CRDT__NONE && s->ndel > 0) {
+        crdt__pool_t *p = &CLIENT(doc, map[dels_of]).dels;
+        crdt__pool_dispose(doc, p, sizeof(crdt__delrec_t));
+        p->base = s->dels;
+        p->len = p->cap = s->ndel;
         doc->mem += (size_t)s->ndel * sizeof(crdt__delrec_t);
         s->dels = NULL;
+    } else {
+        for (uint32_t i = 0; i < s->ndel; i++) {
+            crdt__pool_t *p = &CLIENT(doc, map[s->dclient[i]]).dels;
+            CRDT__AT(*p, crdt__delrec_t, crdt__pool_take(p)) = s->dels[i];
+        }
     }
     err = 0;
 Exit:

@@ -65,14 +65,15 @@ static int push_item(const crdt_doc_t *doc, uint32_t c, const crdt__item_t *x, u
     return push_op(&doc->alloc, ops, n, cap, &op);
 }
 
-/* Appends delete record `d` (from clock `from` on) as a delete operation. */
-static int push_delrec(const crdt_doc_t *doc, const crdt__delrec_t *d, uint32_t from,
+/* Appends client `c`'s delete record `d` (from clock `from` on) as a delete
+ * operation. */
+static int push_delrec(const crdt_doc_t *doc, uint32_t c, const crdt__delrec_t *d, uint32_t from,
                        crdt__op_t **ops, size_t *n, size_t *cap)
 {
     crdt__op_t op;
     memset(&op, 0, sizeof(op));
     op.kind = CRDT__OP_DELETE;
-    op.client = d->client;
+    op.client = c;
     op.clock = d->clock;
     op.len = d->len;
     op.tclient = d->tclient;
@@ -88,8 +89,7 @@ int crdt__collect_ops(const crdt_doc_t *doc, const uint32_t *clocks, crdt__op_t 
 {
     const crdt_alloc_t *a = &doc->alloc;
     crdt__op_t *ops = NULL;
-    uint32_t *dels = NULL; /* a client's delete records from `from` on, oldest first */
-    size_t n = 0, cap = 0, dcap = 0;
+    size_t n = 0, cap = 0;
     int err = 0;
 
     for (uint32_t c = 0; c < doc->clients.len; c++) {
@@ -98,17 +98,9 @@ int crdt__collect_ops(const crdt_doc_t *doc, const uint32_t *clocks, crdt__op_t 
         bool more;
         if (from >= CLIENT(doc, c).next_clock)
             continue;
-        ndel = crdt__delrecs_since(doc, c, from, NULL);
-        if (ndel > dcap) {
-            crdt__tmp_free(a, dels, dcap * sizeof(uint32_t));
-            dcap = ndel > 2 * dcap ? ndel : 2 * dcap;
-            if ((dels = crdt__tmp_alloc(a, dcap * sizeof(uint32_t))) == NULL) {
-                dcap = 0;
-                err = CRDT_ENOMEM;
-                goto Fail;
-            }
-        }
-        crdt__delrecs_since(doc, c, from, dels);
+        /* the client's delete records from `from` on: k .. ndel - 1 */
+        k = crdt__delrecs_from(doc, c, from);
+        ndel = CLIENT(doc, c).dels.len;
         /* Items from the one holding `from`, or the last before it (then
          * `from` is a delete's and the item is skipped), merged in clock
          * order with the delete records. */
@@ -117,24 +109,22 @@ int crdt__collect_ops(const crdt_doc_t *doc, const uint32_t *clocks, crdt__op_t 
         crdt__idx_seek(doc, c, start, &it);
         more = crdt__idx_next(doc, &it, &ck, &v);
         while (more || k < ndel) {
-            if (more && (k == ndel || ck < DELREC(doc, dels[k]).clock)) {
+            if (more && (k == ndel || ck < DELREC(doc, c, k).clock)) {
                 const crdt__item_t *x = &ITEM(doc, v);
                 if (ck + x->len > from && (err = push_item(doc, c, x, from, &ops, &n, &cap)) != 0)
                     goto Fail;
                 more = crdt__idx_next(doc, &it, &ck, &v);
-            } else if ((err = push_delrec(doc, &DELREC(doc, dels[k++]), from, &ops, &n, &cap)) !=
+            } else if ((err = push_delrec(doc, c, &DELREC(doc, c, k++), from, &ops, &n, &cap)) !=
                        0) {
                 goto Fail;
             }
         }
     }
-    crdt__tmp_free(a, dels, dcap * sizeof(uint32_t));
     *out = ops;
     *nout = n;
     *capout = cap;
     return 0;
 Fail:
-    crdt__tmp_free(a, dels, dcap * sizeof(uint32_t));
     crdt__tmp_free(a, ops, cap * sizeof(crdt__op_t));
     return err;
 }
@@ -266,23 +256,25 @@ static int version_init(const crdt_doc_t *doc, const uint8_t *data, size_t len, 
     for (uint32_t c = 0; c < doc->clients.len; c++)
         if (ver->v[c] > CLIENT(doc, c).next_clock)
             goto Bad;
-    ver->delcap = doc->delrecs.len;
+    ver->delcap = crdt__delrecs_total(doc);
     ver->del = crdt__tmp_alloc(&doc->alloc, ver->delcap * sizeof(range_t));
     if (ver->del == NULL) {
         version_dispose(doc, ver);
         return CRDT_ENOMEM;
     }
-    for (uint32_t i = 0; i < doc->delrecs.len; i++) {
-        const crdt__delrec_t *d = &DELREC(doc, i);
-        uint32_t vc = ver->v[d->client], m;
-        if (vc <= d->clock)
-            continue;
-        m = vc - d->clock < d->len ? vc - d->clock : d->len;
-        ver->del[ver->ndel].client = d->tclient;
-        ver->del[ver->ndel].lo = d->backward ? d->tlo + d->len - m : d->tlo;
-        ver->del[ver->ndel].hi = ver->del[ver->ndel].lo + m;
-        ver->del[ver->ndel].by = d->client;
-        ver->ndel++;
+    for (uint32_t c = 0; c < doc->clients.len; c++) {
+        for (uint32_t i = 0; i < CLIENT(doc, c).dels.len; i++) {
+            const crdt__delrec_t *d = &DELREC(doc, c, i);
+            uint32_t vc = ver->v[c], m;
+            if (vc <= d->clock)
+                break; /* and so are the client's later records */
+            m = vc - d->clock < d->len ? vc - d->clock : d->len;
+            ver->del[ver->ndel].client = d->tclient;
+            ver->del[ver->ndel].lo = d->backward ? d->tlo + d->len - m : d->tlo;
+            ver->del[ver->ndel].hi = ver->del[ver->ndel].lo + m;
+            ver->del[ver->ndel].by = c;
+            ver->ndel++;
+        }
     }
     qsort(ver->del, ver->ndel, sizeof(range_t), cmp_range);
     for (size_t i = 0; i < ver->ndel; i++) {

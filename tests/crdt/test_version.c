@@ -356,9 +356,9 @@ static void assert_versions(const script_t *s, const crdt_doc_t *d, const char *
 /* A delete record of local client `self` with this shape exists. */
 static bool has_delrec(const crdt_doc_t *d, uint32_t len, uint32_t backward)
 {
-    for (uint32_t i = 0; i < d->delrecs.len; i++) {
-        const crdt__delrec_t *r = &DELREC(d, i);
-        if (r->client == d->self && r->len == len && r->backward == backward)
+    for (uint32_t i = 0; i < CLIENT(d, d->self).dels.len; i++) {
+        const crdt__delrec_t *r = &DELREC(d, d->self, i);
+        if (r->len == len && r->backward == backward)
             return true;
     }
     return false;
@@ -903,11 +903,13 @@ static void model_text_at(const crdt_doc_t *d, const uint32_t *v, crdt_buf_t *ou
         gone[c] = calloc(CLIENT(d, c).next_clock + 1, sizeof(bool));
         assert_non_null(gone[c]);
     }
-    for (uint32_t i = 0; i < d->delrecs.len; i++) {
-        const crdt__delrec_t *r = &DELREC(d, i);
-        for (uint32_t k = 0; k < r->len; k++)
-            if (r->clock + k < v[r->client])
-                gone[r->tclient][r->backward ? r->tlo + r->len - 1 - k : r->tlo + k] = true;
+    for (uint32_t c = 0; c < nc; c++) {
+        for (uint32_t i = 0; i < CLIENT(d, c).dels.len; i++) {
+            const crdt__delrec_t *r = &DELREC(d, c, i);
+            for (uint32_t k = 0; k < r->len; k++)
+                if (r->clock + k < v[c])
+                    gone[r->tclient][r->backward ? r->tlo + r->len - 1 - k : r->tlo + k] = true;
+        }
     }
     out->base = malloc(cap);
     out->len = 0;
