@@ -30,6 +30,8 @@
  *                     states from anywhere
  *   mem_bytes         crdt_doc_mem_bytes() of the final document right after replay
  *                     (for concurrent traces the merge replica)
+ *   load_mem_bytes    crdt_doc_mem_bytes() of the document crdt_doc_load_trusted()
+ *                     made: what a server holds for a document it loaded
  *   merge_ms          concurrent traces only: the merge alone. The update bytes of
  *                     one replay (every agent's transactions as it made them) are
  *                     kept, untimed; then a fresh replica applies all of them as
@@ -61,7 +63,7 @@
 typedef struct {
     int final_ok, load_ok;
     double apply_ms, apply_updates_ms, load_ms, load_verified_ms, merge_ms;
-    size_t update_bytes, encode_bytes, mem_bytes;
+    size_t update_bytes, encode_bytes, mem_bytes, load_mem_bytes;
     char error[320];
 } result_t;
 
@@ -210,6 +212,8 @@ static int time_loads(const trace_t *t, const crdt_buf_t *state, int runs, doubl
             return -1;
         }
         if (i == 0) {
+            if (load == crdt_doc_load_trusted)
+                r->load_mem_bytes = crdt_doc_mem_bytes(doc);
             rc = replay_check_text(t, doc, msg, sizeof msg);
             r->load_ok &= rc == 1;
             if (rc != 1 && r->error[0] == '\0')
@@ -254,11 +258,11 @@ static void print_result(const trace_t *t, int runs, const result_t *r)
     printf(",\"kind\":\"%s\",\"txns\":%zu,\"edits\":%zu,\"final_ok\":%s,\"load_ok\":%s,"
            "\"apply_ms\":%.3f,\"apply_updates_ms\":%.3f,\"update_bytes\":%zu,"
            "\"encode_bytes\":%zu,\"load_ms\":%.3f,\"load_verified_ms\":%.3f,"
-           "\"mem_bytes\":%zu,\"runs\":%d",
+           "\"mem_bytes\":%zu,\"load_mem_bytes\":%zu,\"runs\":%d",
            t->concurrent ? "concurrent" : "sequential", t->ntxns, t->npatches,
            r->final_ok ? "true" : "false", r->load_ok ? "true" : "false", r->apply_ms,
            r->apply_updates_ms, r->update_bytes, r->encode_bytes, r->load_ms, r->load_verified_ms,
-           r->mem_bytes, runs);
+           r->mem_bytes, r->load_mem_bytes, runs);
     if (t->concurrent)
         printf(",\"merge_ms\":%.3f", r->merge_ms);
     if (r->error[0] != '\0') {
