@@ -230,18 +230,25 @@ static void check_seek(const fix_t *f, uint32_t client, uint32_t clock, size_t s
     }
 }
 
+/* Client `c`'s first (leftmost) index leaf, or NONE (white-box). */
+static uint32_t first_leaf(const crdt_doc_t *doc, uint32_t c)
+{
+    uint32_t node = CLIENT(doc, c).idx_root;
+    if (node == CRDT__NONE)
+        return CRDT__NONE;
+    for (uint32_t h = CLIENT(doc, c).idx_height; h > 0; h--)
+        node = IDX_INNER(doc, node).child[0];
+    return node;
+}
+
 /* Keys of the first (or last) slot of every leaf of client `c`, in key order
  * (white-box). */
 static size_t leaf_edge_keys(const crdt_doc_t *doc, uint32_t c, bool last, uint64_t *out,
                              size_t max)
 {
-    uint32_t node = CLIENT(doc, c).idx_root;
     size_t n = 0;
-    if (node == CRDT__NONE)
-        return 0;
-    for (uint32_t h = CLIENT(doc, c).idx_height; h > 0; h--)
-        node = IDX_INNER(doc, node).child[0];
-    for (; node != CRDT__NONE && n < max; node = IDX_LEAF(doc, node).next) {
+    for (uint32_t node = first_leaf(doc, c); node != CRDT__NONE && n < max;
+         node = IDX_LEAF(doc, node).next) {
         const crdt__idx_leaf_t *leaf = &IDX_LEAF(doc, node);
         if (leaf->n > 0)
             out[n++] = key_of(c, leaf->keys[last ? leaf->n - 1 : 0]);
@@ -258,13 +265,9 @@ static size_t leaf_first_keys(const crdt_doc_t *doc, uint32_t c, uint64_t *out, 
  * order (white-box). */
 static size_t leaf_sizes(const crdt_doc_t *doc, uint32_t c, uint32_t *sizes, size_t max)
 {
-    uint32_t node = CLIENT(doc, c).idx_root;
     size_t n = 0;
-    if (node == CRDT__NONE)
-        return 0;
-    for (uint32_t h = CLIENT(doc, c).idx_height; h > 0; h--)
-        node = IDX_INNER(doc, node).child[0];
-    for (; node != CRDT__NONE; node = IDX_LEAF(doc, node).next, n++)
+    for (uint32_t node = first_leaf(doc, c); node != CRDT__NONE;
+         node = IDX_LEAF(doc, node).next, n++)
         if (sizes && n < max)
             sizes[n] = IDX_LEAF(doc, node).n;
     return n;
