@@ -206,6 +206,12 @@ struct crdt_doc {
     uint32_t finger_leaf, finger_vis;
     /* The same for one item (typing keeps editing the same item). */
     uint32_t finger_item, finger_item_vis;
+    /* The item typing last extended or created, the change count right
+     * after, and the visible units up to its end: while nothing else changed
+     * the document, it is still this replica's open run, followed by its
+     * right origin (doc.c's typing_insert() skips those checks). */
+    uint32_t typing_item, typing_end;
+    uint64_t typing_changes;
     /* The clients of the last updates applied one operation at a time
      * (apply.c), checked before use: most updates name the same one or two. */
     uint32_t recent_client[2];

@@ -109,6 +109,7 @@ int crdt_doc_new(uint64_t client, const crdt_alloc_t *alloc, crdt_doc_t **out)
     doc->free_items = CRDT__NONE;
     doc->finger_leaf = CRDT__NONE;
     doc->finger_item = CRDT__NONE;
+    doc->typing_item = CRDT__NONE;
     if ((err = crdt__client_reserve(doc, 1)) != 0 || (err = crdt__seq_init(doc)) != 0 ||
         (err = crdt__idx_init(doc)) != 0) {
         crdt_doc_free(doc);
@@ -158,6 +159,7 @@ int crdt_doc_set_client(crdt_doc_t *doc, uint64_t client)
         c = crdt__client_add(doc, client);
     }
     doc->self = c;
+    doc->typing_item = CRDT__NONE; /* typed by the replica before */
     return 0;
 }
 
@@ -429,15 +431,23 @@ static int typing_insert(crdt_doc_t *doc, size_t index, const char *text, size_t
     crdt_buf_t buf = {0};
     int err;
 
-    if (x->deleted || index != (size_t)doc->finger_item_vis + crdt__item_u16(doc, x) ||
-        x->client != doc->self || x->clock + x->len != me->next_clock ||
-        x->text_off + x->text_bytes != me->text.len)
-        return CRDT__SLOW;
-    next = crdt__seq_next(doc, f);
-    if (next == CRDT__NONE
-            ? x->right.client != CRDT__NONE
-            : !crdt__id_eq(x->right, crdt__id(ITEM(doc, next).client, ITEM(doc, next).clock)))
-        return CRDT__SLOW;
+    if (f == doc->typing_item && doc->changes == doc->typing_changes) {
+        /* Nothing changed since typing last extended or made f: it is still
+         * this replica's open run, followed by its right origin, ending at
+         * visible unit typing_end. */
+        if (index != doc->typing_end)
+            return CRDT__SLOW;
+    } else {
+        if (x->deleted || index != (size_t)doc->finger_item_vis + crdt__item_u16(doc, x) ||
+            x->client != doc->self || x->clock + x->len != me->next_clock ||
+            x->text_off + x->text_bytes != me->text.len)
+            return CRDT__SLOW;
+        next = crdt__seq_next(doc, f);
+        if (next == CRDT__NONE
+                ? x->right.client != CRDT__NONE
+                : !crdt__id_eq(x->right, crdt__id(ITEM(doc, next).client, ITEM(doc, next).clock)))
+            return CRDT__SLOW;
+    }
     if (update) {
         local_insert_op(doc, &op, text, len, cps, u16);
         op.left = crdt__id(doc->self, me->next_clock - 1);
@@ -461,6 +471,9 @@ static int typing_insert(crdt_doc_t *doc, size_t index, const char *text, size_t
     doc->vis_len += (uint32_t)u16;
     doc->utf8_len += len;
     doc->changes++;
+    doc->typing_item = f;
+    doc->typing_changes = doc->changes;
+    doc->typing_end = (uint32_t)index + (uint32_t)u16;
     if (update)
         *update = buf;
     return 0;
@@ -469,7 +482,7 @@ static int typing_insert(crdt_doc_t *doc, size_t index, const char *text, size_t
 int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len, crdt_buf_t *update)
 {
     crdt__client_t *me;
-    uint32_t left_it = CRDT__NONE, left_off = 0, next, y;
+    uint32_t left_it = CRDT__NONE, left_off = 0, next, y = CRDT__NONE;
     size_t cps, u16;
     crdt__op_t op;
     crdt_buf_t buf = {0};
@@ -559,6 +572,11 @@ Done:
     doc->utf8_len += len;
     CLIENT(doc, doc->self).next_clock += op.len;
     doc->changes++;
+    /* A new y is followed by its right origin (the general path just found
+     * both); a run extended here (y NONE) is checked next time. */
+    doc->typing_item = y;
+    doc->typing_changes = doc->changes;
+    doc->typing_end = (uint32_t)index + op.u16len;
     if (update)
         *update = buf;
     return 0;

@@ -949,6 +949,39 @@ static void test_set_client_switches_replica_of_local_edits(void **state)
     crdt_doc_free(b);
 }
 
+/* Typing goes on where the cursor is, whatever happened since the last
+ * keystroke: a remote insert right after the typed run, a jump elsewhere,
+ * a delete, a switch of replica. Both replicas end with the same text. */
+static void test_typing_continues_correctly_after_other_changes(void **state)
+{
+    crdt_doc_t *a = new_doc(1), *b = new_doc(2);
+    crdt_buf_t u;
+    (void)state;
+    assert_int_equal(crdt_doc_insert(a, 0, "a", 1, NULL), 0);
+    assert_int_equal(crdt_doc_insert(a, 1, "b", 1, NULL), 0);
+    sync_to(b, a);
+    assert_int_equal(crdt_doc_insert(b, 2, "X", 1, &u), 0); /* right after the run */
+    apply(a, &u);
+    assert_text(a, "abX");
+    assert_int_equal(crdt_doc_insert(a, 2, "c", 1, NULL), 0); /* before X, not after */
+    assert_int_equal(crdt_doc_insert(a, 3, "d", 1, NULL), 0);
+    assert_text(a, "abcdX");
+    assert_int_equal(crdt_doc_insert(a, 1, "Z", 1, NULL), 0); /* a jump back */
+    assert_int_equal(crdt_doc_insert(a, 2, "Y", 1, NULL), 0);
+    assert_text(a, "aZYbcdX");
+    assert_int_equal(crdt_doc_delete(a, 6, 1, NULL), 0); /* X goes */
+    assert_int_equal(crdt_doc_insert(a, 6, "e", 1, NULL), 0);
+    assert_int_equal(crdt_doc_set_client(a, 3), 0);
+    assert_int_equal(crdt_doc_insert(a, 7, "f", 1, NULL), 0);
+    assert_int_equal(crdt_doc_insert(a, 8, "g", 1, NULL), 0);
+    assert_text(a, "aZYbcdefg");
+    assert_check(a);
+    sync_to(b, a);
+    assert_text(b, "aZYbcdefg");
+    crdt_doc_free(a);
+    crdt_doc_free(b);
+}
+
 /* The change counter grows with every new operation, local or remote, held or
  * integrated, and stays put when integrated operations come again. */
 static void test_change_count_grows_only_on_change(void **state)
@@ -1146,6 +1179,7 @@ int main(void)
         cmocka_unit_test(test_relpos_to_index_tracks_typing_session),
         cmocka_unit_test(test_change_count_grows_only_on_change),
         cmocka_unit_test(test_set_client_switches_replica_of_local_edits),
+        cmocka_unit_test(test_typing_continues_correctly_after_other_changes),
         cmocka_unit_test(test_doc_free_releases_everything),
     };
 
