@@ -727,11 +727,11 @@ static inline void bits_set2(uint64_t *w, size_t words, uint64_t lo, uint32_t le
     uint64_t hi = lo + len - 1, a = lo >> 6, b = hi >> 6;
     uint64_t ma = ~(uint64_t)0 << (lo & 63), mb = ~(uint64_t)0 >> (63 - (hi & 63));
     uint64_t *w2 = w + words, m2 = 0 - (uint64_t)both;
-    if (a == b) {
-        w[a] |= ma & mb;
-        w2[a] |= ma & mb & m2;
-        return;
-    }
+    /* Within one word (a == b) the first and last words' masks are both
+     * ma & mb, so that no branch tells the cases apart. */
+    const uint64_t one = 0 - (uint64_t)(a == b);
+    ma &= mb | ~one;
+    mb &= ma | ~one;
     w[a] |= ma;
     w2[a] |= ma & m2;
     for (uint64_t k = a + 1; k < b; k++) {
