@@ -4,7 +4,7 @@
  * its items (the first clock of the run) to the item's index. Items of one
  * client never overlap in clocks, so the greatest key <= clock names the only
  * candidate holder of an id; the clocks no item holds are the client's
- * deletes (delete records are chained per client instead, see
+ * deletes (each client keeps its delete records in clock order instead, see
  * crdt__delrec_t). Keys are 32-bit clocks, so a leaf holds 32 entries in 264
  * bytes, and a client's tree is as deep as its own history needs. Leaves are
  * kept nearly full: a client's new items take ever greater clocks, so a full
