@@ -136,6 +136,9 @@ typedef struct {
      * has no item), height, and the leaf of its last change or lookup hint
      * (NONE with the root). */
     uint32_t idx_root, idx_height, idx_leaf;
+    /* The slot in idx_leaf of the key re-keyed last (0: none), a hint that
+     * crdt__idx_rekey() checks: backspacing re-keys the same tombstone. */
+    uint32_t idx_slot;
     crdt__pool_t text; /* uint8_t: UTF-8 of every insertion, in clock order */
     crdt__pool_t dels; /* crdt__delrec_t: its delete records, in clock order */
 } crdt__client_t;

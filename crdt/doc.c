@@ -81,6 +81,7 @@ uint32_t crdt__client_add(crdt_doc_t *doc, uint64_t id)
     CLIENT(doc, c).idx_root = CRDT__NONE;
     CLIENT(doc, c).idx_height = 0;
     CLIENT(doc, c).idx_leaf = CRDT__NONE;
+    CLIENT(doc, c).idx_slot = 0;
     memset(&CLIENT(doc, c).text, 0, sizeof(crdt__pool_t));
     memset(&CLIENT(doc, c).dels, 0, sizeof(crdt__pool_t));
     hash_put(doc->client_hash, doc->client_hash_cap, id, c);

@@ -414,19 +414,21 @@ void crdt__idx_rekey(crdt_doc_t *doc, uint32_t client, uint32_t from, uint32_t t
 {
     crdt__client_t *cl = &CLIENT(doc, client);
     uint32_t path[CRDT__IDX_MAX_HEIGHT], slots[CRDT__IDX_MAX_HEIGHT];
-    uint32_t node = finger_holding(doc, cl, from, true), s;
-    crdt__idx_leaf_t *leaf = node == CRDT__NONE ? NULL : &IDX_LEAF(doc, node);
-    if (leaf) {
-        /* Backspacing re-keys the tombstone it grows, usually the client's
-         * newest item: the finger leaf's last key. */
-        if (leaf->keys[leaf->n - 1] == from) {
-            leaf->keys[leaf->n - 1] = to;
-            return;
-        }
-        if ((s = lower_bound(leaf->keys, leaf->n, from)) < leaf->n && leaf->keys[s] == from) {
-            leaf->keys[s] = to;
-            return;
-        }
+    uint32_t node = cl->idx_leaf, s = cl->idx_slot;
+    crdt__idx_leaf_t *leaf;
+    /* Keys are unique in a client's tree, so finding `from` at the hinted
+     * slot of one of its leaves is proof (slot 0 would need fix_min()). */
+    if (node != CRDT__NONE && s > 0 && s < (leaf = &IDX_LEAF(doc, node))->n &&
+        leaf->keys[s] == from) {
+        leaf->keys[s] = to;
+        return;
+    }
+    node = finger_holding(doc, cl, from, true);
+    leaf = node == CRDT__NONE ? NULL : &IDX_LEAF(doc, node);
+    if (leaf && (s = lower_bound(leaf->keys, leaf->n, from)) < leaf->n && leaf->keys[s] == from) {
+        leaf->keys[s] = to;
+        cl->idx_slot = s;
+        return;
     }
     node = descend(doc, cl, from, path, slots);
     cl->idx_leaf = node;
@@ -434,6 +436,7 @@ void crdt__idx_rekey(crdt_doc_t *doc, uint32_t client, uint32_t from, uint32_t t
     s = lower_bound(leaf->keys, leaf->n, from);
     assert(s < leaf->n && leaf->keys[s] == from);
     leaf->keys[s] = to;
+    cl->idx_slot = s;
     if (s == 0)
         fix_min(doc, cl, path, slots, to);
 }
