@@ -147,6 +147,9 @@ typedef struct {
  * and the number of items below it. */
 #define CRDT__SEQ_LEAF 32
 #define CRDT__SEQ_FAN 32
+/* Leaves stay below 2^26 and inner nodes other than the root hold at least
+ * CRDT__SEQ_FAN / 2 children, so the tree is at most 8 inner levels high. */
+#define CRDT__SEQ_MAX_HEIGHT 16
 /* An item's `leaf` (26 bits) when it is in no leaf; crdt__seq_reserve() keeps
  * leaf indexes below it (CRDT_ELIMIT). */
 #define CRDT__NO_LEAF ((1u << 26) - 1)
@@ -209,6 +212,13 @@ struct crdt_doc {
     uint32_t finger_leaf, finger_vis;
     /* The same for one item (typing keeps editing the same item). */
     uint32_t finger_item, finger_item_vis;
+    /* Visible units gained (or lost) by leaf pend_leaf's items that the
+     * entries on its path to the root do not count yet (seq.c): typing and
+     * deleting in one leaf walk up the tree once, when the next edit goes
+     * elsewhere or the tree changes shape, not once per keystroke. Readers of
+     * inner nodes add it (seq.c's pend_path()). 0 when none is pending. */
+    uint32_t pend_leaf;
+    int64_t pend_vis;
     /* The item typing last extended or created, the change count right
      * after, and the visible units up to its end: while nothing else changed
      * the document, it is still this replica's open run, followed by its

@@ -43,6 +43,8 @@ int crdt__seq_init(crdt_doc_t *doc)
     SEQ_LEAF(doc, l).next = CRDT__NONE;
     doc->seq_root = l;
     doc->seq_height = 0;
+    doc->pend_leaf = CRDT__NONE;
+    doc->pend_vis = 0;
     return 0;
 }
 
@@ -147,6 +149,52 @@ static void propagate(crdt_doc_t *doc, uint32_t node, bool leaf, int64_t dv, int
     }
 }
 
+/* Adds the pending visible units to the entries on their leaf's path. */
+static void settle(crdt_doc_t *doc)
+{
+    uint32_t p, s;
+    if (doc->pend_vis == 0)
+        return;
+    p = SEQ_LEAF(doc, doc->pend_leaf).parent, s = SEQ_LEAF(doc, doc->pend_leaf).pslot;
+    while (p != CRDT__NONE) {
+        crdt__seq_inner_t *in = &SEQ_INNER(doc, p);
+        in->vis[s] = (uint32_t)((int64_t)in->vis[s] + doc->pend_vis);
+        p = in->parent;
+        s = in->pslot;
+    }
+    doc->pend_vis = 0;
+}
+
+/* For readers of inner nodes that cannot settle (const): the pending leaf's
+ * ancestor at each height h (node[h]) and its entry there (slot[h]), the
+ * entries that lack doc->pend_vis. Returns false if nothing is pending. */
+typedef struct {
+    uint32_t node[CRDT__SEQ_MAX_HEIGHT + 1], slot[CRDT__SEQ_MAX_HEIGHT + 1];
+} pend_path_t;
+
+static bool pend_path(const crdt_doc_t *doc, pend_path_t *pp)
+{
+    uint32_t p, s, h = 1;
+    if (doc->pend_vis == 0)
+        return false;
+    p = SEQ_LEAF(doc, doc->pend_leaf).parent, s = SEQ_LEAF(doc, doc->pend_leaf).pslot;
+    for (; p != CRDT__NONE && h <= CRDT__SEQ_MAX_HEIGHT; h++) {
+        pp->node[h] = p;
+        pp->slot[h] = s;
+        s = SEQ_INNER(doc, p).pslot;
+        p = SEQ_INNER(doc, p).parent;
+    }
+    return true;
+}
+
+/* The pending units missing from entry i of inner node n at height h. */
+static inline int64_t pend_at(const crdt_doc_t *doc, const pend_path_t *pp, bool pending,
+                              uint32_t h, uint32_t n, uint32_t i)
+{
+    return pending && h <= doc->seq_height && pp->node[h] == n && pp->slot[h] == i ? doc->pend_vis
+                                                                                   : 0;
+}
+
 static void leaf_agg(const crdt_doc_t *doc, uint32_t l, uint32_t *vis, uint32_t *cnt)
 {
     const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
@@ -178,6 +226,7 @@ static inline void leaf_insert(crdt_doc_t *doc, uint32_t l, uint32_t slot, const
     crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
     int64_t v = 0;
     assert(leaf->n + k <= CRDT__SEQ_LEAF);
+    settle(doc);
     memmove(&leaf->items[slot + k], &leaf->items[slot], (leaf->n - slot) * sizeof(uint32_t));
     memmove(&leaf->vis[slot + k], &leaf->vis[slot], (leaf->n - slot) * sizeof(uint32_t));
     for (uint32_t i = 0; i < k; i++) {
@@ -355,6 +404,7 @@ static void insert_at(crdt_doc_t *doc, uint32_t l, uint32_t slot, uint32_t it, u
     uint32_t child = l, sib;
     bool leaf_level = true;
 
+    settle(doc);
     if (leaf->n < CRDT__SEQ_LEAF) {
         leaf_insert(doc, l, slot, &it, &v, 1);
         return;
@@ -502,7 +552,13 @@ void crdt__seq_adjust_vis(crdt_doc_t *doc, uint32_t it, int64_t dvis)
     leaf->vis[s] = (uint32_t)((int64_t)leaf->vis[s] + dvis);
     if (it != doc->finger_item)
         doc->finger_item = CRDT__NONE;
-    propagate(doc, l, true, dvis, 0);
+    if (l != doc->finger_leaf)
+        doc->finger_leaf = CRDT__NONE; /* the units before it may have changed */
+    if (l != doc->pend_leaf) {
+        settle(doc);
+        doc->pend_leaf = l;
+    }
+    doc->pend_vis += dvis;
 }
 
 bool crdt__seq_removable(const crdt_doc_t *doc, uint32_t it)
@@ -515,6 +571,7 @@ void crdt__seq_remove(crdt_doc_t *doc, uint32_t it)
     uint32_t l = ITEM(doc, it).leaf, s = item_slot(doc, it);
     crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
     int64_t v = leaf->vis[s];
+    settle(doc);
     assert(leaf->n >= 2);
     memmove(&leaf->items[s], &leaf->items[s + 1], (leaf->n - s - 1) * sizeof(uint32_t));
     memmove(&leaf->vis[s], &leaf->vis[s + 1], (leaf->n - s - 1) * sizeof(uint32_t));
@@ -529,8 +586,10 @@ void crdt__seq_remove(crdt_doc_t *doc, uint32_t it)
 static inline uint32_t leaf_vis(const crdt_doc_t *doc, uint32_t l)
 {
     const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
-    return leaf->parent == CRDT__NONE ? doc->vis_len
-                                      : SEQ_INNER(doc, leaf->parent).vis[leaf->pslot];
+    if (leaf->parent == CRDT__NONE)
+        return doc->vis_len;
+    return (uint32_t)(SEQ_INNER(doc, leaf->parent).vis[leaf->pslot] +
+                      (l == doc->pend_leaf ? doc->pend_vis : 0));
 }
 
 uint32_t crdt__seq_find_vis(const crdt_doc_t *doc, uint32_t pos, uint32_t *off, crdt_doc_t *finger)
@@ -550,11 +609,17 @@ uint32_t crdt__seq_find_vis(const crdt_doc_t *doc, uint32_t pos, uint32_t *off, 
         start = doc->finger_vis;
     } else {
         uint32_t p = pos;
+        pend_path_t pp;
+        bool pending = pend_path(doc, &pp);
         for (uint32_t h = doc->seq_height; h > 0; h--) {
             const crdt__seq_inner_t *in = &SEQ_INNER(doc, n);
-            uint32_t i;
-            for (i = 0; i + 1 < in->n && p >= in->vis[i]; i++)
-                p -= in->vis[i];
+            uint32_t i, v;
+            for (i = 0; i + 1 < in->n; i++) {
+                v = (uint32_t)(in->vis[i] + pend_at(doc, &pp, pending, h, n, i));
+                if (p < v)
+                    break;
+                p -= v;
+            }
             n = in->child[i];
         }
         start = pos - p;
@@ -584,18 +649,22 @@ uint32_t crdt__seq_rank(const crdt_doc_t *doc, uint32_t it, uint32_t *vis_before
     uint32_t node = ITEM(doc, it).leaf, rank = 0, vis = 0;
     const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, node);
     uint32_t p;
+    pend_path_t pp;
+    bool pending = vis_before && pend_path(doc, &pp);
     for (uint32_t i = 0; leaf->items[i] != it; i++) {
         rank++;
         vis += leaf->vis[i];
     }
     p = leaf->parent;
     node = leaf->pslot;
-    while (p != CRDT__NONE) {
+    for (uint32_t h = 1; p != CRDT__NONE; h++) {
         const crdt__seq_inner_t *in = &SEQ_INNER(doc, p);
         for (uint32_t i = 0; i < node; i++) {
             rank += in->cnt[i];
             vis += in->vis[i];
         }
+        if (vis_before && pending && pp.node[h] == p && pp.slot[h] < node)
+            vis += (uint32_t)doc->pend_vis;
         node = in->pslot;
         p = in->parent;
     }
@@ -640,7 +709,8 @@ uint32_t crdt__seq_first(const crdt_doc_t *doc)
 
 /* Verifies a subtree; returns its (vis, cnt) through the pointers, or -1. */
 static int check_node(const crdt_doc_t *doc, uint32_t node, uint32_t height, uint32_t parent,
-                      uint32_t pslot, uint32_t *vis, uint32_t *cnt, uint32_t *prev_leaf)
+                      uint32_t pslot, uint32_t *vis, uint32_t *cnt, uint32_t *prev_leaf,
+                      const pend_path_t *pp, bool pending)
 {
     if (height == 0) {
         const crdt__seq_leaf_t *leaf;
@@ -679,9 +749,10 @@ static int check_node(const crdt_doc_t *doc, uint32_t node, uint32_t height, uin
             return -1;
         for (uint32_t i = 0; i < in->n; i++) {
             uint32_t cv, cc;
-            if (check_node(doc, in->child[i], height - 1, node, i, &cv, &cc, prev_leaf) != 0)
+            if (check_node(doc, in->child[i], height - 1, node, i, &cv, &cc, prev_leaf, pp,
+                           pending) != 0)
                 return -1;
-            if (cv != in->vis[i] || cc != in->cnt[i])
+            if (cv != in->vis[i] + pend_at(doc, pp, pending, height, node, i) || cc != in->cnt[i])
                 return -1;
             v += cv;
             c += cc;
@@ -695,7 +766,13 @@ static int check_node(const crdt_doc_t *doc, uint32_t node, uint32_t height, uin
 int crdt__seq_check(const crdt_doc_t *doc)
 {
     uint32_t vis, cnt, prev = CRDT__NONE;
-    if (check_node(doc, doc->seq_root, doc->seq_height, CRDT__NONE, 0, &vis, &cnt, &prev) != 0)
+    pend_path_t pp;
+    bool pending = pend_path(doc, &pp);
+    if (pending &&
+        (doc->pend_leaf >= doc->seq_leaves.len || doc->seq_height > CRDT__SEQ_MAX_HEIGHT))
+        return CRDT_EINTERNAL;
+    if (check_node(doc, doc->seq_root, doc->seq_height, CRDT__NONE, 0, &vis, &cnt, &prev, &pp,
+                   pending) != 0)
         return CRDT_EINTERNAL;
     if (vis != doc->vis_len || cnt != doc->live_items)
         return CRDT_EINTERNAL;

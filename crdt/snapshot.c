@@ -1864,6 +1864,8 @@ static void build_seq(crdt_doc_t *doc, const crdt__snap_t *s, uint32_t n)
     }
     doc->seq_root = level == 0 ? 0 : first;
     doc->seq_height = level;
+    doc->pend_leaf = CRDT__NONE; /* every entry was just summed */
+    doc->pend_vis = 0;
 }
 
 /* Builds client `c`'s id index from its `n` (> 0) items, s->bid[at ..] in
