@@ -611,8 +611,12 @@ static bool delete_by_moving(crdt_doc_t *doc, uint32_t it, uint32_t off, uint32_
         t = &ITEM(doc, nb);
         if (!t->deleted || !continues(x, t))
             return false;
-        bytes = x->text_bytes - (uint32_t)crdt__utf8_offset(text, x->text_bytes, x->len, off);
-        u16 = crdt__item_u16(doc, x) - crdt__utf8_u16_prefix(text, x->text_bytes, x->len, off);
+        if (x->text_bytes == x->len) { /* ASCII */
+            bytes = u16 = k;
+        } else {
+            bytes = x->text_bytes - (uint32_t)crdt__utf8_offset(text, x->text_bytes, x->len, off);
+            u16 = crdt__item_u16(doc, x) - crdt__utf8_u16_prefix(text, x->text_bytes, x->len, off);
+        }
         x->len = off;
         x->text_bytes -= bytes;
         old = t->clock;
@@ -632,8 +636,12 @@ static bool delete_by_moving(crdt_doc_t *doc, uint32_t it, uint32_t off, uint32_
         t = &ITEM(doc, nb);
         if (!t->deleted || !continues(t, x))
             return false;
-        bytes = (uint32_t)crdt__utf8_offset(text, x->text_bytes, x->len, k);
-        u16 = crdt__utf8_u16_prefix(text, x->text_bytes, x->len, k);
+        if (x->text_bytes == x->len) { /* ASCII */
+            bytes = u16 = k;
+        } else {
+            bytes = (uint32_t)crdt__utf8_offset(text, x->text_bytes, x->len, k);
+            u16 = crdt__utf8_u16_prefix(text, x->text_bytes, x->len, k);
+        }
         t->len += k;
         t->text_bytes += bytes;
         old = x->clock;
@@ -856,12 +864,20 @@ static int typing_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *
     if (update && (err = crdt__encode_ops(doc->out_alloc, &CLIENT(doc, 0), doc->clients.len, &op, 1,
                                           &buf)) != 0)
         return err;
-    if ((err = crdt__reserve(doc, 2)) != 0 ||
-        (err = crdt__delrec_reserve(doc, doc->self, 1)) != 0) {
-        crdt_buf_dispose(&buf);
-        return err;
+    /* Backspace or delete next to a tombstone of the same run (the common
+     * case: delete_by_moving()) makes no item, so needs no reservation but
+     * room for one delete record. */
+    if (CLIENT(doc, doc->self).dels.cap > CLIENT(doc, doc->self).dels.len &&
+        delete_by_moving(doc, f, off, op.len)) {
+        add_delrec(doc, &op, op.tlo, op.len);
+    } else {
+        if ((err = crdt__reserve(doc, 2)) != 0 ||
+            (err = crdt__delrec_reserve(doc, doc->self, 1)) != 0) {
+            crdt_buf_dispose(&buf);
+            return err;
+        }
+        crdt__integrate_delete(doc, &op, f);
     }
-    crdt__integrate_delete(doc, &op, f);
     CLIENT(doc, doc->self).next_clock += op.len;
     doc->changes++;
     if (update)
