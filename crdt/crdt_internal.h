@@ -420,8 +420,26 @@ void crdt__seq_insert_before(crdt_doc_t *doc, uint32_t before, uint32_t it, uint
 /* Removes item `it` from the sequence; its leaf must hold another item. */
 void crdt__seq_remove(crdt_doc_t *doc, uint32_t it);
 bool crdt__seq_removable(const crdt_doc_t *doc, uint32_t it);
-/* Adds `dvis` visible UTF-16 units to item `it`'s count and those above it. */
-void crdt__seq_adjust_vis(crdt_doc_t *doc, uint32_t it, int64_t dvis);
+/* Makes leaf `l` the one whose ancestors' entries lack doc->pend_vis, after
+ * adding the pending units of the previous one. */
+void crdt__seq_pend_move(crdt_doc_t *doc, uint32_t l);
+/* Adds `dvis` visible UTF-16 units to item `it`'s count and those above it
+ * (the ones above lazily: see doc->pend_vis). Inline: every keystroke and
+ * backspace comes here. */
+static inline void crdt__seq_adjust_vis(crdt_doc_t *doc, uint32_t it, int64_t dvis)
+{
+    const crdt__item_t *x = &ITEM(doc, it);
+    uint32_t l = x->leaf;
+    crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
+    leaf->vis[x->slot] = (uint32_t)((int64_t)leaf->vis[x->slot] + dvis);
+    if (it != doc->finger_item)
+        doc->finger_item = CRDT__NONE;
+    if (l != doc->finger_leaf)
+        doc->finger_leaf = CRDT__NONE; /* the units before it may have changed */
+    if (l != doc->pend_leaf)
+        crdt__seq_pend_move(doc, l);
+    doc->pend_vis += dvis;
+}
 /* Item holding visible UTF-16 unit `pos` (< vis_len); *off receives the units of
  * that item before `pos`. With `finger` (mutating callers only) the leaf found
  * becomes the document's finger. */
@@ -524,7 +542,19 @@ static inline int crdt__reserve(crdt_doc_t *doc, size_t items)
 /* Reserves `bytes` more text in client `c`'s arena. */
 int crdt__text_reserve(crdt_doc_t *doc, uint32_t c, size_t bytes);
 /* Appends text to client `c`'s arena (reserved); returns its offset. */
-uint32_t crdt__text_append(crdt_doc_t *doc, uint32_t c, const uint8_t *text, uint32_t bytes);
+static inline uint32_t crdt__text_append(crdt_doc_t *doc, uint32_t c, const uint8_t *text,
+                                         uint32_t bytes)
+{
+    crdt__pool_t *p = &CLIENT(doc, c).text;
+    uint32_t off = p->len;
+    assert((uint64_t)p->len + bytes <= p->cap);
+    if (bytes == 1)
+        ((uint8_t *)p->base)[off] = text[0]; /* a keystroke: no call */
+    else if (bytes)
+        memcpy((uint8_t *)p->base + off, text, bytes);
+    p->len += bytes;
+    return off;
+}
 static inline const uint8_t *crdt__item_text(const crdt_doc_t *doc, const crdt__item_t *x)
 {
     return (const uint8_t *)CLIENT(doc, x->client).text.base + x->text_off;

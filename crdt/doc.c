@@ -298,19 +298,6 @@ int crdt__text_reserve(crdt_doc_t *doc, uint32_t c, size_t bytes)
     return crdt__pool_reserve(doc, &CLIENT(doc, c).text, 1, bytes);
 }
 
-uint32_t crdt__text_append(crdt_doc_t *doc, uint32_t c, const uint8_t *text, uint32_t bytes)
-{
-    crdt__pool_t *p = &CLIENT(doc, c).text;
-    uint32_t off = p->len;
-    assert((uint64_t)p->len + bytes <= p->cap);
-    if (bytes == 1)
-        ((uint8_t *)p->base)[off] = text[0]; /* a keystroke: no call */
-    else if (bytes)
-        memcpy((uint8_t *)p->base + off, text, bytes);
-    p->len += bytes;
-    return off;
-}
-
 int crdt__reserve_slow(crdt_doc_t *doc, size_t items)
 {
     int err;

@@ -544,21 +544,10 @@ void crdt__seq_insert_before(crdt_doc_t *doc, uint32_t before, uint32_t it, uint
     }
 }
 
-void crdt__seq_adjust_vis(crdt_doc_t *doc, uint32_t it, int64_t dvis)
+void crdt__seq_pend_move(crdt_doc_t *doc, uint32_t l)
 {
-    uint32_t l = ITEM(doc, it).leaf;
-    crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
-    uint32_t s = item_slot(doc, it);
-    leaf->vis[s] = (uint32_t)((int64_t)leaf->vis[s] + dvis);
-    if (it != doc->finger_item)
-        doc->finger_item = CRDT__NONE;
-    if (l != doc->finger_leaf)
-        doc->finger_leaf = CRDT__NONE; /* the units before it may have changed */
-    if (l != doc->pend_leaf) {
-        settle(doc);
-        doc->pend_leaf = l;
-    }
-    doc->pend_vis += dvis;
+    settle(doc);
+    doc->pend_leaf = l;
 }
 
 bool crdt__seq_removable(const crdt_doc_t *doc, uint32_t it)
