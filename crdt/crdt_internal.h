@@ -446,10 +446,32 @@ static inline void crdt__seq_adjust_vis(crdt_doc_t *doc, uint32_t it, int64_t dv
 uint32_t crdt__seq_find_vis(const crdt_doc_t *doc, uint32_t pos, uint32_t *off, crdt_doc_t *finger);
 /* Number of items before `it`, and visible units before `it`. */
 uint32_t crdt__seq_rank(const crdt_doc_t *doc, uint32_t it, uint32_t *vis_before);
-uint32_t crdt__seq_next(const crdt_doc_t *doc, uint32_t it); /* NONE at the end */
-uint32_t crdt__seq_prev(const crdt_doc_t *doc, uint32_t it); /* NONE at the start */
-uint32_t crdt__seq_first(const crdt_doc_t *doc);             /* NONE if empty */
-uint32_t crdt__seq_last(const crdt_doc_t *doc);              /* NONE if empty */
+/* The item after `it` in document order, or NONE at the end (inline: deletes
+ * and typing look at neighbours all the time). */
+static inline uint32_t crdt__seq_next(const crdt_doc_t *doc, uint32_t it)
+{
+    const crdt__item_t *x = &ITEM(doc, it);
+    const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, x->leaf);
+    if (x->slot + 1u < leaf->n)
+        return leaf->items[x->slot + 1];
+    if (leaf->next == CRDT__NONE)
+        return CRDT__NONE;
+    return SEQ_LEAF(doc, leaf->next).items[0];
+}
+/* The item before `it`, or NONE at the start. */
+static inline uint32_t crdt__seq_prev(const crdt_doc_t *doc, uint32_t it)
+{
+    const crdt__item_t *x = &ITEM(doc, it);
+    const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, x->leaf);
+    if (x->slot > 0)
+        return leaf->items[x->slot - 1];
+    if (leaf->prev == CRDT__NONE)
+        return CRDT__NONE;
+    leaf = &SEQ_LEAF(doc, leaf->prev);
+    return leaf->items[leaf->n - 1];
+}
+uint32_t crdt__seq_first(const crdt_doc_t *doc); /* NONE if empty */
+uint32_t crdt__seq_last(const crdt_doc_t *doc);  /* NONE if empty */
 int crdt__seq_check(const crdt_doc_t *doc);
 
 /* idindex.c: id index */

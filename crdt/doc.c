@@ -239,7 +239,7 @@ uint32_t crdt__item_split(crdt_doc_t *doc, uint32_t it, uint32_t off)
 }
 
 /* Does item b continue item a's run (a directly before b in the sequence)? */
-static bool continues(const crdt__item_t *a, const crdt__item_t *b)
+static inline bool continues(const crdt__item_t *a, const crdt__item_t *b)
 {
     return a->client == b->client && a->clock + a->len == b->clock &&
            crdt__id_eq(b->left, crdt__id(a->client, b->clock - 1)) &&

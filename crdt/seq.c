@@ -662,29 +662,6 @@ uint32_t crdt__seq_rank(const crdt_doc_t *doc, uint32_t it, uint32_t *vis_before
     return rank;
 }
 
-uint32_t crdt__seq_next(const crdt_doc_t *doc, uint32_t it)
-{
-    uint32_t l = ITEM(doc, it).leaf, s = item_slot(doc, it);
-    const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
-    if (s + 1 < leaf->n)
-        return leaf->items[s + 1];
-    if (leaf->next == CRDT__NONE)
-        return CRDT__NONE;
-    return SEQ_LEAF(doc, leaf->next).items[0];
-}
-
-uint32_t crdt__seq_prev(const crdt_doc_t *doc, uint32_t it)
-{
-    uint32_t l = ITEM(doc, it).leaf, s = item_slot(doc, it);
-    const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
-    if (s > 0)
-        return leaf->items[s - 1];
-    if (leaf->prev == CRDT__NONE)
-        return CRDT__NONE;
-    leaf = &SEQ_LEAF(doc, leaf->prev);
-    return leaf->items[leaf->n - 1];
-}
-
 uint32_t crdt__seq_last(const crdt_doc_t *doc)
 {
     const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, last_leaf(doc));
