@@ -400,6 +400,17 @@ static void local_insert_op(const crdt_doc_t *doc, crdt__op_t *op, const char *t
     op->right = CRDT__NOID;
 }
 
+/* The update bytes of typing_insert()'s keystroke, out of its way. */
+static CRDT__NOINLINE int typing_update(crdt_doc_t *doc, const crdt__item_t *x, const char *text,
+                                        size_t len, size_t cps, size_t u16, crdt_buf_t *buf)
+{
+    crdt__op_t op;
+    local_insert_op(doc, &op, text, len, cps, u16);
+    op.left = crdt__id(doc->self, CLIENT(doc, doc->self).next_clock - 1);
+    op.right = x->right;
+    return crdt__encode_ops(doc->out_alloc, &CLIENT(doc, 0), doc->clients.len, &op, 1, buf);
+}
+
 /*
  * The common case of typing: inserting right after the last character of the
  * finger item (seq.c keeps it and the visible units before it exact), which
@@ -415,7 +426,6 @@ static int typing_insert(crdt_doc_t *doc, size_t index, const char *text, size_t
     uint32_t f = doc->finger_item, next;
     crdt__item_t *x = &ITEM(doc, f);
     crdt__client_t *me = &CLIENT(doc, doc->self);
-    crdt__op_t op;
     crdt_buf_t buf = {0};
     int err;
 
@@ -436,14 +446,8 @@ static int typing_insert(crdt_doc_t *doc, size_t index, const char *text, size_t
                 : !crdt__id_eq(x->right, crdt__id(ITEM(doc, next).client, ITEM(doc, next).clock)))
             return CRDT__SLOW;
     }
-    if (update) {
-        local_insert_op(doc, &op, text, len, cps, u16);
-        op.left = crdt__id(doc->self, me->next_clock - 1);
-        op.right = x->right;
-        if ((err = crdt__encode_ops(doc->out_alloc, &CLIENT(doc, 0), doc->clients.len, &op, 1,
-                                    &buf)) != 0)
-            return err;
-    }
+    if (update && (err = typing_update(doc, x, text, len, cps, u16, &buf)) != 0)
+        return err;
     if (me->text.cap - me->text.len < len && (err = crdt__text_reserve(doc, doc->self, len)) != 0) {
         crdt_buf_dispose(&buf);
         return err;
@@ -467,13 +471,13 @@ static int typing_insert(crdt_doc_t *doc, size_t index, const char *text, size_t
     return 0;
 }
 
+static int insert_general(crdt_doc_t *doc, size_t index, const char *text, size_t len, size_t cps,
+                          size_t u16, crdt_buf_t *update);
+
 int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len, crdt_buf_t *update)
 {
     crdt__client_t *me;
-    uint32_t left_it = CRDT__NONE, left_off = 0, next, y = CRDT__NONE;
     size_t cps, u16;
-    crdt__op_t op;
-    crdt_buf_t buf = {0};
     int err;
 
     if (doc == NULL || (text == NULL && len > 0))
@@ -495,6 +499,19 @@ int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len,
     if (index > 0 && doc->finger_item != CRDT__NONE &&
         (err = typing_insert(doc, index, text, len, cps, u16, update)) != CRDT__SLOW)
         return err;
+    return insert_general(doc, index, text, len, cps, u16, update);
+}
+
+/* crdt_doc_insert() where typing_insert() does not apply: finds the origins,
+ * then extends the replica's run or makes an item. Not inlined, so that a
+ * keystroke does not pay for its frame. */
+static CRDT__NOINLINE int insert_general(crdt_doc_t *doc, size_t index, const char *text,
+                                         size_t len, size_t cps, size_t u16, crdt_buf_t *update)
+{
+    uint32_t left_it = CRDT__NONE, left_off = 0, next, y = CRDT__NONE;
+    crdt__op_t op;
+    crdt_buf_t buf = {0};
+    int err;
 
     local_insert_op(doc, &op, text, len, cps, u16);
     if (index > 0) {
