@@ -982,6 +982,67 @@ static void test_typing_continues_correctly_after_other_changes(void **state)
     crdt_doc_free(b);
 }
 
+/* Positions read while typing and backspacing in one place of a document big
+ * enough to have inner tree nodes: the units typed there reach the inner nodes
+ * lazily (crdt/seq.c), and every reader must still see them (index to
+ * relative position and back, edits elsewhere, the text, the checker). */
+static void test_positions_stay_exact_while_typing_in_a_large_document(void **state)
+{
+    enum { START = 3000, STEPS = 600 };
+    crdt_doc_t *doc = new_doc(1);
+    char *model = malloc(START + STEPS + 1);
+    size_t len = 0, cursor;
+    const uint64_t seed = 0x5eed7;
+    rng_t r = {seed};
+    (void)state;
+    assert_non_null(model);
+    for (size_t i = 0; i < START; i++) { /* one item each: every insert goes before the last */
+        char c = (char)('a' + i % 26);
+        assert_int_equal(crdt_doc_insert(doc, 0, &c, 1, NULL), 0);
+        memmove(model + 1, model, len++);
+        model[0] = c;
+    }
+    cursor = START / 2;
+    for (size_t step = 0; step < STEPS; step++) {
+        uint64_t what = rng_below(&r, 10);
+        if (what < 6) { /* type at the cursor */
+            char c = (char)('A' + rng_below(&r, 26));
+            if (crdt_doc_insert(doc, cursor, &c, 1, NULL) != 0)
+                fail_msg("seed %#llx step %zu: insert", (unsigned long long)seed, step);
+            memmove(model + cursor + 1, model + cursor, len - cursor);
+            model[cursor++] = c;
+            len++;
+        } else if (what < 8 && cursor > 0) { /* backspace */
+            if (crdt_doc_delete(doc, cursor - 1, 1, NULL) != 0)
+                fail_msg("seed %#llx step %zu: delete", (unsigned long long)seed, step);
+            memmove(model + cursor - 1, model + cursor, len - cursor);
+            cursor--;
+            len--;
+        } else { /* jump */
+            cursor = rng_below(&r, len + 1);
+        }
+        if (step % 25 == 0) {
+            for (int k = 0; k < 40; k++) {
+                size_t i = rng_below(&r, len + 1), back = SIZE_MAX;
+                crdt_relpos_t p;
+                assert_int_equal(crdt_doc_relpos_from_index(doc, i, CRDT_ASSOC_AFTER, &p), 0);
+                assert_int_equal(crdt_doc_relpos_to_index(doc, &p, &back), 0);
+                if (back != i)
+                    fail_msg("seed %#llx step %zu: index %zu came back as %zu",
+                             (unsigned long long)seed, step, i, back);
+            }
+            model[len] = '\0';
+            assert_text(doc, model);
+            assert_check(doc);
+        }
+    }
+    model[len] = '\0';
+    assert_text(doc, model);
+    assert_check(doc);
+    free(model);
+    crdt_doc_free(doc);
+}
+
 /* The change counter grows with every new operation, local or remote, held or
  * integrated, and stays put when integrated operations come again. */
 static void test_change_count_grows_only_on_change(void **state)
@@ -1180,6 +1241,7 @@ int main(void)
         cmocka_unit_test(test_change_count_grows_only_on_change),
         cmocka_unit_test(test_set_client_switches_replica_of_local_edits),
         cmocka_unit_test(test_typing_continues_correctly_after_other_changes),
+        cmocka_unit_test(test_positions_stay_exact_while_typing_in_a_large_document),
         cmocka_unit_test(test_doc_free_releases_everything),
     };
 
