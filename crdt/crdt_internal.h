@@ -420,12 +420,11 @@ void crdt__seq_insert_before(crdt_doc_t *doc, uint32_t before, uint32_t it, uint
 /* Removes item `it` from the sequence; its leaf must hold another item. */
 void crdt__seq_remove(crdt_doc_t *doc, uint32_t it);
 bool crdt__seq_removable(const crdt_doc_t *doc, uint32_t it);
-/* Makes leaf `l` the one whose ancestors' entries lack doc->pend_vis, after
- * adding the pending units of the previous one. */
-void crdt__seq_pend_move(crdt_doc_t *doc, uint32_t l);
+/* crdt__seq_adjust_vis() for a leaf other than the pending one. */
+void crdt__seq_adjust_vis_elsewhere(crdt_doc_t *doc, uint32_t l, int64_t dvis);
 /* Adds `dvis` visible UTF-16 units to item `it`'s count and those above it
- * (the ones above lazily: see doc->pend_vis). Inline: every keystroke and
- * backspace comes here. */
+ * (lazily while local edits stay in one leaf: see doc->pend_vis). Inline:
+ * every keystroke and backspace comes here. */
 static inline void crdt__seq_adjust_vis(crdt_doc_t *doc, uint32_t it, int64_t dvis)
 {
     const crdt__item_t *x = &ITEM(doc, it);
@@ -434,10 +433,12 @@ static inline void crdt__seq_adjust_vis(crdt_doc_t *doc, uint32_t it, int64_t dv
     leaf->vis[x->slot] = (uint32_t)((int64_t)leaf->vis[x->slot] + dvis);
     if (it != doc->finger_item)
         doc->finger_item = CRDT__NONE;
+    if (l != doc->pend_leaf) {
+        crdt__seq_adjust_vis_elsewhere(doc, l, dvis);
+        return;
+    }
     if (l != doc->finger_leaf)
         doc->finger_leaf = CRDT__NONE; /* the units before it may have changed */
-    if (l != doc->pend_leaf)
-        crdt__seq_pend_move(doc, l);
     doc->pend_vis += dvis;
 }
 /* Item holding visible UTF-16 unit `pos` (< vis_len); *off receives the units of

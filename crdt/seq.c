@@ -544,10 +544,20 @@ void crdt__seq_insert_before(crdt_doc_t *doc, uint32_t before, uint32_t it, uint
     }
 }
 
-void crdt__seq_pend_move(crdt_doc_t *doc, uint32_t l)
+/* Local edits (in the finger leaf, which a local edit's lookup set) start a
+ * pending count there; others, such as remote operations all over the
+ * document, go up the tree at once, as deferring them would only move the
+ * walk. Either way the other leaf's pending units stay pending: the two
+ * paths' entries add up independently. */
+void crdt__seq_adjust_vis_elsewhere(crdt_doc_t *doc, uint32_t l, int64_t dvis)
 {
-    settle(doc);
-    doc->pend_leaf = l;
+    if (l == doc->finger_leaf) {
+        settle(doc);
+        doc->pend_leaf = l;
+        doc->pend_vis = dvis;
+    } else {
+        propagate(doc, l, true, dvis, 0);
+    }
 }
 
 bool crdt__seq_removable(const crdt_doc_t *doc, uint32_t it)
