@@ -987,7 +987,11 @@ int crdt_doc_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *updat
     if (update && (err = crdt__encode_ops(doc->out_alloc, &CLIENT(doc, 0), doc->clients.len, ops,
                                           nops, &buf)) != 0)
         goto Exit;
-    if ((err = crdt__reserve(doc, 2 * nops)) != 0 ||
+    /* The operations cover the visible range item by item, so only the
+     * range's two ends can split an item (or one item split in three):
+     * two new items, however many operations (reserving two per operation
+     * left large deletes holding sequence leaves they never use). */
+    if ((err = crdt__reserve(doc, 2)) != 0 ||
         (err = crdt__delrec_reserve(doc, doc->self, nops)) != 0)
         goto Exit;
     for (i = 0; i < nops; i++)
