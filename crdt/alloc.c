@@ -70,29 +70,37 @@ void crdt__tmp_free(const crdt_alloc_t *alloc, void *ptr, size_t size)
 }
 
 /* Grows a pool so that `extra` more elements fit, by at least a quarter of its
- * size so that appends are amortized O(1) while little room sits unused.
+ * size so that appends are amortized O(1) while little room sits unused,
+ * but never past `max` elements (CRDT_ELIMIT if they would not fit).
  * Indexes stay valid; pointers do not. */
-int crdt__pool_reserve(crdt_doc_t *doc, crdt__pool_t *pool, size_t elem, size_t extra)
+int crdt__pool_reserve_max(crdt_doc_t *doc, crdt__pool_t *pool, size_t elem, size_t extra,
+                           size_t max)
 {
     size_t want = (size_t)pool->len + extra, cap;
     void *p;
+    assert(max <= (size_t)UINT32_MAX - 1);
     if (want <= pool->cap)
         return 0;
-    if (want > (size_t)UINT32_MAX - 1 || want > SIZE_MAX / elem / 2)
+    if (want > max || want > SIZE_MAX / elem / 2)
         return CRDT_ELIMIT;
     cap = (size_t)pool->cap + pool->cap / 4;
     if (cap < want)
         cap = want;
     if (cap < 8)
         cap = 8;
-    if (cap > (size_t)UINT32_MAX - 1)
-        cap = (size_t)UINT32_MAX - 1;
+    if (cap > max)
+        cap = max;
     p = crdt__realloc(doc, pool->base, (size_t)pool->cap * elem, cap * elem);
     if (p == NULL)
         return CRDT_ENOMEM;
     pool->base = p;
     pool->cap = (uint32_t)cap;
     return 0;
+}
+
+int crdt__pool_reserve(crdt_doc_t *doc, crdt__pool_t *pool, size_t elem, size_t extra)
+{
+    return crdt__pool_reserve_max(doc, pool, elem, extra, (size_t)UINT32_MAX - 1);
 }
 
 /* Gives back most of a pool's unused room after a large reservation (room for

@@ -127,16 +127,17 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint
     }
 
     /* A run typed remotely arrives a piece at a time: when the new
-     * characters continue the run right before their place, grow it. */
+     * characters continue the run right before their place, grow it (the
+     * run's text ends the arena: its last clock is the client's last). */
     if (pred != CRDT__NONE) {
         crdt__item_t *x = &ITEM(doc, pred);
         if (x->client == op->client && x->clock + x->len == op->clock && !x->deleted &&
             crdt__id_eq(op->left, crdt__id(x->client, op->clock - 1)) &&
-            crdt__id_eq(op->right, x->right) &&
-            x->text_off + x->text_bytes == CLIENT(doc, op->client).text.len) {
+            crdt__id_eq(op->right, x->right)) {
             crdt__text_append(doc, op->client, op->text, op->text_bytes);
             x->len += op->len;
-            x->text_bytes += op->text_bytes;
+            if (op->text_bytes != op->len)
+                x->ascii = 0;
             crdt__seq_adjust_vis(doc, pred, op->u16len);
             CLIENT(doc, op->client).hint = pred;
             doc->vis_len += op->u16len;
@@ -151,7 +152,7 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint
         n->clock = op->clock;
         n->len = op->len;
         n->text_off = crdt__text_append(doc, op->client, op->text, op->text_bytes);
-        n->text_bytes = op->text_bytes;
+        n->ascii = op->text_bytes == op->len;
         n->left = op->left;
         n->right = op->right;
         n->deleted = 0;
@@ -211,8 +212,9 @@ void crdt__op_trim(crdt__op_t *op, uint32_t t)
     if (t == 0)
         return;
     if (op->kind == CRDT__OP_INSERT) {
-        size_t boff = crdt__utf8_offset(op->text, op->text_bytes, op->len, t);
-        uint32_t u = crdt__utf8_u16_prefix(op->text, op->text_bytes, op->len, t);
+        bool ascii = op->text_bytes == op->len;
+        size_t boff = crdt__utf8_offset(op->text, ascii, t);
+        uint32_t u = crdt__utf8_u16_prefix(op->text, ascii, t);
         op->text += boff;
         op->text_bytes -= (uint32_t)boff;
         op->u16len -= u;

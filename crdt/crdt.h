@@ -145,7 +145,8 @@ int crdt_doc_text(const crdt_doc_t *doc, crdt_buf_t *out);
  * disposes of them. Inserting empty text changes nothing and returns an update
  * holding no operation (only `index` <= length is checked then).
  * Returns 0, CRDT_EINDEX, CRDT_EUTF8 (nothing inserted), CRDT_ELIMIT (the local
- * clock would pass 2^32 - 1), or CRDT_ENOMEM.
+ * clock would pass 2^32 - 1, or the text this replica inserted over the
+ * document's life, deleted text included, 2^31 - 1 bytes), or CRDT_ENOMEM.
  */
 int crdt_doc_insert(crdt_doc_t *doc, size_t index, const char *text, size_t len,
                     crdt_buf_t *update);

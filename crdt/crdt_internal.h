@@ -73,11 +73,19 @@ static const crdt__id_t CRDT__NOID = {CRDT__NONE, 0};
  */
 typedef struct {
     uint32_t client, clock;
-    uint32_t len;        /* characters (code points), >= 1 */
-    uint32_t text_off;   /* first byte in the client's text arena */
-    uint32_t text_bytes; /* UTF-8 bytes; == len when the run is ASCII */
-    crdt__id_t left;     /* origin-left of the first character, or NOID */
-    crdt__id_t right;    /* origin-right of every character, or NOID */
+    uint32_t len; /* characters (code points), >= 1 */
+    /* First byte in the client's text arena. Arenas hold the text of the
+     * client's inserts in clock order (see crdt__client_t), so the run's
+     * bytes end where the text of its client's next inserted clock begins;
+     * their count is not stored (crdt__item_bytes()). */
+    uint32_t text_off : 31;
+    /* 1: the run is ASCII, so it has one byte (and one UTF-16 unit) per
+     * character. 0: it may not be; then whatever needs its bytes or units
+     * counts them from its text. Splits and merges keep it exact when that
+     * is cheap, and 0 is never wrong. */
+    uint32_t ascii : 1;
+    crdt__id_t left;  /* origin-left of the first character, or NOID */
+    crdt__id_t right; /* origin-right of every character, or NOID */
     union {
         struct {
             uint32_t leaf : 26;   /* sequence-tree leaf holding this item, or CRDT__NO_LEAF */
@@ -87,7 +95,7 @@ typedef struct {
         uint32_t place; /* the three as one word, for seq.c's bulk updates */
     };
 } crdt__item_t;
-_Static_assert(sizeof(crdt__item_t) == 40, "items stay 40 bytes");
+_Static_assert(sizeof(crdt__item_t) == 36, "items stay 36 bytes");
 /* The word `place` of a live item at `slot` of leaf `leaf` (the compiler
  * folds the fields' layout away). */
 static inline uint32_t crdt__item_place(uint32_t leaf, uint32_t slot)
@@ -98,8 +106,10 @@ static inline uint32_t crdt__item_place(uint32_t leaf, uint32_t slot)
     t.slot = slot;
     return t.place;
 }
-/* Items are 40 bytes: their UTF-16 length is not kept (crdt__item_u16()),
- * and their place in the sequence tree shares one word with the deleted flag.
+/* Items are 36 bytes: neither their UTF-16 length (crdt__item_u16()) nor
+ * their UTF-8 length (crdt__item_bytes()) is kept, the text offset shares a
+ * word with the ASCII flag, and their place in the sequence tree shares one
+ * word with the deleted flag.
  * An item merged into its left neighbour is dead: len == 0, and `clock` links
  * the free list of dead items. */
 
@@ -125,7 +135,10 @@ typedef struct {
 
 /* A replica known to the document. Its inserted text is appended to its own
  * arena in clock order, so characters with consecutive clocks have
- * consecutive bytes: runs can always grow and re-merge. */
+ * consecutive bytes: runs can always grow and re-merge, and a run whose last
+ * clock is the client's latest inserted one ends at the arena's end
+ * (crdt_doc_check() verifies the tiling). An arena stays below
+ * CRDT__TEXT_MAX bytes (items keep offsets in 31 bits). */
 typedef struct {
     uint64_t id;
     uint32_t next_clock; /* state vector entry */
@@ -262,6 +275,8 @@ void crdt__free(crdt_doc_t *doc, void *ptr, size_t size);
 void *crdt__tmp_alloc(const crdt_alloc_t *alloc, size_t size);
 void crdt__tmp_free(const crdt_alloc_t *alloc, void *ptr, size_t size);
 int crdt__pool_reserve(crdt_doc_t *doc, crdt__pool_t *pool, size_t elem, size_t extra);
+int crdt__pool_reserve_max(crdt_doc_t *doc, crdt__pool_t *pool, size_t elem, size_t extra,
+                           size_t max);
 void crdt__pool_shrink(crdt_doc_t *doc, crdt__pool_t *pool, size_t elem);
 void crdt__pool_dispose(crdt_doc_t *doc, crdt__pool_t *pool, size_t elem);
 static inline uint32_t crdt__pool_take(crdt__pool_t *pool)
@@ -385,15 +400,19 @@ static inline uint64_t crdt__get_u64(crdt__reader_t *r)
 /* Validates UTF-8 (no surrogates, no overlongs, max U+10FFFF). On success sets
  * code point and UTF-16 unit counts. Returns 0 or CRDT_EUTF8. */
 int crdt__utf8_scan(const uint8_t *s, size_t n, size_t *cps, size_t *u16);
-/* Byte offset of code point `cp` in valid UTF-8 `s` (of `bytes` bytes, `len`
- * code points); fast when the run is ASCII. */
-size_t crdt__utf8_offset(const uint8_t *s, uint32_t bytes, uint32_t len, uint32_t cp);
-/* UTF-16 units of the first `cp` code points of valid UTF-8 `s`. */
-uint32_t crdt__utf8_u16_prefix(const uint8_t *s, uint32_t bytes, uint32_t len, uint32_t cp);
+/* The conversions below read valid UTF-8 `s` holding at least the code
+ * points asked about. With `ascii` (the caller knows `s` is ASCII: an
+ * operation whose bytes equal its characters, an item's flag) they count
+ * nothing; without, they count from the start of `s`. */
+/* Byte offset of code point `cp`. */
+size_t crdt__utf8_offset(const uint8_t *s, bool ascii, uint32_t cp);
+/* UTF-16 units of the first `cp` code points. */
+uint32_t crdt__utf8_u16_prefix(const uint8_t *s, bool ascii, uint32_t cp);
 /* Number of code points whose UTF-16 units fit in the first `u16` units; sets
  * *exact to whether `u16` falls on a character boundary. */
-uint32_t crdt__utf8_cp_of_u16(const uint8_t *s, uint32_t bytes, uint32_t len, uint32_t u16,
-                              bool *exact);
+uint32_t crdt__utf8_cp_of_u16(const uint8_t *s, bool ascii, uint32_t u16, bool *exact);
+/* Whether the `n` bytes at `s` are all ASCII. */
+bool crdt__utf8_is_ascii(const uint8_t *s, size_t n);
 
 /* clients (doc.c) */
 /* Local index of client `id`, or CRDT__NONE. */
@@ -562,7 +581,11 @@ static inline int crdt__reserve(crdt_doc_t *doc, size_t items)
         return 0;
     return crdt__reserve_slow(doc, items);
 }
-/* Reserves `bytes` more text in client `c`'s arena. */
+/* Bytes a client's text arena may hold: item offsets have 31 bits. */
+#define CRDT__TEXT_MAX 0x7fffffffu
+/* Reserves `bytes` more text in client `c`'s arena (CRDT_ELIMIT past
+ * CRDT__TEXT_MAX). An arena's capacity stays within CRDT__TEXT_MAX too, so
+ * text appended into room it already has needs no check. */
 int crdt__text_reserve(crdt_doc_t *doc, uint32_t c, size_t bytes);
 /* Appends text to client `c`'s arena (reserved); returns its offset. */
 static inline uint32_t crdt__text_append(crdt_doc_t *doc, uint32_t c, const uint8_t *text,
@@ -586,11 +609,19 @@ static inline const uint8_t *crdt__item_text(const crdt_doc_t *doc, const crdt__
  * ASCII, a visible item's count in its leaf, else counted from its text. */
 static inline uint32_t crdt__item_u16(const crdt_doc_t *doc, const crdt__item_t *x)
 {
-    if (x->text_bytes == x->len)
+    if (x->ascii)
         return x->len;
     if (!x->deleted)
         return SEQ_LEAF(doc, x->leaf).vis[x->slot];
-    return crdt__utf8_u16_prefix(crdt__item_text(doc, x), x->text_bytes, x->len, x->len);
+    return crdt__utf8_u16_prefix(crdt__item_text(doc, x), false, x->len);
+}
+/* UTF-8 bytes of item `x`: one per character for ASCII, else counted from
+ * its text. */
+static inline uint32_t crdt__item_bytes(const crdt_doc_t *doc, const crdt__item_t *x)
+{
+    if (x->ascii)
+        return x->len;
+    return (uint32_t)crdt__utf8_offset(crdt__item_text(doc, x), false, x->len);
 }
 /* A new item slot (reserved): a dead one or a fresh one. */
 uint32_t crdt__item_new(crdt_doc_t *doc);

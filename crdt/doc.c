@@ -208,17 +208,22 @@ uint32_t crdt__item_find(const crdt_doc_t *doc, crdt__id_t id, uint32_t *off)
 }
 
 /* Moves characters [off, len) of item x (their bytes from `boff` on) to r,
- * which then continues x's run. */
-static void split_fields(crdt__item_t *x, crdt__item_t *r, uint32_t off, uint32_t boff)
+ * which then continues x's run. The parts of a run not flagged ASCII get
+ * exact flags: the left part is ASCII when its bytes are its characters, the
+ * right part's bytes are looked at (the caller counted the left part's). */
+static void split_fields(const crdt_doc_t *doc, crdt__item_t *x, crdt__item_t *r, uint32_t off,
+                         uint32_t boff)
 {
     *r = *x;
     r->clock = x->clock + off;
     r->len = x->len - off;
     r->text_off = x->text_off + boff;
-    r->text_bytes = x->text_bytes - boff;
     r->left = crdt__id(x->client, r->clock - 1);
+    if (!x->ascii) {
+        r->ascii = crdt__utf8_is_ascii(crdt__item_text(doc, r), r->len);
+        x->ascii = boff == off;
+    }
     x->len = off;
-    x->text_bytes = boff;
 }
 
 uint32_t crdt__item_split(crdt_doc_t *doc, uint32_t it, uint32_t off)
@@ -229,8 +234,8 @@ uint32_t crdt__item_split(crdt_doc_t *doc, uint32_t it, uint32_t off)
 
     assert(off > 0 && off < x->len);
     if (!x->deleted)
-        rvis = crdt__item_u16(doc, x) - crdt__utf8_u16_prefix(text, x->text_bytes, x->len, off);
-    split_fields(x, r, off, (uint32_t)crdt__utf8_offset(text, x->text_bytes, x->len, off));
+        rvis = crdt__item_u16(doc, x) - crdt__utf8_u16_prefix(text, x->ascii, off);
+    split_fields(doc, x, r, off, (uint32_t)crdt__utf8_offset(text, x->ascii, off));
     if (rvis)
         crdt__seq_adjust_vis(doc, it, -(int64_t)rvis);
     crdt__seq_insert_after(doc, it, y, rvis);
@@ -238,12 +243,14 @@ uint32_t crdt__item_split(crdt_doc_t *doc, uint32_t it, uint32_t off)
     return y;
 }
 
-/* Does item b continue item a's run (a directly before b in the sequence)? */
+/* Does item b continue item a's run (a directly before b in the sequence)?
+ * Their texts are then adjacent too: a client's arena holds its inserts'
+ * text in clock order. */
 static inline bool continues(const crdt__item_t *a, const crdt__item_t *b)
 {
     return a->client == b->client && a->clock + a->len == b->clock &&
            crdt__id_eq(b->left, crdt__id(a->client, b->clock - 1)) &&
-           crdt__id_eq(b->right, a->right) && a->text_off + a->text_bytes == b->text_off;
+           crdt__id_eq(b->right, a->right);
 }
 
 uint32_t crdt__item_new(crdt_doc_t *doc)
@@ -283,7 +290,7 @@ bool crdt__item_try_merge(crdt_doc_t *doc, uint32_t a, uint32_t b)
     x = &ITEM(doc, a);
     y = &ITEM(doc, b);
     x->len += y->len;
-    x->text_bytes += y->text_bytes;
+    x->ascii = x->ascii & y->ascii;
     if (vis)
         crdt__seq_adjust_vis(doc, a, vis);
     y->len = 0;
@@ -295,7 +302,7 @@ bool crdt__item_try_merge(crdt_doc_t *doc, uint32_t a, uint32_t b)
 
 int crdt__text_reserve(crdt_doc_t *doc, uint32_t c, size_t bytes)
 {
-    return crdt__pool_reserve(doc, &CLIENT(doc, c).text, 1, bytes);
+    return crdt__pool_reserve_max(doc, &CLIENT(doc, c).text, 1, bytes, CRDT__TEXT_MAX);
 }
 
 int crdt__reserve_slow(crdt_doc_t *doc, size_t items)
@@ -346,8 +353,7 @@ static int char_before(const crdt_doc_t *doc, size_t pos, uint32_t *it, uint32_t
     bool exact;
     if (CRDT_NEVER(x == CRDT__NONE))
         return CRDT_EINTERNAL;
-    cp = crdt__utf8_cp_of_u16(item_text(doc, &ITEM(doc, x)), ITEM(doc, x).text_bytes,
-                              ITEM(doc, x).len, uoff + 1, &exact);
+    cp = crdt__utf8_cp_of_u16(item_text(doc, &ITEM(doc, x)), ITEM(doc, x).ascii, uoff + 1, &exact);
     if (!exact)
         return CRDT_EINDEX;
     *it = x;
@@ -363,8 +369,7 @@ static int char_at(const crdt_doc_t *doc, size_t pos, uint32_t *it, uint32_t *of
     bool exact;
     if (CRDT_NEVER(x == CRDT__NONE))
         return CRDT_EINTERNAL;
-    cp = crdt__utf8_cp_of_u16(item_text(doc, &ITEM(doc, x)), ITEM(doc, x).text_bytes,
-                              ITEM(doc, x).len, uoff, &exact);
+    cp = crdt__utf8_cp_of_u16(item_text(doc, &ITEM(doc, x)), ITEM(doc, x).ascii, uoff, &exact);
     if (!exact)
         return CRDT_EINDEX;
     *it = x;
@@ -415,8 +420,8 @@ static CRDT__NOINLINE int typing_update(crdt_doc_t *doc, const crdt__item_t *x, 
  * The common case of typing: inserting right after the last character of the
  * finger item (seq.c keeps it and the visible units before it exact), which
  * is the run this replica typed last, still open (its clocks end at the
- * replica's next clock and its text at the end of the arena) and still
- * followed by its right origin. The general path would find the same left
+ * replica's next clock, so its text ends the arena) and still followed by
+ * its right origin. The general path would find the same left
  * and right origins and extend the run; this skips the searches. Returns 0,
  * an error, or CRDT__SLOW when the general path must decide.
  */
@@ -437,8 +442,7 @@ static int typing_insert(crdt_doc_t *doc, size_t index, const char *text, size_t
             return CRDT__SLOW;
     } else {
         if (x->deleted || index != (size_t)doc->finger_item_vis + crdt__item_u16(doc, x) ||
-            x->client != doc->self || x->clock + x->len != me->next_clock ||
-            x->text_off + x->text_bytes != me->text.len)
+            x->client != doc->self || x->clock + x->len != me->next_clock)
             return CRDT__SLOW;
         next = crdt__seq_next(doc, f);
         if (next == CRDT__NONE
@@ -456,7 +460,8 @@ static int typing_insert(crdt_doc_t *doc, size_t index, const char *text, size_t
     x = &ITEM(doc, f);
     crdt__text_append(doc, doc->self, (const uint8_t *)text, (uint32_t)len);
     x->len += (uint32_t)cps;
-    x->text_bytes += (uint32_t)len;
+    if (len != cps)
+        x->ascii = 0;
     crdt__seq_adjust_vis(doc, f, (int64_t)u16);
     me->hint = f;
     me->next_clock += (uint32_t)cps;
@@ -537,15 +542,16 @@ static CRDT__NOINLINE int insert_general(crdt_doc_t *doc, size_t index, const ch
         return err;
     }
 
-    /* Typing at the end of this replica's latest run extends the run. */
+    /* Typing at the end of this replica's latest run (its last clock is the
+     * replica's last, so its text ends the arena) extends the run. */
     if (left_it != CRDT__NONE) {
         crdt__item_t *x = &ITEM(doc, left_it);
         if (x->client == doc->self && left_off + 1 == x->len && x->clock + x->len == op.clock &&
-            !x->deleted && x->text_off + x->text_bytes == CLIENT(doc, doc->self).text.len &&
-            crdt__id_eq(x->right, op.right)) {
+            !x->deleted && crdt__id_eq(x->right, op.right)) {
             crdt__text_append(doc, doc->self, (const uint8_t *)text, (uint32_t)len);
             x->len += op.len;
-            x->text_bytes += op.text_bytes;
+            if (op.text_bytes != op.len)
+                x->ascii = 0;
             crdt__seq_adjust_vis(doc, left_it, op.u16len);
             CLIENT(doc, doc->self).hint = left_it;
             goto Done;
@@ -560,7 +566,7 @@ static CRDT__NOINLINE int insert_general(crdt_doc_t *doc, size_t index, const ch
         n->clock = op.clock;
         n->len = op.len;
         n->text_off = crdt__text_append(doc, doc->self, (const uint8_t *)text, (uint32_t)len);
-        n->text_bytes = op.text_bytes;
+        n->ascii = op.text_bytes == op.len;
         n->left = op.left;
         n->right = op.right;
         n->deleted = 0;
@@ -615,19 +621,21 @@ static bool delete_by_moving(crdt_doc_t *doc, uint32_t it, uint32_t off, uint32_
         t = &ITEM(doc, nb);
         if (!t->deleted || !continues(x, t))
             return false;
-        if (x->text_bytes == x->len) { /* ASCII */
+        if (x->ascii) {
             bytes = u16 = k;
         } else {
-            bytes = x->text_bytes - (uint32_t)crdt__utf8_offset(text, x->text_bytes, x->len, off);
-            u16 = crdt__item_u16(doc, x) - crdt__utf8_u16_prefix(text, x->text_bytes, x->len, off);
+            uint32_t boff = (uint32_t)crdt__utf8_offset(text, false, off);
+            bytes = (uint32_t)crdt__utf8_offset(text + boff, false, k);
+            u16 = crdt__item_u16(doc, x) - crdt__utf8_u16_prefix(text, false, off);
+            x->ascii = boff == off;
+            if (bytes != k)
+                t->ascii = 0;
         }
         x->len = off;
-        x->text_bytes -= bytes;
         old = t->clock;
         t->clock -= k;
         t->len += k;
         t->text_off -= bytes;
-        t->text_bytes += bytes;
         t->left = crdt__id(t->client, t->clock - 1);
         crdt__idx_rekey(doc, t->client, old, t->clock);
         hide(doc, it, u16, bytes);
@@ -640,19 +648,20 @@ static bool delete_by_moving(crdt_doc_t *doc, uint32_t it, uint32_t off, uint32_
         t = &ITEM(doc, nb);
         if (!t->deleted || !continues(t, x))
             return false;
-        if (x->text_bytes == x->len) { /* ASCII */
+        if (x->ascii) {
             bytes = u16 = k;
         } else {
-            bytes = (uint32_t)crdt__utf8_offset(text, x->text_bytes, x->len, k);
-            u16 = crdt__utf8_u16_prefix(text, x->text_bytes, x->len, k);
+            /* (x keeps its flag: 0 is never wrong) */
+            bytes = (uint32_t)crdt__utf8_offset(text, false, k);
+            u16 = crdt__utf8_u16_prefix(text, false, k);
+            if (bytes != k)
+                t->ascii = 0;
         }
         t->len += k;
-        t->text_bytes += bytes;
         old = x->clock;
         x->clock += k;
         x->len -= k;
         x->text_off += bytes;
-        x->text_bytes -= bytes;
         x->left = crdt__id(x->client, x->clock - 1);
         crdt__idx_rekey(doc, x->client, old, x->clock);
         hide(doc, it, u16, bytes);
@@ -676,17 +685,17 @@ static uint32_t cut_out(crdt_doc_t *doc, uint32_t it, uint32_t off, uint32_t k)
     uint32_t b1, b2, u1, u2, total = crdt__item_u16(doc, x);
 
     assert(off > 0 && off + k < x->len && !x->deleted);
-    if (x->text_bytes == x->len) { /* ASCII */
+    if (x->ascii) {
         b1 = u1 = off;
         b2 = u2 = off + k;
     } else {
-        b1 = (uint32_t)crdt__utf8_offset(text, x->text_bytes, x->len, off);
-        u1 = crdt__utf8_u16_prefix(text, x->text_bytes, x->len, off);
-        b2 = (uint32_t)crdt__utf8_offset(text, x->text_bytes, x->len, off + k);
-        u2 = crdt__utf8_u16_prefix(text, x->text_bytes, x->len, off + k);
+        b1 = (uint32_t)crdt__utf8_offset(text, false, off);
+        u1 = crdt__utf8_u16_prefix(text, false, off);
+        b2 = (uint32_t)crdt__utf8_offset(text, false, off + k);
+        u2 = crdt__utf8_u16_prefix(text, false, off + k);
     }
-    split_fields(x, xr, off + k, b2); /* x is now [0, off + k) */
-    split_fields(x, xm, off, b1);
+    split_fields(doc, x, xr, off + k, b2); /* x is now [0, off + k) */
+    split_fields(doc, x, xm, off, b1);
     xm->deleted = 1;
     crdt__seq_adjust_vis(doc, it, -(int64_t)(total - u1));
     crdt__seq_insert2_after(doc, it, m, 0, r, total - u2);
@@ -743,7 +752,7 @@ static void delete_range(crdt_doc_t *doc, uint32_t c, uint32_t lo, uint32_t len,
                 crdt__item_split(doc, it, k);
             x = &ITEM(doc, it);
             lo += k;
-            hide(doc, it, crdt__item_u16(doc, x), x->text_bytes);
+            hide(doc, it, crdt__item_u16(doc, x), crdt__item_bytes(doc, x));
             x->deleted = 1;
             hint = lo < end ? crdt__seq_next(doc, it) : CRDT__NONE;
             continue;
@@ -751,7 +760,7 @@ static void delete_range(crdt_doc_t *doc, uint32_t c, uint32_t lo, uint32_t len,
         lo += k;
         {
             uint32_t prev;
-            hide(doc, it, crdt__item_u16(doc, x), x->text_bytes);
+            hide(doc, it, crdt__item_u16(doc, x), crdt__item_bytes(doc, x));
             x->deleted = 1;
             /* Tombstones next to tombstones of the same run merge back. */
             prev = crdt__seq_prev(doc, it);
@@ -845,14 +854,14 @@ static int typing_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *
         index + len > (size_t)doc->finger_item_vis + crdt__item_u16(doc, x))
         return CRDT__SLOW;
     rel = (uint32_t)(index - doc->finger_item_vis);
-    if (x->text_bytes == x->len) { /* ASCII: units are characters */
+    if (x->ascii) { /* units are characters */
         off = rel;
         end = rel + (uint32_t)len;
     } else {
         bool exact_off, exact_end;
         const uint8_t *text = item_text(doc, x);
-        off = crdt__utf8_cp_of_u16(text, x->text_bytes, x->len, rel, &exact_off);
-        end = crdt__utf8_cp_of_u16(text, x->text_bytes, x->len, rel + (uint32_t)len, &exact_end);
+        off = crdt__utf8_cp_of_u16(text, false, rel, &exact_off);
+        end = crdt__utf8_cp_of_u16(text, false, rel + (uint32_t)len, &exact_end);
         if (!exact_off || !exact_end)
             return CRDT_EINDEX;
     }
@@ -924,15 +933,15 @@ int crdt_doc_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *updat
             it = crdt__seq_next(doc, it);
             continue;
         }
-        u0 = crdt__utf8_u16_prefix(item_text(doc, x), x->text_bytes, x->len, off);
+        u0 = crdt__utf8_u16_prefix(item_text(doc, x), x->ascii, off);
         avail = crdt__item_u16(doc, x) - u0;
         if (remaining >= avail) {
             end = x->len;
             remaining -= avail;
         } else {
             bool exact;
-            end = crdt__utf8_cp_of_u16(item_text(doc, x), x->text_bytes, x->len,
-                                       u0 + (uint32_t)remaining, &exact);
+            end =
+                crdt__utf8_cp_of_u16(item_text(doc, x), x->ascii, u0 + (uint32_t)remaining, &exact);
             if (!exact) {
                 err = CRDT_EINDEX;
                 goto Exit;
@@ -978,7 +987,11 @@ int crdt_doc_delete(crdt_doc_t *doc, size_t index, size_t len, crdt_buf_t *updat
     if (update && (err = crdt__encode_ops(doc->out_alloc, &CLIENT(doc, 0), doc->clients.len, ops,
                                           nops, &buf)) != 0)
         goto Exit;
-    if ((err = crdt__reserve(doc, 2 * nops)) != 0 ||
+    /* The operations cover the visible range item by item, so only the
+     * range's two ends can split an item (or one item split in three):
+     * two new items, however many operations (reserving two per operation
+     * left large deletes holding sequence leaves they never use). */
+    if ((err = crdt__reserve(doc, 2)) != 0 ||
         (err = crdt__delrec_reserve(doc, doc->self, nops)) != 0)
         goto Exit;
     for (i = 0; i < nops; i++)
@@ -1009,7 +1022,7 @@ int crdt_doc_text(const crdt_doc_t *doc, crdt_buf_t *out)
         for (uint32_t i = 0; i < leaf->n; i++) {
             const crdt__item_t *x = &ITEM(doc, leaf->items[i]);
             if (!x->deleted)
-                crdt__put_bytes(&b, item_text(doc, x), x->text_bytes);
+                crdt__put_bytes(&b, item_text(doc, x), crdt__item_bytes(doc, x));
         }
     }
     b.base[b.len] = 0;
@@ -1069,10 +1082,10 @@ int crdt_doc_relpos_to_index(const crdt_doc_t *doc, const crdt_relpos_t *pos, si
     crdt__seq_rank(doc, it, &vis);
     x = &ITEM(doc, it);
     if (!x->deleted) {
-        vis += crdt__utf8_u16_prefix(item_text(doc, x), x->text_bytes, x->len, off);
+        vis += crdt__utf8_u16_prefix(item_text(doc, x), x->ascii, off);
         if (pos->assoc == CRDT_ASSOC_BEFORE)
-            vis += crdt__utf8_u16_prefix(item_text(doc, x), x->text_bytes, x->len, off + 1) -
-                   crdt__utf8_u16_prefix(item_text(doc, x), x->text_bytes, x->len, off);
+            vis += crdt__utf8_u16_prefix(item_text(doc, x), x->ascii, off + 1) -
+                   crdt__utf8_u16_prefix(item_text(doc, x), x->ascii, off);
     }
     *index = vis;
     return 0;
@@ -1080,23 +1093,59 @@ int crdt_doc_relpos_to_index(const crdt_doc_t *doc, const crdt_relpos_t *pos, si
 
 /* ---- consistency -------------------------------------------------------- */
 
+/* Bytes of the `len` characters at the start of `s` (`n` bytes of valid
+ * UTF-8), or SIZE_MAX when it holds fewer. */
+static size_t check_run_bytes(const uint8_t *s, size_t n, uint32_t len)
+{
+    size_t i = 0;
+    for (uint32_t c = 0; c < len; c++) {
+        if (i >= n)
+            return SIZE_MAX;
+        i++;
+        while (i < n && (s[i] & 0xc0) == 0x80)
+            i++;
+    }
+    return i;
+}
+
 /* Each client's items (in the id index) and delete records (in clock order)
- * tile [0, next_clock). */
-static int check_tiling(const crdt_doc_t *doc)
+ * tile [0, next_clock), and its items' texts tile its arena (valid UTF-8) in
+ * the same order, each as many characters long as the item, ASCII when the
+ * item says so. Adds the visible items' UTF-16 units and bytes to *vis and
+ * *bytes. */
+static int check_tiling(const crdt_doc_t *doc, uint64_t *vis, uint64_t *bytes)
 {
     for (uint32_t cl = 0; cl < doc->clients.len; cl++) {
-        const crdt__pool_t *dels = &CLIENT(doc, cl).dels;
+        const crdt__pool_t *dels = &CLIENT(doc, cl).dels, *text = &CLIENT(doc, cl).text;
         uint32_t nd = 0, expect = 0, clock = 0, val = 0;
+        size_t tpos = 0, cps, u16;
         crdt__idx_iter_t iter;
         bool more;
+        if (text->len > CRDT__TEXT_MAX ||
+            (text->len > 0 && crdt__utf8_scan(text->base, text->len, &cps, &u16) != 0))
+            return CRDT_EINTERNAL;
         crdt__idx_seek(doc, cl, 0, &iter);
         more = crdt__idx_next(doc, &iter, &clock, &val);
         for (;;) {
             if (more && clock == expect) {
-                if (val >= doc->items.len || ITEM(doc, val).clock != clock ||
-                    ITEM(doc, val).len == 0)
+                const crdt__item_t *x;
+                size_t n;
+                if (val >= doc->items.len)
                     return CRDT_EINTERNAL;
-                expect += ITEM(doc, val).len;
+                x = &ITEM(doc, val);
+                if (x->clock != clock || x->len == 0 || x->client != cl || x->text_off != tpos ||
+                    tpos >= text->len)
+                    return CRDT_EINTERNAL;
+                n = check_run_bytes((const uint8_t *)text->base + tpos, text->len - tpos, x->len);
+                if (n == SIZE_MAX || (x->ascii && n != x->len) ||
+                    crdt__utf8_scan(item_text(doc, x), n, &cps, &u16) != 0 || cps != x->len)
+                    return CRDT_EINTERNAL;
+                if (!x->deleted) {
+                    *vis += u16;
+                    *bytes += n;
+                }
+                tpos += n;
+                expect += x->len;
                 more = crdt__idx_next(doc, &iter, &clock, &val);
             } else if (nd < dels->len && DELREC(doc, cl, nd).clock == expect &&
                        DELREC(doc, cl, nd).len > 0) {
@@ -1105,7 +1154,7 @@ static int check_tiling(const crdt_doc_t *doc)
                 break;
             }
         }
-        if (nd != dels->len || expect != CLIENT(doc, cl).next_clock || more)
+        if (nd != dels->len || expect != CLIENT(doc, cl).next_clock || more || tpos != text->len)
             return CRDT_EINTERNAL;
     }
     return 0;
@@ -1114,30 +1163,25 @@ static int check_tiling(const crdt_doc_t *doc)
 int crdt_doc_check(const crdt_doc_t *doc)
 {
     uint64_t vis = 0, bytes = 0;
+    int err;
 
     if (crdt__seq_check(doc) != 0 || crdt__idx_check(doc) != 0)
         return CRDT_EINTERNAL;
     for (uint32_t i = 0; i < doc->items.len; i++) {
         const crdt__item_t *x = &ITEM(doc, i);
-        size_t cps, u16;
         uint32_t off;
         if (x->len == 0)
             continue; /* dead */
-        if (x->client >= doc->clients.len ||
-            (uint64_t)x->text_off + x->text_bytes > CLIENT(doc, x->client).text.len)
-            return CRDT_EINTERNAL;
-        if (crdt__utf8_scan(item_text(doc, x), x->text_bytes, &cps, &u16) != 0 || cps != x->len)
+        if (x->client >= doc->clients.len)
             return CRDT_EINTERNAL;
         if (crdt__item_find(doc, crdt__id(x->client, x->clock), &off) != i || off != 0)
             return CRDT_EINTERNAL;
         if (x->clock + x->len > CLIENT(doc, x->client).next_clock)
             return CRDT_EINTERNAL;
-        if (!x->deleted) {
-            vis += u16;
-            bytes += x->text_bytes;
-        }
     }
+    if ((err = check_tiling(doc, &vis, &bytes)) != 0)
+        return err;
     if (vis != doc->vis_len || bytes != doc->utf8_len)
         return CRDT_EINTERNAL;
-    return check_tiling(doc);
+    return 0;
 }

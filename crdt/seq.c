@@ -706,9 +706,9 @@ static int check_node(const crdt_doc_t *doc, uint32_t node, uint32_t height, uin
                 return -1;
             x = &ITEM(doc, leaf->items[i]);
             if (x->leaf != node || x->slot != i || x->len == 0 ||
-                leaf->vis[i] != (x->deleted ? 0
-                                            : crdt__utf8_u16_prefix(crdt__item_text(doc, x),
-                                                                    x->text_bytes, x->len, x->len)))
+                leaf->vis[i] !=
+                    (x->deleted ? 0
+                                : crdt__utf8_u16_prefix(crdt__item_text(doc, x), x->ascii, x->len)))
                 return -1;
         }
         leaf_agg(doc, node, vis, cnt);

@@ -246,7 +246,7 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, int compress, crdt_buf_t *out)
         const crdt__seq_leaf_t *leaf = &SEQ_LEAF(doc, l);
         for (uint32_t i = 0; i < leaf->n; i++) {
             const crdt__item_t *x = &ITEM(doc, leaf->items[i]);
-            crdt__put_bytes(&body, crdt__item_text(doc, x), x->text_bytes);
+            crdt__put_bytes(&body, crdt__item_text(doc, x), crdt__item_bytes(doc, x));
         }
     }
     crdt__put_varint(&body, nitems);
@@ -1152,7 +1152,7 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
             x->client = client;
             x->clock = (uint32_t)clock;
             x->len = len;
-            x->text_bytes = tbytes;
+            x->ascii = tbytes == len;
             x->left = left;
             x->right = right;
             x->place = 0;
@@ -1750,10 +1750,15 @@ int crdt__snapshot_to_ops(const crdt_alloc_t *a, crdt__snap_t *s, crdt__decoded_
         op->left = x->left;
         op->right = x->right;
         op->text = s->clients[x->client].text + s->aoff[idx];
-        op->text_bytes = x->text_bytes;
-        op->u16len = x->text_bytes == x->len
-                         ? x->len
-                         : crdt__utf8_u16_prefix(op->text, x->text_bytes, x->len, x->len);
+        op->text_bytes = op->u16len = x->len;
+        if (!x->ascii) {
+            size_t bytes = 0, units = 0;
+            const snap_client_t *sc = &s->clients[x->client];
+            /* (checked by the parse: cannot fail) */
+            measure_text(op->text, sc->text_len - s->aoff[idx], x->len, &bytes, &units);
+            op->text_bytes = (uint32_t)bytes;
+            op->u16len = (uint32_t)units;
+        }
     }
     for (uint32_t i = 0; i < s->ndel; i++) {
         const snap_del_t *x = &s->dels[i];
@@ -1809,14 +1814,19 @@ static void build_seq(crdt_doc_t *doc, const crdt__snap_t *s, uint32_t n)
         for (uint32_t i = 0; i < m; i++, it++) {
             crdt__item_t *x = &ITEM(doc, it);
             /* masks, not branches: deleted items come in no pattern */
-            uint32_t keep = (uint32_t)(x->deleted != 0) - 1u, u16 = x->len;
+            uint32_t keep = (uint32_t)(x->deleted != 0) - 1u, u16 = x->len, bytes = x->len;
             x->text_off = s->aoff[it];
-            if (x->text_bytes != x->len) /* not ASCII: count its UTF-16 units */
-                u16 = crdt__utf8_u16_prefix(crdt__item_text(doc, x), x->text_bytes, x->len, x->len);
+            if (!x->ascii) { /* count its UTF-16 units and bytes */
+                size_t b = 0, u = 0;
+                measure_text(crdt__item_text(doc, x), CLIENT(doc, x->client).text.len - s->aoff[it],
+                             x->len, &b, &u);
+                u16 = (uint32_t)u;
+                bytes = (uint32_t)b;
+            }
             leaf->items[i] = it;
             leaf->vis[i] = u16 & keep;
             vis_len += u16 & keep;
-            utf8_len += x->text_bytes & keep;
+            utf8_len += bytes & keep;
             x->place = (x->place & flag) | crdt__item_place(l, i);
         }
     }
@@ -1980,7 +1990,7 @@ int crdt__snapshot_build(crdt_doc_t *doc, crdt__snap_t *s)
     /* A single client's text arena is adopted as it is (below); others are
      * copied. */
     adopt_text = s->nclients == 1 && s->arenas_len == s->clients[0].text_len && s->arenas_len > 0 &&
-                 s->arenas_len < UINT32_MAX;
+                 s->arenas_len <= CRDT__TEXT_MAX;
     for (uint32_t c = adopt_text ? 1 : 0; c < s->nclients; c++)
         if ((err = crdt__text_reserve(doc, map[c], s->clients[c].text_len)) != 0)
             goto Exit;

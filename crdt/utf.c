@@ -67,10 +67,10 @@ int crdt__utf8_scan(const uint8_t *s, size_t n, size_t *cps, size_t *u16)
     return 0;
 }
 
-size_t crdt__utf8_offset(const uint8_t *s, uint32_t bytes, uint32_t len, uint32_t cp)
+size_t crdt__utf8_offset(const uint8_t *s, bool ascii, uint32_t cp)
 {
     size_t i = 0;
-    if (bytes == len)
+    if (ascii)
         return cp;
     while (cp > 0) {
         i += seq_len(s[i]);
@@ -79,11 +79,11 @@ size_t crdt__utf8_offset(const uint8_t *s, uint32_t bytes, uint32_t len, uint32_
     return i;
 }
 
-uint32_t crdt__utf8_u16_prefix(const uint8_t *s, uint32_t bytes, uint32_t len, uint32_t cp)
+uint32_t crdt__utf8_u16_prefix(const uint8_t *s, bool ascii, uint32_t cp)
 {
     size_t i = 0;
     uint32_t u = 0;
-    if (bytes == len)
+    if (ascii)
         return cp;
     while (cp > 0) {
         unsigned k = seq_len(s[i]);
@@ -94,12 +94,11 @@ uint32_t crdt__utf8_u16_prefix(const uint8_t *s, uint32_t bytes, uint32_t len, u
     return u;
 }
 
-uint32_t crdt__utf8_cp_of_u16(const uint8_t *s, uint32_t bytes, uint32_t len, uint32_t u16,
-                              bool *exact)
+uint32_t crdt__utf8_cp_of_u16(const uint8_t *s, bool ascii, uint32_t u16, bool *exact)
 {
     size_t i = 0;
     uint32_t u = 0, c = 0;
-    if (bytes == len) {
+    if (ascii) {
         *exact = true;
         return u16;
     }
@@ -116,4 +115,19 @@ uint32_t crdt__utf8_cp_of_u16(const uint8_t *s, uint32_t bytes, uint32_t len, ui
     }
     *exact = true;
     return c;
+}
+
+bool crdt__utf8_is_ascii(const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    for (; n - i >= 8; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (w & 0x8080808080808080ull)
+            return false;
+    }
+    for (; i < n; i++)
+        if (s[i] >= 0x80)
+            return false;
+    return true;
 }

@@ -49,7 +49,7 @@ static int push_item(const crdt_doc_t *doc, uint32_t c, const crdt__item_t *x, u
     op.left = x->left;
     op.right = x->right;
     op.text = item_text(doc, x);
-    op.text_bytes = x->text_bytes;
+    op.text_bytes = crdt__item_bytes(doc, x);
     op.u16len = crdt__item_u16(doc, x);
     if (prev && prev->kind == CRDT__OP_INSERT && prev->client == c &&
         prev->clock + prev->len == op.clock && op.clock >= from &&
@@ -367,8 +367,8 @@ static int text_run(const crdt_doc_t *doc, uint32_t it, uint32_t a, uint32_t b, 
     (void)by;
     if (!vis)
         return 0;
-    ba = crdt__utf8_offset(item_text(doc, x), x->text_bytes, x->len, a);
-    bb = crdt__utf8_offset(item_text(doc, x), x->text_bytes, x->len, b);
+    ba = crdt__utf8_offset(item_text(doc, x), x->ascii, a);
+    bb = crdt__utf8_offset(item_text(doc, x), x->ascii, b);
     if ((err = crdt__buf_reserve(out, bb - ba)) != 0)
         return err;
     crdt__put_bytes(out, item_text(doc, x) + ba, bb - ba);
@@ -456,13 +456,13 @@ static int compare_from_run(const crdt_doc_t *doc, uint32_t it, uint32_t a, uint
         c->cur.units = 0;
         c->cur_author = author;
     }
-    ba = crdt__utf8_offset(item_text(doc, x), x->text_bytes, x->len, a);
-    bb = crdt__utf8_offset(item_text(doc, x), x->text_bytes, x->len, b);
+    ba = crdt__utf8_offset(item_text(doc, x), x->ascii, a);
+    bb = crdt__utf8_offset(item_text(doc, x), x->ascii, b);
     if ((err = crdt__buf_reserve(&c->text, bb - ba)) != 0)
         return err;
     crdt__put_bytes(&c->text, item_text(doc, x) + ba, bb - ba);
-    c->cur.units += crdt__utf8_u16_prefix(item_text(doc, x), x->text_bytes, x->len, b) -
-                    crdt__utf8_u16_prefix(item_text(doc, x), x->text_bytes, x->len, a);
+    c->cur.units += crdt__utf8_u16_prefix(item_text(doc, x), x->ascii, b) -
+                    crdt__utf8_u16_prefix(item_text(doc, x), x->ascii, a);
     return 0;
 }
 
@@ -553,8 +553,8 @@ static int script_run(const crdt_doc_t *doc, uint32_t it, uint32_t a, uint32_t b
 {
     const crdt__item_t *x = &ITEM(doc, it);
     script_t *s = ctx;
-    uint32_t u = crdt__utf8_u16_prefix(item_text(doc, x), x->text_bytes, x->len, b) -
-                 crdt__utf8_u16_prefix(item_text(doc, x), x->text_bytes, x->len, a);
+    uint32_t u = crdt__utf8_u16_prefix(item_text(doc, x), x->ascii, b) -
+                 crdt__utf8_u16_prefix(item_text(doc, x), x->ascii, a);
     edit_t *last = s->n ? &s->e[s->n - 1] : NULL;
     int err;
     (void)by;
@@ -573,8 +573,8 @@ static int script_run(const crdt_doc_t *doc, uint32_t it, uint32_t a, uint32_t b
         }
         s->cur += u;
     } else if (x->deleted && vis) {
-        size_t ba = crdt__utf8_offset(item_text(doc, x), x->text_bytes, x->len, a);
-        size_t bb = crdt__utf8_offset(item_text(doc, x), x->text_bytes, x->len, b);
+        size_t ba = crdt__utf8_offset(item_text(doc, x), x->ascii, a);
+        size_t bb = crdt__utf8_offset(item_text(doc, x), x->ascii, b);
         if ((err = crdt__buf_reserve(&s->text, bb - ba)) != 0)
             return err;
         if (last && !last->del && last->index == s->cur &&

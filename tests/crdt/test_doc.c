@@ -9,7 +9,8 @@
  * positions: creation, index round trips, both associativities, the document
  * edges, concurrent inserts, deletion of the anchor, unknown anchors, and the
  * encode/decode round trip with malformed input. Every change is followed by
- * crdt_doc_check().
+ * crdt_doc_check(). White-box: the ASCII flags of the parts of split mixed
+ * runs, and the limit on a client's text arena.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +23,7 @@
 #include <cmocka.h>
 
 #include "crdt.h"
+#include "crdt_internal.h" /* the white-box tests at the end */
 #include "test_alloc.h"
 #include "testutil.h"
 
@@ -1203,6 +1205,81 @@ static void test_doc_free_releases_everything(void **state)
     assert_int_equal(test_alloc_live_bytes(&ta), 0);
 }
 
+/* ---- white-box: items' ASCII flags, the text arena's limit ---------------- */
+
+/* Every item in the sequence of `doc` is flagged ASCII exactly when its text
+ * is. */
+static void assert_ascii_flags_exact(const crdt_doc_t *doc)
+{
+    for (uint32_t it = crdt__seq_first(doc); it != CRDT__NONE; it = crdt__seq_next(doc, it)) {
+        const crdt__item_t *x = &ITEM(doc, it);
+        bool ascii = crdt__utf8_is_ascii(crdt__item_text(doc, x), crdt__item_bytes(doc, x));
+        if (x->ascii != ascii)
+            fail_msg("item %u (%u characters) flagged %u", it, x->len, x->ascii);
+    }
+}
+
+/* Splitting a run that mixes ASCII and CJK gives each part the flag its own
+ * text calls for; deletes around and inside such parts (tombstones growing
+ * over CJK characters, a cut out of the middle) keep the text right. */
+static void test_split_mixed_run_flags_each_part(void **state)
+{
+    crdt_doc_t *doc = new_doc(1);
+    (void)state;
+    ins(doc, 0, "abc" CJK "def");
+    ins(doc, 1, "X"); /* a | X | bc CJK def */
+    assert_text(doc, "aXbc" CJK "def");
+    ins(doc, 7, "Y"); /* bc CJK d | Y | ef */
+    assert_text(doc, "aXbc" CJK "dYef");
+    assert_ascii_flags_exact(doc);
+    ins(doc, 4, "Z"); /* bc | Z | CJK d */
+    assert_text(doc, "aXbcZ" CJK "dYef");
+    assert_ascii_flags_exact(doc);
+    /* Backspace over the CJK characters, then forward delete. */
+    del(doc, 6, 1);
+    del(doc, 5, 1);
+    assert_text(doc, "aXbcZdYef");
+    ins(doc, 5, CJK "q" CJK);
+    assert_text(doc, "aXbcZ" CJK "q" CJK "dYef");
+    del(doc, 6, 3); /* inside the new run: a cut */
+    assert_text(doc, "aXbcZ" CJK "dYef");
+    assert_ascii_flags_exact(doc);
+    del(doc, 5, 1);
+    del(doc, 5, 1);
+    assert_text(doc, "aXbcZdYef");
+    crdt_doc_free(doc);
+}
+
+/* An arena near CRDT__TEXT_MAX bytes refuses text that would take it past
+ * (faked: the arena's length and capacity are set to just below the limit,
+ * and no byte of it is read before the refusal), and a pool reserved with a
+ * limit never grows past it. */
+static void test_text_arena_limit_elimit(void **state)
+{
+    crdt_doc_t *doc = new_doc(1);
+    crdt__pool_t saved, *text, pool = {0};
+    (void)state;
+    ins(doc, 0, "hello");
+    text = &CLIENT(doc, doc->self).text;
+    saved = *text;
+    text->len = text->cap = CRDT__TEXT_MAX - 2;
+    /* typing at the end, then the general path in the middle */
+    assert_int_equal(crdt_doc_insert(doc, 5, "abc", 3, NULL), CRDT_ELIMIT);
+    assert_int_equal(crdt_doc_insert(doc, 2, "abc", 3, NULL), CRDT_ELIMIT);
+    *text = saved;
+    assert_check(doc);
+    assert_text(doc, "hello");
+
+    assert_int_equal(crdt__pool_reserve_max(doc, &pool, 1, 5, 6), 0);
+    assert_int_equal(pool.cap, 6); /* not the minimum of 8 */
+    pool.len = 5;
+    assert_int_equal(crdt__pool_reserve_max(doc, &pool, 1, 1, 6), 0);
+    assert_int_equal(crdt__pool_reserve_max(doc, &pool, 1, 2, 6), CRDT_ELIMIT);
+    assert_int_equal(pool.cap, 6);
+    crdt__pool_dispose(doc, &pool, 1);
+    crdt_doc_free(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1243,6 +1320,8 @@ int main(void)
         cmocka_unit_test(test_typing_continues_correctly_after_other_changes),
         cmocka_unit_test(test_positions_stay_exact_while_typing_in_a_large_document),
         cmocka_unit_test(test_doc_free_releases_everything),
+        cmocka_unit_test(test_split_mixed_run_flags_each_part),
+        cmocka_unit_test(test_text_arena_limit_elimit),
     };
 
     if (getenv("CMOCKA_TEST_FILTER") != NULL)

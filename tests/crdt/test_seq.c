@@ -231,9 +231,7 @@ static void check_against_naive(crdt_doc_t *doc, rng_t *r, size_t probes)
         if (n == cap)
             fail_msg("the leaf chain holds more than the %u live items", doc->live_items);
         items[n] = it;
-        vis[n] = x->deleted ? 0
-                            : crdt__utf8_u16_prefix(crdt__item_text(doc, x), x->text_bytes, x->len,
-                                                    x->len);
+        vis[n] = x->deleted ? 0 : crdt__utf8_u16_prefix(crdt__item_text(doc, x), x->ascii, x->len);
         before[n] = total;
         total += vis[n];
         n++;

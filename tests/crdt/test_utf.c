@@ -11,7 +11,8 @@
  * random byte strings. crdt__utf8_offset, crdt__utf8_u16_prefix and
  * crdt__utf8_cp_of_u16 are compared with tables built by the reference decoder
  * for fixed mixed strings (ASCII, 2-byte, CJK, emoji) and random valid strings,
- * including the `exact` flag inside a surrogate pair and the ASCII fast path.
+ * including the `exact` flag inside a surrogate pair and the ASCII fast path,
+ * and so is crdt__utf8_is_ascii on every prefix.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -215,24 +216,33 @@ static void check_conversions(const uint8_t *s, size_t n)
         byte_at[c] = i;
         unit_at[c] = unit_at[c - 1] + (cp >= 0x10000 ? 2 : 1);
     }
-    for (uint32_t p = 0; p <= cps; p++) {
-        size_t off = crdt__utf8_offset(s, (uint32_t)n, (uint32_t)cps, p);
-        uint32_t pre = crdt__utf8_u16_prefix(s, (uint32_t)n, (uint32_t)cps, p);
-        if (off != byte_at[p] || pre != unit_at[p])
-            fail_msg("cp %u: offset %zu (want %zu), u16 prefix %u (want %zu)", p, off, byte_at[p],
-                     pre, unit_at[p]);
+    /* With the ASCII hint when the string is ASCII, then counting (which
+     * must give the same answers on ASCII too). */
+    for (int pass = 0; pass < 2; pass++) {
+        bool ascii = pass == 0 && n == cps;
+        for (uint32_t p = 0; p <= cps; p++) {
+            size_t off = crdt__utf8_offset(s, ascii, p);
+            uint32_t pre = crdt__utf8_u16_prefix(s, ascii, p);
+            if (off != byte_at[p] || pre != unit_at[p])
+                fail_msg("cp %u: offset %zu (want %zu), u16 prefix %u (want %zu)", p, off,
+                         byte_at[p], pre, unit_at[p]);
+        }
+        for (uint32_t u = 0, p = 0; u <= u16; u++) {
+            bool exact = !(u & 1); /* poison */
+            uint32_t got = crdt__utf8_cp_of_u16(s, ascii, u, &exact);
+            bool want_exact;
+            while (p < cps && unit_at[p + 1] <= u)
+                p++;
+            want_exact = unit_at[p] == u;
+            if (got != p || exact != want_exact)
+                fail_msg("unit %u: %u code points, exact %d (want %u, %d)", u, got, exact, p,
+                         want_exact);
+        }
     }
-    for (uint32_t u = 0, p = 0; u <= u16; u++) {
-        bool exact = !(u & 1); /* poison */
-        uint32_t got = crdt__utf8_cp_of_u16(s, (uint32_t)n, (uint32_t)cps, u, &exact);
-        bool want_exact;
-        while (p < cps && unit_at[p + 1] <= u)
-            p++;
-        want_exact = unit_at[p] == u;
-        if (got != p || exact != want_exact)
-            fail_msg("unit %u: %u code points, exact %d (want %u, %d)", u, got, exact, p,
-                     want_exact);
-    }
+    /* Every prefix is ASCII exactly when its bytes are its code points. */
+    for (uint32_t p = 0; p <= cps; p++)
+        if (crdt__utf8_is_ascii(s, byte_at[p]) != (byte_at[p] == p))
+            fail_msg("prefix of %u code points: is_ascii wrong", p);
     free(byte_at);
     free(unit_at);
 }
@@ -501,7 +511,7 @@ static void test_utf8_offset_mixed_string(void **state)
     static const size_t want[] = {0, 1, 3, 6, 10, 11};
     (void)state;
     for (uint32_t cp = 0; cp < 6; cp++)
-        assert_int_equal(crdt__utf8_offset(s, 11, 5, cp), want[cp]);
+        assert_int_equal(crdt__utf8_offset(s, false, cp), want[cp]);
     check_conversions(s, 11);
 }
 
@@ -511,11 +521,12 @@ static void test_utf8_offset_ascii_fast_path(void **state)
     (void)state;
     for (uint32_t cp = 0; cp <= 5; cp++) {
         bool exact = false;
-        assert_int_equal(crdt__utf8_offset(s, 5, 5, cp), cp);
-        assert_int_equal(crdt__utf8_u16_prefix(s, 5, 5, cp), cp);
-        assert_int_equal(crdt__utf8_cp_of_u16(s, 5, 5, cp, &exact), cp);
+        assert_int_equal(crdt__utf8_offset(s, true, cp), cp);
+        assert_int_equal(crdt__utf8_u16_prefix(s, true, cp), cp);
+        assert_int_equal(crdt__utf8_cp_of_u16(s, true, cp, &exact), cp);
         assert_true(exact);
     }
+    check_conversions(s, 5);
 }
 
 static void test_utf8_u16_prefix_mixed_string(void **state)
@@ -526,7 +537,7 @@ static void test_utf8_u16_prefix_mixed_string(void **state)
     static const uint32_t want[] = {0, 2, 3, 5, 6};
     (void)state;
     for (uint32_t cp = 0; cp < 5; cp++)
-        assert_int_equal(crdt__utf8_u16_prefix(s, 11, 4, cp), want[cp]);
+        assert_int_equal(crdt__utf8_u16_prefix(s, false, cp), want[cp]);
     check_conversions(s, 11);
 }
 
@@ -538,19 +549,19 @@ static void test_utf8_cp_of_u16_inexact_inside_surrogate_pair(void **state)
     bool exact;
     (void)state;
     exact = false;
-    assert_int_equal(crdt__utf8_cp_of_u16(s, 6, 3, 0, &exact), 0);
+    assert_int_equal(crdt__utf8_cp_of_u16(s, false, 0, &exact), 0);
     assert_true(exact);
     exact = false;
-    assert_int_equal(crdt__utf8_cp_of_u16(s, 6, 3, 1, &exact), 1);
+    assert_int_equal(crdt__utf8_cp_of_u16(s, false, 1, &exact), 1);
     assert_true(exact);
     exact = true;
-    assert_int_equal(crdt__utf8_cp_of_u16(s, 6, 3, 2, &exact), 1);
+    assert_int_equal(crdt__utf8_cp_of_u16(s, false, 2, &exact), 1);
     assert_false(exact);
     exact = false;
-    assert_int_equal(crdt__utf8_cp_of_u16(s, 6, 3, 3, &exact), 2);
+    assert_int_equal(crdt__utf8_cp_of_u16(s, false, 3, &exact), 2);
     assert_true(exact);
     exact = false;
-    assert_int_equal(crdt__utf8_cp_of_u16(s, 6, 3, 4, &exact), 3);
+    assert_int_equal(crdt__utf8_cp_of_u16(s, false, 4, &exact), 3);
     assert_true(exact);
     /* Two emoji in a row: units 1 and 3 are inside. */
     {
@@ -558,7 +569,7 @@ static void test_utf8_cp_of_u16_inexact_inside_surrogate_pair(void **state)
         static const uint32_t cps[] = {0, 0, 1, 1, 2};
         for (uint32_t u = 0; u <= 4; u++) {
             exact = (u & 1) != 0;
-            assert_int_equal(crdt__utf8_cp_of_u16(e, 8, 2, u, &exact), cps[u]);
+            assert_int_equal(crdt__utf8_cp_of_u16(e, false, u, &exact), cps[u]);
             assert_int_equal(exact, (u & 1) == 0);
         }
     }
@@ -572,7 +583,7 @@ static void test_utf8_cp_of_u16_bmp_is_always_exact(void **state)
     (void)state;
     for (uint32_t u = 0; u <= 4; u++) {
         bool exact = false;
-        assert_int_equal(crdt__utf8_cp_of_u16(s, 9, 4, u, &exact), u);
+        assert_int_equal(crdt__utf8_cp_of_u16(s, false, u, &exact), u);
         assert_true(exact);
     }
     check_conversions(s, 9);
