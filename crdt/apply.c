@@ -476,7 +476,15 @@ static int scratch_init(const crdt_alloc_t *a, scratch_t *s, size_t nids, size_t
     return 0;
 }
 
-int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
+/*
+ * crdt_doc_apply_update(); `fresh`: the document is being loaded and is
+ * discarded if this fails (crdt_doc_load()), so the commit may reserve as it
+ * goes instead of for the worst case up front. The worst case is one new
+ * leaf in each tree per item, which for a whole history is far more than is
+ * used (about 14 MB per tree for automerge-paper's state, given back right
+ * after), and glibc returned and took back that heap on every load.
+ */
+static int apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len, bool fresh)
 {
     const crdt_alloc_t *a;
     crdt__decoded_t dn, dp; /* only their pointers and counts need setting */
@@ -722,7 +730,7 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
         if (ndel && (err = crdt__delrec_reserve(doc, g->client, ndel)) != 0)
             goto Exit;
     }
-    if ((err = crdt__reserve(doc, nitems)) != 0)
+    if (!fresh && (err = crdt__reserve(doc, nitems)) != 0)
         goto Exit;
     /* The held operations' new encoding; the old one stays alive until the
      * planned operations (whose text may point into it) are integrated. */
@@ -735,12 +743,14 @@ int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
         memcpy(new_pending, pend.base, pend.len);
     }
 
-    /* Commit: nothing below allocates. The items the planning found may
-     * have been split or merged away since; the integration checks a hint
-     * before it uses it. */
+    /* Commit: nothing below allocates (but a fresh document's items, see
+     * above). The items the planning found may have been split or merged
+     * away since; the integration checks a hint before it uses it. */
     for (i = 0; i < nplan; i++) {
         const crdt__op_t *op = &p.c[s.plan[i]].op;
         uint32_t hint = p.c[s.plan[i]].hint;
+        if (fresh && (err = crdt__reserve(doc, 3)) != 0)
+            goto Exit; /* the caller frees the half-loaded document */
         if (op->kind == CRDT__OP_INSERT)
             crdt__integrate_insert(doc, op, hint);
         else
@@ -773,4 +783,14 @@ Exit:
         dn.owned != NULL)
         crdt__decoded_dispose(a, &dn);
     return err;
+}
+
+int crdt_doc_apply_update(crdt_doc_t *doc, const uint8_t *data, size_t len)
+{
+    return apply_update(doc, data, len, false);
+}
+
+int crdt__apply_to_fresh(crdt_doc_t *doc, const uint8_t *data, size_t len)
+{
+    return apply_update(doc, data, len, true);
 }

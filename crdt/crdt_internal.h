@@ -563,6 +563,9 @@ static inline int crdt__delrec_reserve(crdt_doc_t *doc, uint32_t c, size_t n)
     const crdt__pool_t *p = &CLIENT(doc, c).dels;
     return p->cap - p->len >= n ? 0 : crdt__delrec_reserve_slow(doc, c, n);
 }
+/* crdt_doc_apply_update() into a document being loaded, which the caller
+ * frees if this fails: items are reserved as they come (apply.c). */
+int crdt__apply_to_fresh(crdt_doc_t *doc, const uint8_t *data, size_t len);
 /* Reserves room for `items` new items. */
 int crdt__reserve_slow(crdt_doc_t *doc, size_t items);
 /* The same; inline for the usual case, a keystroke with room everywhere:

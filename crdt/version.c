@@ -181,7 +181,7 @@ int crdt_doc_load(uint64_t client, const crdt_alloc_t *alloc, const uint8_t *dat
         return CRDT_EINVAL;
     if ((err = crdt_doc_new(client, alloc, &doc)) != 0)
         return err;
-    if ((err = crdt_doc_apply_update(doc, data, len)) != 0) {
+    if ((err = crdt__apply_to_fresh(doc, data, len)) != 0) {
         crdt_doc_free(doc);
         return err;
     }
