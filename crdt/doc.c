@@ -1093,8 +1093,8 @@ int crdt_doc_relpos_to_index(const crdt_doc_t *doc, const crdt_relpos_t *pos, si
 
 /* ---- consistency -------------------------------------------------------- */
 
-/* Bytes of the `len` characters at the start of `s` (`n` bytes of valid
- * UTF-8), or SIZE_MAX when it holds fewer. */
+/* Bytes of the `len` characters at the start of `s` (`n` bytes), counting
+ * lead bytes, or SIZE_MAX when it holds fewer; the caller validates them. */
 static size_t check_run_bytes(const uint8_t *s, size_t n, uint32_t len)
 {
     size_t i = 0;
@@ -1121,9 +1121,8 @@ static int check_tiling(const crdt_doc_t *doc, uint64_t *vis, uint64_t *bytes)
         size_t tpos = 0, cps, u16;
         crdt__idx_iter_t iter;
         bool more;
-        if (text->len > CRDT__TEXT_MAX ||
-            (text->len > 0 && crdt__utf8_scan(text->base, text->len, &cps, &u16) != 0))
-            return CRDT_EINTERNAL;
+        if (text->len > CRDT__TEXT_MAX)
+            return CRDT_EINTERNAL; /* its UTF-8 is checked item by item below */
         crdt__idx_seek(doc, cl, 0, &iter);
         more = crdt__idx_next(doc, &iter, &clock, &val);
         for (;;) {

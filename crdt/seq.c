@@ -662,7 +662,7 @@ uint32_t crdt__seq_rank(const crdt_doc_t *doc, uint32_t it, uint32_t *vis_before
             rank += in->cnt[i];
             vis += in->vis[i];
         }
-        if (vis_before && pending && pp.node[h] == p && pp.slot[h] < node)
+        if (pending && pp.node[h] == p && pp.slot[h] < node)
             vis += (uint32_t)doc->pend_vis;
         node = in->pslot;
         p = in->parent;
@@ -743,10 +743,11 @@ int crdt__seq_check(const crdt_doc_t *doc)
 {
     uint32_t vis, cnt, prev = CRDT__NONE;
     pend_path_t pp;
-    bool pending = pend_path(doc, &pp);
-    if (pending &&
+    bool pending;
+    if (doc->pend_vis != 0 &&
         (doc->pend_leaf >= doc->seq_leaves.len || doc->seq_height > CRDT__SEQ_MAX_HEIGHT))
-        return CRDT_EINTERNAL;
+        return CRDT_EINTERNAL; /* before pend_path() reads them */
+    pending = pend_path(doc, &pp);
     if (check_node(doc, doc->seq_root, doc->seq_height, CRDT__NONE, 0, &vis, &cnt, &prev, &pp,
                    pending) != 0)
         return CRDT_EINTERNAL;

@@ -957,28 +957,6 @@ static int measure_text(const uint8_t *t, size_t left, uint32_t len, size_t *byt
     return 0;
 }
 
-/* True when the `total` bytes of text are all ASCII. */
-static bool all_ascii(const uint8_t *text, size_t total)
-{
-    size_t i8 = 0;
-    for (; i8 + 32 <= total; i8 += 32) {
-        uint64_t w[4];
-        memcpy(w, text + i8, 32);
-        if ((w[0] | w[1] | w[2] | w[3]) & 0x8080808080808080ULL)
-            return false;
-    }
-    for (; i8 + 8 <= total; i8 += 8) {
-        uint64_t w;
-        memcpy(&w, text + i8, 8);
-        if (w & 0x8080808080808080ULL)
-            return false;
-    }
-    for (; i8 < total; i8++)
-        if (text[i8] >= 0x80)
-            return false;
-    return true;
-}
-
 /*
  * Reads the items (document order) from their columns. Each item also takes
  * its `len` characters of the text in turn (noting where they start in
@@ -1196,7 +1174,7 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
 CRDT__NOINLINE static int parse_items(col_t *col, crdt__snap_t *s, uint32_t *end,
                                       const uint8_t *text, size_t total, kv_t *kv, uint64_t *vary)
 {
-    bool ascii = all_ascii(text, total);
+    bool ascii = crdt__utf8_is_ascii(text, total);
     if (ascii && s->vbits != NULL)
         return parse_items_as(col, s, end, text, total, kv, vary, true, true);
     return parse_items_as(col, s, end, text, total, kv, vary, ascii, s->vbits != NULL);

@@ -120,6 +120,12 @@ uint32_t crdt__utf8_cp_of_u16(const uint8_t *s, bool ascii, uint32_t u16, bool *
 bool crdt__utf8_is_ascii(const uint8_t *s, size_t n)
 {
     size_t i = 0;
+    for (; n - i >= 32; i += 32) { /* whole arenas come here (snapshot.c) */
+        uint64_t w[4];
+        memcpy(w, s + i, 32);
+        if ((w[0] | w[1] | w[2] | w[3]) & 0x8080808080808080ull)
+            return false;
+    }
     for (; n - i >= 8; i += 8) {
         uint64_t w;
         memcpy(&w, s + i, 8);
