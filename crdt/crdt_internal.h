@@ -191,7 +191,7 @@ typedef struct {
 #define CRDT__IDX_MAX_HEIGHT 16
 typedef struct {
     uint32_t n, next; /* next: the client's next leaf, or NONE */
-    uint32_t keys[CRDT__IDX_LEAF];
+    /* Item indexes in key order; an entry's key is its item's `clock`. */
     uint32_t vals[CRDT__IDX_LEAF];
 } crdt__idx_leaf_t;
 

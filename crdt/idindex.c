@@ -5,8 +5,12 @@
  * client never overlap in clocks, so the greatest key <= clock names the only
  * candidate holder of an id; the clocks no item holds are the client's
  * deletes (each client keeps its delete records in clock order instead, see
- * crdt__delrec_t). Keys are 32-bit clocks, so a leaf holds 32 entries in 264
- * bytes, and a client's tree is as deep as its own history needs. Leaves are
+ * crdt__delrec_t). A leaf holds only the item indexes (32 in 136 bytes):
+ * an entry's key is its item's clock, read from the item, so the index
+ * stores no key twice and an item whose first clock moves (backspacing
+ * grows a tombstone leftwards) is re-keyed by that change itself, unless
+ * it is the first of its leaf (crdt__idx_rekey()). A client's tree is as
+ * deep as its own history needs. Leaves are
  * kept nearly full: a client's new items take ever greater clocks, so a full
  * last leaf passes only its last key on to the new leaf (split_append), and
  * a full leaf elsewhere first hands keys to a sibling with room; only when
@@ -56,6 +60,12 @@ int crdt__idx_reserve(crdt_doc_t *doc, size_t keys)
  * had its slot hint, and took 15 % more instructions in node_nodecc's merge.)
  */
 
+/* The key of entry i of a leaf: its item's first clock. */
+static inline uint32_t key_at(const crdt_doc_t *doc, const crdt__idx_leaf_t *leaf, uint32_t i)
+{
+    return ITEM(doc, leaf->vals[i]).clock;
+}
+
 /* Index of the last key <= k in a sorted array (n >= 1), or 0 if none. */
 static inline uint32_t child_for(const uint32_t *keys, uint32_t n, uint32_t k)
 {
@@ -68,18 +78,31 @@ static inline uint32_t child_for(const uint32_t *keys, uint32_t n, uint32_t k)
     return (uint32_t)(base - keys);
 }
 
-/* First index with keys[i] >= k (n if none). */
-static inline uint32_t lower_bound(const uint32_t *keys, uint32_t n, uint32_t k)
+/* The same over a leaf's keys. */
+static inline uint32_t leaf_child_for(const crdt_doc_t *doc, const crdt__idx_leaf_t *leaf,
+                                      uint32_t k)
 {
-    const uint32_t *base = keys;
+    uint32_t lo = 0, n = leaf->n;
+    while (n > 1) {
+        uint32_t half = n / 2;
+        lo = key_at(doc, leaf, lo + half) <= k ? lo + half : lo;
+        n -= half;
+    }
+    return lo;
+}
+
+/* First slot of a leaf with key >= k (n if none). */
+static inline uint32_t lower_bound(const crdt_doc_t *doc, const crdt__idx_leaf_t *leaf, uint32_t k)
+{
+    uint32_t lo = 0, n = leaf->n;
     if (n == 0)
         return 0;
     while (n > 1) {
         uint32_t half = n / 2;
-        base = base[half] < k ? base + half : base;
+        lo = key_at(doc, leaf, lo + half) < k ? lo + half : lo;
         n -= half;
     }
-    return (uint32_t)(base - keys) + (*base < k);
+    return lo + (key_at(doc, leaf, lo) < k);
 }
 
 /*
@@ -95,14 +118,15 @@ static inline uint32_t finger_holding(const crdt_doc_t *doc, const crdt__client_
                                       bool strict)
 {
     const crdt__idx_leaf_t *leaf;
-    uint32_t l = cl->idx_leaf;
+    uint32_t l = cl->idx_leaf, first;
     if (l == CRDT__NONE)
         return CRDT__NONE;
     leaf = &IDX_LEAF(doc, l);
-    if (k < leaf->keys[0] || (strict && k == leaf->keys[0]))
+    first = key_at(doc, leaf, 0);
+    if (k < first || (strict && k == first))
         return CRDT__NONE;
-    if (k <= leaf->keys[leaf->n - 1] || leaf->next == CRDT__NONE ||
-        k < IDX_LEAF(doc, leaf->next).keys[0])
+    if (k <= key_at(doc, leaf, leaf->n - 1) || leaf->next == CRDT__NONE ||
+        k < key_at(doc, &IDX_LEAF(doc, leaf->next), 0))
         return l;
     return CRDT__NONE;
 }
@@ -145,24 +169,21 @@ static void fix_min(crdt_doc_t *doc, const crdt__client_t *cl, const uint32_t *p
     }
 }
 
-static inline void leaf_put(crdt__idx_leaf_t *leaf, uint32_t s, uint32_t k, uint32_t val)
+static inline void leaf_put(crdt__idx_leaf_t *leaf, uint32_t s, uint32_t val)
 {
-    memmove(&leaf->keys[s + 1], &leaf->keys[s], (leaf->n - s) * sizeof(uint32_t));
     memmove(&leaf->vals[s + 1], &leaf->vals[s], (leaf->n - s) * sizeof(uint32_t));
-    leaf->keys[s] = k;
     leaf->vals[s] = val;
     leaf->n++;
 }
 
-/* Splits the full leaf `node` in halves and adds the key (clock, val) at
+/* Splits the full leaf `node` in halves and adds item `val` at
  * slot `s` of the proper half; returns the new leaf, the upper half. */
 static uint32_t split_half(crdt_doc_t *doc, crdt__client_t *cl, uint32_t node, uint32_t s,
-                           uint32_t clock, uint32_t val)
+                           uint32_t val)
 {
     uint32_t sib = crdt__pool_take(&doc->idx_leaves);
     crdt__idx_leaf_t *a = &IDX_LEAF(doc, node), *b = &IDX_LEAF(doc, sib), *t = a;
     b->n = a->n - HALF_LEAF;
-    memcpy(b->keys, &a->keys[HALF_LEAF], b->n * sizeof(uint32_t));
     memcpy(b->vals, &a->vals[HALF_LEAF], b->n * sizeof(uint32_t));
     a->n = HALF_LEAF;
     b->next = a->next;
@@ -172,7 +193,7 @@ static uint32_t split_half(crdt_doc_t *doc, crdt__client_t *cl, uint32_t node, u
         s -= HALF_LEAF;
         cl->idx_leaf = sib;
     }
-    leaf_put(t, s, clock, val);
+    leaf_put(t, s, val);
     return sib;
 }
 
@@ -183,15 +204,12 @@ static uint32_t split_half(crdt_doc_t *doc, crdt__client_t *cl, uint32_t node, u
  * leaves behind the appends stay full. (A split in halves would leave each
  * half empty for good.) Returns the new leaf.
  */
-static uint32_t split_append(crdt_doc_t *doc, crdt__client_t *cl, uint32_t node, uint32_t clock,
-                             uint32_t val)
+static uint32_t split_append(crdt_doc_t *doc, crdt__client_t *cl, uint32_t node, uint32_t val)
 {
     uint32_t sib = crdt__pool_take(&doc->idx_leaves);
     crdt__idx_leaf_t *a = &IDX_LEAF(doc, node), *b = &IDX_LEAF(doc, sib);
     a->n -= APPEND_MOVE;
-    memcpy(b->keys, &a->keys[a->n], APPEND_MOVE * sizeof(uint32_t));
     memcpy(b->vals, &a->vals[a->n], APPEND_MOVE * sizeof(uint32_t));
-    b->keys[APPEND_MOVE] = clock;
     b->vals[APPEND_MOVE] = val;
     b->n = APPEND_MOVE + 1;
     b->next = CRDT__NONE;
@@ -208,11 +226,10 @@ static uint32_t split_append(crdt_doc_t *doc, crdt__client_t *cl, uint32_t node,
  * goes to the right sibling's front. Only the parent's key of whichever of
  * the two leaves got a new first key changes: that leaf is not its parent's
  * first child, so nothing above the parent does. Returns whether the key
- * (clock, val), due at slot `s` of leaf `node`, went in.
+ * of item `val`, due at slot `s` of leaf `node`, went in.
  */
 static bool shift_to_sibling(crdt_doc_t *doc, crdt__client_t *cl, const uint32_t *path,
-                             const uint32_t *slots, uint32_t node, uint32_t s, uint32_t clock,
-                             uint32_t val)
+                             const uint32_t *slots, uint32_t node, uint32_t s, uint32_t val)
 {
     crdt__idx_inner_t *in;
     crdt__idx_leaf_t *leaf, *sib;
@@ -236,35 +253,31 @@ static bool shift_to_sibling(crdt_doc_t *doc, crdt__client_t *cl, const uint32_t
         if (move > s)
             move = s;
         sib = &IDX_LEAF(doc, in->child[i - 1]);
-        memcpy(&sib->keys[sib->n], leaf->keys, move * sizeof(uint32_t));
         memcpy(&sib->vals[sib->n], leaf->vals, move * sizeof(uint32_t));
         sib->n += move;
         leaf->n -= move;
-        memmove(leaf->keys, &leaf->keys[move], leaf->n * sizeof(uint32_t));
         memmove(leaf->vals, &leaf->vals[move], leaf->n * sizeof(uint32_t));
-        leaf_put(leaf, s - move, clock, val);
-        in->keys[i] = leaf->keys[0];
+        leaf_put(leaf, s - move, val);
+        in->keys[i] = key_at(doc, leaf, 0);
         return true;
     }
     sib = &IDX_LEAF(doc, in->child[i + 1]);
     cl->idx_leaf = in->child[i + 1];
     if (s == leaf->n) {
-        leaf_put(sib, 0, clock, val);
+        leaf_put(sib, 0, val);
     } else {
         /* The last keys go to the front of the right sibling. */
         move = (room_r + 1) / 2;
         if (move > leaf->n - s)
             move = leaf->n - s;
-        memmove(&sib->keys[move], sib->keys, sib->n * sizeof(uint32_t));
         memmove(&sib->vals[move], sib->vals, sib->n * sizeof(uint32_t));
         leaf->n -= move;
-        memcpy(sib->keys, &leaf->keys[leaf->n], move * sizeof(uint32_t));
         memcpy(sib->vals, &leaf->vals[leaf->n], move * sizeof(uint32_t));
         sib->n += move;
-        leaf_put(leaf, s, clock, val);
+        leaf_put(leaf, s, val);
         cl->idx_leaf = node;
     }
-    in->keys[i + 1] = sib->keys[0];
+    in->keys[i + 1] = key_at(doc, sib, 0);
     return true;
 }
 
@@ -281,7 +294,6 @@ void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t
         leaf = &IDX_LEAF(doc, node);
         leaf->n = 1;
         leaf->next = CRDT__NONE;
-        leaf->keys[0] = clock;
         leaf->vals[0] = val;
         cl->idx_root = cl->idx_leaf = node;
         cl->idx_height = 0;
@@ -290,9 +302,9 @@ void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t
     node = finger_holding(doc, cl, clock, true);
     if (node != CRDT__NONE && IDX_LEAF(doc, node).n < CRDT__IDX_LEAF) {
         leaf = &IDX_LEAF(doc, node);
-        s = lower_bound(leaf->keys, leaf->n, clock);
-        assert(s > 0 && (s == leaf->n || leaf->keys[s] != clock));
-        leaf_put(leaf, s, clock, val);
+        s = lower_bound(doc, leaf, clock);
+        assert(s > 0 && (s == leaf->n || key_at(doc, leaf, s) != clock));
+        leaf_put(leaf, s, val);
         return;
     }
     node = cl->idx_root;
@@ -307,20 +319,20 @@ void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t
     }
     cl->idx_leaf = node;
     leaf = &IDX_LEAF(doc, node);
-    s = lower_bound(leaf->keys, leaf->n, clock);
-    assert(s == leaf->n || leaf->keys[s] != clock);
+    s = lower_bound(doc, leaf, clock);
+    assert(s == leaf->n || key_at(doc, leaf, s) != clock);
     if (leaf->n < CRDT__IDX_LEAF) {
-        leaf_put(leaf, s, clock, val);
+        leaf_put(leaf, s, val);
         return;
     }
 
     if (s == leaf->n && leaf->next == CRDT__NONE)
-        sib = split_append(doc, cl, node, clock, val);
-    else if (shift_to_sibling(doc, cl, path, slots, node, s, clock, val))
+        sib = split_append(doc, cl, node, val);
+    else if (shift_to_sibling(doc, cl, path, slots, node, s, val))
         return;
     else
-        sib = split_half(doc, cl, node, s, clock, val);
-    sib_key = IDX_LEAF(doc, sib).keys[0];
+        sib = split_half(doc, cl, node, s, val);
+    sib_key = key_at(doc, &IDX_LEAF(doc, sib), 0);
 
     /* Insert (sib_key, sib) after the child we came from, splitting upwards. */
     for (h = 1;; h++) {
@@ -331,7 +343,8 @@ void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t
             in = &IDX_INNER(doc, r);
             in->n = 2;
             in->child[0] = node;
-            in->keys[0] = h == 1 ? IDX_LEAF(doc, node).keys[0] : IDX_INNER(doc, node).keys[0];
+            in->keys[0] =
+                h == 1 ? key_at(doc, &IDX_LEAF(doc, node), 0) : IDX_INNER(doc, node).keys[0];
             in->child[1] = sib;
             in->keys[1] = sib_key;
             cl->idx_root = r;
@@ -396,14 +409,13 @@ void crdt__idx_remove(crdt_doc_t *doc, uint32_t client, uint32_t clock)
         node = descend(doc, cl, clock, path, slots);
     cl->idx_leaf = node;
     leaf = &IDX_LEAF(doc, node);
-    s = lower_bound(leaf->keys, leaf->n, clock);
-    assert(s < leaf->n && leaf->keys[s] == clock && leaf->n >= 2);
-    memmove(&leaf->keys[s], &leaf->keys[s + 1], (leaf->n - s - 1) * sizeof(uint32_t));
+    s = lower_bound(doc, leaf, clock);
+    assert(s < leaf->n && key_at(doc, leaf, s) == clock && leaf->n >= 2);
     memmove(&leaf->vals[s], &leaf->vals[s + 1], (leaf->n - s - 1) * sizeof(uint32_t));
     leaf->n--;
     doc->idx_count--;
     if (s == 0 && !fixed)
-        fix_min(doc, cl, path, slots, leaf->keys[0]);
+        fix_min(doc, cl, path, slots, key_at(doc, leaf, 0));
 }
 
 void crdt__idx_rekey(crdt_doc_t *doc, uint32_t client, uint32_t from, uint32_t to)
@@ -412,26 +424,25 @@ void crdt__idx_rekey(crdt_doc_t *doc, uint32_t client, uint32_t from, uint32_t t
     uint32_t path[CRDT__IDX_MAX_HEIGHT], slots[CRDT__IDX_MAX_HEIGHT];
     uint32_t node = cl->idx_leaf, s = cl->idx_slot;
     crdt__idx_leaf_t *leaf;
-    /* Keys are unique in a client's tree, so finding `from` at the hinted
-     * slot of one of its leaves is proof (slot 0 would need fix_min()). */
+    /* The item already holds `to`, which is its key: only the smallest key
+     * recorded above its leaf can be stale, if it is the leaf's first. Keys
+     * are unique in a client's tree, so finding `to` at the hinted slot (not
+     * 0) of one of its leaves is proof that nothing is. */
     if (node != CRDT__NONE && s > 0 && s < (leaf = &IDX_LEAF(doc, node))->n &&
-        leaf->keys[s] == from) {
-        leaf->keys[s] = to;
+        key_at(doc, leaf, s) == to)
         return;
-    }
-    node = finger_holding(doc, cl, from, true);
+    node = finger_holding(doc, cl, to, true);
     leaf = node == CRDT__NONE ? NULL : &IDX_LEAF(doc, node);
-    if (leaf && (s = lower_bound(leaf->keys, leaf->n, from)) < leaf->n && leaf->keys[s] == from) {
-        leaf->keys[s] = to;
+    if (leaf && (s = lower_bound(doc, leaf, to)) < leaf->n && key_at(doc, leaf, s) == to) {
         cl->idx_slot = s;
         return;
     }
+    /* The inner nodes still record `from` if the item is first in its leaf. */
     node = descend(doc, cl, from, path, slots);
     cl->idx_leaf = node;
     leaf = &IDX_LEAF(doc, node);
-    s = lower_bound(leaf->keys, leaf->n, from);
-    assert(s < leaf->n && leaf->keys[s] == from);
-    leaf->keys[s] = to;
+    s = lower_bound(doc, leaf, to);
+    assert(s < leaf->n && key_at(doc, leaf, s) == to);
     cl->idx_slot = s;
     if (s == 0)
         fix_min(doc, cl, path, slots, to);
@@ -442,15 +453,15 @@ uint32_t crdt__idx_find_le(const crdt_doc_t *doc, uint32_t client, uint32_t cloc
 {
     const crdt__client_t *cl;
     const crdt__idx_leaf_t *leaf;
-    uint32_t l, i;
+    uint32_t l, i, k;
     if (client >= doc->clients.len || (cl = &CLIENT(doc, client))->idx_root == CRDT__NONE)
         return CRDT__NONE;
     l = finger_holding(doc, cl, clock, false);
     leaf = &IDX_LEAF(doc, l != CRDT__NONE ? l : leaf_for(doc, cl, clock));
-    i = child_for(leaf->keys, leaf->n, clock);
-    if (leaf->keys[i] > clock)
+    i = leaf_child_for(doc, leaf, clock);
+    if ((k = key_at(doc, leaf, i)) > clock)
         return CRDT__NONE; /* before the client's first item */
-    *start_clock = leaf->keys[i];
+    *start_clock = k;
     return leaf->vals[i];
 }
 
@@ -466,7 +477,7 @@ void crdt__idx_seek(const crdt_doc_t *doc, uint32_t client, uint32_t clock, crdt
         return;
     node = leaf_for(doc, cl, clock);
     leaf = &IDX_LEAF(doc, node);
-    s = lower_bound(leaf->keys, leaf->n, clock);
+    s = lower_bound(doc, leaf, clock);
     if (s == leaf->n) {
         node = leaf->next;
         s = 0;
@@ -481,7 +492,7 @@ bool crdt__idx_next(const crdt_doc_t *doc, crdt__idx_iter_t *it, uint32_t *clock
     if (it->leaf == CRDT__NONE)
         return false;
     leaf = &IDX_LEAF(doc, it->leaf);
-    *clock = leaf->keys[it->slot];
+    *clock = key_at(doc, leaf, it->slot);
     *val = leaf->vals[it->slot];
     if (++it->slot == leaf->n) {
         it->leaf = leaf->next;
@@ -493,6 +504,7 @@ bool crdt__idx_next(const crdt_doc_t *doc, crdt__idx_iter_t *it, uint32_t *clock
 /* Checks one client's subtree: keys ascending across leaves, leaves chained
  * in that order, inner keys the exact minimums, node fill within bounds. */
 typedef struct {
+    uint32_t client; /* whose tree: every leaf entry must name a live item of it */
     uint32_t last_key, last_leaf, count, inners, leaves;
     bool have_key;
 } check_t;
@@ -509,14 +521,19 @@ static int check_node(const crdt_doc_t *doc, uint32_t node, uint32_t h, uint32_t
         if (ck->last_leaf != CRDT__NONE && IDX_LEAF(doc, ck->last_leaf).next != node)
             return -1;
         for (uint32_t i = 0; i < leaf->n; i++) {
-            if (ck->have_key && leaf->keys[i] <= ck->last_key)
+            uint32_t k;
+            if (leaf->vals[i] >= doc->items.len || ITEM(doc, leaf->vals[i]).len == 0 ||
+                ITEM(doc, leaf->vals[i]).client != ck->client)
                 return -1;
-            ck->last_key = leaf->keys[i];
+            k = key_at(doc, leaf, i);
+            if (ck->have_key && k <= ck->last_key)
+                return -1;
+            ck->last_key = k;
             ck->have_key = true;
         }
         ck->last_leaf = node;
         ck->leaves++;
-        *min = leaf->keys[0];
+        *min = key_at(doc, leaf, 0);
         ck->count += leaf->n;
         return 0;
     } else {
@@ -543,7 +560,7 @@ int crdt__idx_check(const crdt_doc_t *doc)
     uint32_t count = 0, tall = 0, leaves = 0, inners = 0;
     for (uint32_t c = 0; c < doc->clients.len; c++) {
         const crdt__client_t *cl = &CLIENT(doc, c);
-        check_t ck = {0, CRDT__NONE, 0, 0, 0, false};
+        check_t ck = {c, 0, CRDT__NONE, 0, 0, 0, false};
         uint32_t min;
         if (cl->idx_root == CRDT__NONE) {
             if (cl->idx_height != 0 || cl->idx_leaf != CRDT__NONE)

@@ -1869,7 +1869,6 @@ static void build_client_idx(crdt_doc_t *doc, const crdt__snap_t *s, uint32_t c,
         leaf->n = group_size(n, nleaves, lf);
         leaf->next = lf + 1 < nleaves ? first + lf + 1 : CRDT__NONE;
         for (uint32_t m = 0; m < leaf->n; m++, i++) {
-            leaf->keys[m] = s->bid[i].clock;
             leaf->vals[m] = BID_IDX(s->bid[i]);
         }
     }
@@ -1883,8 +1882,8 @@ static void build_client_idx(crdt_doc_t *doc, const crdt__snap_t *s, uint32_t c,
             in->n = group_size(count, groups, g);
             for (uint32_t k = 0; k < in->n; k++, child++) {
                 in->child[k] = child;
-                in->keys[k] =
-                    level == 0 ? IDX_LEAF(doc, child).keys[0] : IDX_INNER(doc, child).keys[0];
+                in->keys[k] = level == 0 ? ITEM(doc, IDX_LEAF(doc, child).vals[0]).clock
+                                         : IDX_INNER(doc, child).keys[0];
             }
         }
         first = start;

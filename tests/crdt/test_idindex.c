@@ -154,11 +154,41 @@ static int teardown(void **state)
     return 0;
 }
 
-static void idx_add(fix_t *f, uint32_t client, uint32_t clock, uint32_t val)
+/* A new live item of client `client` starting at `clock`: an index entry's
+ * value is an item, and its key is that item's clock. */
+static uint32_t new_item(fix_t *f, uint32_t client, uint32_t clock)
 {
+    uint32_t it;
+    crdt__item_t *x;
+    assert_int_equal(crdt__pool_reserve(f->doc, &f->doc->items, sizeof(crdt__item_t), 1), 0);
+    it = crdt__item_new(f->doc);
+    x = &ITEM(f->doc, it);
+    memset(x, 0, sizeof(*x));
+    x->client = client;
+    x->clock = clock;
+    x->len = 1;
+    x->leaf = CRDT__NO_LEAF;
+    return it;
+}
+
+/* Adds the key (client, clock) for a new item; returns the item. */
+static uint32_t idx_add(fix_t *f, uint32_t client, uint32_t clock)
+{
+    uint32_t val = new_item(f, client, clock);
     assert_int_equal(crdt__idx_reserve(f->doc, 1), 0);
     crdt__idx_insert(f->doc, client, clock, val);
     model_insert(&f->m, key_of(client, clock), val);
+    return val;
+}
+
+/* Moves model entry i's item to clock `to` and re-keys the index after it,
+ * as the document does. */
+static void idx_rekey(fix_t *f, size_t i, uint32_t to)
+{
+    uint32_t c = (uint32_t)(f->m.e[i].key >> 32), from = (uint32_t)f->m.e[i].key;
+    ITEM(f->doc, f->m.e[i].val).clock = to;
+    crdt__idx_rekey(f->doc, c, from, to);
+    f->m.e[i].key = key_of(c, to);
 }
 
 #define assert_idx_ok(f)                                                                           \
@@ -251,7 +281,7 @@ static size_t leaf_edge_keys(const crdt_doc_t *doc, uint32_t c, bool last, uint6
          node = IDX_LEAF(doc, node).next) {
         const crdt__idx_leaf_t *leaf = &IDX_LEAF(doc, node);
         if (leaf->n > 0)
-            out[n++] = key_of(c, leaf->keys[last ? leaf->n - 1 : 0]);
+            out[n++] = key_of(c, ITEM(doc, leaf->vals[last ? leaf->n - 1 : 0]).clock);
     }
     return n;
 }
@@ -274,10 +304,10 @@ static size_t leaf_sizes(const crdt_doc_t *doc, uint32_t c, uint32_t *sizes, siz
 }
 
 /* One insert with the structure and the lookups around the key checked. */
-static void idx_add_checked(fix_t *f, unsigned long long seed, uint32_t c, uint32_t k, uint32_t v,
+static void idx_add_checked(fix_t *f, unsigned long long seed, uint32_t c, uint32_t k,
                             const char *what)
 {
-    idx_add(f, c, k, v);
+    idx_add(f, c, k);
     if (crdt__idx_check(f->doc) != 0 || f->doc->idx_count != f->m.n)
         fail_msg("seed %#llx: check failed after inserting (%u, %u) %s", seed, c, k, what);
     check_find_le(f, c, k);
@@ -295,7 +325,7 @@ static void insert_random(fix_t *f, rng_t *r, size_t count, uint32_t clients, ui
             c = rng_below(r, clients);
             k = rng_below(r, clock_range);
         } while (model_has(&f->m, key_of(c, k)));
-        idx_add(f, c, k, (uint32_t)rng_next(r) & ~CRDT__IDX_DEL);
+        idx_add(f, c, k);
     }
 }
 
@@ -321,19 +351,17 @@ static void test_idx_find_le_same_client_only(void **state)
 {
     fix_t *f = *state;
     uint32_t start = 0;
-    idx_add(f, 1, 10, 100);
-    idx_add(f, 1, 20, 101);
-    idx_add(f, 3, 0, 300);
-    idx_add(f, 3, 5, 305);
+    uint32_t v10 = idx_add(f, 1, 10), v20 = idx_add(f, 1, 20);
+    uint32_t v0 = idx_add(f, 3, 0), v5 = idx_add(f, 3, 5);
     assert_idx_ok(f);
     /* Exactly at a key, inside a run, and past the last key of the client. */
-    assert_int_equal(crdt__idx_find_le(f->doc, 1, 10, &start), 100);
+    assert_int_equal(crdt__idx_find_le(f->doc, 1, 10, &start), v10);
     assert_int_equal(start, 10);
-    assert_int_equal(crdt__idx_find_le(f->doc, 1, 19, &start), 100);
+    assert_int_equal(crdt__idx_find_le(f->doc, 1, 19, &start), v10);
     assert_int_equal(start, 10);
-    assert_int_equal(crdt__idx_find_le(f->doc, 1, 20, &start), 101);
+    assert_int_equal(crdt__idx_find_le(f->doc, 1, 20, &start), v20);
     assert_int_equal(start, 20);
-    assert_int_equal(crdt__idx_find_le(f->doc, 1, UINT32_MAX, &start), 101);
+    assert_int_equal(crdt__idx_find_le(f->doc, 1, UINT32_MAX, &start), v20);
     assert_int_equal(start, 20);
     /* Below the client's first key: the greater key of client 0 or none. */
     assert_int_equal(crdt__idx_find_le(f->doc, 1, 9, &start), CRDT__NONE);
@@ -341,9 +369,9 @@ static void test_idx_find_le_same_client_only(void **state)
     /* Client 2 has no keys (client 1's keys are in another tree). */
     assert_int_equal(crdt__idx_find_le(f->doc, 2, 0, &start), CRDT__NONE);
     assert_int_equal(crdt__idx_find_le(f->doc, 2, UINT32_MAX, &start), CRDT__NONE);
-    assert_int_equal(crdt__idx_find_le(f->doc, 3, 4, &start), 300);
+    assert_int_equal(crdt__idx_find_le(f->doc, 3, 4, &start), v0);
     assert_int_equal(start, 0);
-    assert_int_equal(crdt__idx_find_le(f->doc, 3, 5, &start), 305);
+    assert_int_equal(crdt__idx_find_le(f->doc, 3, 5, &start), v5);
     assert_int_equal(crdt__idx_find_le(f->doc, 4, 0, &start), CRDT__NONE);
 }
 
@@ -428,7 +456,7 @@ static void test_idx_insert_ascending_builds_several_levels(void **state)
      * Client 0 gets 20,000 keys (three levels), three more clients 2,000. */
     for (uint32_t i = 0; i < 26000; i++) {
         uint32_t c = i < 20000 ? 0 : 1 + (i - 20000) / 2000, h;
-        idx_add(f, c, (i < 20000 ? i : (i - 20000) % 2000) * 3, i);
+        idx_add(f, c, (i < 20000 ? i : (i - 20000) % 2000) * 3);
         h = height_of(f, c);
         assert_true(h == last_height[c] || h == last_height[c] + 1); /* one level at a time */
         last_height[c] = h;
@@ -450,7 +478,7 @@ static void test_idx_insert_descending_keys(void **state)
     /* Every insert becomes the new minimum: inner minimum keys change all
      * the way up on each one. */
     for (uint32_t i = 12000; i-- > 0;) {
-        idx_add(f, 2, i, i);
+        idx_add(f, 2, i);
         if (i % 1009 == 0)
             assert_idx_ok(f);
     }
@@ -470,7 +498,7 @@ static void test_idx_append_keeps_leaves_full(void **state)
     /* A client's new items take ever greater clocks: each full last leaf
      * passes one key on with the new one and keeps the rest. */
     for (uint32_t i = 0; i < 5000; i++) {
-        idx_add(f, 4, 100 + 7 * i, i);
+        idx_add(f, 4, 100 + 7 * i);
         if (i % 499 == 0)
             assert_idx_ok(f);
     }
@@ -497,9 +525,9 @@ static void test_idx_insert_into_full_leaves_shifts_to_siblings(void **state)
     rng_init(&r, 0x5b1f);
     /* Full leaves of keys 8 apart; clients 2 and 6 share the pools. */
     for (uint32_t i = 0; i < 4000; i++) {
-        idx_add(f, 3, 8 * i + 8, i);
+        idx_add(f, 3, 8 * i + 8);
         if (i % 4 == 0)
-            idx_add(f, i % 8 == 0 ? 2 : 6, i, i);
+            idx_add(f, i % 8 == 0 ? 2 : 6, i);
     }
     assert_idx_ok(f);
     leaves_full = leaf_sizes(f->doc, 3, NULL, 0);
@@ -514,12 +542,12 @@ static void test_idx_insert_into_full_leaves_shifts_to_siblings(void **state)
             k = (uint32_t)edges[rng_below(&r, (uint32_t)ne)] + (last ? 1 : (uint32_t)-1);
             if (model_has(&f->m, key_of(3, k)))
                 continue;
-            idx_add_checked(f, r.seed, 3, k, 100000 + i, last ? "after a leaf" : "before a leaf");
+            idx_add_checked(f, r.seed, 3, k, last ? "after a leaf" : "before a leaf");
         } else {
             do
                 k = 1 + rng_below(&r, 8 * 4000 + 8);
             while (model_has(&f->m, key_of(3, k)));
-            idx_add_checked(f, r.seed, 3, k, 100000 + i, "inside");
+            idx_add_checked(f, r.seed, 3, k, "inside");
         }
     }
     leaves = leaf_sizes(f->doc, 3, NULL, 0);
@@ -552,7 +580,7 @@ static void test_idx_insert_into_full_leaves_shifts_to_siblings(void **state)
             do
                 k = rng_below(&r, 8 * 4000 + 64);
             while (model_has(&f->m, key_of(3, k)));
-            idx_add_checked(f, r.seed, 3, k, 200000 + (uint32_t)removed, "between removes");
+            idx_add_checked(f, r.seed, 3, k, "between removes");
         }
     }
     assert_idx_ok(f);
@@ -603,7 +631,7 @@ static void test_idx_remove_leaf_first_key_updates_inner_minimums(void **state)
     size_t nf;
     /* Two levels, ascending (leaves full). */
     for (uint32_t i = 0; i < 12000; i++)
-        idx_add(f, 1, 2 * i, i);
+        idx_add(f, 1, 2 * i);
     assert_idx_ok(f);
     assert_true(height_of(f, 1) >= 2);
     /* Remove the first key of every leaf, then again, while leaves allow. */
@@ -639,9 +667,9 @@ static void test_idx_remove_leaf_first_key_updates_inner_minimums(void **state)
 static void test_idx_removable_false_for_single_key_leaf(void **state)
 {
     fix_t *f = *state;
-    idx_add(f, 0, 5, 1);
+    idx_add(f, 0, 5);
     assert_false(crdt__idx_removable(f->doc, 0, 5));
-    idx_add(f, 0, 9, 2);
+    idx_add(f, 0, 9);
     assert_true(crdt__idx_removable(f->doc, 0, 5));
     crdt__idx_remove(f->doc, 0, 5);
     model_remove_at(&f->m, 0);
@@ -659,7 +687,7 @@ static void test_idx_rekey_keeps_order_and_values(void **state)
     rng_init(&r, 0x4e7);
     /* Sparse clocks leave room between neighbours. */
     for (uint32_t i = 0; i < 3000; i++)
-        idx_add(f, i % 3, (i / 3) * 1000 + 500, i);
+        idx_add(f, i % 3, (i / 3) * 1000 + 500);
     assert_idx_ok(f);
     while (done < 5000) {
         size_t i = rng_below(&r, (uint32_t)f->m.n);
@@ -674,8 +702,7 @@ static void test_idx_rekey_keeps_order_and_values(void **state)
         if (hi < lo)
             continue;
         to = lo + rng_below(&r, hi - lo + 1);
-        crdt__idx_rekey(f->doc, c, from, to);
-        f->m.e[i].key = key_of(c, to);
+        idx_rekey(f, i, to);
         done++;
         if (crdt__idx_check(f->doc) != 0)
             fail_msg("seed %#llx: check failed after rekey (%u: %u -> %u), step %d",
@@ -696,7 +723,7 @@ static void test_idx_rekey_leaf_first_key(void **state)
     uint64_t firsts[1024];
     size_t nf;
     for (uint32_t i = 0; i < 8000; i++)
-        idx_add(f, 0, 10 * i + 10, i);
+        idx_add(f, 0, 10 * i + 10);
     assert_idx_ok(f);
     assert_true(height_of(f, 0) >= 2);
     nf = leaf_first_keys(f->doc, 0, firsts, 1024);
@@ -704,14 +731,12 @@ static void test_idx_rekey_leaf_first_key(void **state)
     for (size_t j = 0; j < nf; j++) {
         uint32_t from = (uint32_t)firsts[j], to = from - 9;
         size_t i = model_lower(&f->m, firsts[j]);
-        crdt__idx_rekey(f->doc, 0, from, to);
-        f->m.e[i].key = to;
+        idx_rekey(f, i, to);
         if (crdt__idx_check(f->doc) != 0)
             fail_msg("check failed after rekeying leaf %zu's first key %u -> %u", j, from, to);
         check_find_le(f, 0, to);
         check_find_le(f, 0, to - 1);
-        crdt__idx_rekey(f->doc, 0, to, from + 5);
-        f->m.e[i].key = from + 5;
+        idx_rekey(f, i, from + 5);
         if (crdt__idx_check(f->doc) != 0)
             fail_msg("check failed after rekeying leaf %zu's first key %u -> %u", j, to, from + 5);
         check_find_le(f, 0, from + 4);
@@ -743,8 +768,7 @@ static void test_idx_insert_remove_rekey_match_model(void **state)
             uint32_t lim = has_next ? (uint32_t)f->m.e[i + 1].key : from + 100;
             if (lim - from > 1) {
                 uint32_t to = from + 1 + rng_below(&r, lim - from - 1);
-                crdt__idx_rekey(f->doc, c, from, to);
-                f->m.e[i].key = key_of(c, to);
+                idx_rekey(f, i, to);
             }
         } else if (op < 9) {
             check_find_le(f, rng_below(&r, 5), rng_below(&r, 8100));
@@ -766,15 +790,17 @@ static void test_idx_reserve_then_insert_never_allocates(void **state)
     for (int round = 0; round < 30; round++) {
         size_t calls;
         assert_int_equal(crdt__idx_reserve(f->doc, 200), 0);
+        assert_int_equal(crdt__pool_reserve(f->doc, &f->doc->items, sizeof(crdt__item_t), 200), 0);
         calls = f->ta.calls;
         for (int i = 0; i < 200; i++) {
-            uint32_t c, k;
+            uint32_t c, k, v;
             do {
                 c = rng_below(&r, 3);
                 k = rng_below(&r, 1u << 20);
             } while (model_has(&f->m, key_of(c, k)));
-            crdt__idx_insert(f->doc, c, k, (uint32_t)i);
-            model_insert(&f->m, key_of(c, k), (uint32_t)i);
+            v = new_item(f, c, k);
+            crdt__idx_insert(f->doc, c, k, v);
+            model_insert(&f->m, key_of(c, k), v);
         }
         assert_int_equal(f->ta.calls, calls);
         assert_idx_ok(f);
