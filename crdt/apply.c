@@ -96,17 +96,17 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint
         if (o == CRDT__NONE || o == right_it)
             break;
         x = &ITEM(doc, o);
-        if (crdt__id_eq(x->left, op->left))
+        if (crdt__id_eq(crdt__item_left(x), op->left))
             oleft = left_rank;
         else
-            oleft = x->left.client == CRDT__NONE ? -1 : char_rank(doc, x->left);
+            oleft = crdt__item_left(x).client == CRDT__NONE ? -1 : char_rank(doc, crdt__item_left(x));
         if (oleft < left_rank)
             break;
         if (oleft == left_rank) {
-            if (crdt__id_eq(x->right, op->right))
+            if (crdt__id_eq(crdt__item_right(x), op->right))
                 oright = right_rank;
             else
-                oright = x->right.client == CRDT__NONE ? INT64_MAX : char_rank(doc, x->right);
+                oright = crdt__item_right(x).client == CRDT__NONE ? INT64_MAX : char_rank(doc, crdt__item_right(x));
             /* A right origin at or before the left one was ignored when x
              * was integrated (see above): it counts as none here too, or
              * the order of concurrent inserts would depend on arrival. */
@@ -133,7 +133,7 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint
         crdt__item_t *x = &ITEM(doc, pred);
         if (x->client == op->client && x->clock + x->len == op->clock && !x->deleted &&
             crdt__id_eq(op->left, crdt__id(x->client, op->clock - 1)) &&
-            crdt__id_eq(op->right, x->right)) {
+            crdt__id_eq(op->right, crdt__item_right(x))) {
             crdt__text_append(doc, op->client, op->text, op->text_bytes);
             x->len += op->len;
             if (op->text_bytes != op->len)
@@ -153,8 +153,8 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint
         n->len = op->len;
         n->text_off = crdt__text_append(doc, op->client, op->text, op->text_bytes);
         n->ascii = op->text_bytes == op->len;
-        n->left = op->left;
-        n->right = op->right;
+        crdt__item_set_left(n, op->left);
+        crdt__item_set_right(n, op->right);
         n->deleted = 0;
         n->leaf = CRDT__NO_LEAF;
     }
@@ -316,7 +316,7 @@ static bool known_right(const crdt_doc_t *doc, uint32_t client, crdt__id_t id)
     uint32_t h;
     if (client >= doc->clients.len || (h = CLIENT(doc, client).hint) >= doc->items.len)
         return false;
-    return ITEM(doc, h).len > 0 && crdt__id_eq(ITEM(doc, h).right, id);
+    return ITEM(doc, h).len > 0 && crdt__id_eq(crdt__item_right(&ITEM(doc, h)), id);
 }
 
 /* `found` (or NULL) as for deps_inserted(): the item holding the left origin

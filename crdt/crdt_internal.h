@@ -72,7 +72,7 @@ static const crdt__id_t CRDT__NOID = {CRDT__NONE, 0};
  * are `left` (for i == 0) or the previous character of the run, and `right`.
  */
 typedef struct {
-    uint32_t client, clock;
+    uint32_t clock;
     uint32_t len; /* characters (code points), >= 1 */
     /* First byte in the client's text arena. Arenas hold the text of the
      * client's inserts in clock order (see crdt__client_t), so the run's
@@ -84,8 +84,17 @@ typedef struct {
      * counts them from its text. Splits and merges keep it exact when that
      * is cheap, and 0 is never wrong. */
     uint32_t ascii : 1;
-    crdt__id_t left;  /* origin-left of the first character, or NOID */
-    crdt__id_t right; /* origin-right of every character, or NOID */
+    /* The client (below CRDT__CLIENT_LIMIT), and the clients of the origins
+     * (CRDT__ITEM_NOCLIENT for no id): 21 bits each, the right origin's in
+     * two parts. Read and write origins with crdt__item_left() and the
+     * other accessors below. */
+    uint32_t client : 21;
+    uint32_t rclient_lo : 11;
+    uint32_t lclient : 21;
+    uint32_t rclient_hi : 10;
+    uint32_t spare : 1;
+    uint32_t lclock; /* origin-left of the first character, or 0 with no id */
+    uint32_t rclock; /* origin-right of every character, or 0 with no id */
     union {
         struct {
             uint32_t leaf : 26;   /* sequence-tree leaf holding this item, or CRDT__NO_LEAF */
@@ -95,7 +104,43 @@ typedef struct {
         uint32_t place; /* the three as one word, for seq.c's bulk updates */
     };
 } crdt__item_t;
-_Static_assert(sizeof(crdt__item_t) == 36, "items stay 36 bytes");
+_Static_assert(sizeof(crdt__item_t) == 32, "items stay 32 bytes");
+/* Clients a document can hold (local indexes 0 .. LIMIT - 1): items name
+ * them in 21 bits, and one value is "no client". */
+#define CRDT__CLIENT_LIMIT 0x1FFFFFu
+#define CRDT__ITEM_NOCLIENT 0x1FFFFFu
+static inline crdt__id_t crdt__item_left(const crdt__item_t *x)
+{
+    crdt__id_t id = {x->lclient == CRDT__ITEM_NOCLIENT ? CRDT__NONE : x->lclient, x->lclock};
+    return id;
+}
+static inline crdt__id_t crdt__item_right(const crdt__item_t *x)
+{
+    uint32_t c = x->rclient_lo | (uint32_t)x->rclient_hi << 11;
+    crdt__id_t id = {c == CRDT__ITEM_NOCLIENT ? CRDT__NONE : c, x->rclock};
+    return id;
+}
+/* Origins name a client of the document or none (CRDT__NONE). */
+static inline void crdt__item_set_left(crdt__item_t *x, crdt__id_t id)
+{
+    assert(id.client == CRDT__NONE || id.client < CRDT__CLIENT_LIMIT);
+    x->lclient = id.client == CRDT__NONE ? CRDT__ITEM_NOCLIENT : id.client;
+    x->lclock = id.clock;
+}
+static inline void crdt__item_set_right(crdt__item_t *x, crdt__id_t id)
+{
+    uint32_t c = id.client == CRDT__NONE ? CRDT__ITEM_NOCLIENT : id.client;
+    assert(id.client == CRDT__NONE || id.client < CRDT__CLIENT_LIMIT);
+    x->rclient_lo = c & 0x7FFu;
+    x->rclient_hi = c >> 11;
+    x->rclock = id.clock;
+}
+/* Whether x's origins are exactly these (cheaper than building both ids). */
+static inline bool crdt__item_right_is(const crdt__item_t *x, const crdt__item_t *y)
+{
+    return x->rclock == y->rclock && x->rclient_lo == y->rclient_lo &&
+           x->rclient_hi == y->rclient_hi;
+}
 /* The word `place` of a live item at `slot` of leaf `leaf` (the compiler
  * folds the fields' layout away). */
 static inline uint32_t crdt__item_place(uint32_t leaf, uint32_t slot)
@@ -106,10 +151,11 @@ static inline uint32_t crdt__item_place(uint32_t leaf, uint32_t slot)
     t.slot = slot;
     return t.place;
 }
-/* Items are 36 bytes: neither their UTF-16 length (crdt__item_u16()) nor
+/* Items are 32 bytes: neither their UTF-16 length (crdt__item_u16()) nor
  * their UTF-8 length (crdt__item_bytes()) is kept, the text offset shares a
- * word with the ASCII flag, and their place in the sequence tree shares one
- * word with the deleted flag.
+ * word with the ASCII flag, clients take 21 bits (so three share two words),
+ * and their place in the sequence tree shares one word with the deleted
+ * flag.
  * An item merged into its left neighbour is dead: len == 0, and `clock` links
  * the free list of dead items. */
 

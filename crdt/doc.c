@@ -46,8 +46,8 @@ int crdt__client_reserve(crdt_doc_t *doc, size_t extra)
     size_t want = ((size_t)doc->clients.len + extra) * 2, cap = doc->client_hash_cap;
     uint32_t *table;
     int err;
-    if ((size_t)doc->clients.len + extra >= CRDT__IDX_DEL)
-        return CRDT_ELIMIT; /* delete records name clients in 31 bits */
+    if ((size_t)doc->clients.len + extra > CRDT__CLIENT_LIMIT)
+        return CRDT_ELIMIT; /* items name clients in 21 bits */
     if ((err = crdt__pool_reserve(doc, &doc->clients, sizeof(crdt__client_t), extra)) != 0)
         return err;
     if (want <= cap)
@@ -218,7 +218,7 @@ static void split_fields(const crdt_doc_t *doc, crdt__item_t *x, crdt__item_t *r
     r->clock = x->clock + off;
     r->len = x->len - off;
     r->text_off = x->text_off + boff;
-    r->left = crdt__id(x->client, r->clock - 1);
+    crdt__item_set_left(r, crdt__id(x->client, r->clock - 1));
     if (!x->ascii) {
         r->ascii = crdt__utf8_is_ascii(crdt__item_text(doc, r), r->len);
         x->ascii = boff == off;
@@ -249,8 +249,7 @@ uint32_t crdt__item_split(crdt_doc_t *doc, uint32_t it, uint32_t off)
 static inline bool continues(const crdt__item_t *a, const crdt__item_t *b)
 {
     return a->client == b->client && a->clock + a->len == b->clock &&
-           crdt__id_eq(b->left, crdt__id(a->client, b->clock - 1)) &&
-           crdt__id_eq(b->right, a->right);
+           b->lclient == a->client && b->lclock == b->clock - 1 && crdt__item_right_is(b, a);
 }
 
 uint32_t crdt__item_new(crdt_doc_t *doc)
@@ -412,7 +411,7 @@ static CRDT__NOINLINE int typing_update(crdt_doc_t *doc, const crdt__item_t *x, 
     crdt__op_t op;
     local_insert_op(doc, &op, text, len, cps, u16);
     op.left = crdt__id(doc->self, CLIENT(doc, doc->self).next_clock - 1);
-    op.right = x->right;
+    op.right = crdt__item_right(x);
     return crdt__encode_ops(doc->out_alloc, &CLIENT(doc, 0), doc->clients.len, &op, 1, buf);
 }
 
@@ -446,8 +445,8 @@ static int typing_insert(crdt_doc_t *doc, size_t index, const char *text, size_t
             return CRDT__SLOW;
         next = crdt__seq_next(doc, f);
         if (next == CRDT__NONE
-                ? x->right.client != CRDT__NONE
-                : !crdt__id_eq(x->right, crdt__id(ITEM(doc, next).client, ITEM(doc, next).clock)))
+                ? crdt__item_right(x).client != CRDT__NONE
+                : !crdt__id_eq(crdt__item_right(x), crdt__id(ITEM(doc, next).client, ITEM(doc, next).clock)))
             return CRDT__SLOW;
     }
     if (update && (err = typing_update(doc, x, text, len, cps, u16, &buf)) != 0)
@@ -547,7 +546,7 @@ static CRDT__NOINLINE int insert_general(crdt_doc_t *doc, size_t index, const ch
     if (left_it != CRDT__NONE) {
         crdt__item_t *x = &ITEM(doc, left_it);
         if (x->client == doc->self && left_off + 1 == x->len && x->clock + x->len == op.clock &&
-            !x->deleted && crdt__id_eq(x->right, op.right)) {
+            !x->deleted && crdt__id_eq(crdt__item_right(x), op.right)) {
             crdt__text_append(doc, doc->self, (const uint8_t *)text, (uint32_t)len);
             x->len += op.len;
             if (op.text_bytes != op.len)
@@ -567,8 +566,8 @@ static CRDT__NOINLINE int insert_general(crdt_doc_t *doc, size_t index, const ch
         n->len = op.len;
         n->text_off = crdt__text_append(doc, doc->self, (const uint8_t *)text, (uint32_t)len);
         n->ascii = op.text_bytes == op.len;
-        n->left = op.left;
-        n->right = op.right;
+        crdt__item_set_left(n, op.left);
+        crdt__item_set_right(n, op.right);
         n->deleted = 0;
         n->leaf = CRDT__NO_LEAF;
     }
@@ -636,7 +635,7 @@ static bool delete_by_moving(crdt_doc_t *doc, uint32_t it, uint32_t off, uint32_
         t->clock -= k;
         t->len += k;
         t->text_off -= bytes;
-        t->left = crdt__id(t->client, t->clock - 1);
+        crdt__item_set_left(t, crdt__id(t->client, t->clock - 1));
         crdt__idx_rekey(doc, t->client, old, t->clock);
         hide(doc, it, u16, bytes);
         return true;
@@ -662,7 +661,7 @@ static bool delete_by_moving(crdt_doc_t *doc, uint32_t it, uint32_t off, uint32_
         x->clock += k;
         x->len -= k;
         x->text_off += bytes;
-        x->left = crdt__id(x->client, x->clock - 1);
+        crdt__item_set_left(x, crdt__id(x->client, x->clock - 1));
         crdt__idx_rekey(doc, x->client, old, x->clock);
         hide(doc, it, u16, bytes);
         return true;

@@ -161,43 +161,43 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, int compress, crdt_buf_t *out)
                     next = &ITEM(doc, SEQ_LEAF(doc, leaf->next).items[0]);
                 if (!prev || prev->client != x->client)
                     head |= I_CLIENT;
-                if (x->left.client == CRDT__NONE)
+                if (crdt__item_left(x).client == CRDT__NONE)
                     lm = 0;
                 else if (prev &&
-                         crdt__id_eq(x->left, crdt__id(prev->client, prev->clock + prev->len - 1)))
+                         crdt__id_eq(crdt__item_left(x), crdt__id(prev->client, prev->clock + prev->len - 1)))
                     lm = 1;
-                else if (x->left.client == x->client && x->left.clock < x->clock)
+                else if (crdt__item_left(x).client == x->client && crdt__item_left(x).clock < x->clock)
                     lm = 2;
                 else
                     lm = 3;
-                if (x->right.client == CRDT__NONE)
+                if (crdt__item_right(x).client == CRDT__NONE)
                     rm = 0;
-                else if (next && crdt__id_eq(x->right, crdt__id(next->client, next->clock)))
+                else if (next && crdt__id_eq(crdt__item_right(x), crdt__id(next->client, next->clock)))
                     rm = 1;
-                else if (prev && crdt__id_eq(x->right, prev->right))
+                else if (prev && crdt__id_eq(crdt__item_right(x), crdt__item_right(prev)))
                     rm = 2;
                 else
                     rm = 3;
-                base = clock_base(x->client, x->left, lm, end[x->client]);
+                base = clock_base(x->client, crdt__item_left(x), lm, end[x->client]);
                 if (x->clock != base)
                     head |= I_CLOCK;
                 head |= (uint8_t)(lm << I_LEFT_SHIFT | rm << I_RIGHT_SHIFT);
-                if (rm == 3 && x->right.client == x->client && x->right.clock < x->clock)
+                if (rm == 3 && crdt__item_right(x).client == x->client && crdt__item_right(x).clock < x->clock)
                     head |= I_RIGHT_SAME;
                 crdt__put_u8(&ic[C_HEAD], head);
                 if (head & I_CLIENT)
                     crdt__put_varint(&ic[C_CLIENT], ref[x->client]);
                 if (lm == 2)
-                    crdt__put_varint(&ic[C_LEFT], x->clock - x->left.clock);
+                    crdt__put_varint(&ic[C_LEFT], x->clock - crdt__item_left(x).clock);
                 else if (lm == 3)
-                    put_id(&ic[C_LEFT], x->left, ref);
+                    put_id(&ic[C_LEFT], crdt__item_left(x), ref);
                 if (head & I_CLOCK)
                     crdt__put_varint(&ic[C_CLOCK], zigzag((int64_t)x->clock - base));
                 crdt__put_varint(&ic[C_LEN], x->len);
                 if (head & I_RIGHT_SAME)
-                    crdt__put_varint(&ic[C_RIGHT], x->clock - x->right.clock);
+                    crdt__put_varint(&ic[C_RIGHT], x->clock - crdt__item_right(x).clock);
                 else if (rm == 3)
-                    put_id(&ic[C_RIGHT], x->right, ref);
+                    put_id(&ic[C_RIGHT], crdt__item_right(x), ref);
                 end[x->client] = x->clock + x->len;
                 prev = x;
             }
@@ -1080,7 +1080,7 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
         if (pright.client == CRDT__NONE - 1) {
             if (client == pclient && clock >= pclock)
                 return CRDT_EMALFORMED;
-            items[i - 1].right = crdt__id(client, (uint32_t)clock);
+            crdt__item_set_right(&items[i - 1], crdt__id(client, (uint32_t)clock));
         }
         /* Origins come before the insert: never the client's own later
          * clocks (the same rule updates follow). */
@@ -1131,8 +1131,9 @@ static SNAP_ALWAYS_INLINE int parse_items_as(col_t *col, crdt__snap_t *s, uint32
             x->clock = (uint32_t)clock;
             x->len = len;
             x->ascii = tbytes == len;
-            x->left = left;
-            x->right = right;
+            crdt__item_set_left(x, left);
+            /* (an unresolved right origin is set with the next item) */
+            crdt__item_set_right(x, right.client == CRDT__NONE - 1 ? CRDT__NOID : right);
             x->place = 0;
             x->deleted = deleted;
         }
@@ -1465,8 +1466,9 @@ static int check_causal(const crdt_alloc_t *a, const crdt__snap_t *s)
                 const snap_item_t *x =
                     icur[c] < s->nitems ? &s->items[BID_IDX(s->bid[icur[c]])] : NULL;
                 if (x && x->client == c && x->clock == front[c]) {
-                    if ((x->left.client != CRDT__NONE && x->left.clock >= front[x->left.client]) ||
-                        (x->right.client != CRDT__NONE && x->right.clock >= front[x->right.client]))
+                    crdt__id_t l = crdt__item_left(x), r = crdt__item_right(x);
+                    if ((l.client != CRDT__NONE && l.clock >= front[l.client]) ||
+                        (r.client != CRDT__NONE && r.clock >= front[r.client]))
                         break;
                     front[c] += x->len;
                     icur[c]++;
@@ -1566,6 +1568,10 @@ int crdt__snapshot_parse(const crdt_alloc_t *a, const uint8_t *data, size_t len,
     n = crdt__get_varint(&r);
     if (r.err || n > crdt__reader_left(&r) / 10) {
         err = CRDT_EMALFORMED;
+        goto Fail;
+    }
+    if (n > CRDT__CLIENT_LIMIT) {
+        err = CRDT_ELIMIT; /* items name clients in 21 bits */
         goto Fail;
     }
     if ((s->clients = alloc_array(a, (size_t)n, sizeof(snap_client_t), &err)) == NULL)
@@ -1725,8 +1731,8 @@ int crdt__snapshot_to_ops(const crdt_alloc_t *a, crdt__snap_t *s, crdt__decoded_
         op->client = x->client;
         op->clock = x->clock;
         op->len = x->len;
-        op->left = x->left;
-        op->right = x->right;
+        op->left = crdt__item_left(x);
+        op->right = crdt__item_right(x);
         op->text = s->clients[x->client].text + s->aoff[idx];
         op->text_bytes = op->u16len = x->len;
         if (!x->ascii) {

@@ -46,8 +46,8 @@ static int push_item(const crdt_doc_t *doc, uint32_t c, const crdt__item_t *x, u
     op.client = c;
     op.clock = x->clock;
     op.len = x->len;
-    op.left = x->left;
-    op.right = x->right;
+    op.left = crdt__item_left(x);
+    op.right = crdt__item_right(x);
     op.text = item_text(doc, x);
     op.text_bytes = crdt__item_bytes(doc, x);
     op.u16len = crdt__item_u16(doc, x);
