@@ -99,14 +99,17 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint
         if (crdt__id_eq(crdt__item_left(x), op->left))
             oleft = left_rank;
         else
-            oleft = crdt__item_left(x).client == CRDT__NONE ? -1 : char_rank(doc, crdt__item_left(x));
+            oleft =
+                crdt__item_left(x).client == CRDT__NONE ? -1 : char_rank(doc, crdt__item_left(x));
         if (oleft < left_rank)
             break;
         if (oleft == left_rank) {
             if (crdt__id_eq(crdt__item_right(x), op->right))
                 oright = right_rank;
             else
-                oright = crdt__item_right(x).client == CRDT__NONE ? INT64_MAX : char_rank(doc, crdt__item_right(x));
+                oright = crdt__item_right(x).client == CRDT__NONE
+                             ? INT64_MAX
+                             : char_rank(doc, crdt__item_right(x));
             /* A right origin at or before the left one was ignored when x
              * was integrated (see above): it counts as none here too, or
              * the order of concurrent inserts would depend on arrival. */

@@ -248,8 +248,8 @@ uint32_t crdt__item_split(crdt_doc_t *doc, uint32_t it, uint32_t off)
  * text in clock order. */
 static inline bool continues(const crdt__item_t *a, const crdt__item_t *b)
 {
-    return a->client == b->client && a->clock + a->len == b->clock &&
-           b->lclient == a->client && b->lclock == b->clock - 1 && crdt__item_right_is(b, a);
+    return a->client == b->client && a->clock + a->len == b->clock && b->lclient == a->client &&
+           b->lclock == b->clock - 1 && crdt__item_right_is(b, a);
 }
 
 uint32_t crdt__item_new(crdt_doc_t *doc)
@@ -444,9 +444,9 @@ static int typing_insert(crdt_doc_t *doc, size_t index, const char *text, size_t
             x->client != doc->self || x->clock + x->len != me->next_clock)
             return CRDT__SLOW;
         next = crdt__seq_next(doc, f);
-        if (next == CRDT__NONE
-                ? crdt__item_right(x).client != CRDT__NONE
-                : !crdt__id_eq(crdt__item_right(x), crdt__id(ITEM(doc, next).client, ITEM(doc, next).clock)))
+        if (next == CRDT__NONE ? crdt__item_right(x).client != CRDT__NONE
+                               : !crdt__id_eq(crdt__item_right(x), crdt__id(ITEM(doc, next).client,
+                                                                            ITEM(doc, next).clock)))
             return CRDT__SLOW;
     }
     if (update && (err = typing_update(doc, x, text, len, cps, u16, &buf)) != 0)

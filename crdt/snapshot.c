@@ -163,16 +163,18 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, int compress, crdt_buf_t *out)
                     head |= I_CLIENT;
                 if (crdt__item_left(x).client == CRDT__NONE)
                     lm = 0;
-                else if (prev &&
-                         crdt__id_eq(crdt__item_left(x), crdt__id(prev->client, prev->clock + prev->len - 1)))
+                else if (prev && crdt__id_eq(crdt__item_left(x),
+                                             crdt__id(prev->client, prev->clock + prev->len - 1)))
                     lm = 1;
-                else if (crdt__item_left(x).client == x->client && crdt__item_left(x).clock < x->clock)
+                else if (crdt__item_left(x).client == x->client &&
+                         crdt__item_left(x).clock < x->clock)
                     lm = 2;
                 else
                     lm = 3;
                 if (crdt__item_right(x).client == CRDT__NONE)
                     rm = 0;
-                else if (next && crdt__id_eq(crdt__item_right(x), crdt__id(next->client, next->clock)))
+                else if (next &&
+                         crdt__id_eq(crdt__item_right(x), crdt__id(next->client, next->clock)))
                     rm = 1;
                 else if (prev && crdt__id_eq(crdt__item_right(x), crdt__item_right(prev)))
                     rm = 2;
@@ -182,7 +184,8 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, int compress, crdt_buf_t *out)
                 if (x->clock != base)
                     head |= I_CLOCK;
                 head |= (uint8_t)(lm << I_LEFT_SHIFT | rm << I_RIGHT_SHIFT);
-                if (rm == 3 && crdt__item_right(x).client == x->client && crdt__item_right(x).clock < x->clock)
+                if (rm == 3 && crdt__item_right(x).client == x->client &&
+                    crdt__item_right(x).clock < x->clock)
                     head |= I_RIGHT_SAME;
                 crdt__put_u8(&ic[C_HEAD], head);
                 if (head & I_CLIENT)

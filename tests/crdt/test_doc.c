@@ -1280,6 +1280,38 @@ static void test_text_arena_limit_elimit(void **state)
     crdt_doc_free(doc);
 }
 
+/* Items name clients in 21 bits: origins keep every client index below
+ * CRDT__CLIENT_LIMIT and "no id" exactly (the right origin's client is
+ * stored in two parts), and a document refuses a client past the limit
+ * before allocating anything. */
+static void test_item_clients_in_21_bits(void **state)
+{
+    const uint32_t clients[] = {0, 1, 0x7FF, 0x800, 0xFFFFF, CRDT__CLIENT_LIMIT - 1};
+    crdt__item_t x;
+    crdt_doc_t *doc = new_doc(1);
+    size_t mem = crdt_doc_mem_bytes(doc);
+    (void)state;
+    memset(&x, 0, sizeof x);
+    for (size_t i = 0; i < sizeof clients / sizeof clients[0]; i++) {
+        uint32_t c = clients[i], d = clients[(i + 1) % (sizeof clients / sizeof clients[0])];
+        x.client = c;
+        crdt__item_set_left(&x, crdt__id(c, 7 + (uint32_t)i));
+        crdt__item_set_right(&x, crdt__id(d, UINT32_MAX - (uint32_t)i));
+        assert_int_equal(x.client, c);
+        assert_true(crdt__id_eq(crdt__item_left(&x), crdt__id(c, 7 + (uint32_t)i)));
+        assert_true(crdt__id_eq(crdt__item_right(&x), crdt__id(d, UINT32_MAX - (uint32_t)i)));
+        crdt__item_set_left(&x, CRDT__NOID);
+        crdt__item_set_right(&x, CRDT__NOID);
+        assert_true(crdt__id_eq(crdt__item_left(&x), CRDT__NOID));
+        assert_true(crdt__id_eq(crdt__item_right(&x), CRDT__NOID));
+        assert_int_equal(x.client, c);
+    }
+    assert_int_equal(crdt__client_reserve(doc, CRDT__CLIENT_LIMIT), CRDT_ELIMIT);
+    assert_int_equal(crdt_doc_mem_bytes(doc), mem);
+    assert_check(doc);
+    crdt_doc_free(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1322,6 +1354,7 @@ int main(void)
         cmocka_unit_test(test_doc_free_releases_everything),
         cmocka_unit_test(test_split_mixed_run_flags_each_part),
         cmocka_unit_test(test_text_arena_limit_elimit),
+        cmocka_unit_test(test_item_clients_in_21_bits),
     };
 
     if (getenv("CMOCKA_TEST_FILTER") != NULL)
