@@ -564,6 +564,34 @@ static void assert_unchanged(const crdt_doc_t *d, const look_t *k)
 
 /* ---- tests: round trips ------------------------------------------------------------ */
 
+/* A state naming more clients than a document can hold (items name them
+ * in 21 bits) is refused with CRDT_ELIMIT before its client table is
+ * allocated, by a load and by an apply. The table itself is well-formed
+ * zeros (10 bytes per client, the least a client takes). */
+static void test_doc_load_too_many_clients_elimit(void **state)
+{
+    size_t n = 2 + 4 + 10 * ((size_t)CRDT__CLIENT_LIMIT + 1), peak = 0;
+    uint8_t *p = calloc(n, 1);
+    crdt_buf_t st;
+    crdt_doc_t *d = new_doc(1);
+    (void)state;
+    assert_non_null(p);
+    encode(d, &st);
+    p[0] = st.base[0]; /* the state format's version */
+    p[1] = 0;          /* plain body */
+    p[2] = 0x80;       /* varint 2^21 = CRDT__CLIENT_LIMIT + 1 */
+    p[3] = 0x80;
+    p[4] = 0x80;
+    p[5] = 0x01;
+    assert_int_equal(try_load(p, n, &peak), CRDT_ELIMIT);
+    assert_true(peak < 64 * 1024);
+    assert_int_equal(try_apply_empty(p, n, &peak), CRDT_ELIMIT);
+    assert_true(peak < 64 * 1024);
+    crdt_buf_dispose(&st);
+    crdt_doc_free(d);
+    free(p);
+}
+
 static void test_doc_load_empty_document(void **state)
 {
     crdt_doc_t *o = new_doc(1), *l, *e;
@@ -1810,6 +1838,7 @@ int main(void)
         T(test_doc_load_delete_targets_in_parts),
         T(test_doc_load_item_before_its_left_origin_refused),
         T(test_doc_load_origin_naming_a_delete_refused),
+        T(test_doc_load_too_many_clients_elimit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
