@@ -903,8 +903,13 @@ static crdt__id_t get_id(col_t *r, uint32_t nclients)
     crdt__id_t id;
     id.client = col_u32(r);
     id.clock = col_u32(r);
-    if (!r->err && id.client >= nclients)
+    if (id.client >= nclients) {
+        /* The parse fails at the end (the column's error); until then the
+         * id names client 0, so it stays a valid index (items name clients
+         * in 21 bits). */
         r->err = true;
+        id.client = 0;
+    }
     return id;
 }
 
