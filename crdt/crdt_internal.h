@@ -563,8 +563,10 @@ void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t
 /* Removes an existing key; its leaf must hold another key. */
 void crdt__idx_remove(crdt_doc_t *doc, uint32_t client, uint32_t clock);
 bool crdt__idx_removable(const crdt_doc_t *doc, uint32_t client, uint32_t clock);
-/* Changes key (client, from) to (client, to); no key may lie between them. */
-void crdt__idx_rekey(crdt_doc_t *doc, uint32_t client, uint32_t from, uint32_t to);
+/* After item `item`'s first clock moved from `from` (no other key of its
+ * client may lie between the two): its entry's key is the item's clock, so
+ * only the inner nodes' copy of a leaf's first key needs fixing. */
+void crdt__idx_rekey(crdt_doc_t *doc, uint32_t item, uint32_t from);
 /* Client `client`'s greatest entry with key <= clock: returns its value and
  * sets *start_clock, or returns CRDT__NONE. */
 uint32_t crdt__idx_find_le(const crdt_doc_t *doc, uint32_t client, uint32_t clock,

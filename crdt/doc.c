@@ -636,7 +636,7 @@ static bool delete_by_moving(crdt_doc_t *doc, uint32_t it, uint32_t off, uint32_
         t->len += k;
         t->text_off -= bytes;
         crdt__item_set_left(t, crdt__id(t->client, t->clock - 1));
-        crdt__idx_rekey(doc, t->client, old, t->clock);
+        crdt__idx_rekey(doc, nb, old);
         hide(doc, it, u16, bytes);
         return true;
     }
@@ -662,7 +662,7 @@ static bool delete_by_moving(crdt_doc_t *doc, uint32_t it, uint32_t off, uint32_
         x->len -= k;
         x->text_off += bytes;
         crdt__item_set_left(x, crdt__id(x->client, x->clock - 1));
-        crdt__idx_rekey(doc, x->client, old, x->clock);
+        crdt__idx_rekey(doc, it, old);
         hide(doc, it, u16, bytes);
         return true;
     }

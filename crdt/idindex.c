@@ -302,7 +302,8 @@ void crdt__idx_insert(crdt_doc_t *doc, uint32_t client, uint32_t clock, uint32_t
     node = finger_holding(doc, cl, clock, true);
     if (node != CRDT__NONE && IDX_LEAF(doc, node).n < CRDT__IDX_LEAF) {
         leaf = &IDX_LEAF(doc, node);
-        s = lower_bound(doc, leaf, clock);
+        /* (a client's new item usually goes last: one key read) */
+        s = clock > key_at(doc, leaf, leaf->n - 1) ? leaf->n : lower_bound(doc, leaf, clock);
         assert(s > 0 && (s == leaf->n || key_at(doc, leaf, s) != clock));
         leaf_put(leaf, s, val);
         return;
@@ -418,22 +419,23 @@ void crdt__idx_remove(crdt_doc_t *doc, uint32_t client, uint32_t clock)
         fix_min(doc, cl, path, slots, key_at(doc, leaf, 0));
 }
 
-void crdt__idx_rekey(crdt_doc_t *doc, uint32_t client, uint32_t from, uint32_t to)
+void crdt__idx_rekey(crdt_doc_t *doc, uint32_t item, uint32_t from)
 {
-    crdt__client_t *cl = &CLIENT(doc, client);
+    const crdt__item_t *x = &ITEM(doc, item);
+    crdt__client_t *cl = &CLIENT(doc, x->client);
     uint32_t path[CRDT__IDX_MAX_HEIGHT], slots[CRDT__IDX_MAX_HEIGHT];
-    uint32_t node = cl->idx_leaf, s = cl->idx_slot;
+    uint32_t node = cl->idx_leaf, s = cl->idx_slot, to = x->clock;
     crdt__idx_leaf_t *leaf;
     /* The item already holds `to`, which is its key: only the smallest key
-     * recorded above its leaf can be stale, if it is the leaf's first. Keys
-     * are unique in a client's tree, so finding `to` at the hinted slot (not
-     * 0) of one of its leaves is proof that nothing is. */
+     * recorded above its leaf can be stale, if it is the leaf's first. An
+     * item is in its client's tree once, so finding it at the hinted slot
+     * (not 0) of one of the client's leaves is proof that nothing is. */
     if (node != CRDT__NONE && s > 0 && s < (leaf = &IDX_LEAF(doc, node))->n &&
-        key_at(doc, leaf, s) == to)
+        leaf->vals[s] == item)
         return;
     node = finger_holding(doc, cl, to, true);
     leaf = node == CRDT__NONE ? NULL : &IDX_LEAF(doc, node);
-    if (leaf && (s = lower_bound(doc, leaf, to)) < leaf->n && key_at(doc, leaf, s) == to) {
+    if (leaf && (s = lower_bound(doc, leaf, to)) < leaf->n && leaf->vals[s] == item) {
         cl->idx_slot = s;
         return;
     }
@@ -442,7 +444,7 @@ void crdt__idx_rekey(crdt_doc_t *doc, uint32_t client, uint32_t from, uint32_t t
     cl->idx_leaf = node;
     leaf = &IDX_LEAF(doc, node);
     s = lower_bound(doc, leaf, to);
-    assert(s < leaf->n && key_at(doc, leaf, s) == to);
+    assert(s < leaf->n && leaf->vals[s] == item);
     cl->idx_slot = s;
     if (s == 0)
         fix_min(doc, cl, path, slots, to);

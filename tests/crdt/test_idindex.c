@@ -187,7 +187,7 @@ static void idx_rekey(fix_t *f, size_t i, uint32_t to)
 {
     uint32_t c = (uint32_t)(f->m.e[i].key >> 32), from = (uint32_t)f->m.e[i].key;
     ITEM(f->doc, f->m.e[i].val).clock = to;
-    crdt__idx_rekey(f->doc, c, from, to);
+    crdt__idx_rekey(f->doc, f->m.e[i].val, from);
     f->m.e[i].key = key_of(c, to);
 }
 
