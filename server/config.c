@@ -63,6 +63,7 @@ void srv_config_init(srv_config_t *cfg)
     cfg->max_documents = 10000;
     cfg->max_pending = 10000;
     cfg->broadcast_pace_us = 25;
+    cfg->commit_spacing_us = 1000;
 }
 
 void srv_config_usage(FILE *out)
@@ -95,8 +96,10 @@ void srv_config_usage(FILE *out)
           "  --map-size MIB        initial LMDB map size; it grows when full (default 64)\n"
           "  --history-burst-gap MS  edits at most this far apart are listed as one\n"
           "                        version in the history (default 60000)\n"
-          "  --history-burst-max MS  longest time one listed version spans (default 600000)\n"
-          "  --max-connections-per-ip N  open WebSocket connections from one client\n"
+          "  --history-burst-max MS  longest time one listed version spans (default 600000)\n",
+          out);
+    /* (two strings: C compilers need support only 4095 bytes in one) */
+    fputs("  --max-connections-per-ip N  open WebSocket connections from one client\n"
           "                        address; more upgrades get HTTP 429 (default 64;\n"
           "                        0: no limit, e.g. behind a proxy on this host)\n"
           "  --tls-cert FILE       serve https:// and wss:// with this PEM certificate\n"
@@ -123,6 +126,9 @@ void srv_config_usage(FILE *out)
           "  --broadcast-pace US   a document's updates go to its editors at most once\n"
           "                        per US microseconds times its editors, at most every\n"
           "                        50 ms; 0: every tick (default 25)\n"
+          "  --commit-spacing US   under steady load, commit to disk at most once per US\n"
+          "                        microseconds, so edits share an fsync (ACKs wait up to\n"
+          "                        that long); 0: commit at once (default 1000)\n"
           "  -h, --help            this text\n"
           "\n"
           "On start weftd prints 'weftd: listening on http://HOST:PORT' on stdout\n"
@@ -242,6 +248,7 @@ static int parse_into(srv_config_t *cfg, int argc, char **argv, char *err, size_
         UINT_FLAG("--max-documents", max_documents, 1, 1u << 24)
         UINT_FLAG("--max-pending", max_pending, 1, 1u << 24)
         UINT_FLAG("--broadcast-pace", broadcast_pace_us, 0, 50000)
+        UINT_FLAG("--commit-spacing", commit_spacing_us, 0, 100000)
 #undef UINT_FLAG
         if (strcmp(name, "--listen") == 0) {
             if (parse_listen(cfg, val) != 0) {

@@ -206,6 +206,7 @@ int srv_new(const srv_config_t *cfg, srv_t **out)
     sopts.snapshot_every = cfg->snapshot_every;
     sopts.snapshot_log_percent = cfg->snapshot_log_percent;
     sopts.uncompressed_snapshots = !cfg->snapshot_compression;
+    sopts.commit_spacing_us = cfg->commit_spacing_us ? cfg->commit_spacing_us : STORE_SPACING_OFF;
     if ((err = store_open(cfg->data_dir, &sopts, &srv->store)) != 0) {
         fprintf(stderr, "weftd: cannot open the store in %s: %s\n", cfg->data_dir,
                 store_strerror(err));

@@ -106,6 +106,10 @@ typedef struct srv_config {
     /* --broadcast-pace: microseconds per editor between two broadcasts of a
      * document's updates (at most SRV_PACE_MAX_MS ms in all; 0: every tick). */
     uint32_t broadcast_pace_us;
+    /* --commit-spacing: under steady load the store commits at most once per
+     * this many microseconds (more appends share an fsync; ACKs wait up to
+     * that long). 0: commit as soon as anything is queued. */
+    uint32_t commit_spacing_us;
 } srv_config_t;
 
 #define SRV_RATE_CLOSE_FACTOR 4

@@ -24,6 +24,7 @@
 #define DEFAULT_MAP_INITIAL ((size_t)64 << 20)
 #define DEFAULT_MAP_MAX ((size_t)64 << 30)
 #define DEFAULT_SNAPSHOT_EVERY 1000u
+#define DEFAULT_COMMIT_SPACING_US 1000u
 #define DEFAULT_SNAPSHOT_LOG_PERCENT 100u
 #define DEFAULT_SNAPSHOT_MAX_FACTOR 64u
 
@@ -883,6 +884,8 @@ int store_open(const char *dir, const store_options_t *opts, store_t **out)
         o.snapshot_log_percent = DEFAULT_SNAPSHOT_LOG_PERCENT;
     if (!o.snapshot_max_factor)
         o.snapshot_max_factor = DEFAULT_SNAPSHOT_MAX_FACTOR;
+    if (!o.commit_spacing_us)
+        o.commit_spacing_us = DEFAULT_COMMIT_SPACING_US;
 
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return errno == EACCES || errno == EROFS ? STORE_EACCES : STORE_EIO;
@@ -894,6 +897,12 @@ int store_open(const char *dir, const store_options_t *opts, store_t **out)
         return STORE_ENOMEM;
     s->efd = -1;
     s->snapshot_every = o.snapshot_every;
+    s->commit_spacing_ns =
+        o.commit_spacing_us == STORE_SPACING_OFF
+            ? 0
+            : (int64_t)(o.commit_spacing_us < STORE_SPACING_MAX ? o.commit_spacing_us
+                                                                : STORE_SPACING_MAX) *
+                  1000;
     s->snapshot_percent = o.snapshot_log_percent;
     s->snapshot_cap = (uint64_t)o.snapshot_every * o.snapshot_max_factor;
     /* Compressed snapshots take the faster effort: a store rewrites them for

@@ -108,7 +108,19 @@ typedef struct {
      * corrupt the file). For benchmarks and throwaway data only.
      */
     int no_sync;
+    /*
+     * Commit spacing: under steady load the writer commits at most once per
+     * this many microseconds, so that more appends share a commit and its
+     * fsync (fewer than 64 queued appends within that time of the previous
+     * commit's start wait out the rest; an append after a quiet spell, a
+     * flush or a close never waits). ACKs come up to this much later.
+     * Default 1000; STORE_SPACING_OFF: commit as soon as anything is queued.
+     */
+    uint32_t commit_spacing_us;
 } store_options_t;
+
+#define STORE_SPACING_OFF UINT32_MAX /* store_options_t.commit_spacing_us: none */
+#define STORE_SPACING_MAX 100000     /* larger values are taken as this */
 
 typedef struct store store_t;
 

@@ -197,6 +197,7 @@ struct store {
     MDB_dbi db_sys, db_docs, db_log, db_snaps, db_versions, db_replicas;
     int efd; /* eventfd, nonblocking */
     uint32_t snapshot_every;
+    int64_t commit_spacing_ns; /* store_options_t.commit_spacing_us; 0: none */
     uint32_t snapshot_percent; /* store_options_t.snapshot_log_percent */
     uint64_t snapshot_cap;     /* entries after which a snapshot is owed whatever its size */
     unsigned snapshot_flags;   /* crdt_doc_encode_state_ex() flags of snapshots */

@@ -19,8 +19,9 @@
  * failed state: queued and later work is dropped and no ticket is reported
  * durable again.
  *
- * Under steady load the writer commits at most once per COMMIT_SPACING_NS
- * (commit spacing): when it finds fewer than COMMIT_SPACING_JOBS jobs queued
+ * Under steady load the writer commits at most once per commit_spacing_us
+ * (store_options_t; commit spacing): when it finds fewer than
+ * COMMIT_SPACING_JOBS jobs queued
  * within that time of its previous commit's start, it sleeps out the rest
  * first, so more appends share the commit and its fsync. An append after a
  * quiet spell commits at once; a flush, a close or a full enough queue never
@@ -48,10 +49,9 @@
 #include <sys/resource.h>
 #include <time.h>
 
-/* Commit spacing (see the header comment): at 10,000 appends a second a
- * commit then carries about ten of them instead of three, and the fsyncs,
- * page writes and wake-ups per append fall with it. */
-#define COMMIT_SPACING_NS 1000000L
+/* Commit spacing (see the header comment): with the default millisecond, at
+ * 10,000 appends a second a commit carries about ten of them instead of
+ * three, and the fsyncs, page writes and wake-ups per append fall with it. */
 #define COMMIT_SPACING_JOBS 64
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -767,10 +767,10 @@ static int64_t mono_ns(void)
 static int64_t spacing_wait_ns(const store_t *s, int64_t last_start)
 {
     int64_t wait;
-    if (s->ready || s->closing || s->flush_req != s->flush_done ||
+    if (s->commit_spacing_ns == 0 || s->ready || s->closing || s->flush_req != s->flush_done ||
         s->queued_entries >= COMMIT_SPACING_JOBS)
         return 0;
-    wait = last_start + COMMIT_SPACING_NS - mono_ns();
+    wait = last_start + s->commit_spacing_ns - mono_ns();
     return wait > 0 ? wait : 0;
 }
 
@@ -786,7 +786,7 @@ void *store__writer_main(void *arg)
         /* Commit spacing: a plain sleep, not a timed wait, so the appends
          * queued meanwhile signal no waiter and cost no wake-up. */
         if (s->head && (wait = spacing_wait_ns(s, last_start)) > 0) {
-            struct timespec ts = {0, (long)wait};
+            struct timespec ts = {(time_t)(wait / 1000000000), (long)(wait % 1000000000)};
             pthread_mutex_unlock(&s->mu);
             nanosleep(&ts, NULL);
             pthread_mutex_lock(&s->mu);

@@ -316,6 +316,7 @@ static const limit_flag_t limit_flags[] = {
     {"--max-documents", 10000, "1", "16777216", "0", "16777217"},
     {"--max-pending", 10000, "1", "16777216", "0", "16777217"},
     {"--broadcast-pace", 25, "0", "50000", NULL, "50001"},
+    {"--commit-spacing", 1000, "0", "100000", NULL, "100001"},
     {"--snapshot-compression", 1, "0", "1", NULL, "2"},
 };
 
@@ -334,6 +335,8 @@ static unsigned long long limit_value(const srv_config_t *cfg, const char *flag)
         return cfg->max_pending;
     if (strcmp(flag, "--broadcast-pace") == 0)
         return cfg->broadcast_pace_us;
+    if (strcmp(flag, "--commit-spacing") == 0)
+        return cfg->commit_spacing_us;
     if (strcmp(flag, "--snapshot-compression") == 0)
         return cfg->snapshot_compression;
     fail_msg("no field for %s", flag);

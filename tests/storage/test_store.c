@@ -913,6 +913,56 @@ static void test_store_group_commit(void **state)
     rm_dir(dir);
 }
 
+/* Commit spacing at its longest (STORE_SPACING_MAX), and off: appends made
+ * one at a time, each waited for (an editor waiting for its ACK), and a
+ * burst of more than 64 queued at once, all become durable and read back;
+ * a flush and a close do not wait for the spacing to run out. */
+static void test_store_commit_spacing(void **state)
+{
+    (void)state;
+    const uint32_t spacing[] = {STORE_SPACING_MAX, STORE_SPACING_OFF};
+    rng_t r;
+    rng_init(&r, 0x5eed0011);
+    note_seed(__func__, 0x5eed0011);
+    for (size_t v = 0; v < sizeof spacing / sizeof spacing[0]; v++) {
+        char dir[64];
+        store_t *s;
+        store_options_t o = {0};
+        editor_t ed;
+        uint64_t last = 0;
+        int fd;
+        make_tmpdir(dir, sizeof dir);
+        editor_init(&ed, 300 + v);
+        o.commit_spacing_us = spacing[v];
+        assert_int_equal(store_open(dir, &o, &s), 0);
+        fd = store_completion_fd(s);
+        for (int i = 0; i < 8; i++) {
+            editor_edit(&ed, &r, 10);
+            last = append_doc(s, "sp", ed.upd[ed.n - 1], ed.len[ed.n - 1], (uint64_t)i);
+            while (store_durable(s) < last) {
+                struct pollfd q = {fd, POLLIN, 0};
+                assert_int_equal(poll(&q, 1, 10000), 1);
+            }
+        }
+        for (int i = 0; i < 200; i++) {
+            editor_edit(&ed, &r, 10);
+            last = append_doc(s, "sp", ed.upd[ed.n - 1], ed.len[ed.n - 1], (uint64_t)(8 + i));
+        }
+        assert_int_equal(store_flush(s), 0);
+        assert_int_equal(store_durable(s), last);
+        assert_int_equal(store_failed(s), 0);
+        assert_doc_text(s, "sp", ed.doc, NULL);
+        editor_edit(&ed, &r, 10);
+        last = append_doc(s, "sp", ed.upd[ed.n - 1], ed.len[ed.n - 1], 999);
+        assert_int_equal(store_close(s), 0); /* commits what is queued */
+        assert_int_equal(store_open(dir, &o, &s), 0);
+        assert_doc_text(s, "sp", ed.doc, NULL);
+        assert_int_equal(store_close(s), 0);
+        editor_dispose(&ed);
+        rm_dir(dir);
+    }
+}
+
 /* ---- map growth with concurrent loads ------------------------------------ */
 
 typedef struct {
@@ -2637,6 +2687,7 @@ int main(void)
         cmocka_unit_test(test_store_hostile_log_values),
         cmocka_unit_test(test_store_versions_list),
         cmocka_unit_test(test_store_group_commit),
+        cmocka_unit_test(test_store_commit_spacing),
         cmocka_unit_test(test_store_map_growth_while_loading),
         cmocka_unit_test(test_store_map_max_fails_cleanly),
         cmocka_unit_test(test_store_mdb_copy_live),
