@@ -88,6 +88,7 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint
     }
     for (;;) {
         const crdt__item_t *x;
+        crdt__id_t xl, xr;
         int64_t oleft, oright;
         if (!scanning) {
             dest = o;
@@ -96,20 +97,19 @@ void crdt__integrate_insert(crdt_doc_t *doc, const crdt__op_t *op, uint32_t hint
         if (o == CRDT__NONE || o == right_it)
             break;
         x = &ITEM(doc, o);
-        if (crdt__id_eq(crdt__item_left(x), op->left))
+        xl = crdt__item_left(x);
+        if (crdt__id_eq(xl, op->left))
             oleft = left_rank;
         else
-            oleft =
-                crdt__item_left(x).client == CRDT__NONE ? -1 : char_rank(doc, crdt__item_left(x));
+            oleft = xl.client == CRDT__NONE ? -1 : char_rank(doc, xl);
         if (oleft < left_rank)
             break;
         if (oleft == left_rank) {
-            if (crdt__id_eq(crdt__item_right(x), op->right))
+            xr = crdt__item_right(x);
+            if (crdt__id_eq(xr, op->right))
                 oright = right_rank;
             else
-                oright = crdt__item_right(x).client == CRDT__NONE
-                             ? INT64_MAX
-                             : char_rank(doc, crdt__item_right(x));
+                oright = xr.client == CRDT__NONE ? INT64_MAX : char_rank(doc, xr);
             /* A right origin at or before the left one was ignored when x
              * was integrated (see above): it counts as none here too, or
              * the order of concurrent inserts would depend on arrival. */

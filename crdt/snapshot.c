@@ -153,6 +153,7 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, int compress, crdt_buf_t *out)
                 const crdt__item_t *x = &ITEM(doc, leaf->items[i]);
                 const crdt__item_t *next = NULL;
                 uint8_t head = x->deleted ? I_DELETED : 0;
+                const crdt__id_t xl = crdt__item_left(x), xr = crdt__item_right(x);
                 unsigned lm, rm;
                 uint32_t base;
                 if (i + 1 < leaf->n)
@@ -161,46 +162,43 @@ int crdt__snapshot_encode(const crdt_doc_t *doc, int compress, crdt_buf_t *out)
                     next = &ITEM(doc, SEQ_LEAF(doc, leaf->next).items[0]);
                 if (!prev || prev->client != x->client)
                     head |= I_CLIENT;
-                if (crdt__item_left(x).client == CRDT__NONE)
+                if (xl.client == CRDT__NONE)
                     lm = 0;
-                else if (prev && crdt__id_eq(crdt__item_left(x),
-                                             crdt__id(prev->client, prev->clock + prev->len - 1)))
+                else if (prev &&
+                         crdt__id_eq(xl, crdt__id(prev->client, prev->clock + prev->len - 1)))
                     lm = 1;
-                else if (crdt__item_left(x).client == x->client &&
-                         crdt__item_left(x).clock < x->clock)
+                else if (xl.client == x->client && xl.clock < x->clock)
                     lm = 2;
                 else
                     lm = 3;
-                if (crdt__item_right(x).client == CRDT__NONE)
+                if (xr.client == CRDT__NONE)
                     rm = 0;
-                else if (next &&
-                         crdt__id_eq(crdt__item_right(x), crdt__id(next->client, next->clock)))
+                else if (next && crdt__id_eq(xr, crdt__id(next->client, next->clock)))
                     rm = 1;
-                else if (prev && crdt__id_eq(crdt__item_right(x), crdt__item_right(prev)))
+                else if (prev && crdt__id_eq(xr, crdt__item_right(prev)))
                     rm = 2;
                 else
                     rm = 3;
-                base = clock_base(x->client, crdt__item_left(x), lm, end[x->client]);
+                base = clock_base(x->client, xl, lm, end[x->client]);
                 if (x->clock != base)
                     head |= I_CLOCK;
                 head |= (uint8_t)(lm << I_LEFT_SHIFT | rm << I_RIGHT_SHIFT);
-                if (rm == 3 && crdt__item_right(x).client == x->client &&
-                    crdt__item_right(x).clock < x->clock)
+                if (rm == 3 && xr.client == x->client && xr.clock < x->clock)
                     head |= I_RIGHT_SAME;
                 crdt__put_u8(&ic[C_HEAD], head);
                 if (head & I_CLIENT)
                     crdt__put_varint(&ic[C_CLIENT], ref[x->client]);
                 if (lm == 2)
-                    crdt__put_varint(&ic[C_LEFT], x->clock - crdt__item_left(x).clock);
+                    crdt__put_varint(&ic[C_LEFT], x->clock - xl.clock);
                 else if (lm == 3)
-                    put_id(&ic[C_LEFT], crdt__item_left(x), ref);
+                    put_id(&ic[C_LEFT], xl, ref);
                 if (head & I_CLOCK)
                     crdt__put_varint(&ic[C_CLOCK], zigzag((int64_t)x->clock - base));
                 crdt__put_varint(&ic[C_LEN], x->len);
                 if (head & I_RIGHT_SAME)
-                    crdt__put_varint(&ic[C_RIGHT], x->clock - crdt__item_right(x).clock);
+                    crdt__put_varint(&ic[C_RIGHT], x->clock - xr.clock);
                 else if (rm == 3)
-                    put_id(&ic[C_RIGHT], crdt__item_right(x), ref);
+                    put_id(&ic[C_RIGHT], xr, ref);
                 end[x->client] = x->clock + x->len;
                 prev = x;
             }
