@@ -112,8 +112,10 @@ typedef struct {
      * Commit spacing: under steady load the writer commits at most once per
      * this many microseconds, so that more appends share a commit and its
      * fsync (fewer than 64 queued appends within that time of the previous
-     * commit's start wait out the rest; an append after a quiet spell, a
-     * flush or a close never waits). ACKs come up to this much later.
+     * commit's start wait out the rest; an append after a quiet spell
+     * commits at once, and a flush, a close or 64 appends found queued when
+     * the writer wakes do not wait, while one coming during a wait waits for
+     * its end). ACKs come up to this much later.
      * Default 1000; STORE_SPACING_OFF: commit as soon as anything is queued.
      */
     uint32_t commit_spacing_us;

@@ -24,9 +24,11 @@
  * COMMIT_SPACING_JOBS jobs queued
  * within that time of its previous commit's start, it sleeps out the rest
  * first, so more appends share the commit and its fsync. An append after a
- * quiet spell commits at once; a flush, a close or a full enough queue never
- * waits. ACKs wait at most that much longer; nothing is acknowledged before
- * its commit, as always.
+ * quiet spell commits at once; a flush, a close, a snapshot to store or a
+ * full enough queue found when the writer wakes does not wait (one coming
+ * during the sleep waits for its end: appends wake nobody then). ACKs wait
+ * at most that much longer; nothing is acknowledged before its commit, as
+ * always.
  *
  * The compaction thread (niceness +10, so a busy machine gives the cores to
  * the event loop and the writer) takes one listed document at a time, and in
