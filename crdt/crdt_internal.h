@@ -135,7 +135,8 @@ static inline void crdt__item_set_right(crdt__item_t *x, crdt__id_t id)
     x->rclient_hi = c >> 11;
     x->rclock = id.clock;
 }
-/* Whether x's origins are exactly these (cheaper than building both ids). */
+/* Whether items x and y have the same right origin (cheaper than building
+ * both ids). */
 static inline bool crdt__item_right_is(const crdt__item_t *x, const crdt__item_t *y)
 {
     return x->rclock == y->rclock && x->rclient_lo == y->rclient_lo &&

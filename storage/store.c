@@ -897,12 +897,12 @@ int store_open(const char *dir, const store_options_t *opts, store_t **out)
         return STORE_ENOMEM;
     s->efd = -1;
     s->snapshot_every = o.snapshot_every;
-    s->commit_spacing_ns =
-        o.commit_spacing_us == STORE_SPACING_OFF
-            ? 0
-            : (int64_t)(o.commit_spacing_us < STORE_SPACING_MAX ? o.commit_spacing_us
-                                                                : STORE_SPACING_MAX) *
-                  1000;
+    if (o.commit_spacing_us == STORE_SPACING_OFF)
+        s->commit_spacing_ns = 0;
+    else if (o.commit_spacing_us > STORE_SPACING_MAX)
+        s->commit_spacing_ns = (int64_t)STORE_SPACING_MAX * 1000;
+    else
+        s->commit_spacing_ns = (int64_t)o.commit_spacing_us * 1000;
     s->snapshot_percent = o.snapshot_log_percent;
     s->snapshot_cap = (uint64_t)o.snapshot_every * o.snapshot_max_factor;
     /* Compressed snapshots take the faster effort: a store rewrites them for
