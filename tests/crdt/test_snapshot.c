@@ -1247,6 +1247,90 @@ static void one_client_state(bytes_t *w, uint64_t clock, const char *text, uint6
 
 static const col_t no_dels[4] = {NOCOL, NOCOL, NOCOL, NOCOL};
 
+/* A column of the given values, multi-byte varints included: their first
+ * bytes, then their continuation bytes. */
+static void put_value_column(bytes_t *w, const uint64_t *v, size_t count)
+{
+    bytes_t first = {.n = 0}, rest = {.n = 0}, one;
+    for (size_t i = 0; i < count; i++) {
+        one.n = 0;
+        put_varint(&one, v[i]);
+        put_u8(&first, one.b[0]);
+        put_raw(&rest, one.b + 1, one.n - 1);
+    }
+    put_varint(w, first.n);
+    put_raw(w, first.b, first.n);
+    put_varint(w, rest.n);
+    put_raw(w, rest.b, rest.n);
+}
+
+/* A plain state of two clients: id 1 typed "ab", id 2 typed "c". The item
+ * "c" has one origin written out (mode 3) as (origin_client, origin_clock):
+ * with `right` its right origin, and it comes first ("cab"); else its left
+ * origin, and it comes last ("abc"). */
+static void two_client_state(bytes_t *w, uint64_t origin_client, uint64_t origin_clock, bool right)
+{
+    const uint64_t clients[2] = {right ? 1 : 0, right ? 0 : 1};
+    const uint64_t lens[2] = {right ? 1 : 2, right ? 2 : 1};
+    const uint64_t origin[2] = {origin_client, origin_clock};
+    w->n = 0;
+    put_u8(w, 2);
+    put_u8(w, 0);
+    put_varint(w, 2);
+    for (uint64_t c = 0; c < 2; c++) {
+        put_u64(w, c + 1);
+        put_varint(w, 2 - c); /* next clock */
+        put_varint(w, 2 - c); /* text bytes */
+    }
+    put_raw(w, right ? "cab" : "abc", 3);
+    put_varint(w, 2); /* items */
+    put_varint(w, 2); /* the head column: client given, and the origin */
+    put_u8(w, (uint8_t)(right ? 0x02 | 3 << 5 : 0x02));
+    put_u8(w, (uint8_t)(right ? 0x02 : 0x02 | 3 << 3));
+    put_value_column(w, clients, 2);
+    put_value_column(w, NULL, 0); /* no clock given */
+    put_value_column(w, lens, 2);
+    put_value_column(w, origin, right ? 0 : 2);
+    put_value_column(w, origin, right ? 2 : 0);
+    put_varint(w, 0); /* delete records */
+    put_columns(w, no_dels, 4);
+}
+
+/* An origin naming a client index past the state's client table is refused,
+ * however large the index: it never reaches the item's 21-bit client field
+ * (fuzz_load found one that did, before the parse failed). */
+static void test_doc_load_origin_client_past_table_emalformed(void **state)
+{
+    static const uint64_t bad[] = {
+        2, 5, CRDT__CLIENT_LIMIT, (uint64_t)CRDT__CLIENT_LIMIT + 1, 0x300000, UINT32_MAX};
+    bytes_t w;
+    crdt_buf_t t;
+    crdt_doc_t *d = NULL;
+    (void)state;
+    /* The same bytes with a real origin load: the hand-made state is right
+     * but for the origin. */
+    for (int right = 0; right < 2; right++) {
+        two_client_state(&w, 0, right ? 0 : 1, right);
+        int rc = crdt_doc_load(1, &strict, w.b, w.n, &d);
+        if (rc != 0)
+            fail_msg("the %s-origin state: %s", right ? "right" : "left", crdt_strerror(rc));
+        assert_int_equal(crdt_doc_check(d), 0);
+        assert_int_equal(crdt_doc_text(d, &t), 0);
+        assert_string_equal((const char *)t.base, right ? "cab" : "abc");
+        crdt_buf_dispose(&t);
+        crdt_doc_free(d);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        for (int right = 0; right < 2; right++) {
+            two_client_state(&w, bad[i], 1, right);
+            int rl = try_load(w.b, w.n, NULL), ra = try_apply_empty(w.b, w.n, NULL);
+            if (rl != CRDT_EMALFORMED || ra != CRDT_EMALFORMED)
+                fail_msg("%s origin naming client %llu: load %d, apply %d",
+                         right ? "right" : "left", (unsigned long long)bad[i], rl, ra);
+        }
+    }
+}
+
 /*
  * An operation may only refer to its own client's earlier clocks (the
  * origins of an insert, the targets of a delete): crdt_doc_apply_update()
@@ -1839,6 +1923,7 @@ int main(void)
         T(test_doc_load_item_before_its_left_origin_refused),
         T(test_doc_load_origin_naming_a_delete_refused),
         T(test_doc_load_too_many_clients_elimit),
+        T(test_doc_load_origin_client_past_table_emalformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
