@@ -28,6 +28,7 @@
 #include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -156,11 +157,14 @@ static void run_editors(int port, int report_fd)
         int timeout_ms = wait_s > 0 ? (int)(wait_s * 1000) + 1 : 0;
         int k = epoll_wait(ep, evs, 256, timeout_ms);
         for (int j = 0; j < k; j++) {
-            ssize_t got = read(fds[evs[j].data.u32], buf, sizeof buf);
-            if (got > 0)
+            int fd = fds[evs[j].data.u32];
+            ssize_t got = read(fd, buf, sizeof buf);
+            if (got > 0) {
                 rep.bytes_received += (uint64_t)got;
-            else if (got == 0 || errno != EAGAIN)
-                rep.errors++;
+            } else if (got == 0 || errno != EAGAIN) {
+                rep.errors++; /* the server hung up: stop watching it */
+                epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+            }
         }
     }
     rep.cpu_s = cpu_s() - cpu0;
@@ -264,6 +268,13 @@ int main(int argc, char **argv)
         die("calloc");
     int ep = epoll_create1(0);
     for (int i = 0; i < n; i++) {
+        struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+        while (poll(&pfd, 1, 1000) == 0) {
+            if (waitpid(child, NULL, WNOHANG) == child) {
+                fprintf(stderr, "net-floor: the editors' process died after %d connections\n", i);
+                return 2;
+            }
+        }
         int fd = accept(lfd, NULL, NULL);
         uint32_t index;
         if (fd < 0 || read(fd, &index, sizeof index) != (ssize_t)sizeof index ||
@@ -279,7 +290,8 @@ int main(int argc, char **argv)
     memset(ack, 'a', sizeof ack);
     memset(edit, 'e', sizeof edit);
     uint64_t edits = 0, window_edits = 0;
-    double first = 0, window_start = 0, cpu0 = 0, sys0 = 0, cpu_window = 0, sys_window = 0;
+    double first = 0, window_start = 0, window_s = 0, cpu0 = 0, sys0 = 0, cpu_window = 0,
+           sys_window = 0;
     int in_window = 0, done = 0, open_conns = n, errors = 0;
     struct epoll_event evs[256];
     while (open_conns > 0) {
@@ -290,7 +302,7 @@ int main(int argc, char **argv)
             cpu0 = cpu_s(), sys0 = sys_s();
         }
         if (in_window && t >= window_start + opt.duration) {
-            in_window = 0, done = 1;
+            in_window = 0, done = 1, window_s = t - window_start;
             cpu_window = cpu_s() - cpu0, sys_window = sys_s() - sys0;
             window_edits = edits - window_edits;
         }
@@ -339,7 +351,7 @@ int main(int argc, char **argv)
            "\"bytes_expected\":%llu,\"errors\":%d}\n",
            opt.connections, opt.docs, opt.rate, opt.duration, opt.edit_size, opt.ack_size,
            opt.rate * opt.connections, (unsigned long long)window_edits,
-           (double)window_edits / opt.duration, cpu_window, sys_window,
+           window_s > 0 ? (double)window_edits / window_s : 0.0, cpu_window, sys_window,
            window_edits ? cpu_window * 1e6 / (double)window_edits : 0.0, (double)n / opt.docs,
            rep.cpu_s, (unsigned long long)rep.edits_sent, (unsigned long long)rep.bytes_received,
            (unsigned long long)expected_bytes, errors + rep.errors);
