@@ -64,19 +64,14 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static double cpu_s(void)
+/* This process's CPU seconds (user + system), and the system part in *sys. */
+static double cpu_s(double *sys)
 {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-static double sys_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    double user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
+    *sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    return user + *sys;
 }
 
 static void die(const char *what)
@@ -138,7 +133,7 @@ static void run_editors(int port, int report_fd)
     double start = now_s(), end = start + WARMUP_S + opt.duration + 0.5, next = start;
     double drain_end = end + 1.5;
     int next_editor = 0;
-    double cpu0 = cpu_s();
+    double sys, cpu0 = cpu_s(&sys);
     struct epoll_event evs[256];
     for (;;) {
         double t = now_s();
@@ -167,7 +162,7 @@ static void run_editors(int port, int report_fd)
             }
         }
     }
-    rep.cpu_s = cpu_s() - cpu0;
+    rep.cpu_s = cpu_s(&sys) - cpu0;
     if (write_all(report_fd, (const char *)&rep, sizeof rep) != 0)
         die("report");
     _exit(0);
@@ -299,11 +294,11 @@ int main(int argc, char **argv)
         double t = now_s();
         if (first > 0 && !in_window && !done && t >= first + WARMUP_S) {
             in_window = 1, window_start = t, window_edits = edits;
-            cpu0 = cpu_s(), sys0 = sys_s();
+            cpu0 = cpu_s(&sys0);
         }
         if (in_window && t >= window_start + opt.duration) {
             in_window = 0, done = 1, window_s = t - window_start;
-            cpu_window = cpu_s() - cpu0, sys_window = sys_s() - sys0;
+            cpu_window = cpu_s(&sys_window) - cpu0, sys_window -= sys0;
             window_edits = edits - window_edits;
         }
         for (int j = 0; j < k; j++) {

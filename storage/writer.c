@@ -22,11 +22,12 @@
  * Under steady load the writer commits at most once per commit_spacing_us
  * (store_options_t; commit spacing): when it finds fewer than
  * COMMIT_SPACING_JOBS jobs queued within that time of its previous commit's
- * start, it sleeps out the rest first, so more appends share the commit and its fsync. An append
- * after a quiet spell commits at once; a flush, a close, a snapshot to store or a full enough queue
- * found when the writer wakes does not wait (one coming during the sleep waits for its end: appends
- * wake nobody then). ACKs wait at most that much longer; nothing is acknowledged before its commit,
- * as always.
+ * start, it sleeps out the rest first, so more appends share the commit and
+ * its fsync. An append after a quiet spell commits at once; a flush, a close,
+ * a snapshot to store or a full enough queue found when the writer wakes does
+ * not wait (one coming during the sleep waits for its end: appends wake
+ * nobody then). ACKs wait at most that much longer; nothing is acknowledged
+ * before its commit, as always.
  *
  * The compaction thread (niceness +10, so a busy machine gives the cores to
  * the event loop and the writer) takes one listed document at a time, and in
